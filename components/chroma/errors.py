@@ -1,0 +1,70 @@
+"""The one exception family of Chroma.
+
+Every component raises these (translating foreign errors at its edge, chaining the
+cause); the API maps them to HTTP status codes in one place (``chroma.api.errors``)::
+
+    ChromaError
+    ├── InvalidInput        400/422  the caller must fix the request
+    │   └── PayloadTooLarge 413
+    ├── NotFound            404
+    ├── Conflict            409      e.g. a dataset bound to another embedding set
+    └── Unavailable         503      a backing service (catalog, store, index) is down
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChromaError",
+    "Conflict",
+    "InvalidInput",
+    "NotFound",
+    "PayloadTooLarge",
+    "Unavailable",
+]
+
+
+class ChromaError(Exception):
+    """Base of every error Chroma raises on purpose."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, details: object | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidInput(ChromaError):
+    """The request is malformed or violates the data model; nothing was stored."""
+
+    status_code = 422
+    code = "invalid_input"
+
+
+class PayloadTooLarge(InvalidInput):
+    """The request body is larger than the configured limit."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
+class NotFound(ChromaError):
+    """The named resource does not exist."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(ChromaError):
+    """The request contradicts what is already stored (e.g. a dataset's embedding set)."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class Unavailable(ChromaError):
+    """A backing service (catalog, store, index) cannot be reached; retry later."""
+
+    status_code = 503
+    code = "unavailable"
