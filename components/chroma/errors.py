@@ -4,7 +4,9 @@ Every component raises these (translating foreign errors at its edge, chaining t
 cause); the API maps them to HTTP status codes in one place (``chroma.api.errors``)::
 
     ChromaError
-    ├── InvalidInput        400/422  the caller must fix the request
+    ├── InvalidInput        422      the caller must fix the request
+    │   ├── MalformedBody   400      empty body, malformed JSON or Arrow
+    │   ├── UnsupportedType 415      a Content-Type we do not read
     │   └── PayloadTooLarge 413
     ├── NotFound            404
     ├── Conflict            409      e.g. a dataset bound to another embedding set
@@ -17,9 +19,11 @@ __all__ = [
     "ChromaError",
     "Conflict",
     "InvalidInput",
+    "MalformedBody",
     "NotFound",
     "PayloadTooLarge",
     "Unavailable",
+    "UnsupportedType",
 ]
 
 
@@ -40,6 +44,20 @@ class InvalidInput(ChromaError):
 
     status_code = 422
     code = "invalid_input"
+
+
+class MalformedBody(InvalidInput):
+    """The body cannot be read at all (empty, malformed JSON, unreadable Arrow)."""
+
+    status_code = 400
+    code = "malformed_body"
+
+
+class UnsupportedType(InvalidInput):
+    """The request's Content-Type is not one the endpoint reads."""
+
+    status_code = 415
+    code = "unsupported_media_type"
 
 
 class PayloadTooLarge(InvalidInput):

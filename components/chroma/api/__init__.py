@@ -1,0 +1,11 @@
+"""The REST API (FastAPI): routers per resource, assembled in :func:`create_app`.
+
+Owns: HTTP — routing, request/response models (the contract in ``chroma-api.yaml``),
+mapping :mod:`chroma.errors` to status codes in one place, readiness.
+Must not touch: storage formats or SQL directly; it calls ingest, catalog and storage.
+Called by: ``chroma serve`` / ``chroma run`` (uvicorn) and tests.
+"""
+
+from chroma.api.app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,81 @@
+"""Assembles the FastAPI app: routers, error handlers, lifespan of the services."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import ORJSONResponse
+from pydantic.json_schema import models_json_schema
+
+import chroma
+from chroma.api.errors import install_error_handlers
+from chroma.api.routers import datasets, embeddingsets, health, log
+from chroma.api.services import Services
+from chroma.ingest.models import LogRequest, RecordIn
+from chroma.settings import Settings
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
+    """The app; it opens its :class:`Services` at start-up unless some are given."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = services is None
+        app.state.services = services or Services.open(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.services.close()
+
+    app = FastAPI(
+        title="Chroma service",
+        version=chroma.__version__,
+        summary="Log model embeddings, index them, rank production inputs worth labelling.",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+    )
+    install_error_handlers(app)
+    for module in (health, log, embeddingsets, datasets):
+        app.include_router(module.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the ``/log`` body models (declared by hand for the raw body)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, summary=app.summary, routes=app.routes,
+        openapi_version="3.1.0",
+    )
+    _, defs = models_json_schema(
+        [(LogRequest, "validation"), (RecordIn, "validation")],
+        ref_template="#/components/schemas/{model}",
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components.update(defs.get("$defs", {}))
+    # Our handler answers validation errors with ErrorBody, not FastAPI's default shape.
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.pop(name, None)
+    schema = _replace_refs(schema, "#/components/schemas/HTTPValidationError",
+                           "#/components/schemas/ErrorBody")
+    app.openapi_schema = schema
+    return schema
+
+
+def _replace_refs(node: Any, old: str, new: str) -> Any:
+    if isinstance(node, dict):
+        return {k: (new if k == "$ref" and v == old else _replace_refs(v, old, new))
+                for k, v in node.items()}
+    if isinstance(node, list):
+        return [_replace_refs(v, old, new) for v in node]
+    return node

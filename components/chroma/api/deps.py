@@ -1,0 +1,42 @@
+"""Named dependencies: endpoints read as signatures; tests override one dependency."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from chroma.api.services import Services
+from chroma.catalog import Catalog
+from chroma.ingest import GroupCommitter
+from chroma.settings import Settings
+from chroma.storage import FileStore
+
+__all__ = ["CatalogDep", "CommitterDep", "ServicesDep", "SettingsDep", "StoreDep"]
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def get_catalog(services: Annotated[Services, Depends(get_services)]) -> Catalog:
+    return services.catalog
+
+
+def get_store(services: Annotated[Services, Depends(get_services)]) -> FileStore:
+    return services.store
+
+
+def get_committer(services: Annotated[Services, Depends(get_services)]) -> GroupCommitter:
+    return services.committer
+
+
+def get_settings(services: Annotated[Services, Depends(get_services)]) -> Settings:
+    return services.settings
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+CatalogDep = Annotated[Catalog, Depends(get_catalog)]
+StoreDep = Annotated[FileStore, Depends(get_store)]
+CommitterDep = Annotated[GroupCommitter, Depends(get_committer)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -1,0 +1,1 @@
+"""One router per resource; :mod:`chroma.api.app` assembles them."""

@@ -1,0 +1,114 @@
+"""Datasets and their records: list, read pages, delete, tag."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from chroma.api.deps import CatalogDep, StoreDep
+from chroma.api.models import (
+    DatasetPublic,
+    DatasetsPublic,
+    DeletedRecords,
+    DeleteRecords,
+    ErrorBody,
+    RecordPublic,
+    RecordsPage,
+    TaggedRecords,
+    TagRecords,
+)
+from chroma.catalog import DatasetInfo, RecordRow
+from chroma.storage import FileStore
+
+router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
+
+_NOT_FOUND = {404: {"model": ErrorBody, "description": "No such dataset."}}
+
+
+def _public(info: DatasetInfo) -> DatasetPublic:
+    return DatasetPublic(
+        name=info.name, embedding_set_key=info.embedding_set_key, split=info.split,
+        record_count=info.record_count, retention_days=info.retention_days,
+        created_at=info.created_at, last_log=info.last_log,
+    )
+
+
+@router.get("", response_model=DatasetsPublic)
+def list_datasets(
+    catalog: CatalogDep, embedding_set_key: str | None = None
+) -> DatasetsPublic:
+    """Every dataset, optionally of one embedding set."""
+    data = [_public(d) for d in catalog.list_datasets(embedding_set_key)]
+    return DatasetsPublic(data=data, count=len(data))
+
+
+@router.get("/{name}", response_model=DatasetPublic, responses=_NOT_FOUND)
+def get_dataset(name: str, catalog: CatalogDep) -> DatasetPublic:
+    """One dataset with its live ``record_count``."""
+    return _public(catalog.get_dataset(name))
+
+
+@router.get("/{name}/records", response_model=RecordsPage, responses=_NOT_FOUND)
+async def list_records(
+    name: str,
+    catalog: CatalogDep,
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    after: Annotated[str | None, Query(description="Cursor: the last id of the previous page.")]
+    = None,
+    include_embeddings: bool = False,
+) -> RecordsPage:
+    """A page of records in id order; embeddings only when asked (they are large)."""
+    rows = await run_in_threadpool(catalog.list_records, name, after=after, limit=limit)
+    embeddings = (
+        await run_in_threadpool(_read_embeddings, store, rows) if include_embeddings else {}
+    )
+    data = [
+        RecordPublic(
+            id=r.record_id, dataset=r.dataset, input_uri=r.input_uri,
+            inference_class=r.inference_class, label_class=r.label_class, tags=list(r.tags),
+            logged_at=r.logged_at, embedding=embeddings.get(r.record_id),
+        )
+        for r in rows
+    ]
+    next_cursor = rows[-1].record_id if len(rows) == limit else None
+    return RecordsPage(data=data, next_cursor=next_cursor)
+
+
+@router.post("/{name}/records/delete", response_model=DeletedRecords, responses=_NOT_FOUND)
+def delete_records(name: str, body: DeleteRecords, catalog: CatalogDep) -> DeletedRecords:
+    """Delete records by id; ids that do not exist are ignored (idempotent)."""
+    deleted = catalog.delete_records(name, body.ids)
+    return DeletedRecords(deleted=deleted, count=len(deleted))
+
+
+@router.delete("/{name}/records/{record_id}", response_model=DeletedRecords,
+               responses=_NOT_FOUND)
+def delete_record(name: str, record_id: str, catalog: CatalogDep) -> DeletedRecords:
+    """Delete one record (idempotent)."""
+    deleted = catalog.delete_records(name, [record_id])
+    return DeletedRecords(deleted=deleted, count=len(deleted))
+
+
+@router.post("/{name}/records/tags", response_model=TaggedRecords, responses=_NOT_FOUND)
+def tag_records(name: str, body: TagRecords, catalog: CatalogDep) -> TaggedRecords:
+    """Add and remove tags on records."""
+    updated = catalog.tag_records(name, body.ids, add=body.add, remove=body.remove)
+    return TaggedRecords(updated=updated, count=len(updated))
+
+
+def _read_embeddings(store: FileStore, rows: list[RecordRow]) -> dict[str, list[float]]:
+    by_file: dict[str, list[RecordRow]] = defaultdict(list)
+    for row in rows:
+        by_file[row.file_path].append(row)
+    found: dict[str, list[float]] = {}
+    for path, file_rows in by_file.items():
+        column = store.read_table(path, columns=["embedding"]).column("embedding")
+        for row in file_rows:
+            found[row.record_id] = column[row.row_index].as_py()
+    return found
+
+

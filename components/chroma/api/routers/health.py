@@ -1,0 +1,38 @@
+"""Liveness and readiness probes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import ORJSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from chroma.api.deps import ServicesDep
+from chroma.api.models import Health, Readiness
+from chroma.errors import ChromaError
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", response_model=Health)
+async def health() -> Health:
+    """The process is alive."""
+    return Health(status="ok")
+
+
+@router.get(
+    "/ready",
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "A backing service is unreachable."}},
+)
+async def ready(services: ServicesDep) -> ORJSONResponse:
+    """200 once the catalog and the store are reachable, else 503 with what is not."""
+    checks: dict[str, str] = {}
+    for name, probe in (("catalog", services.db.check), ("store", services.store.check)):
+        try:
+            await run_in_threadpool(probe)
+            checks[name] = "ok"
+        except ChromaError as exc:
+            checks[name] = exc.message
+    ok = all(value == "ok" for value in checks.values())
+    body = Readiness(status="ready" if ok else "unavailable", checks=checks)
+    return ORJSONResponse(body.model_dump(), status_code=200 if ok else 503)

@@ -1,0 +1,109 @@
+"""``POST /api/v1/log``: JSON (one record or a batch) or an Arrow IPC stream."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Request
+from fastapi.responses import ORJSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from chroma.api.deps import CommitterDep, SettingsDep
+from chroma.api.models import ErrorBody, LogResult
+from chroma.errors import PayloadTooLarge, UnsupportedType
+from chroma.ingest import parse_arrow_log, parse_json_log
+from chroma.ingest.arrow import ARROW_CONTENT_TYPE
+from chroma.ingest.validation import LogBatch
+
+router = APIRouter(prefix="/api/v1", tags=["log"])
+
+_ERRORS = {
+    400: {"model": ErrorBody, "description": "Empty body, malformed JSON or Arrow."},
+    409: {"model": ErrorBody, "description": "The dataset belongs to another embedding set "
+          "or split."},
+    413: {"model": ErrorBody, "description": "Body or batch larger than the limit."},
+    415: {"model": ErrorBody, "description": "Unsupported Content-Type."},
+    422: {"model": ErrorBody, "description": "Invalid records (dimension, NaN, types, ...)."},
+    503: {"model": ErrorBody, "description": "Store or catalog unavailable; nothing stored."},
+}
+
+_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "oneOf": [
+                        {"$ref": "#/components/schemas/LogRequest"},
+                        {"$ref": "#/components/schemas/RecordIn"},
+                    ]
+                }
+            },
+            ARROW_CONTENT_TYPE: {
+                "schema": {"type": "string", "format": "binary"},
+                "description": "Arrow IPC stream; shared fields in schema metadata "
+                "(chroma.embedding_set, chroma.dataset, chroma.split) or query parameters.",
+            },
+        },
+    }
+}
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing (413) past ``limit`` bytes before reading it all."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body of {declared} bytes; the limit is {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_log_body(
+    body: bytes, content_type: str, query: dict[str, str], max_records: int
+) -> list[LogBatch]:
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == ARROW_CONTENT_TYPE:
+        return parse_arrow_log(body, query=query, max_records=max_records)
+    if media in ("application/json", ""):
+        return parse_json_log(body, max_records=max_records)
+    raise UnsupportedType(
+        f"Content-Type {media!r} is not supported; use application/json or {ARROW_CONTENT_TYPE}"
+    )
+
+
+@router.post(
+    "/log",
+    status_code=201,
+    response_model=LogResult,
+    responses={202: {"model": LogResult, "description": "Committed; production records' "
+                     "assessment is not available yet."}, **_ERRORS},
+    openapi_extra=_REQUEST_BODY,
+)
+async def log_records(
+    request: Request, committer: CommitterDep, settings: SettingsDep
+) -> ORJSONResponse:
+    """Validate, commit durably (group-committed), then answer with the ids."""
+    body = await read_body(request, settings.max_body_bytes)
+    parse_args = (
+        body,
+        request.headers.get("content-type", ""),
+        dict(request.query_params),
+        settings.max_records_per_request,
+    )
+    # Small JSON bodies parse faster inline than through a thread hop.
+    if len(body) < 64 * 1024:
+        batches = parse_log_body(*parse_args)
+    else:
+        batches = await run_in_threadpool(parse_log_body, *parse_args)
+    result = await asyncio.wrap_future(committer.submit(batches))
+    answer = LogResult(embedding_set_key=result.embedding_set_key, ids=result.ids,
+                       count=result.count)
+    # No assessment yet: production records are committed and acknowledged with 202.
+    status = 202 if result.production_ids else 201
+    return ORJSONResponse(answer.model_dump(exclude_none=True), status_code=status)

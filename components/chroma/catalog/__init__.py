@@ -1,0 +1,29 @@
+"""The generic database: PostgreSQL through psycopg, one SQL dialect everywhere.
+
+Owns: the schema (versioned migrations under ``migrations/``, applied at start-up with
+yoyo), embedding sets, datasets, the file manifest, the record index and its change
+sequence, and (later migrations) operations and recommendations.
+Must not touch: file contents (``chroma.storage``) or the vector index.
+Called by: every component that needs to know what exists.
+"""
+
+from chroma.catalog.catalog import (
+    Catalog,
+    CommitOutcome,
+    DatasetInfo,
+    EmbeddingSetInfo,
+    FileCommit,
+    RecordRow,
+)
+from chroma.catalog.database import Database, apply_migrations
+
+__all__ = [
+    "Catalog",
+    "CommitOutcome",
+    "Database",
+    "DatasetInfo",
+    "EmbeddingSetInfo",
+    "FileCommit",
+    "RecordRow",
+    "apply_migrations",
+]

@@ -1,0 +1,431 @@
+"""Catalog queries: one method per question or change, each its own transaction.
+
+The write path calls :meth:`Catalog.commit_files` after the parquet files are durable;
+that single transaction adds the manifest rows and upserts the record index, so a
+crash leaves at worst an orphan file (removed by :meth:`Catalog.orphan_candidates`'s
+sweep), never an acknowledged record that is missing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types import TypeInfo
+
+from chroma.catalog.database import Database
+from chroma.errors import Conflict, InvalidInput, NotFound
+
+__all__ = [
+    "Catalog",
+    "CommitOutcome",
+    "DatasetInfo",
+    "EmbeddingSetInfo",
+    "FileCommit",
+    "RecordRow",
+]
+
+
+@dataclass(frozen=True)
+class EmbeddingSetInfo:
+    key: str
+    fields: dict[str, Any]
+    dimension: int
+    distance: str
+    created_at: datetime
+    first_log: datetime | None
+    last_log: datetime | None
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    id: int
+    name: str
+    embedding_set_key: str
+    split: str
+    record_count: int
+    retention_days: int | None
+    created_at: datetime
+    last_log: datetime | None
+
+
+@dataclass(frozen=True)
+class FileCommit:
+    """One durable parquet file and the index columns of its rows (row i = index i)."""
+
+    dataset_id: int
+    path: str
+    size_bytes: int
+    record_ids: list[str]
+    input_uris: list[str | None]
+    inference_classes: list[str | None]
+    label_classes: list[str | None]
+    tags: list[list[str]]
+    logged_at: datetime
+
+
+@dataclass(frozen=True)
+class CommitOutcome:
+    file_id: int
+    inserted: int
+    updated: int
+
+
+@dataclass(frozen=True)
+class RecordRow:
+    dataset: str
+    record_id: str
+    file_path: str
+    row_index: int
+    input_uri: str | None
+    inference_class: str | None
+    label_class: str | None
+    tags: list[str]
+    logged_at: datetime
+    change_seq: int
+
+
+_INCOMING = """
+CREATE TEMP TABLE IF NOT EXISTS incoming (
+    record_id text, row_index integer, input_uri text, inference_class text,
+    label_class text, tags text[]
+) ON COMMIT DELETE ROWS
+"""
+
+
+class Catalog:
+    """Typed access to the catalog tables through a :class:`Database` pool."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- embedding sets and datasets ---------------------------------------------------
+
+    def bind(
+        self, key: str, fields: dict[str, Any], dimension: int, dataset: str, split: str
+    ) -> int:
+        """The dataset's id, registering the embedding set and dataset on first use.
+
+        The set's dimension is fixed by its first record; a dataset is bound to one set and
+        one split. One transaction: a refused request leaves nothing behind.
+        """
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO embedding_sets (key, fields, dimension) VALUES (%s, %s, %s)"
+                " ON CONFLICT (key) DO NOTHING",
+                (key, json.dumps(fields), dimension),
+            )
+            (stored_dimension,) = conn.execute(
+                "SELECT dimension FROM embedding_sets WHERE key = %s", (key,)
+            ).fetchone()
+            if stored_dimension != dimension:
+                raise InvalidInput(
+                    f"embedding has dimension {dimension} but embedding set {key} "
+                    f"({json.dumps(fields, sort_keys=True)}) has dimension {stored_dimension}"
+                )
+            conn.execute(
+                "INSERT INTO datasets (name, embedding_set_key, split) VALUES (%s, %s, %s)"
+                " ON CONFLICT (name) DO NOTHING",
+                (dataset, key, split),
+            )
+            dataset_id, bound_key, bound_split = conn.execute(
+                "SELECT id, embedding_set_key, split FROM datasets WHERE name = %s", (dataset,)
+            ).fetchone()
+            if bound_key != key:
+                raise Conflict(
+                    f"dataset {dataset!r} belongs to embedding set {bound_key}, not {key}; "
+                    "use another dataset name for this embedding set"
+                )
+            if bound_split != split:
+                raise Conflict(
+                    f"dataset {dataset!r} holds {bound_split} records, not {split}; "
+                    "use another dataset name for this split"
+                )
+        return int(dataset_id)
+
+    def list_embedding_sets(self) -> list[EmbeddingSetInfo]:
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT e.key, e.fields, e.dimension, e.distance, e.created_at, e.first_log,"
+                " e.last_log,"
+                " COALESCE(SUM(d.record_count) FILTER (WHERE d.split = 'training'), 0),"
+                " COALESCE(SUM(d.record_count) FILTER (WHERE d.split = 'production'), 0)"
+                " FROM embedding_sets e LEFT JOIN datasets d ON d.embedding_set_key = e.key"
+                " GROUP BY e.key ORDER BY e.created_at, e.key"
+            ).fetchall()
+        return [
+            EmbeddingSetInfo(
+                key=r[0], fields=r[1], dimension=r[2], distance=r[3], created_at=r[4],
+                first_log=r[5], last_log=r[6],
+                counts={"training": int(r[7]), "production": int(r[8])},
+            )
+            for r in rows
+        ]
+
+    def get_embedding_set(self, key: str) -> EmbeddingSetInfo:
+        for info in self.list_embedding_sets():
+            if info.key == key:
+                return info
+        raise NotFound(f"no embedding set {key}")
+
+    def list_datasets(self, embedding_set_key: str | None = None) -> list[DatasetInfo]:
+        query = "SELECT * FROM datasets"
+        params: tuple[Any, ...] = ()
+        if embedding_set_key:
+            query += " WHERE embedding_set_key = %s"
+            params = (embedding_set_key,)
+        with self.db.transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(query + " ORDER BY name", params).fetchall()
+        return [DatasetInfo(**row) for row in rows]
+
+    def get_dataset(self, name: str) -> DatasetInfo:
+        with self.db.transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute("SELECT * FROM datasets WHERE name = %s", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"no dataset named {name!r}")
+        return DatasetInfo(**row)
+
+    # -- the write path ----------------------------------------------------------------
+
+    def commit_files(self, commits: Sequence[FileCommit]) -> list[CommitOutcome]:
+        """Record durable files and upsert their records, all in one transaction."""
+        outcomes: list[CommitOutcome] = []
+        with self.db.transaction() as conn:
+            text_array = _text_array_oid(conn)
+            conn.execute(_INCOMING)
+            for commit in commits:
+                outcomes.append(self._commit_one(conn, commit, text_array))
+        return outcomes
+
+    def _commit_one(
+        self, conn: psycopg.Connection, commit: FileCommit, text_array: int
+    ) -> CommitOutcome:
+        file_id = conn.execute(
+            "INSERT INTO files (dataset_id, path, row_count, size_bytes) VALUES (%s, %s, %s, %s)"
+            " RETURNING id",
+            (commit.dataset_id, commit.path, len(commit.record_ids), commit.size_bytes),
+        ).fetchone()[0]
+        with conn.cursor() as cur:
+            with cur.copy(
+                "COPY incoming (record_id, row_index, input_uri, inference_class, label_class,"
+                " tags) FROM STDIN"
+            ) as copy:
+                copy.set_types(["text", "int4", "text", "text", "text", text_array])
+                for row in zip(
+                    commit.record_ids,
+                    range(len(commit.record_ids)),
+                    commit.input_uris,
+                    commit.inference_classes,
+                    commit.label_classes,
+                    commit.tags,
+                    strict=True,
+                ):
+                    copy.write_row(row)
+            inserted_flags = cur.execute(
+                "INSERT INTO records (dataset_id, record_id, file_id, row_index, input_uri,"
+                " inference_class, label_class, tags, logged_at)"
+                " SELECT %(dataset_id)s, record_id, %(file_id)s, row_index, input_uri,"
+                " inference_class, label_class, COALESCE(tags, '{}'), %(logged_at)s"
+                " FROM incoming"
+                " ON CONFLICT (dataset_id, record_id) DO UPDATE SET"
+                " file_id = EXCLUDED.file_id, row_index = EXCLUDED.row_index,"
+                " input_uri = EXCLUDED.input_uri, inference_class = EXCLUDED.inference_class,"
+                " label_class = EXCLUDED.label_class, tags = EXCLUDED.tags,"
+                " logged_at = EXCLUDED.logged_at, change_seq = nextval('change_seq')"
+                " RETURNING (xmax = 0)",
+                {"dataset_id": commit.dataset_id, "file_id": file_id,
+                 "logged_at": commit.logged_at},
+            ).fetchall()
+            cur.execute("TRUNCATE incoming")
+        inserted = sum(1 for (flag,) in inserted_flags if flag)
+        conn.execute(
+            "UPDATE datasets SET record_count = record_count + %s, last_log = %s WHERE id = %s",
+            (inserted, commit.logged_at, commit.dataset_id),
+        )
+        conn.execute(
+            "UPDATE embedding_sets SET first_log = COALESCE(first_log, %(t)s), last_log = %(t)s"
+            " WHERE key = (SELECT embedding_set_key FROM datasets WHERE id = %(d)s)",
+            {"t": commit.logged_at, "d": commit.dataset_id},
+        )
+        return CommitOutcome(
+            file_id=int(file_id), inserted=inserted, updated=len(inserted_flags) - inserted
+        )
+
+    # -- reading records ---------------------------------------------------------------
+
+    def list_records(
+        self, dataset: str, *, after: str | None = None, limit: int = 100
+    ) -> list[RecordRow]:
+        """A page of a dataset's live records in id order (keyset pagination)."""
+        info = self.get_dataset(dataset)
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT r.record_id, f.path, r.row_index, r.input_uri, r.inference_class,"
+                " r.label_class, r.tags, r.logged_at, r.change_seq"
+                " FROM records r JOIN files f ON f.id = r.file_id"
+                " WHERE r.dataset_id = %s AND (%s::text IS NULL OR r.record_id > %s)"
+                " ORDER BY r.record_id LIMIT %s",
+                (info.id, after, after, limit),
+            ).fetchall()
+        return [RecordRow(dataset, *row) for row in rows]
+
+    def get_records(self, dataset: str, record_ids: Sequence[str]) -> list[RecordRow]:
+        info = self.get_dataset(dataset)
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT r.record_id, f.path, r.row_index, r.input_uri, r.inference_class,"
+                " r.label_class, r.tags, r.logged_at, r.change_seq"
+                " FROM records r JOIN files f ON f.id = r.file_id"
+                " WHERE r.dataset_id = %s AND r.record_id = ANY(%s)",
+                (info.id, list(record_ids)),
+            ).fetchall()
+        return [RecordRow(dataset, *row) for row in rows]
+
+    # -- changes to records ------------------------------------------------------------
+
+    def delete_records(self, dataset: str, record_ids: Sequence[str]) -> list[str]:
+        """Delete records; returns the ids that existed. Deletions are logged for the index."""
+        info = self.get_dataset(dataset)
+        with self.db.transaction() as conn:
+            deleted = [
+                r[0]
+                for r in conn.execute(
+                    "DELETE FROM records WHERE dataset_id = %s AND record_id = ANY(%s)"
+                    " RETURNING record_id",
+                    (info.id, list(record_ids)),
+                ).fetchall()
+            ]
+            if deleted:
+                conn.execute(
+                    "INSERT INTO deletions (dataset_id, record_id) SELECT %s, unnest(%s::text[])",
+                    (info.id, deleted),
+                )
+                conn.execute(
+                    "UPDATE datasets SET record_count = record_count - %s WHERE id = %s",
+                    (len(deleted), info.id),
+                )
+        return deleted
+
+    def tag_records(
+        self,
+        dataset: str,
+        record_ids: Sequence[str],
+        *,
+        add: Sequence[str] = (),
+        remove: Sequence[str] = (),
+    ) -> list[str]:
+        """Add and remove tags; returns the ids that exist. Each change takes a new change_seq."""
+        info = self.get_dataset(dataset)
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "UPDATE records SET change_seq = nextval('change_seq'), tags = ARRAY("
+                "  SELECT DISTINCT t FROM unnest(tags || %s::text[]) AS t"
+                "  WHERE NOT (t = ANY(%s::text[])) ORDER BY t)"
+                " WHERE dataset_id = %s AND record_id = ANY(%s) RETURNING record_id",
+                (list(add), list(remove), info.id, list(record_ids)),
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    # -- compaction and sweeps ------------------------------------------------------------
+
+    def small_files(self, dataset_id: int, max_rows: int) -> list[tuple[int, str]]:
+        """Live files of a dataset with fewer than ``max_rows`` rows, oldest first."""
+        with self.db.transaction() as conn:
+            return [
+                (int(r[0]), r[1])
+                for r in conn.execute(
+                    "SELECT id, path FROM files WHERE dataset_id = %s AND retired_at IS NULL"
+                    " AND row_count < %s ORDER BY id",
+                    (dataset_id, max_rows),
+                ).fetchall()
+            ]
+
+    def live_rows(self, file_ids: Sequence[int]) -> list[tuple[str, int, int]]:
+        """(record_id, file_id, row_index) of the records whose live version is in the files."""
+        with self.db.transaction() as conn:
+            return [
+                (r[0], int(r[1]), int(r[2]))
+                for r in conn.execute(
+                    "SELECT record_id, file_id, row_index FROM records WHERE file_id = ANY(%s)"
+                    " ORDER BY file_id, row_index",
+                    (list(file_ids),),
+                ).fetchall()
+            ]
+
+    def swap_files(
+        self,
+        dataset_id: int,
+        old_file_ids: Sequence[int],
+        new_path: str,
+        new_size: int,
+        moves: Sequence[tuple[str, int, int, int]],
+    ) -> int:
+        """Atomic manifest swap: ``moves`` = (record_id, old_file_id, old_row, new_row).
+
+        A record changed since the compactor read it (it now lives in a newer file) is
+        left alone; the old files are retired, not deleted, so in-flight readers finish.
+        Returns how many records moved.
+        """
+        with self.db.transaction() as conn:
+            (new_id,) = conn.execute(
+                "INSERT INTO files (dataset_id, path, row_count, size_bytes)"
+                " VALUES (%s, %s, %s, %s) RETURNING id",
+                (dataset_id, new_path, len(moves), new_size),
+            ).fetchone()
+            moved = conn.execute(
+                "UPDATE records r SET file_id = %s, row_index = m.new_row"
+                " FROM unnest(%s::text[], %s::bigint[], %s::int[], %s::int[])"
+                "   AS m(record_id, old_file, old_row, new_row)"
+                " WHERE r.dataset_id = %s AND r.record_id = m.record_id"
+                "   AND r.file_id = m.old_file AND r.row_index = m.old_row",
+                (
+                    new_id,
+                    [m[0] for m in moves], [m[1] for m in moves],
+                    [m[2] for m in moves], [m[3] for m in moves],
+                    dataset_id,
+                ),
+            ).rowcount
+            conn.execute(
+                "UPDATE files SET retired_at = now() WHERE id = ANY(%s)", (list(old_file_ids),)
+            )
+        return moved
+
+    def retire_files(self, file_ids: Sequence[int]) -> None:
+        with self.db.transaction() as conn:
+            conn.execute(
+                "UPDATE files SET retired_at = now() WHERE id = ANY(%s)", (list(file_ids),)
+            )
+
+    def retired_files(self, older_than_s: float) -> list[tuple[int, str]]:
+        with self.db.transaction() as conn:
+            return [
+                (int(r[0]), r[1])
+                for r in conn.execute(
+                    "SELECT id, path FROM files WHERE retired_at < now() - make_interval("
+                    "secs => %s) AND NOT EXISTS (SELECT 1 FROM records WHERE file_id = files.id)",
+                    (older_than_s,),
+                ).fetchall()
+            ]
+
+    def forget_files(self, file_ids: Sequence[int]) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM files WHERE id = ANY(%s)", (list(file_ids),))
+
+    # -- housekeeping --------------------------------------------------------------------
+
+    def known_file_paths(self) -> set[str]:
+        """Paths of every file the manifest knows (live, or retired but not yet removed)."""
+        with self.db.transaction() as conn:
+            return {r[0] for r in conn.execute("SELECT path FROM files").fetchall()}
+
+
+def _text_array_oid(conn: psycopg.Connection) -> int:
+    info = TypeInfo.fetch(conn, "text")
+    assert info is not None
+    return info.array_oid

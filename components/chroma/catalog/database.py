@@ -1,0 +1,89 @@
+"""Connection pool and migrations. psycopg errors become :class:`Unavailable` here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg_pool import ConnectionPool
+from yoyo import get_backend, read_migrations
+
+from chroma.errors import ChromaError, Unavailable
+
+__all__ = ["Database", "apply_migrations"]
+
+log = logging.getLogger(__name__)
+
+
+class Database:
+    """A psycopg connection pool with one translation of connection failures."""
+
+    def __init__(self, dsn: str, *, max_size: int = 8, connect_timeout: float = 10.0) -> None:
+        self.dsn = dsn
+        self.pool = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=max_size,
+            timeout=connect_timeout,
+            open=False,
+            kwargs={"autocommit": False},
+            check=ConnectionPool.check_connection,
+        )
+
+    def open(self, *, wait: bool = True) -> None:
+        try:
+            self.pool.open(wait=wait, timeout=30)
+        except psycopg_pool_errors() as exc:
+            raise Unavailable(f"catalog database not reachable: {exc}") from exc
+
+    def close(self) -> None:
+        self.pool.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection]:
+        """A connection inside one transaction, committed on success, rolled back on error."""
+        try:
+            with self.pool.connection() as conn:
+                yield conn
+        except ChromaError:
+            raise
+        except psycopg.OperationalError as exc:
+            raise Unavailable(f"catalog database error: {exc}") from exc
+        except psycopg_pool_errors() as exc:
+            raise Unavailable(f"catalog database not reachable: {exc}") from exc
+
+    def check(self) -> None:
+        with self.transaction() as conn:
+            conn.execute("SELECT 1")
+
+
+def psycopg_pool_errors() -> tuple[type[Exception], ...]:
+    from psycopg_pool import PoolTimeout
+
+    return (PoolTimeout, psycopg.OperationalError)
+
+
+def apply_migrations(dsn: str) -> list[str]:
+    """Apply pending migrations (idempotent, safe from several processes); returns their ids."""
+    directory = resources.files("chroma.catalog") / "migrations"
+    backend = get_backend(_yoyo_uri(dsn))
+    migrations = read_migrations(str(directory))
+    with backend.lock():
+        pending = backend.to_apply(migrations)
+        backend.apply_migrations(pending)
+    applied = [m.id for m in pending]
+    if applied:
+        log.info("applied catalog migrations: %s", ", ".join(applied))
+    return applied
+
+
+def _yoyo_uri(dsn: str) -> str:
+    """yoyo wants ``postgresql+psycopg://`` URIs; a unix-socket host travels as a query arg."""
+    parts = urlsplit(dsn)
+    scheme = "postgresql+psycopg"
+    query = dict(parse_qsl(parts.query))
+    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(query), ""))

@@ -1,0 +1,82 @@
+"""Entry point of the ``chroma`` console script."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(no_args_is_help=True, help="Chroma service: embeddings in, labelling queue out.")
+
+HostOpt = Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")]
+PortOpt = Annotated[int | None, typer.Option(help="Port to bind (default 8000).")]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Where embedded data lives (./chroma-data).")
+]
+
+
+def _apply(host: str | None, port: int | None, data_dir: Path | None) -> None:
+    """CLI options win over the environment: pass them on as CHROMA_* variables."""
+    for name, value in (("HOST", host), ("PORT", port), ("DATA_DIR", data_dir)):
+        if value is not None:
+            os.environ[f"CHROMA_{name}"] = str(value)
+
+
+@app.command()
+def run(host: HostOpt = None, port: PortOpt = None, data_dir: DataDirOpt = None) -> None:
+    """Start everything embedded: PostgreSQL (unless CHROMA_DATABASE_URL is set) and the API."""
+    _apply(host, port, data_dir)
+    from chroma.control.embedded import run_embedded
+
+    run_embedded()
+
+
+@app.command()
+def serve(host: HostOpt = None, port: PortOpt = None) -> None:
+    """Start only the API (needs CHROMA_DATABASE_URL); the cluster's API pods run this."""
+    _apply(host, port, None)
+    from chroma.control.embedded import serve_api
+    from chroma.settings import Settings
+
+    serve_api(Settings())
+
+
+@app.command()
+def upload(
+    file: Annotated[Path, typer.Argument(
+        exists=True, dir_okay=False, help="A JSONL file written by a client session's save()."
+    )],
+    url: Annotated[str, typer.Option(envvar="CHROMA_URL", help="API base URL.")]
+    = "http://127.0.0.1:8000",
+    batch_size: Annotated[int, typer.Option(min=1)] = 5000,
+) -> None:
+    """Upload a buffered JSONL file (one record per line, shared fields on each)."""
+    from chroma.client import Client
+
+    with Client(url) as client:
+        result = client.upload_jsonl(file, batch_size=batch_size)
+    typer.echo(f"uploaded {result['count']} records from {file}")
+
+
+@app.command()
+def openapi(
+    output: Annotated[Path, typer.Option(help="Where to write the OpenAPI YAML.")]
+    = Path("chroma-api.yaml"),
+) -> None:
+    """Write the REST contract (chroma-api.yaml) from the app's models."""
+    from chroma.api.contract import write_contract
+
+    write_contract(output)
+    typer.echo(f"wrote {output}")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""``chroma run`` and ``chroma serve``: start the embedded stack or only the API."""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import IO
+
+import uvicorn
+
+from chroma.settings import Settings
+
+__all__ = ["DataDirLocked", "lock_data_dir", "run_embedded", "serve_api"]
+
+log = logging.getLogger(__name__)
+
+
+class DataDirLocked(RuntimeError):
+    """Another ``chroma run`` already owns this data directory."""
+
+
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    """Hold an exclusive lock on ``data_dir`` for this process's life (flock: freed on crash)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(data_dir / ".chroma.lock", "a+")  # noqa: SIM115 - held until exit
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise DataDirLocked(
+            f"{data_dir} is in use by chroma run ({owner}); stop it first or use --data-dir"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def run_embedded() -> None:
+    """Everything on one machine: PostgreSQL (unless a DSN is set), migrations, the API."""
+    settings = Settings()
+    try:
+        lock = lock_data_dir(settings.data_dir)
+    except DataDirLocked as exc:
+        print(f"chroma run: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if settings.database_url is None:
+        from chroma.catalog.embedded import start_embedded_postgres
+
+        dsn = start_embedded_postgres(settings.postgres_dir)
+        os.environ["CHROMA_DATABASE_URL"] = dsn
+        log.info("embedded PostgreSQL ready under %s", settings.postgres_dir)
+    try:
+        serve_api(Settings())
+    finally:
+        lock.close()
+
+
+def serve_api(settings: Settings) -> None:
+    """Run the API under uvicorn (settings travel to worker processes by environment)."""
+    log.info(
+        "Chroma API on http://%s:%s (store %s)",
+        settings.host, settings.port, settings.resolved_storage_url,
+    )
+    uvicorn.run(
+        "chroma.api.app:create_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.api_workers,
+        log_level="info",
+        access_log=False,
+    )

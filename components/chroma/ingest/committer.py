@@ -1,0 +1,233 @@
+"""Group commit: concurrent requests share one parquet file per dataset and one transaction.
+
+A single thread owns the commit loop. It takes the first waiting request, collects
+others for ``window`` seconds (or until ``max_records``), checks each against the
+catalog (a request that fails its checks fails alone), writes one durable file per
+dataset, then records all files and records in one catalog transaction. Only then are
+the requests' futures resolved, so an acknowledgement always means "durable".
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+
+from chroma.catalog import Catalog, FileCommit
+from chroma.errors import ChromaError, Unavailable
+from chroma.ingest.validation import LogBatch
+from chroma.storage import FileStore, RecordBatch, batch_to_table
+
+__all__ = ["CommitResult", "GroupCommitter"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CommitResult:
+    """What one request's commit did."""
+
+    embedding_set_key: str
+    ids: list[str]
+    inserted: int = 0
+    splits: set[str] = field(default_factory=set)
+    production_ids: dict[str, list[str]] = field(default_factory=dict)
+    """Dataset name -> ids of production records committed (for assessments and triggers)."""
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+
+@dataclass
+class _Pending:
+    batches: list[LogBatch]
+    future: Future[CommitResult]
+
+    @property
+    def size(self) -> int:
+        return sum(len(b.records) for b in self.batches)
+
+
+CommitListener = Callable[[list[CommitResult]], None]
+
+
+class GroupCommitter:
+    """Serialises commits through one thread; :meth:`submit` is safe from any thread."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        store: FileStore,
+        *,
+        window_s: float = 0.004,
+        max_records: int = 50_000,
+        on_commit: CommitListener | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.store = store
+        self.window_s = window_s
+        self.max_records = max_records
+        self.on_commit = on_commit
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._bindings: dict[tuple[str, int, str, str], int] = {}
+        self.stats = {"commits": 0, "records": 0}
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Commit everything already submitted, then stop the thread."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def submit(self, batches: list[LogBatch]) -> Future[CommitResult]:
+        future: Future[CommitResult] = Future()
+        if self._thread is None:
+            future.set_exception(Unavailable("the committer is not running"))
+            return future
+        self._queue.put(_Pending(batches, future))
+        return future
+
+    def commit(self, batches: list[LogBatch]) -> CommitResult:
+        """Commit synchronously in the caller's thread (tools, tests, the bulk loader)."""
+        pending = _Pending(batches, Future())
+        self._commit_group([pending])
+        return pending.future.result()
+
+    # -- the loop ----------------------------------------------------------------------
+
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            group = [first]
+            size = first.size
+            deadline = time.monotonic() + self.window_s
+            while size < self.max_records:
+                remaining = deadline - time.monotonic()
+                try:
+                    item = self._queue.get(timeout=remaining) if remaining > 0 else (
+                        self._queue.get_nowait()
+                    )
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                group.append(item)
+                size += item.size
+            self._commit_group(group)
+
+    def _commit_group(self, group: list[_Pending]) -> None:
+        accepted: list[tuple[_Pending, list[int]]] = []
+        for pending in group:
+            try:
+                dataset_ids = [self._check(batch) for batch in pending.batches]
+            except ChromaError as exc:
+                pending.future.set_exception(exc)
+                continue
+            except Exception as exc:  # an unexpected fault must not kill the commit thread
+                log.exception("checking a log request failed")
+                pending.future.set_exception(Unavailable(f"commit failed: {exc}"))
+                continue
+            accepted.append((pending, dataset_ids))
+        if not accepted:
+            return
+        try:
+            results = self._write(accepted)
+        except Exception as exc:
+            error = exc if isinstance(exc, ChromaError) else Unavailable(f"commit failed: {exc}")
+            if not isinstance(exc, ChromaError):
+                log.exception("group commit failed")
+            for pending, _ in accepted:
+                pending.future.set_exception(error)
+            return
+        for (pending, _), result in zip(accepted, results, strict=True):
+            pending.future.set_result(result)
+        if self.on_commit is not None:
+            try:
+                self.on_commit(results)
+            except Exception:  # listeners are advisory (e.g. index triggers)
+                log.exception("commit listener failed")
+
+    def _check(self, batch: LogBatch) -> int:
+        """The dataset id for ``batch`` after checking dimension and binding (cached)."""
+        binding = (batch.embedding_set_key, batch.records.dimension, batch.dataset, batch.split)
+        dataset_id = self._bindings.get(binding)
+        if dataset_id is None:
+            # Bindings never change once made, so a cached one stays true.
+            dataset_id = self.catalog.bind(
+                batch.embedding_set_key, batch.embedding_set, batch.records.dimension,
+                batch.dataset, batch.split,
+            )
+            self._bindings[binding] = dataset_id
+        return dataset_id
+
+    def _write(self, accepted: list[tuple[_Pending, list[int]]]) -> list[CommitResult]:
+        now = datetime.now(UTC)
+        stamp = np.datetime64(now.replace(tzinfo=None), "us")
+        by_dataset: dict[int, list[LogBatch]] = {}
+        for pending, dataset_ids in accepted:
+            for batch, dataset_id in zip(pending.batches, dataset_ids, strict=True):
+                by_dataset.setdefault(dataset_id, []).append(batch)
+
+        commits: list[FileCommit] = []
+        for dataset_id, batches in by_dataset.items():
+            records = RecordBatch.concat([b.records for b in batches]).keep_last_per_id()
+            path = (
+                f"{batches[0].embedding_set_key}/{batches[0].dataset}/"
+                f"part-{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}.parquet"
+            )
+            size = self.store.write_table(path, batch_to_table(records, stamp))
+            commits.append(
+                FileCommit(
+                    dataset_id=dataset_id,
+                    path=path,
+                    size_bytes=size,
+                    record_ids=records.ids,
+                    input_uris=records.input_uris,
+                    inference_classes=records.inference_classes,
+                    label_classes=records.label_classes,
+                    tags=records.tags,
+                    logged_at=now,
+                )
+            )
+        outcomes = self.catalog.commit_files(commits)
+        inserted_by_dataset = {
+            c.dataset_id: o.inserted for c, o in zip(commits, outcomes, strict=True)
+        }
+        self.stats["commits"] += 1
+        self.stats["records"] += sum(len(c.record_ids) for c in commits)
+
+        results = []
+        for pending, dataset_ids in accepted:
+            result = CommitResult(embedding_set_key=pending.batches[0].embedding_set_key, ids=[])
+            for batch, dataset_id in zip(pending.batches, dataset_ids, strict=True):
+                result.ids.extend(batch.records.ids)
+                result.splits.add(batch.split)
+                # Inserted counts are per file; attribute them to the first request only.
+                result.inserted += inserted_by_dataset.pop(dataset_id, 0)
+                if batch.split == "production":
+                    result.production_ids.setdefault(batch.dataset, []).extend(
+                        batch.records.ids
+                    )
+            results.append(result)
+        return results

@@ -1,0 +1,135 @@
+"""Wire models of ``POST /api/v1/log`` (JSON): one record, or ``{"records": [...]}``.
+
+Shared fields (``embedding_set``, ``dataset``, ``split``) may sit at the top level or on
+each record. Unknown fields, non-finite numbers and wrong types are rejected.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    TypeAdapter,
+    ValidationError,
+)
+
+from chroma.errors import InvalidInput, MalformedBody
+from chroma.ingest.validation import LogBatch, batch_from_records
+
+__all__ = [
+    "DATASET_NAME_PATTERN",
+    "DatasetName",
+    "EmbeddingSetFields",
+    "LogRequest",
+    "RecordIn",
+    "Split",
+    "parse_json_log",
+]
+
+MAX_DIMENSION = 65_536
+DATASET_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+Split = Literal["training", "production"]
+DatasetName = Annotated[str, StringConstraints(pattern=DATASET_NAME_PATTERN)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+EmbeddingSetFields = Annotated[
+    dict[ShortText, str | int | float | bool],
+    Field(
+        min_length=1,
+        max_length=32,
+        description="What makes vectors comparable, e.g. model, version, layer.",
+        examples=[{"model": "resnet50", "version": "3", "layer": "avgpool"}],
+    ),
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class RecordIn(_Strict):
+    """One record to log. Only ``embedding`` is required."""
+
+    embedding: list[float] = Field(
+        min_length=1, max_length=MAX_DIMENSION, description="Finite numbers; float32 on disk."
+    )
+    id: Annotated[str, StringConstraints(min_length=1, max_length=256)] | int | None = Field(
+        default=None,
+        description="Unique within the dataset; logging it again replaces the record. "
+        "Generated when absent.",
+    )
+    input_uri: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    inference_class: ShortText | None = None
+    label_class: ShortText | None = None
+    scores: dict[ShortText, float] | None = Field(
+        default=None, description="Class -> probability (or logit) from the model."
+    )
+    tags: list[ShortText] | None = Field(default=None, max_length=64)
+    metadata: dict[str, Any] | None = None
+    embedding_set: EmbeddingSetFields | None = None
+    dataset: DatasetName | None = None
+    split: Split | None = None
+
+
+class LogRequest(_Strict):
+    """A batch of records sharing (by default) one embedding set, dataset and split."""
+
+    embedding_set: EmbeddingSetFields | None = None
+    dataset: DatasetName | None = None
+    split: Split | None = None
+    records: list[RecordIn] = Field(min_length=1)
+
+
+def _body_kind(value: Any) -> str:
+    return "batch" if isinstance(value, dict) and "records" in value else "single"
+
+
+_LOG_BODY: TypeAdapter[LogRequest | RecordIn] = TypeAdapter(
+    Annotated[
+        Annotated[LogRequest, Tag("batch")] | Annotated[RecordIn, Tag("single")],
+        Discriminator(_body_kind),
+    ]
+)
+
+
+def parse_json_log(body: bytes, *, max_records: int) -> list[LogBatch]:
+    """Validate a JSON ``/log`` body into batches, one per (dataset, split)."""
+    if not body.strip():
+        raise MalformedBody("the request body is empty; send one record or {\"records\": [...]}")
+    try:
+        parsed = _LOG_BODY.validate_json(body)
+    except ValidationError as exc:
+        raise _to_invalid_input(exc) from None
+    if isinstance(parsed, RecordIn):
+        parsed = LogRequest(records=[parsed])
+    if len(parsed.records) > max_records:
+        from chroma.errors import PayloadTooLarge
+
+        raise PayloadTooLarge(
+            f"{len(parsed.records)} records in one request; the limit is {max_records}"
+        )
+    return batch_from_records(
+        parsed.records,
+        embedding_set=parsed.embedding_set,
+        dataset=parsed.dataset,
+        split=parsed.split,
+    )
+
+
+def _to_invalid_input(exc: ValidationError) -> InvalidInput:
+    errors = exc.errors(include_url=False, include_input=False)
+    if errors and errors[0]["type"] == "json_invalid":
+        return MalformedBody(f"malformed JSON: {errors[0]['msg']}")
+    details = [
+        {"loc": [str(p) for p in err["loc"] if p not in ("batch", "single")], "msg": err["msg"]}
+        for err in errors[:20]
+    ]
+    summary = "; ".join(f"{'.'.join(d['loc']) or 'body'}: {d['msg']}" for d in details[:3])
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    return InvalidInput(f"invalid log request: {summary}{more}", details=details)

@@ -1,0 +1,90 @@
+"""Configuration of every Chroma process, from environment variables (prefix ``CHROMA_``).
+
+The mode (embedded or cluster) is configuration, never a code fork: an unset
+``database_url`` means "start our own PostgreSQL under the data directory"; a
+``storage_url`` starting with ``s3://`` means parquet in S3 through s3fs.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """All settings; each field documents its meaning, default and why."""
+
+    model_config = SettingsConfigDict(env_prefix="CHROMA_", extra="ignore", frozen=True)
+
+    mode: Literal["embedded", "cluster"] = "embedded"
+    """``embedded`` (one machine, ``chroma run``) or ``cluster`` (operator-managed)."""
+
+    data_dir: Path = Path("./chroma-data")
+    """Root of everything embedded mode keeps on disk (store, PostgreSQL, index)."""
+
+    host: str = "127.0.0.1"
+    """Address the API binds to."""
+
+    port: int = Field(default=8000, ge=0, le=65535)
+    """Port the API binds to."""
+
+    database_url: SecretStr | None = None
+    """PostgreSQL DSN. Unset: ``chroma run`` starts its own server under ``data_dir/postgres``."""
+
+    storage_url: str | None = None
+    """Where parquet files go: a local path or ``s3://bucket/prefix`` (default data_dir/store)."""
+
+    s3_endpoint_url: str | None = None
+    """S3-compatible endpoint (MinIO, moto, ...); unset means AWS. Credentials: AWS_* vars."""
+
+    s3_region: str | None = None
+    """S3 region, when the endpoint needs one."""
+
+    max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    """Largest request body accepted (413 above). Default 256 MiB, enough for ~500k x 128 Arrow."""
+
+    max_records_per_request: int = Field(default=1_000_000, ge=1)
+    """Largest batch one ``/log`` call may carry (413 above)."""
+
+    group_commit_window_ms: float = Field(default=4.0, ge=0)
+    """How long the committer waits for more concurrent requests before one durable commit.
+
+    A few ms turns N single-record requests into one file + one transaction."""
+
+    group_commit_max_records: int = Field(default=50_000, ge=1)
+    """A group commit stops collecting once it holds this many records."""
+
+    db_pool_max: int = Field(default=8, ge=1)
+    """Connections in each process's PostgreSQL pool."""
+
+    index_backend: Literal["edge", "remote"] = "edge"
+    """Vector index: ``edge`` (Qdrant engine in-process, embedded) or ``remote`` (Qdrant server)."""
+
+    qdrant_url: str | None = None
+    """Qdrant server URL for the ``remote`` backend."""
+
+    api_workers: int = Field(default=1, ge=1)
+    """API processes ``chroma run`` starts (they are stateless; group commit is per process)."""
+
+    @field_validator("storage_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str | None) -> str | None:
+        return value.rstrip("/") if value else value
+
+    @cached_property
+    def resolved_storage_url(self) -> str:
+        """The store root: ``storage_url`` or ``data_dir/store`` made absolute."""
+        if self.storage_url:
+            return self.storage_url
+        return str((self.data_dir / "store").resolve())
+
+    @property
+    def postgres_dir(self) -> Path:
+        """Where embedded mode keeps its PostgreSQL cluster."""
+        return (self.data_dir / "postgres").resolve()

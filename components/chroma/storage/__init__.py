@@ -1,0 +1,12 @@
+"""Immutable parquet files of records, through fsspec: a local folder or ``s3://``.
+
+Owns: the on-disk record schema, encoding batches to parquet, durable writes (fsync'd
+local files, completed S3 PUTs), reads by file and row, listing for the orphan sweep.
+Must not touch: the catalog (which files are live is the catalog's word, not ours).
+Called by: ``chroma.ingest`` (writes), compaction, the indexer and recommender (reads).
+"""
+
+from chroma.storage.files import FileStore, open_store
+from chroma.storage.records import RecordBatch, batch_to_table, record_schema
+
+__all__ = ["FileStore", "RecordBatch", "batch_to_table", "open_store", "record_schema"]
