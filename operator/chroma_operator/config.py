@@ -1,0 +1,48 @@
+"""Operator settings, read once from the environment.
+
+Owns: the knobs of the operator process itself (not of the clusters it manages: those
+are CRD fields). Each field says its unit, default and why. Read by ``main`` and the
+handlers.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def _float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+@dataclass(frozen=True)
+class OperatorSettings:
+    resync_seconds: float = 60.0
+    """CHROMA_OPERATOR_RESYNC_SECONDS: period of the safety-net reconcile of every
+    ChromaCluster and IndexJob (child events already trigger one at once). Default 60 s."""
+
+    dataset_sync_seconds: float = 60.0
+    """CHROMA_OPERATOR_DATASET_SYNC_SECONDS: how often a Dataset's counts and freshness
+    are read from the cluster's API. Default 60 s."""
+
+    api_url: str | None = None
+    """CHROMA_OPERATOR_API_URL: base URL of the Chroma API for every cluster, instead of
+    the in-cluster Service address (for an operator run outside the cluster)."""
+
+    http_timeout_seconds: float = 10.0
+    """CHROMA_OPERATOR_HTTP_TIMEOUT: timeout of calls to a cluster's API. Default 10 s."""
+
+    failpoint: str = ""
+    """CHROMA_OPERATOR_FAILPOINT: test hook; ``after-job-create`` makes the process exit
+    right after creating a Job and before recording it, to prove restarts are safe."""
+
+    @classmethod
+    def from_env(cls) -> OperatorSettings:
+        return cls(
+            resync_seconds=_float("CHROMA_OPERATOR_RESYNC_SECONDS", 60.0),
+            dataset_sync_seconds=_float("CHROMA_OPERATOR_DATASET_SYNC_SECONDS", 60.0),
+            api_url=os.environ.get("CHROMA_OPERATOR_API_URL") or None,
+            http_timeout_seconds=_float("CHROMA_OPERATOR_HTTP_TIMEOUT", 10.0),
+            failpoint=os.environ.get("CHROMA_OPERATOR_FAILPOINT", ""),
+        )

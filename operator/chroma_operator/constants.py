@@ -1,0 +1,65 @@
+"""Names shared by the CRDs, the manifest builders and the handlers.
+
+Owns: the API group and version, label and annotation keys, the field manager and the
+component names. Every other module of the operator imports these; nothing here does I/O.
+The CRDs under ``crds/`` and ``docs/operator.md`` use the same strings.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+GROUP: Final = "chroma.dev"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = f"{GROUP}/{VERSION}"
+
+CLUSTER_KIND: Final = "ChromaCluster"
+CLUSTER_PLURAL: Final = "chromaclusters"
+DATASET_KIND: Final = "Dataset"
+DATASET_PLURAL: Final = "datasets"
+INDEXJOB_KIND: Final = "IndexJob"
+INDEXJOB_PLURAL: Final = "indexjobs"
+
+FIELD_MANAGER: Final = "chroma-operator"
+"""Server-side apply field manager for every object the operator writes."""
+
+MANAGED_BY: Final = "chroma-operator"
+
+# Labels put on every child (selectors use the first three only: they never change).
+LABEL_NAME: Final = "app.kubernetes.io/name"
+LABEL_INSTANCE: Final = "app.kubernetes.io/instance"
+LABEL_COMPONENT: Final = "app.kubernetes.io/component"
+LABEL_MANAGED_BY: Final = "app.kubernetes.io/managed-by"
+LABEL_PART_OF: Final = "app.kubernetes.io/part-of"
+LABEL_VERSION: Final = "app.kubernetes.io/version"
+LABEL_CLUSTER: Final = f"{GROUP}/cluster"
+LABEL_INDEXJOB: Final = f"{GROUP}/indexjob"
+LABEL_OPERATION: Final = f"{GROUP}/operation"
+LABEL_EMBEDDING_SET: Final = f"{GROUP}/embedding-set"
+
+# Annotations a user sets on a ChromaCluster (documented in docs/operator.md).
+ANNOTATION_OPERATION: Final = f"{GROUP}/operation"
+"""``KIND/EMBEDDING_SET_KEY[/REQUEST_ID]``: run one operation as an IndexJob."""
+
+# Annotations the operator writes.
+ANNOTATION_CONFIG_HASH: Final = f"{GROUP}/config-hash"
+"""On pod templates: a hash of the ConfigMap data, so a config change rolls the pods."""
+ANNOTATION_REQUESTED_BY: Final = f"{GROUP}/requested-by"
+"""On IndexJobs made from an annotation: the annotation value that requested it."""
+
+# Component names (values of LABEL_COMPONENT).
+COMPONENT_API: Final = "api"
+COMPONENT_WORKERS: Final = "worker"
+COMPONENT_QDRANT: Final = "qdrant"
+COMPONENT_CONFIG: Final = "config"
+COMPONENT_OPERATION: Final = "operation"
+
+OPERATIONS: Final = ("index", "reindex", "fit-mhb", "recommend", "compact", "expire")
+"""Operation kinds an IndexJob may run (``chroma op run KIND``)."""
+
+API_PORT: Final = 8000
+QDRANT_HTTP_PORT: Final = 6333
+QDRANT_GRPC_PORT: Final = 6334
+
+DEFAULT_IMAGE: Final = "chroma-service:0.1.0"
+DEFAULT_QDRANT_IMAGE: Final = "qdrant/qdrant:v1.12.4"

@@ -1,0 +1,26 @@
+"""Pure manifest builders: custom resource bodies in, Kubernetes object dicts out.
+
+Owns: every object the operator writes, as data. No I/O, no kopf: the reconciler
+(``chroma_operator.reconcile``) applies what these return. Unit-tested without servers.
+"""
+
+from chroma_operator.manifests.cluster import build_children, names
+from chroma_operator.manifests.indexjob import (
+    InvalidOperationRequest,
+    OperationRequest,
+    build_job,
+    build_requested_indexjob,
+)
+from chroma_operator.manifests.spec import ClusterSpec, DatasetSpec, IndexJobSpec
+
+__all__ = [
+    "ClusterSpec",
+    "DatasetSpec",
+    "IndexJobSpec",
+    "InvalidOperationRequest",
+    "OperationRequest",
+    "build_children",
+    "build_job",
+    "build_requested_indexjob",
+    "names",
+]
