@@ -1,0 +1,231 @@
+"""Unit tests of the operator's pure manifest builders (no servers)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from chroma_operator import constants as c
+from chroma_operator.manifests import (
+    ClusterSpec,
+    InvalidOperationRequest,
+    OperationRequest,
+    build_children,
+    build_job,
+    build_requested_indexjob,
+)
+from chroma_operator.manifests.indexjob import requested_indexjob_name
+
+CRDS = Path(__file__).resolve().parents[2] / "crds"
+
+
+def cluster(**spec: Any) -> dict[str, Any]:
+    base = {
+        "storage": {"url": "s3://b/p", "credentialsSecret": {"name": "s3"}},
+        "database": {"secret": {"name": "pg", "key": "dsn"}},
+    }
+    base.update(spec)
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.CLUSTER_KIND,
+        "metadata": {"name": "demo", "namespace": "ml", "uid": "uid-1", "generation": 1},
+        "spec": base,
+    }
+
+
+def by_kind(objs: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+    return {(o["kind"], o["metadata"]["name"]): o for o in objs}
+
+
+def test_every_child_is_owned_labelled_and_namespaced() -> None:
+    wanted, _ = build_children(cluster())
+    assert {(o["kind"], o["metadata"]["name"]) for o in wanted} == {
+        ("ConfigMap", "demo-config"),
+        ("ServiceAccount", "demo-api"),
+        ("Role", "demo-indexjob-creator"),
+        ("RoleBinding", "demo-indexjob-creator"),
+        ("Deployment", "demo-api"),
+        ("Service", "demo-api"),
+        ("Deployment", "demo-worker"),
+        ("Service", "demo-qdrant"),
+        ("StatefulSet", "demo-qdrant"),
+    }
+    for obj in wanted:
+        meta = obj["metadata"]
+        assert meta["namespace"] == "ml"
+        assert meta["ownerReferences"] == [
+            {
+                "apiVersion": c.API_VERSION,
+                "kind": c.CLUSTER_KIND,
+                "name": "demo",
+                "uid": "uid-1",
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+        assert meta["labels"][c.LABEL_MANAGED_BY] == c.MANAGED_BY
+        assert meta["labels"][c.LABEL_CLUSTER] == "demo"
+
+
+def test_api_deployment_runs_chroma_serve_with_secrets_by_reference() -> None:
+    objs = by_kind(build_children(cluster(image="chroma-service:9.9"))[0])
+    dep = objs[("Deployment", "demo-api")]
+    assert dep["spec"]["replicas"] == 2
+    pod = dep["spec"]["template"]["spec"]
+    (ctr,) = pod["containers"]
+    assert ctr["image"] == "chroma-service:9.9"
+    assert ctr["command"] == ["chroma"]
+    assert ctr["args"] == ["serve", "--host", "0.0.0.0", "--port", "8000"]
+    assert ctr["readinessProbe"]["httpGet"]["path"] == "/ready"
+    assert ctr["livenessProbe"]["httpGet"]["path"] == "/health"
+    env = {e["name"]: e for e in ctr["env"]}
+    assert env["CHROMA_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "pg", "key": "dsn"}
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "s3"
+    assert all("value" not in e for e in ctr["env"]), "credentials must never be inlined"
+    assert ctr["securityContext"]["readOnlyRootFilesystem"] is True
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert (
+        dep["spec"]["selector"]["matchLabels"].items()
+        <= dep["spec"]["template"]["metadata"]["labels"].items()
+    )
+
+
+def test_config_map_carries_cluster_mode_settings() -> None:
+    data = by_kind(build_children(cluster())[0])[("ConfigMap", "demo-config")]["data"]
+    assert data["CHROMA_MODE"] == "cluster"
+    assert data["CHROMA_INDEX_BACKEND"] == "remote"
+    assert data["CHROMA_STORAGE_URL"] == "s3://b/p"
+    assert data["CHROMA_QDRANT_URL"] == "http://demo-qdrant:6333"
+    assert "CHROMA_S3_ENDPOINT_URL" not in data
+
+
+def test_suspend_scales_everything_to_zero_and_keeps_pvcs() -> None:
+    objs = by_kind(build_children(cluster(suspend=True))[0])
+    assert objs[("Deployment", "demo-api")]["spec"]["replicas"] == 0
+    assert objs[("Deployment", "demo-worker")]["spec"]["replicas"] == 0
+    sts = objs[("StatefulSet", "demo-qdrant")]["spec"]
+    assert sts["replicas"] == 0
+    assert sts["persistentVolumeClaimRetentionPolicy"]["whenScaled"] == "Retain"
+
+
+def test_external_qdrant_and_ingress_toggle_children() -> None:
+    wanted, unwanted = build_children(
+        cluster(
+            qdrant={"mode": "External", "url": "http://q.db:6333"},
+            api={"ingress": {"enabled": True, "host": "chroma.example"}},
+        )
+    )
+    objs = by_kind(wanted)
+    assert ("StatefulSet", "demo-qdrant") not in objs
+    assert ("apps/v1", "StatefulSet", "demo-qdrant") in unwanted
+    assert objs[("ConfigMap", "demo-config")]["data"]["CHROMA_QDRANT_URL"] == "http://q.db:6333"
+    rule = objs[("Ingress", "demo-api")]["spec"]["rules"][0]
+    assert rule["host"] == "chroma.example"
+    assert ("networking.k8s.io/v1", "Ingress", "demo-api") not in unwanted
+
+
+def test_config_change_changes_pod_template_hash() -> None:
+    a = by_kind(build_children(cluster())[0])[("Deployment", "demo-api")]
+    b = by_kind(
+        build_children(
+            cluster(storage={"url": "s3://other/p", "credentialsSecret": {"name": "s3"}})
+        )[0]
+    )[("Deployment", "demo-api")]
+    key = c.ANNOTATION_CONFIG_HASH
+    assert (
+        a["spec"]["template"]["metadata"]["annotations"][key]
+        != b["spec"]["template"]["metadata"]["annotations"][key]
+    )
+
+
+def test_api_role_may_create_indexjobs_and_nothing_more() -> None:
+    role = by_kind(build_children(cluster())[0])[("Role", "demo-indexjob-creator")]
+    assert role["rules"] == [
+        {"apiGroups": [c.GROUP], "resources": ["indexjobs"], "verbs": ["create"]}
+    ]
+
+
+def test_operation_annotation_parsing() -> None:
+    req = OperationRequest.parse("reindex/abc123")
+    assert (req.operation, req.embedding_set, req.request_id) == ("reindex", "abc123", "")
+    assert OperationRequest.parse("compact/abc/2").request_id == "2"
+    for bad in ("explode/abc", "reindex", "reindex//x", ""):
+        with pytest.raises(InvalidOperationRequest):
+            OperationRequest.parse(bad)
+
+
+def test_requested_indexjob_name_is_deterministic_and_valid() -> None:
+    body = cluster()
+    req = OperationRequest.parse("reindex/" + "f" * 40)
+    name = requested_indexjob_name(body, req)
+    assert name == requested_indexjob_name(body, OperationRequest.parse("reindex/" + "f" * 40))
+    assert name != requested_indexjob_name(
+        body, OperationRequest.parse("reindex/" + "f" * 40 + "/2")
+    )
+    assert len(name) <= 63 and name.startswith("demo-reindex-")
+    ij = build_requested_indexjob(body, req)
+    assert ij["spec"] == {"cluster": "demo", "operation": "reindex", "embeddingSet": "f" * 40}
+    assert ij["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+
+
+def test_job_runs_the_operation_with_cluster_image_and_config() -> None:
+    ij = {
+        "apiVersion": c.API_VERSION,
+        "kind": c.INDEXJOB_KIND,
+        "metadata": {"name": "ij1", "namespace": "ml", "uid": "ij-uid"},
+        "spec": {
+            "cluster": "demo",
+            "operation": "fit-mhb",
+            "embeddingSet": "k" * 40,
+            "backoffLimit": 1,
+            "ttlSecondsAfterFinished": 60,
+        },
+    }
+    job = build_job(ij, cluster(image="chroma-service:2.0"))
+    assert job["metadata"]["name"] == "ij1"
+    assert job["metadata"]["ownerReferences"][0]["uid"] == "ij-uid"
+    assert job["spec"]["backoffLimit"] == 1
+    assert job["spec"]["ttlSecondsAfterFinished"] == 60
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"
+    (ctr,) = pod["containers"]
+    assert ctr["image"] == "chroma-service:2.0"
+    assert ctr["args"] == ["op", "run", "fit-mhb", "--embedding-set", "k" * 40, "--wait"]
+    assert ctr["envFrom"] == [{"configMapRef": {"name": "demo-config"}}]
+
+
+def _crd_defaults(schema: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, sub in (schema.get("properties") or {}).items():
+        path = f"{prefix}.{key}" if prefix else key
+        if "default" in sub and sub["default"] != {}:
+            out[path] = sub["default"]
+        out.update(_crd_defaults(sub, path))
+    return out
+
+
+def test_builder_defaults_agree_with_crd_defaults() -> None:
+    crd = yaml.safe_load((CRDS / "chroma.dev_chromaclusters.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    defaults = _crd_defaults(schema)
+    spec = ClusterSpec.from_dict({})
+    mapping = {
+        "image": spec.image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "suspend": spec.suspend,
+        "api.replicas": spec.api.replicas,
+        "api.serviceType": spec.api.service_type,
+        "api.ingress.enabled": spec.api.ingress.enabled,
+        "api.ingress.path": spec.api.ingress.path,
+        "workers.replicas": spec.workers.replicas,
+        "qdrant.mode": spec.qdrant.mode,
+        "qdrant.image": spec.qdrant.image,
+        "qdrant.replicas": spec.qdrant.replicas,
+        "qdrant.storage.size": spec.qdrant.storage_size,
+        "storage.credentialsSecret.accessKeyIdKey": spec.storage.access_key_id_key,
+        "storage.credentialsSecret.secretAccessKeyKey": spec.storage.secret_access_key_key,
+        "database.secret.key": spec.database.key,
+    }
+    assert defaults == mapping
