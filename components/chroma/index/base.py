@@ -1,0 +1,342 @@
+"""The query-engine interface and the plain data it speaks.
+
+``QueryEngine`` lists every operation the indexer and the query API need; ``edge.py`` and
+``remote.py`` implement it over Qdrant Edge and a Qdrant server, and behave the same
+(``tests/integration/test_index_congruence.py`` runs one suite over both).
+
+One *collection* per embedding set, named by its ``embedding_set_key``. A point's id is
+``chroma.keys.point_id(dataset, record_id)``, so re-indexing the same record overwrites it.
+
+Distances are reported the same way on both backends, smaller is nearer:
+
+* ``cosine``: ``1 - cos(q, x)``, in [0, 2];
+* ``dot``: ``-<q, x>`` (the negated inner product, so that it still sorts ascending);
+* ``euclid``: ``||q - x||``, the Euclidean (not squared) distance.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import numpy as np
+
+from chroma.errors import InvalidInput
+
+__all__ = [
+    "MAX_K",
+    "MUTABLE_FIELDS",
+    "CollectionInfo",
+    "Distance",
+    "IndexedRecord",
+    "Neighbour",
+    "QueryEngine",
+    "RecordRef",
+    "SearchFilter",
+    "Split",
+]
+
+Distance = Literal["cosine", "dot", "euclid"]
+Split = Literal["training", "production"]
+RecordRef = tuple[str, str]
+"""``(dataset, record_id)``: how the rest of Chroma names a record."""
+
+MAX_K = 1_000
+"""Largest ``k`` a search accepts; more is a scan, not a neighbour query."""
+
+MUTABLE_FIELDS = frozenset({"tags", "label_class", "inference_class", "input_uri"})
+"""Payload fields ``set_payload`` may change; the rest identify the record."""
+
+_KEY_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_DISTANCES: tuple[Distance, ...] = ("cosine", "dot", "euclid")
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedRecord:
+    """The payload of one point: what a filter can select and a neighbour reports."""
+
+    dataset: str
+    record_id: str
+    split: Split
+    input_uri: str | None = None
+    inference_class: str | None = None
+    label_class: str | None = None
+    tags: tuple[str, ...] = ()
+    logged_at: float = 0.0
+    """Seconds since the epoch (UTC)."""
+
+    def payload(self) -> dict[str, Any]:
+        """The stored payload; field names are the filter's vocabulary."""
+        return {
+            "dataset": self.dataset,
+            "record_id": self.record_id,
+            "split": self.split,
+            "input_uri": self.input_uri,
+            "inference_class": self.inference_class,
+            "label_class": self.label_class,
+            "tags": list(self.tags),
+            "logged_at": float(self.logged_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilter:
+    """Which points a search or count may return. Empty fields do not constrain.
+
+    Fields combine with AND; the values inside one tuple combine with OR.
+    """
+
+    datasets: tuple[str, ...] = ()
+    split: Split | None = None
+    inference_classes: tuple[str, ...] = ()
+    label_classes: tuple[str, ...] = ()
+    tags_any: tuple[str, ...] = ()
+    logged_from: float | None = None
+    """Inclusive lower bound on ``logged_at`` (epoch seconds)."""
+    logged_until: float | None = None
+    """Exclusive upper bound on ``logged_at`` (epoch seconds)."""
+    exclude: tuple[RecordRef, ...] = ()
+    """Records never returned, e.g. the query record itself in a query-by-record."""
+
+    def is_empty(self) -> bool:
+        return self == _NO_FILTER
+
+
+_NO_FILTER = SearchFilter()
+
+
+@dataclass(frozen=True, slots=True)
+class Neighbour:
+    """One search hit."""
+
+    record_id: str
+    dataset: str
+    split: str
+    distance: float
+    """Smaller is nearer; see the module docstring for each metric."""
+    input_uri: str | None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CollectionInfo:
+    """What ``/status`` shows about one embedding set's index."""
+
+    key: str
+    version: int
+    """Increments with every full re-index; the first build is version 1."""
+    dimension: int
+    distance: Distance
+    points: int
+
+
+class QueryEngine(ABC):
+    """A vector index of embedding sets: one collection per ``embedding_set_key``.
+
+    Thread-safe: one engine may serve concurrent searches while the indexer writes or
+    re-indexes. Every method raises only ``chroma.errors`` types: ``InvalidInput`` for a
+    bad argument, ``NotFound`` for a missing collection or record, ``Conflict`` when a
+    collection exists with another dimension or metric, ``Unavailable`` when the backing
+    engine fails.
+    """
+
+    # -- collections ------------------------------------------------------------------
+
+    @abstractmethod
+    def ensure_collection(
+        self, key: str, dimension: int, distance: Distance = "cosine"
+    ) -> CollectionInfo:
+        """Create the collection if missing (idempotent); ``Conflict`` if it differs."""
+
+    @abstractmethod
+    def collection_info(self, key: str) -> CollectionInfo:
+        """Version, shape and point count of the live collection."""
+
+    @abstractmethod
+    def drop_collection(self, key: str) -> None:
+        """Remove every version of the collection (no-op when missing)."""
+
+    # -- writes ----------------------------------------------------------------------
+
+    @abstractmethod
+    def upsert(self, key: str, records: Sequence[IndexedRecord], vectors: np.ndarray) -> int:
+        """Insert or overwrite points; row ``i`` of ``vectors`` belongs to ``records[i]``.
+
+        Visible to searches when it returns. Returns the number of points written.
+        """
+
+    @abstractmethod
+    def delete(self, key: str, refs: Iterable[RecordRef]) -> None:
+        """Remove points; absent ones are ignored. No search returns them afterwards."""
+
+    @abstractmethod
+    def set_payload(self, key: str, refs: Iterable[RecordRef], fields: Mapping[str, Any]) -> None:
+        """Overwrite some of ``MUTABLE_FIELDS`` (e.g. ``tags``) on existing points."""
+
+    @abstractmethod
+    def optimize(self, key: str) -> None:
+        """Build the HNSW graph over points written since the last call (blocking).
+
+        Searches keep working meanwhile; unindexed points are scanned exactly until then.
+        """
+
+    @abstractmethod
+    def reindex(
+        self,
+        key: str,
+        dimension: int,
+        distance: Distance,
+        batches: Iterable[tuple[Sequence[IndexedRecord], np.ndarray]],
+    ) -> CollectionInfo:
+        """Build a new version from ``batches``, index it fully, then switch to it atomically.
+
+        Searches running meanwhile use the previous version; none fails and none sees a
+        partial build. The previous version stays on disk until ``drop_old_versions``.
+        """
+
+    @abstractmethod
+    def drop_old_versions(self, key: str) -> list[int]:
+        """Delete versions older than the live one; returns the versions removed."""
+
+    # -- reads -----------------------------------------------------------------------
+
+    @abstractmethod
+    def search(
+        self,
+        key: str,
+        queries: np.ndarray,
+        k: int = 10,
+        filter: SearchFilter | None = None,
+    ) -> list[list[Neighbour]]:
+        """The ``k`` nearest points to each query row (1-D means one query), nearest first."""
+
+    @abstractmethod
+    def get_vector(self, key: str, ref: RecordRef) -> np.ndarray:
+        """The stored vector of one record (float32; L2-normalised for cosine)."""
+
+    @abstractmethod
+    def count(self, key: str, filter: SearchFilter | None = None) -> int:
+        """Exact number of points matching ``filter``."""
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release files, locks and connections. The engine is unusable afterwards."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+# -- helpers shared by the backends --------------------------------------------------
+
+
+def check_key(key: str) -> str:
+    """A collection key must be safe as a directory and a Qdrant collection name."""
+    if not isinstance(key, str) or not _KEY_PATTERN.fullmatch(key):
+        raise InvalidInput(f"embedding set key must match [A-Za-z0-9_-]{{1,64}}, not {key!r}")
+    return key
+
+
+def check_distance(distance: str) -> Distance:
+    if distance not in _DISTANCES:
+        raise InvalidInput(f"distance must be one of {', '.join(_DISTANCES)}, not {distance!r}")
+    return distance  # type: ignore[return-value]
+
+
+def check_dimension(dimension: int) -> int:
+    if not isinstance(dimension, int) or not 1 <= dimension <= 65_536:
+        raise InvalidInput(f"dimension must be an integer in 1..65536, not {dimension!r}")
+    return dimension
+
+
+def check_k(k: int) -> int:
+    if not isinstance(k, int) or not 1 <= k <= MAX_K:
+        raise InvalidInput(f"k must be an integer in 1..{MAX_K}, not {k!r}")
+    return k
+
+
+def as_matrix(vectors: np.ndarray, dimension: int, *, what: str = "vectors") -> np.ndarray:
+    """``vectors`` as a C-contiguous float32 matrix of width ``dimension``, finite values only.
+
+    A 1-D array is one row.
+    """
+    matrix = np.asarray(vectors, dtype=np.float32)
+    if matrix.ndim == 1:
+        matrix = matrix[np.newaxis, :]
+    if matrix.ndim != 2:
+        raise InvalidInput(f"{what} must be a 1-D or 2-D array, got {matrix.ndim} dimensions")
+    if matrix.shape[1] != dimension:
+        raise InvalidInput(
+            f"{what} have dimension {matrix.shape[1]}, the collection has dimension {dimension}"
+        )
+    if not np.isfinite(matrix).all():
+        raise InvalidInput(f"{what} contain NaN or infinite values")
+    return np.ascontiguousarray(matrix)
+
+
+def check_records(records: Sequence[IndexedRecord], vectors: np.ndarray) -> None:
+    if len(records) != vectors.shape[0]:
+        raise InvalidInput(f"{len(records)} records but {vectors.shape[0]} vectors")
+    for record in records:
+        if not record.dataset or not record.record_id:
+            raise InvalidInput("every indexed record needs a dataset and a record_id")
+        if not math.isfinite(record.logged_at):
+            raise InvalidInput(f"logged_at of {record.record_id!r} is not finite")
+
+
+def check_mutable_fields(fields: Mapping[str, Any]) -> dict[str, Any]:
+    unknown = set(fields) - MUTABLE_FIELDS
+    if unknown:
+        settable = ", ".join(sorted(MUTABLE_FIELDS))
+        raise InvalidInput(f"cannot set {', '.join(sorted(unknown))}; settable: {settable}")
+    payload = dict(fields)
+    if "tags" in payload:
+        tags = payload["tags"]
+        if isinstance(tags, str) or not all(isinstance(tag, str) for tag in tags):
+            raise InvalidInput("tags must be a list of strings")
+        payload["tags"] = list(tags)
+    return payload
+
+
+def score_to_distance(distance: Distance, score: float) -> float:
+    """Turn a Qdrant score into the distance this module documents."""
+    if distance == "cosine":
+        return max(0.0, 1.0 - score)  # float rounding can push a self-match below zero
+    if distance == "dot":
+        return -score
+    return abs(score)  # Qdrant reports the Euclidean distance itself for Euclid
+
+
+def stored_vector(distance: Distance, values: Sequence[float]) -> np.ndarray:
+    """A retrieved vector as float32; cosine vectors L2-normalised, as Qdrant compares them."""
+    vector = np.asarray(values, dtype=np.float32)
+    if distance == "cosine":
+        norm = float(np.linalg.norm(vector))
+        if norm > 0.0:
+            vector = vector / norm
+    return vector
+
+
+def neighbour_from_payload(payload: Mapping[str, Any], distance: float) -> Neighbour:
+    return Neighbour(
+        record_id=payload["record_id"],
+        dataset=payload["dataset"],
+        split=payload["split"],
+        distance=distance,
+        input_uri=payload.get("input_uri"),
+        payload=dict(payload),
+    )

@@ -1,0 +1,565 @@
+"""Embedded backend: Qdrant Edge (``qdrant_edge``) shards on local disk, in-process.
+
+One directory per embedding set, one Qdrant Edge shard per version, a pointer file naming
+the live one::
+
+    <path>/<embedding_set_key>/
+        LOCK        flock'd while a version is created, switched to or dropped
+        CURRENT     the live version's directory name, replaced atomically (rename)
+        v000001/    a shard (Qdrant Edge files) + chroma-index.json (dimension, distance)
+        v000002/    ...
+
+A full re-index builds ``v<n+1>`` beside the live version, builds its HNSW graph, then
+replaces ``CURRENT``; searches hold a lease on the shard they started on, so a retired
+shard is closed only when its last search returns. No search fails or sees half a build.
+
+Qdrant Edge locks a shard's write-ahead log, so **one process at a time can open a
+version**. Another process may re-index (it writes a new version directory); an engine
+that sees ``CURRENT`` change switches on its next call once the builder has closed the
+shard, and keeps serving the old version until then. Incremental writes must go through
+the process that has the live version open.
+
+Qdrant Edge runs no background optimizer: ``optimize`` builds the HNSW graph over
+points written since the last call; until then they are scanned exactly.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import qdrant_edge as edge
+
+from chroma.errors import ChromaError, Conflict, InvalidInput, NotFound, Unavailable
+from chroma.index.base import (
+    CollectionInfo,
+    Distance,
+    IndexedRecord,
+    Neighbour,
+    QueryEngine,
+    RecordRef,
+    SearchFilter,
+    as_matrix,
+    check_dimension,
+    check_distance,
+    check_k,
+    check_key,
+    check_mutable_fields,
+    check_records,
+    neighbour_from_payload,
+    score_to_distance,
+    stored_vector,
+)
+from chroma.index.config import IndexConfig
+from chroma.keys import point_id
+
+__all__ = ["EdgeQueryEngine"]
+
+log = logging.getLogger(__name__)
+
+_POINTER = "CURRENT"
+_LOCK = "LOCK"
+_META = "chroma-index.json"
+_EDGE_DISTANCE = {
+    "cosine": edge.Distance.Cosine,
+    "dot": edge.Distance.Dot,
+    "euclid": edge.Distance.Euclid,
+}
+_PAYLOAD_INDEXES = (
+    *(
+        (name, edge.PayloadSchemaType.Keyword)
+        for name in ("dataset", "record_id", "split", "inference_class", "label_class", "tags")
+    ),
+    ("logged_at", edge.PayloadSchemaType.Float),
+)
+
+
+def _version_dir_name(version: int) -> str:
+    return f"v{version:06d}"
+
+
+def _parse_version(name: str) -> int | None:
+    if len(name) == 7 and name[0] == "v" and name[1:].isdigit():
+        return int(name[1:])
+    return None
+
+
+@contextmanager
+def _translate_errors(action: str) -> Iterator[None]:
+    """Qdrant Edge raises bare ``Exception``s; map them by message to ``chroma.errors``."""
+    try:
+        yield
+    except ChromaError:
+        raise
+    except Exception as exc:
+        message = str(exc)
+        lowered = message.lower()
+        if "wouldblock" in lowered:
+            raise Unavailable(
+                f"{action}: the index shard is open in another process", details=message
+            ) from exc
+        if "dimension error" in lowered or "wrong input" in lowered or "bad input" in lowered:
+            raise InvalidInput(f"{action}: {message}") from exc
+        if "does not exist" in lowered or "not found" in lowered:
+            raise NotFound(f"{action}: {message}") from exc
+        raise Unavailable(f"{action}: {message}") from exc
+
+
+def _build_hnsw_in_child(shard_dir: Path) -> None:
+    """Run ``chroma.index._hnsw_build`` on a closed shard; waiting releases the GIL."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "chroma.index._hnsw_build", str(shard_dir)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if completed.returncode != 0:
+        raise Unavailable(
+            f"building the HNSW graph of {shard_dir} failed (exit {completed.returncode})",
+            details=completed.stderr[-2000:],
+        )
+
+
+class _Shard:
+    """An open version plus the bookkeeping that lets it retire without breaking readers."""
+
+    def __init__(
+        self,
+        shard: edge.EdgeShard,
+        version: int,
+        dimension: int,
+        distance: Distance,
+        pointer_stamp: tuple[int, int] | None,
+    ) -> None:
+        self.shard = shard
+        self.version = version
+        self.dimension = dimension
+        self.distance = distance
+        self.pointer_stamp = pointer_stamp
+        self.users = 0
+        self.retired = False
+
+    def close(self) -> None:
+        """Flush and close; called on retirement, where a failure must not fail a search."""
+        try:
+            self.shard.flush()
+            self.shard.close()
+        except Exception:
+            log.exception("closing index version %d failed", self.version)
+
+
+class EdgeQueryEngine(QueryEngine):
+    """``QueryEngine`` over Qdrant Edge shards under ``config.path``."""
+
+    def __init__(self, config: IndexConfig) -> None:
+        if config.path is None:
+            raise InvalidInput("the edge index backend needs a path")
+        self._config = config
+        self._root = Path(config.path)
+        self._root.mkdir(parents=True, exist_ok=True)
+        # Guards _live and every lease count; held only for bookkeeping, never for a query.
+        self._lock = threading.Lock()
+        self._live: dict[str, _Shard] = {}
+        self._closed = False
+
+    # -- layout and locking ------------------------------------------------------------
+
+    def _collection_dir(self, key: str) -> Path:
+        return self._root / check_key(key)
+
+    @contextmanager
+    def _file_lock(self, key: str) -> Iterator[None]:
+        """Cross-process (and cross-thread: one open file each) exclusive lock per key."""
+        directory = self._collection_dir(key)
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / _LOCK, "a+b") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+    def _pointer_stamp(self, key: str) -> tuple[int, int] | None:
+        try:
+            stat = (self._collection_dir(key) / _POINTER).stat()
+        except FileNotFoundError:
+            return None
+        return (stat.st_ino, stat.st_mtime_ns)
+
+    def _read_pointer(self, key: str) -> int | None:
+        try:
+            name = (self._collection_dir(key) / _POINTER).read_text().strip()
+        except FileNotFoundError:
+            return None
+        version = _parse_version(name)
+        if version is None:
+            raise Unavailable(f"index pointer of {key} is corrupt: {name!r}")
+        return version
+
+    def _write_pointer(self, key: str, version: int) -> None:
+        """Atomic switch: write a temporary file, fsync it, rename it over ``CURRENT``."""
+        directory = self._collection_dir(key)
+        temporary = directory / f"{_POINTER}.tmp"
+        with open(temporary, "w") as handle:
+            handle.write(_version_dir_name(version) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, directory / _POINTER)
+        directory_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(directory_fd)
+        finally:
+            os.close(directory_fd)
+
+    def _existing_versions(self, key: str) -> list[int]:
+        directory = self._collection_dir(key)
+        if not directory.is_dir():
+            return []
+        versions = (_parse_version(entry.name) for entry in directory.iterdir() if entry.is_dir())
+        return sorted(version for version in versions if version is not None)
+
+    def _claim_version_dir(self, key: str) -> tuple[int, Path]:
+        """Reserve the next version number; ``mkdir`` is atomic, so racing builders differ."""
+        directory = self._collection_dir(key)
+        directory.mkdir(parents=True, exist_ok=True)
+        version = max(self._existing_versions(key), default=0) + 1
+        while True:
+            candidate = directory / _version_dir_name(version)
+            try:
+                candidate.mkdir()
+            except FileExistsError:
+                version += 1
+                continue
+            return version, candidate
+
+    # -- opening, leasing, retiring ---------------------------------------------------
+
+    def _edge_config(self, dimension: int, distance: Distance) -> edge.EdgeConfig:
+        config = self._config
+        return edge.EdgeConfig(
+            vectors=edge.EdgeVectorParams(size=dimension, distance=_EDGE_DISTANCE[distance]),
+            hnsw_config=edge.HnswIndexConfig(
+                m=config.hnsw_m,
+                ef_construct=config.hnsw_ef_construct,
+                full_scan_threshold=config.full_scan_threshold_kb,
+            ),
+        )
+
+    def _open_version(self, key: str, version: int, stamp: tuple[int, int] | None) -> _Shard:
+        version_dir = self._collection_dir(key) / _version_dir_name(version)
+        try:
+            meta = json.loads((version_dir / _META).read_text())
+        except FileNotFoundError as exc:
+            raise Unavailable(f"index version {version} of {key} has no {_META}") from exc
+        with _translate_errors(f"opening index version {version} of {key}"):
+            shard = edge.EdgeShard.load(str(version_dir))
+        return _Shard(shard, version, int(meta["dimension"]), meta["distance"], stamp)
+
+    def _current(self, key: str) -> _Shard:
+        """The live shard of ``key``, (re)opened if ``CURRENT`` moved. Caller holds _lock."""
+        if self._closed:
+            raise Unavailable("the query engine is closed")
+        stamp = self._pointer_stamp(key)
+        live = self._live.get(key)
+        if live is not None and live.pointer_stamp == stamp:
+            return live
+        version = self._read_pointer(key)
+        if version is None:
+            raise NotFound(f"no index for embedding set {key}")
+        if live is not None and live.version == version:
+            live.pointer_stamp = stamp
+            return live
+        try:
+            opened = self._open_version(key, version, stamp)
+        except Unavailable:
+            if live is None:
+                raise
+            # Another process built the new version and still has it open: keep serving
+            # the previous one rather than failing the search; retry on the next call.
+            log.warning(
+                "index %s: version %d not openable yet, serving %d", key, version, live.version
+            )
+            return live
+        self._install(key, opened)
+        return opened
+
+    def _install(self, key: str, opened: _Shard) -> None:
+        """Make ``opened`` live and retire the previous shard. Caller holds _lock."""
+        previous = self._live.get(key)
+        self._live[key] = opened
+        if previous is not None:
+            self._retire(previous)
+
+    def _retire(self, shard: _Shard) -> None:
+        shard.retired = True
+        if shard.users == 0:
+            shard.close()
+
+    @contextmanager
+    def _lease(self, key: str) -> Iterator[_Shard]:
+        """Use the live shard of ``key``; a concurrent switch closes it only after release."""
+        check_key(key)
+        with self._lock:
+            shard = self._current(key)
+            shard.users += 1
+        try:
+            yield shard
+        finally:
+            with self._lock:
+                shard.users -= 1
+                if shard.retired and shard.users == 0:
+                    shard.close()
+
+    # -- building a version -----------------------------------------------------------
+
+    def _build_version(
+        self,
+        key: str,
+        dimension: int,
+        distance: Distance,
+        batches: Iterable[tuple[Sequence[IndexedRecord], np.ndarray]],
+    ) -> _Shard:
+        """A complete, HNSW-indexed, flushed new version, open here but not yet live.
+
+        Points are written in this process; the graph is built in a child process (see
+        ``_hnsw_build``) so that searches here are not stalled by the GIL meanwhile.
+        """
+        version, version_dir = self._claim_version_dir(key)
+        try:
+            with _translate_errors(f"creating index version {version} of {key}"):
+                shard = edge.EdgeShard.create(
+                    str(version_dir), self._edge_config(dimension, distance)
+                )
+            building = _Shard(shard, version, dimension, distance, None)
+            try:
+                with _translate_errors(f"creating payload indexes of {key} v{version}"):
+                    for name, schema in _PAYLOAD_INDEXES:
+                        shard.update(edge.UpdateOperation.create_field_index(name, schema))
+                for records, vectors in batches:
+                    self._write_points(building, key, records, vectors)
+            finally:
+                building.close()
+            _build_hnsw_in_child(version_dir)
+            (version_dir / _META).write_text(
+                json.dumps({"dimension": dimension, "distance": distance, "version": version})
+            )
+            return self._open_version(key, version, None)
+        except BaseException:
+            shutil.rmtree(version_dir, ignore_errors=True)
+            raise
+
+    def _write_points(
+        self, shard: _Shard, key: str, records: Sequence[IndexedRecord], vectors: np.ndarray
+    ) -> int:
+        matrix = as_matrix(vectors, shard.dimension)
+        check_records(records, matrix)
+        batch_size = self._config.upsert_batch_size
+        with _translate_errors(f"upserting into {key}"):
+            for start in range(0, len(records), batch_size):
+                rows = matrix[start : start + batch_size].tolist()
+                points = [
+                    edge.Point(point_id(record.dataset, record.record_id), row, record.payload())
+                    for record, row in zip(records[start : start + batch_size], rows, strict=True)
+                ]
+                shard.shard.update(edge.UpdateOperation.upsert_points(points))
+        return len(records)
+
+    # -- QueryEngine: collections -----------------------------------------------------
+
+    def ensure_collection(
+        self, key: str, dimension: int, distance: Distance = "cosine"
+    ) -> CollectionInfo:
+        check_key(key)
+        check_dimension(dimension)
+        check_distance(distance)
+        with self._file_lock(key):
+            if self._read_pointer(key) is None:
+                built = self._build_version(key, dimension, distance, ())
+                self._write_pointer(key, built.version)
+                built.pointer_stamp = self._pointer_stamp(key)
+                with self._lock:
+                    self._install(key, built)
+        info = self.collection_info(key)
+        if (info.dimension, info.distance) != (dimension, distance):
+            raise Conflict(
+                f"index {key} exists with dimension {info.dimension} and {info.distance} "
+                f"distance, not {dimension} and {distance}"
+            )
+        return info
+
+    def collection_info(self, key: str) -> CollectionInfo:
+        with self._lease(key) as shard, _translate_errors(f"counting {key}"):
+            points = shard.shard.count(edge.CountRequest(exact=True))
+        return CollectionInfo(key, shard.version, shard.dimension, shard.distance, points)
+
+    def drop_collection(self, key: str) -> None:
+        directory = self._collection_dir(key)
+        with self._file_lock(key):
+            with self._lock:
+                live = self._live.pop(key, None)
+                if live is not None:
+                    self._retire(live)
+            (directory / _POINTER).unlink(missing_ok=True)
+            for version in self._existing_versions(key):
+                shutil.rmtree(directory / _version_dir_name(version), ignore_errors=True)
+
+    # -- QueryEngine: writes ----------------------------------------------------------
+
+    def upsert(self, key: str, records: Sequence[IndexedRecord], vectors: np.ndarray) -> int:
+        with self._lease(key) as shard:
+            return self._write_points(shard, key, records, vectors)
+
+    def delete(self, key: str, refs: Iterable[RecordRef]) -> None:
+        ids = [point_id(dataset, record_id) for dataset, record_id in refs]
+        if not ids:
+            return
+        with self._lease(key) as shard, _translate_errors(f"deleting from {key}"):
+            shard.shard.update(edge.UpdateOperation.delete_points(ids))
+
+    def set_payload(self, key: str, refs: Iterable[RecordRef], fields: Mapping[str, Any]) -> None:
+        payload = check_mutable_fields(fields)
+        ids = [point_id(dataset, record_id) for dataset, record_id in refs]
+        if not ids or not payload:
+            return
+        with self._lease(key) as shard, _translate_errors(f"setting payload in {key}"):
+            # Only points that exist: set_payload must never create a payload-only point.
+            present = [record.id for record in shard.shard.retrieve(ids, False, False)]
+            if present:
+                shard.shard.update(edge.UpdateOperation.set_payload(present, payload))
+
+    def optimize(self, key: str) -> None:
+        with self._lease(key) as shard, _translate_errors(f"optimizing {key}"):
+            shard.shard.optimize()
+            shard.shard.flush()
+
+    def reindex(
+        self,
+        key: str,
+        dimension: int,
+        distance: Distance,
+        batches: Iterable[tuple[Sequence[IndexedRecord], np.ndarray]],
+    ) -> CollectionInfo:
+        check_key(key)
+        check_dimension(dimension)
+        check_distance(distance)
+        built = self._build_version(key, dimension, distance, batches)
+        with self._file_lock(key):
+            self._write_pointer(key, built.version)
+            built.pointer_stamp = self._pointer_stamp(key)
+            with self._lock:
+                self._install(key, built)
+        return self.collection_info(key)
+
+    def drop_old_versions(self, key: str) -> list[int]:
+        directory = self._collection_dir(key)
+        dropped: list[int] = []
+        with self._file_lock(key):
+            live_version = self._read_pointer(key)
+            if live_version is None:
+                return dropped
+            with self._lock:
+                open_here = {shard.version for shard in self._live.values()}
+            # Only older versions: newer ones may be builds in progress elsewhere.
+            for version in self._existing_versions(key):
+                if version < live_version and version not in open_here:
+                    shutil.rmtree(directory / _version_dir_name(version), ignore_errors=True)
+                    dropped.append(version)
+        return dropped
+
+    # -- QueryEngine: reads -----------------------------------------------------------
+
+    def search(
+        self,
+        key: str,
+        queries: np.ndarray,
+        k: int = 10,
+        filter: SearchFilter | None = None,
+    ) -> list[list[Neighbour]]:
+        check_k(k)
+        edge_filter = _edge_filter(filter)
+        params = edge.SearchParams(hnsw_ef=max(self._config.hnsw_ef_search, k))
+        with self._lease(key) as shard:
+            matrix = as_matrix(queries, shard.dimension, what="query vectors")
+            requests = [
+                edge.QueryRequest(
+                    limit=k,
+                    query=edge.Query.Nearest(row),
+                    filter=edge_filter,
+                    with_payload=True,
+                    params=params,
+                )
+                for row in matrix.tolist()
+            ]
+            with _translate_errors(f"searching {key}"):
+                results = shard.shard.query_batch(edge.QueryBatchRequest(requests))
+            distance = shard.distance
+        return [
+            [
+                neighbour_from_payload(hit.payload or {}, score_to_distance(distance, hit.score))
+                for hit in hits
+            ]
+            for hits in results
+        ]
+
+    def get_vector(self, key: str, ref: RecordRef) -> np.ndarray:
+        dataset, record_id = ref
+        with self._lease(key) as shard, _translate_errors(f"reading a vector from {key}"):
+            found = shard.shard.retrieve([point_id(dataset, record_id)], False, True)
+        if not found or found[0].vector is None:
+            raise NotFound(f"record {record_id!r} of dataset {dataset!r} is not in index {key}")
+        return stored_vector(shard.distance, found[0].vector)  # type: ignore[arg-type]
+
+    def count(self, key: str, filter: SearchFilter | None = None) -> int:
+        with self._lease(key) as shard, _translate_errors(f"counting {key}"):
+            return shard.shard.count(edge.CountRequest(exact=True, filter=_edge_filter(filter)))
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            live, self._live = list(self._live.values()), {}
+            for shard in live:
+                self._retire(shard)
+
+
+def _edge_filter(search_filter: SearchFilter | None) -> edge.Filter | None:
+    """``SearchFilter`` as a Qdrant Edge filter (``None`` when it selects everything)."""
+    if search_filter is None or search_filter.is_empty():
+        return None
+    must: list[Any] = []
+    for field_name, values in (
+        ("dataset", search_filter.datasets),
+        ("inference_class", search_filter.inference_classes),
+        ("label_class", search_filter.label_classes),
+        ("tags", search_filter.tags_any),
+    ):
+        if values:
+            must.append(edge.FieldCondition(key=field_name, match=edge.MatchAny(list(values))))
+    if search_filter.split is not None:
+        must.append(edge.FieldCondition(key="split", match=edge.MatchValue(search_filter.split)))
+    if search_filter.logged_from is not None or search_filter.logged_until is not None:
+        must.append(
+            edge.FieldCondition(
+                key="logged_at",
+                range=edge.RangeFloat(gte=search_filter.logged_from, lt=search_filter.logged_until),
+            )
+        )
+    must_not: list[Any] = []
+    if search_filter.exclude:
+        excluded = {point_id(dataset, record_id) for dataset, record_id in search_filter.exclude}
+        must_not.append(edge.HasIdCondition(excluded))
+    return edge.Filter(must=must or None, must_not=must_not or None)
