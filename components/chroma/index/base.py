@@ -133,6 +133,9 @@ class CollectionInfo:
     dimension: int
     distance: Distance
     points: int
+    indexed_points: int
+    """Points covered by the HNSW graph; the others are scanned exactly until ``optimize``
+    (always 0 in qdrant-client local mode, which has no graph)."""
 
 
 class QueryEngine(ABC):

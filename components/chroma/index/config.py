@@ -64,6 +64,13 @@ class IndexConfig:
     """Below this many kilobytes of vectors a (filtered) search scans exactly instead of
     walking the graph; Qdrant's default. Strict filters then stay exact and fast."""
 
+    edge_segment_number: int = 8
+    """Edge: how many segments a shard may keep before its optimizer merges them. With 8,
+    ``optimize`` after an incremental upsert builds a graph for the new points only
+    (measured: +20k into 100k x 128 in 2.2 s) instead of merging and re-linking the whole
+    shard (14 s with Qdrant's automatic choice on 2 cores); searches visit a few more
+    segments in exchange. A full re-index still yields one large segment per ~size cap."""
+
     upsert_batch_size: int = 1_000
     """Points per update request. 1000 x 128 floats is ~0.5 MB per request, well under
     the server's request limit, and large enough to amortise per-request overhead."""
@@ -77,5 +84,7 @@ class IndexConfig:
             raise InvalidInput("the remote index backend needs a url (or a local-mode path)")
         if self.hnsw_m < 2 or self.hnsw_ef_construct < 4 or self.hnsw_ef_search < 1:
             raise InvalidInput("HNSW parameters must be m >= 2, ef_construct >= 4, ef_search >= 1")
+        if self.edge_segment_number < 1:
+            raise InvalidInput("edge_segment_number must be >= 1")
         if self.upsert_batch_size < 1:
             raise InvalidInput("upsert_batch_size must be >= 1")

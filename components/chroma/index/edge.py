@@ -254,6 +254,7 @@ class EdgeQueryEngine(QueryEngine):
                 ef_construct=config.hnsw_ef_construct,
                 full_scan_threshold=config.full_scan_threshold_kb,
             ),
+            optimizers=edge.EdgeOptimizersConfig(default_segment_number=config.edge_segment_number),
         )
 
     def _open_version(self, key: str, version: int, stamp: tuple[int, int] | None) -> _Shard:
@@ -346,11 +347,14 @@ class EdgeQueryEngine(QueryEngine):
                 with _translate_errors(f"creating payload indexes of {key} v{version}"):
                     for name, schema in _PAYLOAD_INDEXES:
                         shard.update(edge.UpdateOperation.create_field_index(name, schema))
-                for records, vectors in batches:
+                written = sum(
                     self._write_points(building, key, records, vectors)
+                    for records, vectors in batches
+                )
             finally:
                 building.close()
-            _build_hnsw_in_child(version_dir)
+            if written:
+                _build_hnsw_in_child(version_dir)
             (version_dir / _META).write_text(
                 json.dumps({"dimension": dimension, "distance": distance, "version": version})
             )
@@ -401,7 +405,10 @@ class EdgeQueryEngine(QueryEngine):
     def collection_info(self, key: str) -> CollectionInfo:
         with self._lease(key) as shard, _translate_errors(f"counting {key}"):
             points = shard.shard.count(edge.CountRequest(exact=True))
-        return CollectionInfo(key, shard.version, shard.dimension, shard.distance, points)
+            indexed = shard.shard.info().indexed_vectors_count
+        return CollectionInfo(
+            key, shard.version, shard.dimension, shard.distance, points, min(indexed, points)
+        )
 
     def drop_collection(self, key: str) -> None:
         directory = self._collection_dir(key)

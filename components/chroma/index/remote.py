@@ -263,13 +263,18 @@ class RemoteQueryEngine(QueryEngine):
         if collection is None:
             raise NotFound(f"no index for embedding set {key}")
         with self._serialise, _translate_errors(f"reading collection {collection}"):
-            params = self._client.get_collection(collection).config.params.vectors
+            described = self._client.get_collection(collection)
             points = self._client.count(collection, exact=True).count
+        params = described.config.params.vectors
         if not isinstance(params, models.VectorParams):
             raise Unavailable(f"collection {collection} has named vectors; Chroma did not make it")
         shape = (params.size, _CHROMA_DISTANCE[params.distance])
         self._shapes[key] = shape
-        return CollectionInfo(key, self._version_of(key, collection), *shape, points)
+        # Local mode has no graph and reports no count: everything is scanned exactly.
+        indexed = 0 if self._local_mode else described.indexed_vectors_count or 0
+        return CollectionInfo(
+            key, self._version_of(key, collection), *shape, points, min(indexed, points)
+        )
 
     def drop_collection(self, key: str) -> None:
         self._check_open()
