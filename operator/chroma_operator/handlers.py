@@ -13,6 +13,7 @@ from typing import Any
 
 import kopf
 import kubernetes
+import urllib3
 
 from chroma_operator import constants as c
 from chroma_operator import reconcile
@@ -49,6 +50,10 @@ def load_kubernetes_config() -> None:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
         kubernetes.config.load_kube_config()
+    config = kubernetes.client.Configuration.get_default_copy()
+    if not config.verify_ssl:
+        logging.getLogger(__name__).warning("TLS verification is off (kubeconfig says so)")
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
 
 
 @kopf.on.startup()

@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     from chroma_operator import handlers  # noqa: F401  (registers the handlers)
 
     kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.PLAIN)
-    logging.getLogger("kubernetes").setLevel(logging.WARNING)
+    for noisy in ("kubernetes", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     asyncio.run(
         kopf.operator(
             clusterwide=not args.namespace,

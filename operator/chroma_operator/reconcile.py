@@ -116,7 +116,7 @@ def reconcile_cluster(kube: Kube, body: Body) -> Outcome:
                 f"{out.status['message']}",
                 "Warning" if out.status["phase"] == st.PHASE_DEGRADED else "Normal",
             )
-        kube.patch_status(body, out.status)
+        kube.patch_status(body, st.status_patch(previous, out.status))
     return out
 
 

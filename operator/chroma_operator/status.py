@@ -216,6 +216,18 @@ def cluster_status(body: Body, children: dict[str, Body | None], now: str) -> Bo
     }
 
 
+def status_patch(previous: Body | None, current: Body) -> Body:
+    """A JSON merge patch from ``previous`` to ``current``: keys that disappeared become
+    None (deleted), so a stale ``components.qdrant`` does not outlive its StatefulSet."""
+    out: Body = dict(current)
+    for key, old in (previous or {}).items():
+        if key not in current:
+            out[key] = None
+        elif isinstance(old, dict) and isinstance(current[key], dict):
+            out[key] = status_patch(old, current[key])
+    return out
+
+
 def _job_condition(job: Body, type_: str) -> Condition | None:
     for cond in (job.get("status") or {}).get("conditions") or []:
         if cond.get("type") == type_ and cond.get("status") == "True":
