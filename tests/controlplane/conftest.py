@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from controlplane.envtest import (
+from .envtest import (
     Api,
     ControlPlane,
     OperatorProcess,
@@ -107,33 +107,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     rep = outcome.get_result()
     setattr(item, f"rep_{rep.when}", rep)
-
-
-def cluster_body(name: str, namespace: str, **spec: Any) -> Body:
-    """A valid ChromaCluster; keyword arguments override top-level spec fields."""
-    base: Body = {
-        "storage": {
-            "url": "s3://chroma-test/data",
-            "endpointUrl": "http://minio.storage:9000",
-            "credentialsSecret": {"name": "chroma-s3"},
-        },
-        "database": {"secret": {"name": "chroma-pg"}},
-    }
-    base.update(spec)
-    return {
-        "apiVersion": "chroma.dev/v1alpha1",
-        "kind": "ChromaCluster",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": base,
-    }
-
-
-def indexjob_body(name: str, namespace: str, cluster: str, **spec: Any) -> Body:
-    base: Body = {"cluster": cluster, "operation": "index", "embeddingSet": "a" * 40}
-    base.update(spec)
-    return {
-        "apiVersion": "chroma.dev/v1alpha1",
-        "kind": "IndexJob",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": base,
-    }

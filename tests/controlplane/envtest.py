@@ -4,7 +4,7 @@ Owns: starting and stopping the two servers from ``KUBEBUILDER_ASSETS`` (the env
 convention), the admin kubeconfig, ServiceAccount kubeconfigs (TokenRequest), and
 ``Api``: a small JSON client over httpx that the tests use to create, read and patch
 objects. Deliberately independent of the operator's own client code. Used by
-``conftest.py`` (imported as ``controlplane.envtest``: pytest puts tests/ on sys.path).
+``conftest.py`` (and by the tests, through relative imports).
 """
 
 from __future__ import annotations
@@ -421,3 +421,33 @@ def running(op: OperatorProcess) -> Iterator[OperatorProcess]:
         yield op
     finally:
         op.stop()
+
+
+def cluster_body(name: str, namespace: str, **spec: Any) -> Body:
+    """A valid ChromaCluster; keyword arguments override top-level spec fields."""
+    base: Body = {
+        "storage": {
+            "url": "s3://chroma-test/data",
+            "endpointUrl": "http://minio.storage:9000",
+            "credentialsSecret": {"name": "chroma-s3"},
+        },
+        "database": {"secret": {"name": "chroma-pg"}},
+    }
+    base.update(spec)
+    return {
+        "apiVersion": "chroma.dev/v1alpha1",
+        "kind": "ChromaCluster",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": base,
+    }
+
+
+def indexjob_body(name: str, namespace: str, cluster: str, **spec: Any) -> Body:
+    base: Body = {"cluster": cluster, "operation": "index", "embeddingSet": "a" * 40}
+    base.update(spec)
+    return {
+        "apiVersion": "chroma.dev/v1alpha1",
+        "kind": "IndexJob",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": base,
+    }

@@ -8,8 +8,14 @@ from typing import Any
 
 import pytest
 
-from controlplane.conftest import cluster_body
-from controlplane.envtest import Api, ControlPlane, OperatorProcess, wait_for, which_kubectl
+from .envtest import (
+    Api,
+    ControlPlane,
+    OperatorProcess,
+    cluster_body,
+    wait_for,
+    which_kubectl,
+)
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -201,9 +207,12 @@ def test_phase_and_conditions_follow_child_status(api: Api, namespace: str) -> N
     obj = wait_status(api, namespace, lambda o: o["status"]["phase"] == "Degraded", "Degraded")
     assert conditions(obj)["Degraded"]["status"] == "True"
     assert "ProgressDeadlineExceeded" in conditions(obj)["Degraded"]["message"]
-    assert any(
-        e["reason"] == "PhaseChanged" and e["type"] == "Warning"
-        for e in api.events_for(namespace, "c1")
+    wait_for(
+        lambda: any(
+            e["reason"] == "PhaseChanged" and e["type"] == "Warning"
+            for e in api.events_for(namespace, "c1")
+        ),
+        what="PhaseChanged Warning event",
     )
 
 

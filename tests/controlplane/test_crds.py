@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from controlplane.conftest import cluster_body, indexjob_body
-from controlplane.envtest import Api, ApiError
+from .envtest import Api, ApiError, cluster_body, indexjob_body
 
 
 def rejected(api: Api, obj: dict[str, Any]) -> str:
