@@ -121,7 +121,7 @@ def test_tied_distances_match_scipy(offset: float) -> None:
     data, labels = _blobs(offset=offset)
     model = fit_mhb(data, labels)
     production, predicted = _blobs(seed=7, n=50, offset=offset)
-    scores = score_mhb(model, production, predicted)
+    scores = score_mhb(model, production, predicted, predicted_covariance="tied")
     tied_precision = np.linalg.inv(_regularised(model.tied_covariance))
     background_precision = np.linalg.inv(_regularised(model.background_covariance))
     for i, row in enumerate(production.astype(np.float64)):
@@ -152,6 +152,11 @@ def test_class_covariance_distances_match_scipy() -> None:
             per_class[model.classes.index(predicted[i])], rel=1e-3
         )
         assert scores.nearest_distance[i] == pytest.approx(min(per_class), rel=1e-3)
+    # Default: the predicted class under its own covariance, the rest under the tied one.
+    default = score_mhb(model, production, predicted)
+    np.testing.assert_allclose(default.predicted_distance, scores.predicted_distance, rtol=1e-4)
+    tied = score_mhb(model, production, predicted, predicted_covariance="tied")
+    np.testing.assert_allclose(default.nearest_distance, tied.nearest_distance)
 
 
 def test_unshrunk_limit_is_the_empirical_mahalanobis() -> None:

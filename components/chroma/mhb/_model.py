@@ -290,6 +290,8 @@ class _Whitening:
     tied_mean_norms: np.ndarray  # (C,) ||m_k||^2, m_k = W_t (mu_k - center)
     class_stacked: np.ndarray | None  # (d, C*d) per-class W_k.T side by side
     class_offsets: np.ndarray | None  # (C*d,) W_k (mu_k - center)
+    class_factors: np.ndarray | None  # (C, d, d) contiguous W_k.T (a strided slice of
+    # class_stacked makes numpy skip BLAS: 8x slower)
 
     @classmethod
     def build(cls, model: MHBModel) -> _Whitening:
@@ -312,6 +314,11 @@ class _Whitening:
             ),
             tied_mean_norms=np.einsum("ij,ij->i", tied_means, tied_means).astype(as32),
             class_stacked=None if class_stacked is None else class_stacked.astype(as32),
+            class_factors=None
+            if class_stacked is None
+            else np.ascontiguousarray(
+                class_stacked.reshape(len(center), -1, len(center)).transpose(1, 0, 2)
+            ).astype(as32),
             class_offsets=None if class_offsets is None else class_offsets.astype(as32),
         )
 
@@ -347,25 +354,58 @@ def _squared_class_distances(
     return np.einsum("ikd,ikd->ik", projected, projected)
 
 
+def _squared_own_class_distances(
+    whitening: _Whitening, data: np.ndarray, predicted: np.ndarray, chunk_rows: int
+) -> np.ndarray:
+    """Squared distance of each row to its predicted class under that class's covariance
+    (NaN where unknown). Rows are grouped by class first: one large GEMM per group chunk
+    (small per-class GEMMs inside a mixed chunk are several times slower in OpenBLAS)."""
+    assert whitening.class_factors is not None and whitening.class_offsets is not None
+    dimension = data.shape[1]
+    squared = np.full(data.shape[0], np.nan, dtype=np.float32)
+    order = np.argsort(predicted, kind="stable")
+    bounds = np.searchsorted(predicted[order], np.arange(len(whitening.class_factors) + 1))
+    for k in range(len(whitening.class_factors)):
+        members_of_class = order[bounds[k] : bounds[k + 1]]
+        offset_k = whitening.class_offsets[k * dimension : (k + 1) * dimension]
+        for start in range(0, members_of_class.size, chunk_rows):
+            members = members_of_class[start : start + chunk_rows]
+            rows = data[members].astype(np.float32, copy=False) - whitening.center
+            projected = rows @ whitening.class_factors[k]
+            projected -= offset_k
+            squared[members] = np.einsum("ij,ij->i", projected, projected)
+    return squared
+
+
 def score_mhb(
     model: MHBModel,
     embeddings: np.ndarray,
     predicted_class: Sequence[LabelLike] | np.ndarray | None = None,
     *,
     covariance: CovarianceKind = "tied",
+    predicted_covariance: CovarianceKind | None = None,
 ) -> MHBScores:
     """Mahalanobis distances of each row of ``embeddings`` (N x d) under ``model``.
 
     ``predicted_class``: the model's ``inference_class`` per record (names, or int
     indices from :func:`class_indices`); None leaves ``predicted_distance`` NaN except
-    for a global model, where the one class is everyone's prediction. ``covariance``:
-    'tied' (default, robust) or 'class' (needs a model fitted with ``per_class``; C
-    times the work). Output arrays are float32.
+    for a global model, where the one class is everyone's prediction.
+
+    ``covariance`` serves the nearest-class and relative distances: 'tied' (default,
+    one GEMM per record) or 'class' (C GEMMs per record). ``predicted_covariance`` serves
+    the predicted-class distance; it defaults to 'class' when the model has per-class
+    covariances (one extra GEMM per record: rows are grouped by predicted class; it
+    ranks held-out classes better in ``bench/quality.py``), else 'tied'. Output arrays
+    are float32.
     """
-    if covariance not in ("tied", "class"):
-        raise InvalidInput(f"covariance must be 'tied' or 'class', got {covariance!r}")
-    if covariance == "class" and model.class_covariances is None:
-        raise InvalidInput("this model was fitted without per-class covariances")
+    if predicted_covariance is None:
+        predicted_covariance = "tied" if model.class_covariances is None else "class"
+    for kind in (covariance, predicted_covariance):
+        if kind not in ("tied", "class"):
+            raise InvalidInput(f"covariance must be 'tied' or 'class', got {kind!r}")
+        if kind == "class" and model.class_covariances is None:
+            raise InvalidInput("this model was fitted without per-class covariances")
+    predicted_own = predicted_covariance == "class" and covariance == "tied"
     data = _check_embeddings(embeddings, model.dimension)
     n_records = data.shape[0]
     if predicted_class is None:
@@ -403,8 +443,11 @@ def score_mhb(
         nearest[start:stop] = best
         nearest_sq[start:stop] = squared[rows, best]
         chunk_predicted = predicted[start:stop]
-        known = (chunk_predicted >= 0) & (chunk_predicted < len(model.classes))
-        predicted_sq[start:stop][known] = squared[rows[known], chunk_predicted[known]]
+        if not predicted_own:
+            known = (chunk_predicted >= 0) & (chunk_predicted < len(model.classes))
+            predicted_sq[start:stop][known] = squared[rows[known], chunk_predicted[known]]
+    if predicted_own:
+        predicted_sq = _squared_own_class_distances(whitening, data, predicted, chunk_rows)
 
     relative = (
         np.full(n_records, np.nan, dtype=np.float32)
