@@ -10,9 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-
 from chroma.index import IndexConfig, QueryEngine, open_query_engine
 
 BACKENDS = ("edge", "remote")
@@ -48,5 +46,12 @@ def engine_factory(backend: str, tmp_path: Path) -> Iterator[EngineFactory]:
 
 
 @pytest.fixture
-def engine(engine_factory: EngineFactory) -> QueryEngine:
-    return engine_factory()
+def engine(backend: str, tmp_path: Path) -> Iterator[QueryEngine]:
+    """A fresh engine; the remote stand-in in memory (its on-disk mode is slow and only
+    ``engine_factory``'s restart tests need it)."""
+    if backend == "edge":
+        config = backend_config(backend, tmp_path)
+    else:
+        config = IndexConfig(backend="remote", url=":memory:")
+    with open_query_engine(config) as opened:
+        yield opened

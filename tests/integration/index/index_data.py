@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-
 from chroma.index import IndexedRecord
 
 DATASETS = ("train-a", "train-b", "prod")

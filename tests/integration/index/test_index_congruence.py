@@ -12,8 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from index_data import CLASSES, DATASETS, TAGS, exact_distances, gaussian_mixture, make_records
-
 from chroma.index import (
     IndexConfig,
     IndexedRecord,
@@ -22,6 +20,7 @@ from chroma.index import (
     SearchFilter,
     open_query_engine,
 )
+from index_data import CLASSES, DATASETS, TAGS, exact_distances, gaussian_mixture, make_records
 
 pytestmark = pytest.mark.integration
 
@@ -103,7 +102,9 @@ def assert_matches_truth(
     k = len(truth_ids)
     assert len(hits) == k, f"{label}: {len(hits)} hits, exact search has {k}"
     got = np.array([hit.distance for hit in hits])
-    np.testing.assert_allclose(got, truth_distances[:k], rtol=1e-4, atol=TIE_TOLERANCE, err_msg=label)
+    np.testing.assert_allclose(
+        got, truth_distances[:k], rtol=1e-4, atol=TIE_TOLERANCE, err_msg=label
+    )
     assert all(np.diff(got) >= -TIE_TOLERANCE), f"{label}: not sorted nearest first"
     # Ids must agree except where the k-th and (k+1)-th exact distances tie.
     boundary_tie = (
@@ -161,7 +162,9 @@ def test_neighbour_fields_and_query_by_record_agree(engines: dict[str, QueryEngi
         engine.upsert(key, records, vectors)
 
     probe = records[17]
-    found = {name: e.get_vector(key, (probe.dataset, probe.record_id)) for name, e in engines.items()}
+    found = {
+        name: e.get_vector(key, (probe.dataset, probe.record_id)) for name, e in engines.items()
+    }
     expected = vectors[17] / np.linalg.norm(vectors[17])  # cosine: stored normalised
     for vector in found.values():
         np.testing.assert_allclose(vector, expected, rtol=1e-5, atol=1e-6)

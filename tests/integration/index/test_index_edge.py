@@ -1,0 +1,93 @@
+"""Qdrant Edge specifics: HNSW recall with the shipped parameters, and sharing a directory.
+
+The remote backend's graph lives in the server; its local-mode stand-in is brute force,
+so recall is measured here on Edge only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from chroma.errors import Unavailable
+from chroma.index import IndexConfig, IndexedRecord, open_query_engine
+from index_data import gaussian_mixture, make_records
+
+pytestmark = pytest.mark.integration
+
+KEY = "edge-specific"
+
+
+def exact_top_k(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    normed = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    scores = (queries / np.linalg.norm(queries, axis=1, keepdims=True)) @ normed.T
+    return np.argsort(-scores, axis=1)[:, :k]
+
+
+def recall_at_k(found: list[list[str]], truth: np.ndarray, records: list[IndexedRecord]) -> float:
+    hits = sum(
+        len({row for row in ids} & {records[j].record_id for j in expected})
+        for ids, expected in zip(found, truth, strict=True)
+    )
+    return hits / truth.size
+
+
+@pytest.mark.slow
+def test_recall_at_10_on_clustered_100k_x_128_with_shipped_hnsw_parameters(
+    tmp_path: Path,
+) -> None:
+    n, new, dimension, k = 100_000, 25_000, 128, 10  # 25k x 128 > the 10 MB indexing threshold
+    vectors = gaussian_mixture(n + new, dimension, seed=42, clusters=100, spread=0.35)
+    records = [
+        IndexedRecord(dataset="train", record_id=f"r{i}", split="training") for i in range(n + new)
+    ]
+    queries = gaussian_mixture(200, dimension, seed=42, clusters=100, spread=0.35)[:200] + (
+        np.random.default_rng(7).normal(scale=0.1, size=(200, dimension)).astype(np.float32)
+    )
+    config = IndexConfig(backend="edge", path=tmp_path)  # shipped defaults otherwise
+    with open_query_engine(config) as engine:
+        batches = [(records[i : i + 10_000], vectors[i : i + 10_000]) for i in range(0, n, 10_000)]
+        info = engine.reindex(KEY, dimension, "cosine", batches)
+        assert info.points == n
+        assert info.indexed_points == n, "the graph was not built: recall would be exact"
+        found = [[h.record_id for h in hits] for hits in engine.search(KEY, queries, k)]
+        recall = recall_at_k(found, exact_top_k(vectors[:n], queries, k), records)
+        assert recall >= 0.95, f"recall@10 = {recall:.3f}"
+
+        # Incremental: new points are searchable at once, and in the graph after optimize.
+        engine.upsert(KEY, records[n:], vectors[n:])
+        engine.optimize(KEY)
+        info = engine.collection_info(KEY)
+        assert (info.points, info.indexed_points) == (n + new, n + new)
+        found = [[h.record_id for h in hits] for hits in engine.search(KEY, queries, k)]
+        recall = recall_at_k(found, exact_top_k(vectors, queries, k), records)
+        assert recall >= 0.95, f"recall@10 after incremental upsert = {recall:.3f}"
+
+
+def test_engine_adopts_a_version_built_by_another_engine_once_it_is_released(
+    tmp_path: Path,
+) -> None:
+    """Two engines on one directory stand for two processes (Edge locks per open shard)."""
+    records = make_records(400, seed=1)
+    vectors = gaussian_mixture(400, 16, seed=1)
+    config = IndexConfig(backend="edge", path=tmp_path)
+    serving = open_query_engine(config)
+    serving.ensure_collection(KEY, 16)
+    serving.upsert(KEY, records[:200], vectors[:200])
+
+    builder = open_query_engine(config)
+    with pytest.raises(Unavailable, match="another process"):
+        builder.upsert(KEY, records[:1], vectors[:1])  # the live shard is serving's
+    assert builder.reindex(KEY, 16, "cosine", [(records, vectors)]).version == 2
+
+    # The builder still holds version 2: serving keeps answering from version 1.
+    assert serving.collection_info(KEY).version == 1
+    assert serving.count(KEY) == 200
+    builder.close()
+    info = serving.collection_info(KEY)
+    assert (info.version, info.points) == (2, 400)
+    assert len(serving.search(KEY, vectors[0], 5)[0]) == 5
+    assert serving.drop_old_versions(KEY) == [1]
+    assert sorted(p.name for p in (tmp_path / KEY).iterdir() if p.is_dir()) == ["v000002"]
+    serving.close()
