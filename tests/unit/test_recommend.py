@@ -199,6 +199,10 @@ def test_one_record_alone_scores_as_in_a_batch_and_reference_round_trips() -> No
     assert single.score == pytest.approx(whole.score[7])
     assert single.percentile == pytest.approx(whole.percentile[7])
     assert set(single.signals) == {"mhb_nearest", "mhb_relative"}  # no class: no predicted
+    with_entropy = {**compute_signals(score_mhb(model, batch[7:8])), "entropy": np.array([0.3])}
+    unscaled = assess(with_entropy, reference)[0]  # no reference for entropy: shown, not counted
+    assert unscaled.raw_signals["entropy"] == 0.3 and "entropy" not in unscaled.signals
+    assert unscaled.score == pytest.approx(single.score)
     restored = ScoringReference.from_dict(json.loads(json.dumps(reference.to_dict())))
     again = prioritise(compute_signals(score_mhb(model, batch)), restored)
     np.testing.assert_allclose(again.score, whole.score)

@@ -148,16 +148,15 @@ class Priorities:
 def _normalise_all(
     signals: Mapping[str, np.ndarray], references: Mapping[str, SignalReference]
 ) -> dict[str, np.ndarray]:
+    """Levels of every signal; NaN for a signal without a reference (it cannot be put
+    on the common scale, so it is shown raw but does not count)."""
     normalised: dict[str, np.ndarray] = {}
     for name, values in signals.items():
         array = np.atleast_1d(np.asarray(values, dtype=np.float64))
-        if name in references:
-            normalised[name] = references[name].normalise(array)
-        elif np.isfinite(array).any():
-            # No reference (e.g. training logged no scores): rank within this batch.
-            normalised[name] = SignalReference.fit(array).normalise(array)
-        else:
-            normalised[name] = np.full(array.shape, np.nan)
+        reference = references.get(name)
+        normalised[name] = (
+            reference.normalise(array) if reference is not None else np.full(array.shape, np.nan)
+        )
     return normalised
 
 
@@ -168,9 +167,10 @@ def fit_reference(
 
     Use the training records scored exactly like production (MHB on the training
     embeddings with their labels as predictions, kNN and neighbour labels *excluding the
-    record itself*, their logged scores). A subsample of ~10k records is plenty. Signals
-    with no finite value are left out (production batches then rank them among
-    themselves).
+    record itself*, their logged scores). A subsample of ~10k records is plenty. A
+    signal with no finite value here (e.g. training logged no scores) gets no reference
+    and does not count in production scores; to use it anyway, pass a production sample
+    of that signal under its name (any mapping of name -> values works).
     """
     params = params or RecommendParams()
     references = {
