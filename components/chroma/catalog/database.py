@@ -6,9 +6,10 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, urlencode, urlunsplit
 
 import psycopg
+from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool
 from yoyo import get_backend, read_migrations
 
@@ -82,8 +83,19 @@ def apply_migrations(dsn: str) -> list[str]:
 
 
 def _yoyo_uri(dsn: str) -> str:
-    """yoyo wants ``postgresql+psycopg://`` URIs; a unix-socket host travels as a query arg."""
-    parts = urlsplit(dsn)
-    scheme = "postgresql+psycopg"
-    query = dict(parse_qsl(parts.query))
-    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(query), ""))
+    """yoyo wants ``postgresql+psycopg://`` URIs; accept any libpq DSN (URI or key=value)."""
+    params = conninfo_to_dict(dsn)
+    user = quote(str(params.pop("user", "") or ""), safe="")
+    password = quote(str(params.pop("password", "") or ""), safe="")
+    host = str(params.pop("host", "") or "")
+    port = params.pop("port", None)
+    dbname = quote(str(params.pop("dbname", "") or ""), safe="")
+    netloc = user + (f":{password}" if password else "") + ("@" if user else "")
+    if host.startswith("/"):
+        params["host"] = host  # a unix-socket directory travels as a query argument
+    else:
+        netloc += host + (f":{port}" if port else "")
+    if port and host.startswith("/"):
+        params["port"] = port
+    query = urlencode({k: str(v) for k, v in params.items()})
+    return urlunsplit(("postgresql+psycopg", netloc, f"/{dbname}", query, ""))

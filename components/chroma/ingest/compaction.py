@@ -20,7 +20,7 @@ import pyarrow as pa
 from chroma.catalog import Catalog
 from chroma.storage import FileStore
 
-__all__ = ["CompactionResult", "SweepResult", "compact_dataset", "sweep"]
+__all__ = ["CompactionResult", "SweepResult", "compact_dataset", "merge_live_rows", "sweep"]
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +38,10 @@ class SweepResult:
     orphans_deleted: int
 
 
-def compact_dataset(
-    catalog: Catalog, store: FileStore, dataset: str, *, small_file_rows: int = 100_000
-) -> CompactionResult:
-    """Merge the dataset's files smaller than ``small_file_rows`` into one file."""
-    info = catalog.get_dataset(dataset)
-    files = catalog.small_files(info.id, small_file_rows)
-    if len(files) < 2:
-        return CompactionResult(0, 0, None)
+def merge_live_rows(
+    catalog: Catalog, store: FileStore, files: list[tuple[int, str]]
+) -> tuple[pa.Table | None, list[tuple[str, int, int, int]]]:
+    """The live rows of ``files`` as one table, and the moves (id, old file, old row, new row)."""
     rows = catalog.live_rows([file_id for file_id, _ in files])
     pieces = []
     moves: list[tuple[str, int, int, int]] = []
@@ -57,18 +53,28 @@ def compact_dataset(
         pieces.append(table.take(pa.array([r[2] for r in file_rows], pa.int64())))
         for record_id, _, old_row in file_rows:
             moves.append((record_id, file_id, old_row, len(moves)))
-    new_path = None
-    moved = 0
-    if pieces:
-        merged = pa.concat_tables(pieces)
-        new_path = (
-            f"{info.embedding_set_key}/{dataset}/"
-            f"compact-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}.parquet"
-        )
-        size = store.write_table(new_path, merged)
-        moved = catalog.swap_files(info.id, [f for f, _ in files], new_path, size, moves)
-    else:  # nothing live is left in them: retire them all
-        catalog.retire_files([f for f, _ in files])
+    return (pa.concat_tables(pieces) if pieces else None), moves
+
+
+def compact_dataset(
+    catalog: Catalog, store: FileStore, dataset: str, *, small_file_rows: int = 100_000
+) -> CompactionResult:
+    """Merge the dataset's files smaller than ``small_file_rows`` into one file."""
+    info = catalog.get_dataset(dataset)
+    files = catalog.small_files(info.id, small_file_rows)
+    if len(files) < 2:
+        return CompactionResult(0, 0, None)
+    merged, moves = merge_live_rows(catalog, store, files)
+    old_ids = [file_id for file_id, _ in files]
+    if merged is None:  # nothing live is left in them: retire them all
+        catalog.retire_files(old_ids)
+        return CompactionResult(len(files), 0, None)
+    new_path = (
+        f"{info.embedding_set_key}/{dataset}/"
+        f"compact-{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}.parquet"
+    )
+    size = store.write_table(new_path, merged)
+    moved = catalog.swap_files(info.id, old_ids, new_path, size, moves)
     log.info("compacted %s: %d files, %d records moved", dataset, len(files), moved)
     return CompactionResult(len(files), moved, new_path)
 

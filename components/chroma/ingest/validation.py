@@ -42,7 +42,8 @@ def new_record_id() -> str:
 
 def check_embeddings(matrix: np.ndarray, *, where: str = "") -> np.ndarray:
     """float32 (n, d) with only finite values, else :class:`InvalidInput` naming the row."""
-    matrix = np.asarray(matrix, dtype=np.float32)
+    with np.errstate(over="ignore"):  # overflow to inf is reported below, by row
+        matrix = np.asarray(matrix, dtype=np.float32)
     finite = np.isfinite(matrix)
     if not finite.all():
         row = int(np.argwhere(~finite.all(axis=1))[0][0])
