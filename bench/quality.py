@@ -273,6 +273,12 @@ def evaluate(
                 reference, production,
                 RecommendParams(weights=params.weights, combination="mean"),
             )
+            embeddings_only = ("mhb_nearest", "mhb_relative", "knn_distance")
+            methods["combined (embeddings only: no class, no scores)"] = _combined(
+                {name: reference[name] for name in embeddings_only},
+                {name: production[name] for name in embeddings_only},
+                params,
+            )
             methods.update(_baselines(scenario))
             for method, score in methods.items():
                 per_method.setdefault(method, []).append(_metrics(score, scenario.is_held_out))
@@ -280,32 +286,38 @@ def evaluate(
     return results
 
 
+TUNING_GRID: dict[str, tuple[float, ...]] = {
+    "mhb_predicted": (1.0, 2.0, 4.0),
+    "mhb_nearest": (0.0, 0.5, 1.0),
+    "mhb_relative": (0.0, 0.5),
+    "knn_distance": (0.0, 0.5, 1.0),
+    "entropy": (0.0, 0.5, 1.0),
+    "low_margin": (0.0,),
+    "disagreement": (0.0, 0.5),
+}
+
+
 def tune(names: list[str], seeds: int) -> None:
-    """Coarse grid over signal weights; prints the best by mean AUROC over scenarios."""
-    cached = [
-        (_raw_signals(SCENARIOS[name](seed)), SCENARIOS[name](seed).is_held_out)
-        for name in names
-        for seed in range(seeds)
-    ]
-    grid = [0.0, 0.5, 1.0, 2.0]
-    names_tuned = ["mhb_predicted", "mhb_relative", "knn_distance", "entropy", "disagreement"]
+    """Grid over signal weights; prints the best by mean AUROC over scenarios x seeds."""
+    cached = []
+    for name in names:
+        for seed in range(seeds):
+            scenario = SCENARIOS[name](seed)
+            cached.append((_raw_signals(scenario), scenario.is_held_out))
     ranked = []
-    for values in itertools.product(grid, repeat=len(names_tuned)):
-        if not any(values):
-            continue
-        weights = dict(zip(names_tuned, values, strict=True))
-        weights.update({"mhb_nearest": 0.0, "low_margin": 0.0})
+    for values in itertools.product(*TUNING_GRID.values()):
+        weights = dict(zip(TUNING_GRID, values, strict=True))
         params = RecommendParams(weights=weights)
-        aurocs = [
-            _metrics(_combined(reference, production, params), truth)[0]
+        metrics = np.array([
+            _metrics(_combined(reference, production, params), truth)
             for (reference, production), truth in cached
-        ]
-        ranked.append((float(np.mean(aurocs)), float(np.min(aurocs)), weights))
+        ])
+        ranked.append((metrics[:, 0].mean(), metrics[:, 0].min(), metrics[:, 1].mean(), weights))
     ranked.sort(key=lambda item: -item[0])
-    print("\n## Weight grid (mean AUROC over scenarios x seeds, worst case)\n")
-    for mean, worst, weights in ranked[:10]:
+    print("\n## Weight grid: mean AUROC over scenarios x seeds (worst run), mean P@k\n")
+    for mean, worst, precision, weights in ranked[:12]:
         shown = {k: v for k, v in weights.items() if v}
-        print(f"- {mean:.4f} (worst {worst:.4f}) {shown}")
+        print(f"- AUROC {mean:.4f} (worst {worst:.4f}), P@k {precision:.3f}: {shown}")
 
 
 def machine_info() -> str:
