@@ -64,6 +64,14 @@ class IndexConfig:
     """Below this many kilobytes of vectors a (filtered) search scans exactly instead of
     walking the graph; Qdrant's default. Strict filters then stay exact and fast."""
 
+    filter_graph: bool = False
+    """Build Qdrant's extra per-value HNSW links for the payload fields Chroma filters on.
+    Off by default: every point belongs to one split and one dataset, so each value
+    grows a graph of its own, and a 100k x 128 build took 36 s instead of ~18 s on 2
+    cores. Without it a filtered search walks the main graph checking the filter, and a
+    filter that admits fewer than ``full_scan_threshold_kb`` of vectors is answered
+    exactly from the payload index. Turn on for many small, frequently filtered datasets."""
+
     edge_segment_number: int = 8
     """Edge: how many segments a shard may keep before its optimizer merges them. With 8,
     ``optimize`` after an incremental upsert builds a graph for the new points only

@@ -76,13 +76,16 @@ _EDGE_DISTANCE = {
     "dot": edge.Distance.Dot,
     "euclid": edge.Distance.Euclid,
 }
-_PAYLOAD_INDEXES = (
-    *(
-        (name, edge.PayloadSchemaType.Keyword)
-        for name in ("dataset", "record_id", "split", "inference_class", "label_class", "tags")
-    ),
-    ("logged_at", edge.PayloadSchemaType.Float),
-)
+_KEYWORD_FIELDS = ("dataset", "split", "inference_class", "label_class", "tags")
+
+
+def _payload_indexes(filter_graph: bool) -> list[tuple[str, Any]]:
+    """Payload indexes for every filterable field (see ``IndexConfig.filter_graph``)."""
+    indexes: list[tuple[str, Any]] = [
+        (name, edge.KeywordIndexParams(enable_hnsw=filter_graph)) for name in _KEYWORD_FIELDS
+    ]
+    indexes.append(("logged_at", edge.FloatIndexParams(enable_hnsw=filter_graph)))
+    return indexes
 
 
 def _version_dir_name(version: int) -> str:
@@ -345,7 +348,7 @@ class EdgeQueryEngine(QueryEngine):
             building = _Shard(shard, version, dimension, distance, None)
             try:
                 with _translate_errors(f"creating payload indexes of {key} v{version}"):
-                    for name, schema in _PAYLOAD_INDEXES:
+                    for name, schema in _payload_indexes(self._config.filter_graph):
                         shard.update(edge.UpdateOperation.create_field_index(name, schema))
                 written = sum(
                     self._write_points(building, key, records, vectors)

@@ -58,7 +58,7 @@ _QDRANT_DISTANCE = {
 _CHROMA_DISTANCE: dict[models.Distance, Distance] = {
     qdrant: chroma for chroma, qdrant in _QDRANT_DISTANCE.items()
 }
-_KEYWORD_FIELDS = ("dataset", "record_id", "split", "inference_class", "label_class", "tags")
+_KEYWORD_FIELDS = ("dataset", "split", "inference_class", "label_class", "tags")
 _VERSION_SEPARATOR = "__v"
 _GREEN_POLL_S = 0.2
 
@@ -170,12 +170,21 @@ class RemoteQueryEngine(QueryEngine):
             )
             if self._local_mode:
                 return name  # local mode scans exactly and warns that indexes do nothing
+            graph = config.filter_graph  # see IndexConfig.filter_graph
             for field_name in _KEYWORD_FIELDS:
                 self._client.create_payload_index(
-                    name, field_name, models.PayloadSchemaType.KEYWORD, wait=True
+                    name,
+                    field_name,
+                    models.KeywordIndexParams(
+                        type=models.KeywordIndexType.KEYWORD, enable_hnsw=graph
+                    ),
+                    wait=True,
                 )
             self._client.create_payload_index(
-                name, "logged_at", models.PayloadSchemaType.FLOAT, wait=True
+                name,
+                "logged_at",
+                models.FloatIndexParams(type=models.FloatIndexType.FLOAT, enable_hnsw=graph),
+                wait=True,
             )
         return name
 

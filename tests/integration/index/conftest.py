@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from chroma.index import IndexConfig, QueryEngine, open_query_engine
 
 BACKENDS = ("edge", "remote")

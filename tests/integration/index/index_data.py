@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 from chroma.index import IndexedRecord
 
 DATASETS = ("train-a", "train-b", "prod")

@@ -10,10 +10,11 @@ import time
 
 import numpy as np
 import pytest
-from chroma.errors import Conflict, InvalidInput, NotFound
-from chroma.index import IndexedRecord, QueryEngine, SearchFilter
 from conftest import EngineFactory
 from index_data import exact_distances, gaussian_mixture, make_records
+
+from chroma.errors import Conflict, InvalidInput, NotFound
+from chroma.index import IndexedRecord, QueryEngine, SearchFilter
 
 pytestmark = pytest.mark.integration
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from index_data import CLASSES, DATASETS, TAGS, exact_distances, gaussian_mixture, make_records
+
 from chroma.index import (
     IndexConfig,
     IndexedRecord,
@@ -20,7 +22,6 @@ from chroma.index import (
     SearchFilter,
     open_query_engine,
 )
-from index_data import CLASSES, DATASETS, TAGS, exact_distances, gaussian_mixture, make_records
 
 pytestmark = pytest.mark.integration
 

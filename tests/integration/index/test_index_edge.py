@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from index_data import gaussian_mixture, make_records
+
 from chroma.errors import Unavailable
 from chroma.index import IndexConfig, IndexedRecord, open_query_engine
-from index_data import gaussian_mixture, make_records
 
 pytestmark = pytest.mark.integration
 

@@ -1,0 +1,186 @@
+"""Query-engine benchmark: HNSW build, incremental upsert, single-query latency, recall@10.
+
+For each size N (clustered 128-d float32: a Gaussian mixture with N/1000 centres), through
+``chroma.index`` exactly as the service calls it:
+
+* full build: ``reindex`` of N records (points written here, HNSW graph built in a child
+  process), then load and switch;
+* single-query latency p50/p99 of ``search(k=10)`` over --queries queries, --runs times
+  (medians of the runs printed), and recall@10 against exact numpy brute force;
+* incremental: ``upsert`` of 100k new records (searchable when it returns), the latency
+  while they are still outside the graph, then ``optimize`` (graph over the new points)
+  and latency/recall again.
+
+    .venv/bin/python bench/query.py [--sizes 100000 1000000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_info, median
+
+from chroma.index import (
+    IndexConfig,
+    IndexedRecord,
+    QueryEngine,
+    open_query_engine,
+)
+
+DIM = 128
+K = 10
+KEY = "bench"
+INCREMENT = 100_000  # the "100k new records" target
+BATCH = 10_000
+
+
+def gaussian_mixture(n: int, centres: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    labels = rng.integers(0, len(centres), n)
+    return centres[labels] + rng.normal(scale=0.35, size=(n, DIM)).astype(np.float32)
+
+
+def records(start: int, count: int) -> list[IndexedRecord]:
+    return [
+        IndexedRecord(
+            dataset="train" if i % 4 else "prod",
+            record_id=f"r{i}",
+            split="training" if i % 4 else "production",
+            input_uri=f"s3://bench/{i}.png",
+            inference_class=f"class-{i % 10}",
+            tags=("bench",),
+            logged_at=1.7e9 + i,
+        )
+        for i in range(start, start + count)
+    ]
+
+
+def exact_top_k(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Exact cosine top-k indices, in chunks so 1M x 128 fits comfortably."""
+    normed_queries = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    best_scores = np.full((len(queries), K), -np.inf, dtype=np.float32)
+    best_ids = np.zeros((len(queries), K), dtype=np.int64)
+    for start in range(0, len(vectors), 200_000):
+        chunk = vectors[start : start + 200_000]
+        scores = normed_queries @ (chunk / np.linalg.norm(chunk, axis=1, keepdims=True)).T
+        top = np.argpartition(-scores, K, axis=1)[:, :K]
+        scores = np.concatenate([best_scores, np.take_along_axis(scores, top, 1)], axis=1)
+        ids = np.concatenate([best_ids, top + start], axis=1)
+        keep = np.argsort(-scores, axis=1)[:, :K]
+        best_scores = np.take_along_axis(scores, keep, 1)
+        best_ids = np.take_along_axis(ids, keep, 1)
+    return best_ids
+
+
+def latency_and_recall(
+    engine: QueryEngine, queries: np.ndarray, truth: np.ndarray, runs: int
+) -> tuple[float, float, float]:
+    """Median over runs of p50 and p99 (ms) of single-query searches, and recall@10."""
+    p50s, p99s = [], []
+    found: list[list[str]] = []
+    for run in range(runs):
+        latencies = []
+        for query in queries:
+            started = time.perf_counter()
+            hits = engine.search(KEY, query, K)[0]
+            latencies.append(time.perf_counter() - started)
+            if run == 0:
+                found.append([hit.record_id for hit in hits])
+        p50s.append(float(np.percentile(latencies, 50)) * 1e3)
+        p99s.append(float(np.percentile(latencies, 99)) * 1e3)
+    expected = [{f"r{i}" for i in row} for row in truth]
+    recall = sum(len(set(f) & e) for f, e in zip(found, expected, strict=True)) / truth.size
+    return median(p50s), median(p99s), recall
+
+
+def bench_size(n: int, config: IndexConfig, n_queries: int, runs: int) -> None:
+    rng = np.random.default_rng(n)
+    centres = rng.normal(size=(max(100, n // 1000), DIM)).astype(np.float32)
+    vectors = gaussian_mixture(n + INCREMENT, centres, rng)
+    queries = gaussian_mixture(n_queries, centres, rng)
+    print(f"\n== {n:,} x {DIM} (clustered, {len(centres)} centres), cosine ==", flush=True)
+
+    with open_query_engine(config) as engine:
+        started = time.perf_counter()
+        batches = ((records(i, BATCH), vectors[i : i + BATCH]) for i in range(0, n, BATCH))
+        info = engine.reindex(KEY, DIM, "cosine", batches)
+        build_s = time.perf_counter() - started
+        print(
+            f"full build (write + HNSW + switch): {build_s:.1f} s "
+            f"({n / build_s:,.0f} points/s); points={info.points:,} "
+            f"indexed={info.indexed_points:,}",
+            flush=True,
+        )
+        truth = exact_top_k(vectors[:n], queries)
+        p50, p99, recall = latency_and_recall(engine, queries, truth, runs)
+        print(f"search k=10: p50 {p50:.2f} ms, p99 {p99:.2f} ms, recall@10 {recall:.4f}")
+
+        started = time.perf_counter()
+        for i in range(n, n + INCREMENT, 1_000):
+            engine.upsert(KEY, records(i, 1_000), vectors[i : i + 1_000])
+        upsert_s = time.perf_counter() - started
+        print(
+            f"incremental upsert of {INCREMENT:,} new records: {upsert_s:.1f} s "
+            f"({INCREMENT / upsert_s:,.0f} records/s), searchable on return",
+            flush=True,
+        )
+        truth = exact_top_k(vectors, queries)
+        p50, p99, recall = latency_and_recall(engine, queries, truth, runs)
+        print(
+            f"  search before optimize (new points scanned exactly): p50 {p50:.2f} ms, "
+            f"p99 {p99:.2f} ms, recall@10 {recall:.4f}"
+        )
+        started = time.perf_counter()
+        engine.optimize(KEY)
+        optimize_s = time.perf_counter() - started
+        info = engine.collection_info(KEY)
+        print(
+            f"  optimize (graph over the new points): {optimize_s:.1f} s; "
+            f"points={info.points:,} indexed={info.indexed_points:,}",
+            flush=True,
+        )
+        p50, p99, recall = latency_and_recall(engine, queries, truth, runs)
+        print(
+            f"  search after optimize: p50 {p50:.2f} ms, p99 {p99:.2f} ms, recall@10 {recall:.4f}"
+        )
+        engine.drop_collection(KEY)
+    peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    print(f"peak RSS so far: {peak_gib:.1f} GiB", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--queries", type=int, default=500, help="queries per latency run")
+    parser.add_argument("--runs", type=int, default=3, help="latency runs; medians printed")
+    parser.add_argument("--path", type=Path, help="data directory (default: a temporary one)")
+    parser.add_argument("--ef-search", type=int, help="override IndexConfig.hnsw_ef_search")
+    parser.add_argument("--ef-construct", type=int, help="override hnsw_ef_construct")
+    args = parser.parse_args()
+
+    print(machine_info(("numpy", "qdrant-edge-py", "qdrant-client")))
+    with tempfile.TemporaryDirectory(prefix="chroma-bench-query-") as scratch:
+        overrides = {}
+        if args.ef_search:
+            overrides["hnsw_ef_search"] = args.ef_search
+        if args.ef_construct:
+            overrides["hnsw_ef_construct"] = args.ef_construct
+        config = IndexConfig(backend="edge", path=args.path or Path(scratch), **overrides)
+        print(
+            f"index: Qdrant Edge, m={config.hnsw_m}, ef_construct={config.hnsw_ef_construct}, "
+            f"ef_search={config.hnsw_ef_search}, segments={config.edge_segment_number}, "
+            f"filter_graph={config.filter_graph}"
+        )
+        for n in args.sizes:
+            bench_size(n, config, args.queries, args.runs)
+
+
+if __name__ == "__main__":
+    main()
