@@ -185,7 +185,11 @@ class QueryEngine(ABC):
     def optimize(self, key: str) -> None:
         """Build the HNSW graph over points written since the last call (blocking).
 
-        Searches keep working meanwhile; unindexed points are scanned exactly until then.
+        Unindexed points are scanned exactly until then, so results are complete either
+        way. Edge: runs in the calling process and, in qdrant-edge-py 0.9, holds the GIL
+        while it builds, so other threads of that process wait (call it from the indexer,
+        or rebuild with ``reindex``, whose graph is built in a child process). Remote:
+        waits until the server's own optimizers are done (collection status green).
         """
 
     @abstractmethod
@@ -200,6 +204,9 @@ class QueryEngine(ABC):
 
         Searches running meanwhile use the previous version; none fails and none sees a
         partial build. The previous version stays on disk until ``drop_old_versions``.
+        Writes made to the previous version while the build runs are not carried over:
+        the indexer re-applies them afterwards (point ids are deterministic, so that is
+        harmless). Returns the new live version.
         """
 
     @abstractmethod
