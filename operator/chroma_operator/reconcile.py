@@ -33,6 +33,7 @@ from chroma_operator.manifests import (
 )
 from chroma_operator.manifests.cluster import api_url
 from chroma_operator.manifests.common import label_value
+from chroma_operator.manifests.indexjob import job_name
 
 Body = dict[str, Any]
 
@@ -77,23 +78,41 @@ def _owned_by(obj: Body, owner_uid: str) -> bool:
 
 
 def reconcile_cluster(kube: Kube, body: Body) -> Outcome:
-    """Apply every child, remove switched-off ones, derive and write status."""
-    meta = body["metadata"]
-    ns, name = meta["namespace"], meta["name"]
+    """Apply every child, remove switched-off ones, derive and write status.
+
+    ``body`` only names the cluster: the current object is read again under a per-cluster
+    lock, so concurrent triggers (kopf handlers, child events, the timer) run one at a
+    time and each sees the status the previous one wrote.
+    """
+    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
     out = Outcome()
     with lock_for("cluster", ns, name):
+        # Re-read under the lock: a body that waited here may predate the last status write.
+        fresh = kube.get(c.API_VERSION, c.CLUSTER_KIND, ns, name)
+        if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+            return out
+        body = fresh
+        meta = body["metadata"]
         wanted, unwanted = build_children(body)
         applied: dict[tuple[str, str], Body] = {}
+        # Spec already handled once: any change to a child now is drift being repaired.
+        seen_spec = (body.get("status") or {}).get("observedGeneration") == meta.get("generation")
         for obj in wanted:
             before = kube.get(obj["apiVersion"], obj["kind"], ns, obj["metadata"]["name"])
             after = kube.apply(obj)
             applied[(obj["kind"], obj["metadata"]["name"])] = after
             if before is None:
-                out.note("Created", f"created {_ref(obj)}")
+                if seen_spec:
+                    out.note("Recreated", f"recreated deleted {_ref(obj)}", "Warning")
+                else:
+                    out.note("Created", f"created {_ref(obj)}")
             elif before["metadata"].get("resourceVersion") != after["metadata"].get(
                 "resourceVersion"
             ) and _spec_like(before) != _spec_like(after):
-                out.note("Updated", f"applied spec to {_ref(obj)}")
+                if seen_spec:
+                    out.note("DriftRepaired", f"restored {_ref(obj)} to the spec", "Warning")
+                else:
+                    out.note("Updated", f"applied spec to {_ref(obj)}")
         for api_version, kind, child in unwanted:
             existing = kube.get(api_version, kind, ns, child)
             if existing is not None and _owned_by(existing, meta["uid"]):
@@ -177,14 +196,22 @@ def owner_cluster_name(child: Body) -> str | None:
 
 def reconcile_indexjob(kube: Kube, body: Body, settings: OperatorSettings) -> Outcome:
     """Create the IndexJob's Job once (at most one active per kind and embedding set),
-    then mirror the Job into status."""
+    then mirror the Job into status. Like the cluster, re-read under a per-object lock."""
+    ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    with lock_for("indexjob", ns, name):
+        fresh = kube.get(c.API_VERSION, c.INDEXJOB_KIND, ns, name)
+        if fresh is None or fresh["metadata"].get("deletionTimestamp"):
+            return Outcome()
+        return _reconcile_indexjob(kube, fresh, settings)
+
+
+def _reconcile_indexjob(kube: Kube, body: Body, settings: OperatorSettings) -> Outcome:
     meta = body["metadata"]
     ns = meta["namespace"]
     spec = IndexJobSpec.from_dict(body["spec"])
     out = Outcome()
     previous = body.get("status") or {}
-    job_name = previous.get("jobName") or _job_name(body)
-    job = kube.get("batch/v1", "Job", ns, job_name)
+    job = kube.get("batch/v1", "Job", ns, previous.get("jobName") or job_name(body))
 
     if job is None and previous.get("phase") in st.JOB_FINISHED:
         return out  # finished and the Job's TTL removed it: history stays in status
@@ -229,12 +256,6 @@ def reconcile_indexjob(kube: Kube, body: Body, settings: OperatorSettings) -> Ou
     return out
 
 
-def _job_name(body: Body) -> str:
-    from chroma_operator.manifests.indexjob import job_name
-
-    return job_name(body)
-
-
 def _job_image(job: Body) -> str:
     containers = job["spec"]["template"]["spec"].get("containers") or [{}]
     return str(containers[0].get("image", ""))
@@ -249,7 +270,7 @@ def _active_sibling_job(kube: Kube, body: Body, spec: IndexJobSpec) -> str | Non
             f"{c.LABEL_EMBEDDING_SET}={label_value(spec.embedding_set)}",
         ]
     )
-    mine = _job_name(body)
+    mine = job_name(body)
     for job in kube.list("batch/v1", "Job", body["metadata"]["namespace"], selector):
         if job["metadata"]["name"] == mine or job["metadata"].get("deletionTimestamp"):
             continue

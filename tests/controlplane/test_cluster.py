@@ -334,6 +334,9 @@ def test_spec_edits_reach_children_and_generation_is_tracked(api: Api, namespace
 def test_drift_is_repaired(api: Api, namespace: str) -> None:
     api.create(cluster_body("c1", namespace))
     children = all_children(api, namespace)
+    wait_status(
+        api, namespace, lambda o: o.get("status", {}).get("observedGeneration") == 1, "gen 1"
+    )
 
     old_uid = children[("Service", "c1-api")]["metadata"]["uid"]
     api.delete("Service", namespace, "c1-api")
@@ -355,6 +358,19 @@ def test_drift_is_repaired(api: Api, namespace: str) -> None:
         lambda: api.get("Deployment", namespace, "c1-api")["spec"]["replicas"] == 2,
         what="hand-edited replicas restored",
     )
+    try:
+        wait_for(
+            lambda: (
+                {"Recreated", "DriftRepaired"}
+                <= {e["reason"] for e in api.events_for(namespace, "c1")}
+            ),
+            what="Recreated and DriftRepaired events",
+        )
+    except AssertionError:
+        for e in api.events_for(namespace, "c1"):
+            print("EVENT", e["reason"], e["message"], e.get("count"))
+        print("CLUSTER", cluster(api, namespace))
+        raise
     api.patch("ConfigMap", namespace, "c1-config", {"data": {"CHROMA_MODE": "embedded"}})
     wait_for(
         lambda: api.get("ConfigMap", namespace, "c1-config")["data"]["CHROMA_MODE"] == "cluster",

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from chroma_operator import constants as c
 from chroma_operator.manifests import (
     ClusterSpec,
