@@ -34,15 +34,23 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
-import scipy
-import sklearn
+from sklearn.datasets import load_digits, load_wine
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.neighbors import NearestNeighbors
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import StandardScaler
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_info as shared_machine_info
+
 from chroma.mhb import fit_mhb, score_mhb
 from chroma.recommend import (
     DEFAULT_WEIGHTS,
@@ -50,13 +58,9 @@ from chroma.recommend import (
     compute_signals,
     fit_reference,
     prioritise,
+    rank_order,
+    select_diverse,
 )
-from sklearn.datasets import load_digits, load_wine
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
-from sklearn.neighbors import NearestNeighbors
-from sklearn.neural_network import MLPClassifier
-from sklearn.preprocessing import StandardScaler
 
 K_NEIGHBOURS = 10
 OOD_SHARE = 0.10
@@ -75,6 +79,7 @@ class Scenario:
     production_predicted: np.ndarray
     production_probabilities: np.ndarray
     is_held_out: np.ndarray  # ground truth, never shown to the scorer
+    production_truth: np.ndarray  # true class of production records, for page coverage
 
 
 def _split(
@@ -114,6 +119,7 @@ def _with_model(
         production_predicted=classes[production_probabilities.argmax(axis=1)].astype(str),
         production_probabilities=production_probabilities,
         is_held_out=np.r_[np.zeros(production.size, bool), np.ones(unseen.size, bool)],
+        production_truth=labels[both].astype(str),
     )
 
 
@@ -286,6 +292,37 @@ def evaluate(
     return results
 
 
+PAGE_SIZE = 20
+POOL_SIZE = 200
+
+
+def diversity_report(names: list[str], seeds: int) -> None:
+    """What a first page of the queue holds, plain score order vs ``select_diverse``."""
+    print(f"\n## First page of {PAGE_SIZE}: plain order vs diverse (pool = top {POOL_SIZE})\n")
+    print("| scenario | held-out records (plain / diverse) | distinct held-out classes "
+          "(plain / diverse) | distinct classes (plain / diverse) |")
+    print("|---|---|---|---|")
+    for name in names:
+        counts = []
+        for seed in range(seeds):
+            scenario = SCENARIOS[name](seed)
+            reference, production = _raw_signals(scenario)
+            score = _combined(reference, production, RecommendParams())
+            pool = rank_order(score)[:POOL_SIZE]
+            diverse = pool[
+                select_diverse(scenario.production_embeddings[pool], score[pool], PAGE_SIZE)
+            ]
+            row = []
+            for page in (pool[:PAGE_SIZE], diverse):
+                truth = scenario.production_truth[page]
+                held = scenario.is_held_out[page]
+                row += [held.sum(), len(set(truth[held])), len(set(truth))]
+            counts.append(row)
+        mean = np.mean(counts, axis=0)
+        print(f"| {name} | {mean[0]:.1f} / {mean[3]:.1f} | {mean[1]:.1f} / {mean[4]:.1f} | "
+              f"{mean[2]:.1f} / {mean[5]:.1f} |")
+
+
 TUNING_GRID: dict[str, tuple[float, ...]] = {
     "mhb_predicted": (1.0, 2.0, 4.0),
     "mhb_nearest": (0.0, 0.5, 1.0),
@@ -321,6 +358,7 @@ def tune(names: list[str], seeds: int) -> None:
 
 
 def machine_info() -> str:
+    """The shared machine line plus what bounds numpy here: BLAS threads and load."""
     try:
         from threadpoolctl import threadpool_info
 
@@ -329,22 +367,9 @@ def machine_info() -> str:
         )
     except ImportError:
         blas = "unknown"
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    try:
-        import cleanlab
-
-        cleanlab_version = cleanlab.__version__
-    except ImportError:
-        cleanlab_version = "not installed (baseline unavailable)"
     return (
-        f"python {sys.version.split()[0]}, numpy {np.__version__}, scipy {scipy.__version__}, "
-        f"scikit-learn {sklearn.__version__}, cleanlab {cleanlab_version}; {cpu}, "
-        f"{os.cpu_count()} CPUs, BLAS: {blas}; load average {os.getloadavg()[0]:.1f}"
+        shared_machine_info(("numpy", "scipy", "scikit-learn", "cleanlab"))
+        + f"\nBLAS: {blas}; load average at start {os.getloadavg()[0]:.1f}"
     )
 
 
@@ -376,6 +401,7 @@ def main() -> None:
         "\nMean over seeds. P@k: precision of the top k, k = number of held-out records "
         f"(~{OOD_SHARE:.0%} of production). Signals listed alone are raw values, ranked."
     )
+    diversity_report(args.scenarios, args.seeds)
     if args.tune:
         tune(args.scenarios, args.seeds)
     print(f"\n(ran in {time.perf_counter() - started:.0f} s)")

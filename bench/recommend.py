@@ -20,14 +20,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_info as shared_machine_info
+
 from chroma.mhb import fit_mhb, score_mhb
 from chroma.recommend import (
     compute_signals,
@@ -61,6 +65,7 @@ def mixture(
 
 
 def machine_info() -> str:
+    """The shared machine line plus what bounds numpy here: BLAS threads and load."""
     try:
         from threadpoolctl import threadpool_info
 
@@ -69,15 +74,9 @@ def machine_info() -> str:
         )
     except ImportError:
         blas = "unknown"
-    cpu = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            cpu = next(line.split(":", 1)[1].strip() for line in handle if "model name" in line)
-    except (OSError, StopIteration):
-        pass
     return (
-        f"python {sys.version.split()[0]}, numpy {np.__version__}; {cpu}; "
-        f"{os.cpu_count()} CPUs; BLAS {blas}; load average {os.getloadavg()[0]:.1f}"
+        shared_machine_info(("numpy", "scipy"))
+        + f"\nBLAS: {blas}; load average at start {os.getloadavg()[0]:.1f}"
     )
 
 

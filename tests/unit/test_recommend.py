@@ -6,6 +6,9 @@ import json
 
 import numpy as np
 import pytest
+from scipy.special import softmax
+from scipy.stats import entropy, percentileofscore
+
 from chroma.errors import InvalidInput
 from chroma.mhb import fit_mhb, score_mhb
 from chroma.recommend import (
@@ -24,8 +27,6 @@ from chroma.recommend import (
     score_matrix,
     select_diverse,
 )
-from scipy.special import softmax
-from scipy.stats import entropy, percentileofscore
 
 # --- uncertainty ------------------------------------------------------------------------
 
@@ -222,8 +223,10 @@ def _clustered(seed: int = 5):
 
 def test_diverse_page_covers_every_cluster() -> None:
     points, scores, membership = _clustered()
-    page = select_diverse(points, scores, 4)
+    page = select_diverse(points, scores, 4, diversity=0.7)
     assert sorted(membership[page].tolist()) == [0, 1, 2, 3]
+    # Only the order of scores matters: a monotone transform picks the same page.
+    np.testing.assert_array_equal(select_diverse(points, scores**8, 4, diversity=0.7), page)
     plain = rank_order(scores)[:4]
     assert set(membership[plain].tolist()) == {0}  # without diversity: one cluster
 
@@ -240,8 +243,8 @@ def test_no_diversity_is_score_order_and_radius_skips_duplicates() -> None:
 def test_selection_does_not_depend_on_candidate_order() -> None:
     points, scores, _ = _clustered()
     order = np.random.default_rng(6).permutation(len(points))
-    page = select_diverse(points, scores, 8)
-    shuffled = select_diverse(points[order], scores[order], 8)
+    page = select_diverse(points, scores, 8, diversity=0.7)
+    shuffled = select_diverse(points[order], scores[order], 8, diversity=0.7)
     np.testing.assert_array_equal(order[shuffled], page)
 
 
