@@ -226,6 +226,15 @@ def _reconcile_indexjob(kube: Kube, body: Body, settings: OperatorSettings) -> O
             out.retry_after, out.retry_reason = 15, out.status["message"]
             kube.patch_status(body, out.status)
             return out
+        if (cluster.get("spec") or {}).get("suspend"):
+            out.status = st.indexjob_status(body, None, st.now_rfc3339())
+            out.status.update(
+                phaseReason="ClusterSuspended",
+                message=f"ChromaCluster {spec.cluster} is suspended; the Job starts on resume",
+            )
+            out.retry_after, out.retry_reason = 30, out.status["message"]
+            kube.patch_status(body, out.status)
+            return out
         key = ("indexjob-slot", ns, spec.cluster, spec.operation, spec.embedding_set)
         with lock_for(*key):
             blocker = _active_sibling_job(kube, body, spec)

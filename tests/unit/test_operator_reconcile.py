@@ -210,3 +210,16 @@ def test_indexjob_without_cluster_retries(kube: FakeKube) -> None:
     assert out.status["phaseReason"] == "ClusterNotFound"
     assert out.retry_after == 15
     assert kube.kinds("Job") == []
+
+
+def test_indexjob_waits_while_cluster_is_suspended(kube: FakeKube) -> None:
+    body = cluster()
+    body["spec"]["suspend"] = True
+    kube.add(body)
+    ij = kube.add(indexjob("later"))
+    out = reconcile_indexjob(kube, ij, OperatorSettings())  # type: ignore[arg-type]
+    assert (out.status["phase"], out.status["phaseReason"]) == ("Pending", "ClusterSuspended")
+    assert kube.kinds("Job") == []
+    kube.objects[(c.CLUSTER_KIND, "ml", "demo")]["spec"]["suspend"] = False
+    reconcile_indexjob(kube, ij, OperatorSettings())  # type: ignore[arg-type]
+    assert len(kube.kinds("Job")) == 1
