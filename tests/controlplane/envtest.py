@@ -56,7 +56,7 @@ def free_port() -> int:
 
 
 def wait_for(
-    fn: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.2, what: str = ""
+    fn: Callable[[], T | None], timeout: float = 45.0, interval: float = 0.2, what: str = ""
 ) -> T:
     """Poll ``fn`` until it returns something truthy; fail with its last error otherwise."""
     deadline = time.monotonic() + timeout

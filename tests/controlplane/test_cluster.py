@@ -47,7 +47,7 @@ def wait_status(api: Api, ns: str, pred: Any, what: str, name: str = "c1") -> di
         obj = cluster(api, ns, name)
         return obj if pred(obj) else None
 
-    return wait_for(check, timeout=30, what=what)
+    return wait_for(check, what=what)
 
 
 def set_ready(api: Api, ns: str, kind: str, name: str, ready: int) -> None:
@@ -282,7 +282,13 @@ def test_spec_edits_reach_children_and_generation_is_tracked(api: Api, namespace
         "c1",
         {
             "spec": {
-                "api": {"replicas": 3},
+                "api": {
+                    "replicas": 3,
+                    "resources": {
+                        "requests": {"cpu": "250m", "memory": "256Mi"},
+                        "limits": {"cpu": 1},
+                    },
+                },
                 "workers": {"replicas": 2},
                 "image": "chroma-service:0.2.0",
             }
@@ -296,6 +302,13 @@ def test_spec_edits_reach_children_and_generation_is_tracked(api: Api, namespace
         dep = api.get("Deployment", namespace, name)
         assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "chroma-service:0.2.0"
     assert api.get("Deployment", namespace, "c1-worker")["spec"]["replicas"] == 2
+    api_ctr = api.get("Deployment", namespace, "c1-api")["spec"]["template"]["spec"]["containers"][
+        0
+    ]
+    assert api_ctr["resources"] == {
+        "requests": {"cpu": "250m", "memory": "256Mi"},
+        "limits": {"cpu": "1"},
+    }
     obj = wait_status(
         api, namespace, lambda o: o["status"]["observedGeneration"] == 2, "observedGeneration 2"
     )
