@@ -62,10 +62,6 @@ class Outcome:
         self.events.append((type_, reason, message))
 
 
-class RequestRejected(ValueError):
-    """A user request (annotation, reference) cannot be honoured until the user fixes it."""
-
-
 def _ref(obj: Body) -> str:
     return f"{obj['kind']} {obj['metadata']['name']}"
 
