@@ -7,6 +7,9 @@ import json
 
 import numpy as np
 import pytest
+from scipy.spatial.distance import mahalanobis
+from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf, ledoit_wolf
+
 from chroma.errors import InvalidInput
 from chroma.mhb import (
     GLOBAL_CLASS,
@@ -22,8 +25,6 @@ from chroma.mhb import (
     training_fingerprint,
 )
 from chroma.mhb import _model as mhb_model
-from scipy.spatial.distance import mahalanobis
-from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf, ledoit_wolf
 
 
 def _blobs(seed: int = 0, n: int = 240, d: int = 6, offset: float = 0.0):
