@@ -20,6 +20,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,17 +58,30 @@ def postgres_admin_dsn() -> Iterator[str]:
     # The server stops when this process exits (the wheel's atexit hook).
 
 
+@contextmanager
+def _fresh_database(admin_dsn: str) -> Iterator[str]:
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    params = conninfo_to_dict(admin_dsn)
+    params["dbname"] = name
+    yield make_conninfo(**params)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(scope="module")
 def database_url(postgres_admin_dsn: str) -> Iterator[str]:
     """A fresh, empty database for one test module, dropped afterwards."""
-    name = f"test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    params = conninfo_to_dict(postgres_admin_dsn)
-    params["dbname"] = name
-    yield make_conninfo(**params)
-    with psycopg.connect(postgres_admin_dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with _fresh_database(postgres_admin_dsn) as dsn:
+        yield dsn
+
+
+@pytest.fixture
+def own_database_url(postgres_admin_dsn: str) -> Iterator[str]:
+    """A fresh, empty database for one test."""
+    with _fresh_database(postgres_admin_dsn) as dsn:
+        yield dsn
 
 
 @pytest.fixture(scope="session")

@@ -69,6 +69,17 @@ class Settings(BaseSettings):
     qdrant_url: str | None = None
     """Qdrant server URL for the ``remote`` backend."""
 
+    index_trigger_debounce_s: float = Field(default=1.0, ge=0)
+    """After a commit queues an ``index`` operation, further commits of the same embedding
+    set within this many seconds do not ask again (the queue coalesces anyway)."""
+
+    operation_lease_s: float = Field(default=15.0, gt=0)
+    """How long a worker's claim on an operation lasts without a heartbeat. A worker that
+    dies is noticed (and its operation retried) after at most this long."""
+
+    worker_poll_s: float = Field(default=0.5, gt=0)
+    """How often an idle worker looks for queued operations."""
+
     api_workers: int = Field(default=1, ge=1)
     """API processes ``chroma run`` starts (they are stateless; group commit is per process)."""
 

@@ -13,7 +13,8 @@ from pydantic.json_schema import models_json_schema
 
 import chroma
 from chroma.api.errors import install_error_handlers
-from chroma.api.routers import datasets, embeddingsets, health, log
+from chroma.api.metrics import Metrics, MetricsMiddleware
+from chroma.api.routers import datasets, embeddingsets, health, log, metrics, operations, status
 from chroma.api.services import Services
 from chroma.ingest.models import LogRequest, RecordIn
 from chroma.settings import Settings
@@ -28,7 +29,10 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = services is None
-        app.state.services = services or Services.open(settings)
+        opened = services or Services.open(settings)
+        app.state.services = opened
+        app_metrics.watch_catalog(opened.operations)
+        opened.commit_listeners.append(app_metrics.observe_commits)
         try:
             yield
         finally:
@@ -42,8 +46,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         lifespan=lifespan,
         default_response_class=ORJSONResponse,
     )
+    app_metrics = Metrics()
+    app.state.metrics = app_metrics
+    app.add_middleware(MetricsMiddleware, metrics=app_metrics)
     install_error_handlers(app)
-    for module in (health, log, embeddingsets, datasets):
+    for module in (health, log, embeddingsets, datasets, operations, status, metrics):
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

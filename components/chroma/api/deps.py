@@ -7,12 +7,14 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from chroma.api.services import Services
-from chroma.catalog import Catalog
+from chroma.catalog import Catalog, Operations
 from chroma.ingest import GroupCommitter
 from chroma.settings import Settings
 from chroma.storage import FileStore
 
-__all__ = ["CatalogDep", "CommitterDep", "ServicesDep", "SettingsDep", "StoreDep"]
+__all__ = [
+    "CatalogDep", "CommitterDep", "OperationsDep", "ServicesDep", "SettingsDep", "StoreDep",
+]
 
 
 def get_services(request: Request) -> Services:
@@ -31,6 +33,10 @@ def get_committer(services: Annotated[Services, Depends(get_services)]) -> Group
     return services.committer
 
 
+def get_operations(services: Annotated[Services, Depends(get_services)]) -> Operations:
+    return services.operations
+
+
 def get_settings(services: Annotated[Services, Depends(get_services)]) -> Settings:
     return services.settings
 
@@ -40,3 +46,4 @@ CatalogDep = Annotated[Catalog, Depends(get_catalog)]
 StoreDep = Annotated[FileStore, Depends(get_store)]
 CommitterDep = Annotated[GroupCommitter, Depends(get_committer)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+OperationsDep = Annotated[Operations, Depends(get_operations)]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from chroma.ingest.models import LogRequest, RecordIn
 
 __all__ = [
+    "ComponentPublic",
     "DatasetPublic",
     "DatasetsPublic",
     "DeleteRecords",
@@ -18,12 +19,17 @@ __all__ = [
     "EmbeddingSetsPublic",
     "ErrorBody",
     "Health",
+    "IndexStatus",
     "LogRequest",
     "LogResult",
+    "OperationCreate",
+    "OperationPublic",
+    "OperationsPublic",
     "Readiness",
     "RecordIn",
     "RecordPublic",
     "RecordsPage",
+    "StatusPublic",
     "TagRecords",
     "TaggedRecords",
 ]
@@ -123,3 +129,72 @@ class TagRecords(BaseModel):
 class TaggedRecords(BaseModel):
     updated: list[str]
     count: int
+
+
+class OperationCreate(BaseModel):
+    """Start an operation. Duplicates of an active one (same kind and set) coalesce."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["index", "reindex", "fit-mhb", "recommend", "compact", "expire", "sleep"]
+    embedding_set_key: str | None = Field(
+        default=None, description="The embedding set; null: every embedding set.")
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class OperationPublic(BaseModel):
+    id: int
+    kind: str
+    embedding_set_key: str | None
+    params: dict[str, Any]
+    state: str = Field(description="queued, running, succeeded, failed or cancelled")
+    progress: float
+    message: str | None
+    attempts: int
+    max_attempts: int
+    requested_by: str
+    cancel_requested: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_s: float | None
+    result: dict[str, Any] | None
+    error: str | None
+
+
+class OperationsPublic(BaseModel):
+    data: list[OperationPublic]
+    count: int
+
+
+class ComponentPublic(BaseModel):
+    name: str
+    kind: str = Field(description="api or worker")
+    state: str = Field(description="up, down, starting, stopped (down: no heartbeat)")
+    pid: int | None
+    host: str | None
+    uptime_s: float | None
+    last_heartbeat: datetime | None
+    heartbeat_age_s: float | None
+    restarts: int
+    operation_kinds: list[str]
+    last_error: str | None
+
+
+class IndexStatus(BaseModel):
+    embedding_set_key: str
+    index_version: int | None
+    indexed_count: int
+    indexed_seq: int
+    latest_seq: int
+    stale: bool
+    index_updated_at: datetime | None
+    mhb_version: int | None
+
+
+class StatusPublic(BaseModel):
+    mode: str
+    version: str
+    components: list[ComponentPublic]
+    queue_depth: dict[str, int] = Field(description="Queued operations per kind.")
+    embedding_sets: list[IndexStatus]
+    recent_operations: list[OperationPublic]

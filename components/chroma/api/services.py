@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from chroma.catalog import Catalog, Database, apply_migrations
-from chroma.ingest import GroupCommitter
+from chroma.catalog import Catalog, Database, Operations, apply_migrations
+from chroma.ingest import CommitResult, GroupCommitter
 from chroma.settings import Settings
 from chroma.storage import FileStore, open_store
 
@@ -22,6 +27,11 @@ class Services:
     catalog: Catalog
     store: FileStore
     committer: GroupCommitter
+    operations: Operations
+    component_name: str = "api"
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _triggered: dict[str, float] = field(default_factory=dict)
+    commit_listeners: list[Callable[[list[CommitResult]], None]] = field(default_factory=list)
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
@@ -42,9 +52,48 @@ class Services:
             window_s=settings.group_commit_window_ms / 1000.0,
             max_records=settings.group_commit_max_records,
         )
+        name = os.environ.get("CHROMA_COMPONENT_NAME") or (
+            "api" if settings.mode == "embedded" else f"api@{socket.gethostname()}"
+        )
+        services = cls(settings, db, catalog, store, committer, Operations(db), name)
+        committer.on_commit = services.after_commit
         committer.start()
-        return cls(settings, db, catalog, store, committer)
+        threading.Thread(target=services._heartbeat, daemon=True, name="heartbeat").start()
+        return services
 
     def close(self) -> None:
+        self._stop.set()
         self.committer.stop()
+        try:
+            self.operations.component_state(self.component_name, "api", "stopped")
+        except Exception:
+            log.debug("could not record the api as stopped", exc_info=True)
         self.db.close()
+
+    def after_commit(self, results: list[CommitResult]) -> None:
+        """Runs in the commit thread after the requests were answered."""
+        for listener in self.commit_listeners:
+            listener(results)
+        self.trigger_index(results)
+
+    def trigger_index(self, results: list[CommitResult]) -> None:
+        """Implicit trigger: committed records make the index stale; queue an ``index``.
+
+        Debounced per embedding set; the catalog coalesces to one active operation."""
+        now = time.monotonic()
+        for key in {r.embedding_set_key for r in results}:
+            if now - self._triggered.get(key, -1e9) < self.settings.index_trigger_debounce_s:
+                continue
+            self._triggered[key] = now
+            operation, created = self.operations.enqueue("index", key, requested_by="trigger")
+            if created:
+                log.info("queued index operation #%d for %s", operation.id, key)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.operations.component_heartbeat(
+                    self.component_name, "api", pid=os.getpid(), host=socket.gethostname())
+            except Exception:
+                log.debug("api heartbeat failed", exc_info=True)
+            self._stop.wait(2.0)

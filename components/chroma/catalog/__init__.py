@@ -16,14 +16,19 @@ from chroma.catalog.catalog import (
     RecordRow,
 )
 from chroma.catalog.database import Database, apply_migrations
+from chroma.catalog.operations import OPERATION_KINDS, ComponentRow, Operation, Operations
 
 __all__ = [
+    "OPERATION_KINDS",
     "Catalog",
     "CommitOutcome",
+    "ComponentRow",
     "Database",
     "DatasetInfo",
     "EmbeddingSetInfo",
     "FileCommit",
+    "Operation",
+    "Operations",
     "RecordRow",
     "apply_migrations",
 ]

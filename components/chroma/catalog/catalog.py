@@ -332,6 +332,57 @@ class Catalog:
             ).fetchall()
         return [r[0] for r in rows]
 
+    def expire_records(self, dataset: str, older_than: datetime) -> int:
+        """Delete a dataset's records logged before ``older_than`` (retention); returns count."""
+        info = self.get_dataset(dataset)
+        with self.db.transaction() as conn:
+            deleted = [
+                r[0]
+                for r in conn.execute(
+                    "DELETE FROM records WHERE dataset_id = %s AND logged_at < %s"
+                    " RETURNING record_id",
+                    (info.id, older_than),
+                ).fetchall()
+            ]
+            if deleted:
+                conn.execute(
+                    "INSERT INTO deletions (dataset_id, record_id) SELECT %s, unnest(%s::text[])",
+                    (info.id, deleted),
+                )
+                conn.execute(
+                    "UPDATE datasets SET record_count = record_count - %s WHERE id = %s",
+                    (len(deleted), info.id),
+                )
+        return len(deleted)
+
+    def set_retention(self, dataset: str, days: int | None) -> None:
+        with self.db.transaction() as conn:
+            updated = conn.execute(
+                "UPDATE datasets SET retention_days = %s WHERE name = %s", (days, dataset)
+            ).rowcount
+        if not updated:
+            raise NotFound(f"no dataset named {dataset!r}")
+
+    def index_freshness(self) -> list[dict[str, Any]]:
+        """Per embedding set: what the index holds against the latest change."""
+        with self.db.transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(
+                "SELECT e.key AS embedding_set_key, i.version AS index_version,"
+                " COALESCE(i.indexed_count, 0) AS indexed_count,"
+                " COALESCE(i.indexed_seq, 0) AS indexed_seq,"
+                " GREATEST("
+                "   (SELECT COALESCE(max(r.change_seq), 0) FROM records r"
+                "    JOIN datasets d ON d.id = r.dataset_id WHERE d.embedding_set_key = e.key),"
+                "   (SELECT COALESCE(max(x.change_seq), 0) FROM deletions x"
+                "    JOIN datasets d ON d.id = x.dataset_id WHERE d.embedding_set_key = e.key)"
+                " ) AS latest_seq,"
+                " i.updated_at AS index_updated_at,"
+                " (SELECT max(m.version) FROM mhb_models m WHERE m.embedding_set_key = e.key)"
+                "   AS mhb_version"
+                " FROM embedding_sets e LEFT JOIN index_state i ON i.embedding_set_key = e.key"
+                " ORDER BY e.key"
+            ).fetchall()
+
     # -- compaction and sweeps ------------------------------------------------------------
 
     def small_files(self, dataset_id: int, max_rows: int) -> list[tuple[int, str]]:

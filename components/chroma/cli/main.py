@@ -9,7 +9,16 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(no_args_is_help=True, help="Chroma service: embeddings in, labelling queue out.")
+from chroma.cli.ops import op_app, status, worker
+
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Chroma service: embeddings in, labelling queue out.",
+)
+app.add_typer(op_app, name="op")
+app.command()(status)
+app.command()(worker)
 
 HostOpt = Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")]
 PortOpt = Annotated[int | None, typer.Option(help="Port to bind (default 8000).")]

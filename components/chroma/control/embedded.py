@@ -11,9 +11,12 @@ from typing import IO
 
 import uvicorn
 
+from chroma.catalog import Database, Operations, apply_migrations
+from chroma.control.supervisor import ChildSpec, Supervisor
+from chroma.control.worker import run_worker
 from chroma.settings import Settings
 
-__all__ = ["DataDirLocked", "lock_data_dir", "run_embedded", "serve_api"]
+__all__ = ["WORKERS", "DataDirLocked", "child_specs", "lock_data_dir", "run_embedded", "serve_api"]
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +45,29 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
     return handle
 
 
+WORKERS: dict[str, tuple[str, ...]] = {
+    "indexer": ("index", "reindex"),
+    "mhb": ("fit-mhb",),
+    "recommender": ("recommend",),
+    "compactor": ("compact", "expire", "sleep"),
+}
+"""Worker processes ``chroma run`` starts, and the operation kinds each one takes."""
+
+
+def child_specs() -> list[ChildSpec]:
+    specs = [ChildSpec("api", "api", api_process)]
+    for name, kinds in WORKERS.items():
+        specs.append(ChildSpec(name, "worker", run_worker, (name, kinds), kinds))
+    return specs
+
+
+def api_process() -> None:
+    """Entry point of the API child: settings come from the environment."""
+    serve_api(Settings())
+
+
 def run_embedded() -> None:
-    """Everything on one machine: PostgreSQL (unless a DSN is set), migrations, the API."""
+    """Everything on one machine: PostgreSQL (unless a DSN is set), the API and workers."""
     settings = Settings()
     try:
         lock = lock_data_dir(settings.data_dir)
@@ -54,11 +78,16 @@ def run_embedded() -> None:
         from chroma.catalog.embedded import start_embedded_postgres
 
         dsn = start_embedded_postgres(settings.postgres_dir)
-        os.environ["CHROMA_DATABASE_URL"] = dsn
+        os.environ["CHROMA_DATABASE_URL"] = dsn  # children inherit it
         log.info("embedded PostgreSQL ready under %s", settings.postgres_dir)
+    dsn = os.environ["CHROMA_DATABASE_URL"]
+    apply_migrations(dsn)  # once, before the children start
+    db = Database(dsn, max_size=2)
+    db.open()
     try:
-        serve_api(Settings())
+        Supervisor(child_specs(), Operations(db)).run()
     finally:
+        db.close()
         lock.close()
 
 

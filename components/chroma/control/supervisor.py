@@ -1,0 +1,137 @@
+"""``chroma run``'s supervisor: start the API and worker processes, restart the dead.
+
+Each child is a separate process (multiprocessing, spawn), so each can be tested and
+operated alone. A child that exits while the system is running is restarted after an
+exponential backoff (reset once it has stayed up for a while). SIGINT/SIGTERM stop the
+children gracefully (SIGTERM, then SIGKILL after a timeout): the API finishes in-flight
+commits, workers give their operation back to the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import signal
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+from chroma.catalog import Operations
+
+__all__ = ["ChildSpec", "Supervisor", "restart_delay"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ChildSpec:
+    """One supervised process: a name, what it is, and its entry point."""
+
+    name: str
+    kind: str  # api | worker
+    target: Callable[..., None]
+    args: tuple[Any, ...] = ()
+    operation_kinds: Sequence[str] = ()
+
+
+@dataclass
+class _Child:
+    spec: ChildSpec
+    process: BaseProcess | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    failures_in_a_row: int = 0
+    restart_at: float | None = None
+    last_exit: int | None = field(default=None)
+
+
+def restart_delay(failures_in_a_row: int, *, base_s: float = 0.5, cap_s: float = 30.0) -> float:
+    """Exponential backoff: 0.5 s, 1 s, 2 s, ... capped at 30 s."""
+    return min(cap_s, base_s * 2 ** max(failures_in_a_row - 1, 0))
+
+
+class Supervisor:
+    """Runs children until a signal asks it to stop."""
+
+    stable_after_s = 30.0
+    stop_timeout_s = 20.0
+
+    def __init__(self, specs: Sequence[ChildSpec], operations: Operations | None = None) -> None:
+        self.children = [_Child(spec) for spec in specs]
+        self.operations = operations
+        self._ctx = mp.get_context("spawn")
+        self._stopping = False
+
+    def request_stop(self, *_: object) -> None:
+        self._stopping = True
+
+    def run(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self.request_stop)
+        for child in self.children:
+            self._start(child)
+        try:
+            while not self._stopping:
+                self._check_children()
+                time.sleep(0.2)
+        finally:
+            self._stop_all()
+
+    def _start(self, child: _Child) -> None:
+        spec = child.spec
+        process = self._ctx.Process(target=spec.target, args=spec.args, name=spec.name)
+        process.start()
+        child.process = process
+        child.started_at = time.monotonic()
+        child.restart_at = None
+        log.info("started %s (pid %s)", spec.name, process.pid)
+        self._record(spec, "starting", restarts=child.restarts, pid=process.pid)
+
+    def _check_children(self) -> None:
+        now = time.monotonic()
+        for child in self.children:
+            process = child.process
+            if child.restart_at is not None:
+                if now >= child.restart_at and not self._stopping:
+                    child.restarts += 1
+                    self._start(child)
+                continue
+            if process is None or process.is_alive():
+                continue
+            child.last_exit = process.exitcode
+            ran_for = now - child.started_at
+            child.failures_in_a_row = 1 if ran_for > self.stable_after_s else (
+                child.failures_in_a_row + 1)
+            delay = restart_delay(child.failures_in_a_row)
+            child.restart_at = now + delay
+            log.warning("%s exited with %s after %.1fs; restarting in %.1fs",
+                        child.spec.name, process.exitcode, ran_for, delay)
+            self._record(child.spec, "down", restarts=child.restarts,
+                         last_error=f"exited with code {process.exitcode}")
+
+    def _stop_all(self) -> None:
+        alive = [c for c in self.children if c.process is not None and c.process.is_alive()]
+        for child in alive:
+            assert child.process is not None
+            child.process.terminate()
+        deadline = time.monotonic() + self.stop_timeout_s
+        for child in alive:
+            assert child.process is not None
+            child.process.join(max(0.0, deadline - time.monotonic()))
+            if child.process.is_alive():
+                log.warning("%s did not stop in time; killing it", child.spec.name)
+                child.process.kill()
+                child.process.join(5)
+        for child in self.children:
+            self._record(child.spec, "stopped")
+        log.info("all components stopped")
+
+    def _record(self, spec: ChildSpec, state: str, **fields: Any) -> None:
+        if self.operations is None:
+            return
+        try:
+            self.operations.component_state(spec.name, spec.kind, state, **fields)
+        except Exception:  # status is advisory; supervision must go on without it
+            log.warning("could not record %s as %s", spec.name, state, exc_info=True)

@@ -1,0 +1,183 @@
+"""The worker loop: claim an operation, run its handler with a heartbeat, record the end.
+
+One loop per worker process (``chroma worker``; under ``chroma run`` one per worker
+component). The heartbeat thread extends the lease every ``lease_s / 3`` seconds and
+carries progress; it interrupts the handler when a cancel is requested or the lease is
+lost. SIGTERM finishes the current step and gives the operation back to the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from chroma.catalog import Catalog, Database, Operation, Operations, apply_migrations
+from chroma.control.context import Interrupted, OperationContext
+from chroma.control.handlers import OperationUnavailable, resolve_handler
+from chroma.settings import Settings
+from chroma.storage import FileStore, open_store
+
+__all__ = ["Worker", "WorkerServices", "run_worker"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerServices:
+    settings: Settings
+    db: Database
+    catalog: Catalog
+    operations: Operations
+    store: FileStore
+
+    @classmethod
+    def open(cls, settings: Settings) -> WorkerServices:
+        if settings.database_url is None:
+            raise RuntimeError("CHROMA_DATABASE_URL is not set")
+        dsn = settings.database_url.get_secret_value()
+        apply_migrations(dsn)
+        db = Database(dsn, max_size=4)
+        db.open()
+        return cls(settings, db, Catalog(db), Operations(db), open_store(settings))
+
+    def close(self) -> None:
+        self.db.close()
+
+
+class Worker:
+    """Claims and runs operations of ``kinds`` until :meth:`stop`."""
+
+    def __init__(
+        self, services: WorkerServices, name: str, kinds: Sequence[str], *,
+        lease_s: float = 15.0, poll_s: float = 0.5, heartbeat_s: float = 2.0,
+    ) -> None:
+        self.services = services
+        self.name = name
+        self.kinds = list(kinds)
+        self.lease_s = lease_s
+        self.poll_s = poll_s
+        self.heartbeat_s = heartbeat_s
+        self.owner = f"{name}@{socket.gethostname()}:{os.getpid()}"
+        self._stopping = threading.Event()
+        self._current: OperationContext | None = None
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._current is not None:
+            self._current.stop("shutdown")
+
+    def run_forever(self) -> None:
+        ops = self.services.operations
+        beat = threading.Thread(target=self._component_heartbeat, daemon=True)
+        beat.start()
+        while not self._stopping.is_set():
+            try:
+                ran = self.run_one()
+            except Exception:  # the catalog may be briefly away; keep the loop alive
+                log.exception("worker %s: claiming failed", self.name)
+                ran = False
+            if not ran:
+                self._stopping.wait(self.poll_s)
+        ops.component_state(self.name, "worker", "stopped")
+
+    def run_one(self, operation: Operation | None = None) -> bool:
+        """Claim (or take the given claimed) operation and run it; False if none was free."""
+        ops = self.services.operations
+        op = operation or ops.claim(self.owner, self.kinds, self.lease_s)
+        if op is None:
+            return False
+        log.info("worker %s: running %s #%d (attempt %d)", self.name, op.kind, op.id,
+                 op.attempts)
+        ctx = OperationContext(op, self.services.settings, self.services.catalog, ops,
+                               self.services.store)
+        self._current = ctx
+        done = threading.Event()
+        lease = threading.Thread(target=self._lease_heartbeat, args=(ctx, done), daemon=True)
+        lease.start()
+        try:
+            result = self._execute(ctx)
+        finally:
+            done.set()
+            lease.join()
+            self._current = None
+        self._record(ctx, *result)
+        return True
+
+    def _execute(self, ctx: OperationContext) -> tuple[str, dict[str, Any] | None, str | None]:
+        try:
+            handler = resolve_handler(ctx.operation.kind)
+        except OperationUnavailable as exc:
+            return "unavailable", None, exc.message
+        try:
+            result = handler(ctx)
+            ctx.check()  # a cancel that arrived during the last step still wins
+            return "succeeded", result or {}, None
+        except Interrupted as exc:
+            return exc.reason, None, None
+        except Exception as exc:
+            log.exception("operation %s #%d failed", ctx.operation.kind, ctx.operation.id)
+            detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            return "failed", None, detail
+
+    def _record(self, ctx: OperationContext, outcome: str, result: dict[str, Any] | None,
+                error: str | None) -> None:
+        ops = self.services.operations
+        op = ctx.operation
+        if outcome == "shutdown":
+            ops.release(op.id, self.owner)
+        elif outcome == "lost":
+            log.warning("operation #%d: lease lost; another worker owns it now", op.id)
+        elif outcome == "cancel":
+            ops.finish(op.id, self.owner, "cancelled")
+        elif outcome == "unavailable":  # retrying cannot help
+            ops.finish(op.id, self.owner, "failed", error=error, retryable=False)
+        else:
+            ops.finish(op.id, self.owner, outcome, result=result, error=error)
+
+    def _lease_heartbeat(self, ctx: OperationContext, done: threading.Event) -> None:
+        ops = self.services.operations
+        while not done.wait(min(self.lease_s / 3, self.heartbeat_s)):
+            try:
+                verdict = ops.heartbeat(ctx.operation.id, self.owner, self.lease_s,
+                                        ctx.progress_value, ctx.progress_message)
+            except Exception:
+                log.exception("lease heartbeat failed")
+                continue
+            if verdict != "ok":
+                ctx.stop(verdict)
+
+    def _component_heartbeat(self) -> None:
+        started = time.time()
+        while not self._stopping.is_set():
+            try:
+                self.services.operations.component_heartbeat(
+                    self.name, "worker", pid=os.getpid(), host=socket.gethostname(),
+                    kinds=self.kinds)
+            except Exception:
+                log.warning("component heartbeat failed", exc_info=True)
+            self._stopping.wait(self.heartbeat_s)
+        log.debug("worker %s ran %.0fs", self.name, time.time() - started)
+
+
+def run_worker(name: str, kinds: Sequence[str]) -> None:
+    """Entry point of a worker process: serve until SIGTERM/SIGINT."""
+    logging.basicConfig(level=logging.INFO,
+                        format=f"%(asctime)s %(levelname)s [{name}] %(name)s %(message)s")
+    services = WorkerServices.open(Settings())
+    settings = services.settings
+    worker = Worker(services, name, kinds, lease_s=settings.operation_lease_s,
+                    poll_s=settings.worker_poll_s)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: worker.stop())
+    try:
+        worker.run_forever()
+    finally:
+        services.close()
