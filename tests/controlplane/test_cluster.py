@@ -17,7 +17,7 @@ from .envtest import (
     which_kubectl,
 )
 
-pytestmark = pytest.mark.usefixtures("operator")
+pytestmark = [pytest.mark.controlplane, pytest.mark.usefixtures("operator")]
 
 CHILDREN = [
     ("ConfigMap", "c1-config"),

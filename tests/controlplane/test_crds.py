@@ -9,6 +9,8 @@ import pytest
 
 from .envtest import Api, ApiError, cluster_body, indexjob_body
 
+pytestmark = pytest.mark.controlplane
+
 
 def rejected(api: Api, obj: dict[str, Any]) -> str:
     with pytest.raises(ApiError) as info:

@@ -11,6 +11,8 @@ import pytest
 from .envtest import Api, ApiError, OperatorProcess, cluster_body, wait_for
 from .fakes import FakeChromaApi
 
+pytestmark = pytest.mark.controlplane
+
 
 @pytest.fixture()
 def fake_api() -> Iterator[FakeChromaApi]:

@@ -7,7 +7,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from .envtest import Api, OperatorProcess, cluster_body, indexjob_body, wait_for
+
+pytestmark = pytest.mark.controlplane
 
 KEY = "3f" * 20
 NOW = "2026-01-01T00:00:00Z"

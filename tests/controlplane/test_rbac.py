@@ -20,6 +20,8 @@ from .envtest import (
 )
 from .fakes import FakeChromaApi
 
+pytestmark = pytest.mark.controlplane
+
 RBAC = REPO / "deploy" / "rbac" / "operator.yaml"
 
 
