@@ -137,7 +137,7 @@ def test_direct_indexjob_makes_one_job_and_mirrors_success(
     assert job["spec"]["ttlSecondsAfterFinished"] == 600
     (ctr,) = job["spec"]["template"]["spec"]["containers"]
     assert ctr["image"] == "chroma-service:7.0"
-    assert ctr["args"] == ["op", "run", "reindex", "--embedding-set", KEY, "--wait"]
+    assert ctr["args"] == ["op", "run", "reindex", "--embedding-set", KEY, "--local"]
     assert ctr["envFrom"] == [{"configMapRef": {"name": "c1-config"}}]
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
 

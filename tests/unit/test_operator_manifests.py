@@ -193,7 +193,7 @@ def test_job_runs_the_operation_with_cluster_image_and_config() -> None:
     assert pod["restartPolicy"] == "Never"
     (ctr,) = pod["containers"]
     assert ctr["image"] == "chroma-service:2.0"
-    assert ctr["args"] == ["op", "run", "fit-mhb", "--embedding-set", "k" * 40, "--wait"]
+    assert ctr["args"] == ["op", "run", "fit-mhb", "--embedding-set", "k" * 40, "--local"]
     assert ctr["envFrom"] == [{"configMapRef": {"name": "demo-config"}}]
 
 

@@ -15,18 +15,23 @@ from chroma.catalog.catalog import (
     FileCommit,
     RecordRow,
 )
+from chroma.catalog.changes import ChangedRecord, Changes, DeletedRecord, IndexState
 from chroma.catalog.database import Database, apply_migrations
 from chroma.catalog.operations import OPERATION_KINDS, ComponentRow, Operation, Operations
 
 __all__ = [
     "OPERATION_KINDS",
     "Catalog",
+    "ChangedRecord",
+    "Changes",
     "CommitOutcome",
     "ComponentRow",
     "Database",
     "DatasetInfo",
+    "DeletedRecord",
     "EmbeddingSetInfo",
     "FileCommit",
+    "IndexState",
     "Operation",
     "Operations",
     "RecordRow",

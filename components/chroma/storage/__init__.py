@@ -7,6 +7,15 @@ Called by: ``chroma.ingest`` (writes), compaction, the indexer and recommender (
 """
 
 from chroma.storage.files import FileStore, open_store
+from chroma.storage.reading import read_columns, read_embeddings
 from chroma.storage.records import RecordBatch, batch_to_table, record_schema
 
-__all__ = ["FileStore", "RecordBatch", "batch_to_table", "open_store", "record_schema"]
+__all__ = [
+    "FileStore",
+    "RecordBatch",
+    "batch_to_table",
+    "open_store",
+    "read_columns",
+    "read_embeddings",
+    "record_schema",
+]

@@ -117,7 +117,7 @@ def build_job(indexjob: Body, cluster: Body) -> Body:
         cluster,
         cspec,
         "operation",
-        ["op", "run", spec.operation, "--embedding-set", spec.embedding_set, "--wait"],
+        ["op", "run", spec.operation, "--embedding-set", spec.embedding_set, "--local"],
         spec.resources or cspec.workers.resources,
     )
     volume, _ = tmp_volume()

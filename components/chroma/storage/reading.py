@@ -1,0 +1,57 @@
+"""Reading stored rows back: embeddings (and columns) by (file, row), grouped per file."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from chroma.storage.files import FileStore
+
+__all__ = ["read_columns", "read_embeddings"]
+
+
+def read_embeddings(store: FileStore, locations: Sequence[tuple[str, int]]) -> np.ndarray:
+    """float32 (n, d) embeddings of the rows at ``locations`` = [(file path, row), ...]."""
+    columns = read_columns(store, locations, ["embedding"])
+    return columns["embedding"]
+
+
+def read_columns(
+    store: FileStore, locations: Sequence[tuple[str, int]], columns: Sequence[str]
+) -> dict[str, np.ndarray | list[object]]:
+    """Columns of the rows at ``locations``, in the order given; embeddings as a matrix."""
+    by_file: dict[str, list[int]] = defaultdict(list)
+    for position, (path, _) in enumerate(locations):
+        by_file[path].append(position)
+    out: dict[str, list[object] | np.ndarray] = {}
+    pieces: dict[str, list[tuple[list[int], object]]] = {c: [] for c in columns}
+    for path, positions in by_file.items():
+        table = store.read_table(path, columns=list(columns))
+        rows = pa.array([locations[p][1] for p in positions], pa.int64())
+        taken = table.take(rows)
+        for name in columns:
+            column = taken.column(name).combine_chunks()
+            if name == "embedding":
+                dimension = column.type.list_size
+                values = column.flatten().to_numpy(zero_copy_only=False)
+                pieces[name].append((positions, values.reshape(len(positions), dimension)))
+            else:
+                pieces[name].append((positions, column.to_pylist()))
+    for name in columns:
+        if name == "embedding":
+            parts = pieces[name]
+            dimension = parts[0][1].shape[1] if parts else 0  # type: ignore[union-attr]
+            matrix = np.empty((len(locations), dimension), dtype=np.float32)
+            for positions, values in parts:
+                matrix[positions] = values
+            out[name] = matrix
+        else:
+            ordered: list[object] = [None] * len(locations)
+            for positions, values in pieces[name]:
+                for position, value in zip(positions, values, strict=True):  # type: ignore[arg-type]
+                    ordered[position] = value
+            out[name] = ordered
+    return out
