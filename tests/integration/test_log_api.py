@@ -244,3 +244,24 @@ def test_float32_values_round_trip(chroma_server, es, uid) -> None:
         f"{chroma_server.url}/api/v1/datasets/f-{uid}/records", params={"include_embeddings": True}
     ).json()["data"]
     assert math.isclose(record["embedding"][0], float(np.float32(value)))
+
+
+def test_register_a_dataset_ahead_of_its_records(chroma_server, es, uid) -> None:
+    url = f"{chroma_server.url}/api/v1/datasets/reg-{uid}"
+    created = httpx.put(url, json={"split": "production", "retention_days": 30})
+    assert created.status_code == 201, created.text
+    assert created.json()["embedding_set_key"] is None and created.json()["record_count"] == 0
+    again = httpx.put(url, json={"split": "production", "retention_days": 7,
+                                 "description": "traffic"})
+    assert again.status_code == 200
+    assert again.json()["retention_days"] == 7 and again.json()["description"] == "traffic"
+    # The first record binds it to its embedding set; the split cannot change.
+    logged = log(chroma_server.url, {"embedding_set": es, "dataset": f"reg-{uid}",
+                                     "split": "production", "embedding": [1.0, 2.0]})
+    assert logged.status_code == 202
+    assert httpx.get(url).json()["embedding_set_key"] == embedding_set_key(es)
+    assert httpx.put(url, json={"split": "training"}).status_code == 409
+    other = {"split": "production", "embedding_set": {"model": "other", "test": uid}}
+    assert httpx.put(url, json=other).status_code == 409
+    assert httpx.put(f"{chroma_server.url}/api/v1/datasets/bad name!",
+                     json={"split": "training"}).status_code == 422

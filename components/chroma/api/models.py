@@ -7,11 +7,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chroma.ingest.models import LogRequest, RecordIn
+from chroma.ingest.models import EmbeddingSetFields, LogRequest, RecordIn
 
 __all__ = [
     "ComponentPublic",
     "DatasetPublic",
+    "DatasetRegister",
     "DatasetsPublic",
     "DeleteRecords",
     "DeletedRecords",
@@ -66,7 +67,7 @@ class LogResult(BaseModel):
 class EmbeddingSetPublic(BaseModel):
     key: str
     fields: dict[str, Any]
-    dimension: int
+    dimension: int | None = Field(description="Fixed by the first record; null before it.")
     distance: str
     first_log: datetime | None
     last_log: datetime | None
@@ -80,12 +81,25 @@ class EmbeddingSetsPublic(BaseModel):
 
 class DatasetPublic(BaseModel):
     name: str
-    embedding_set_key: str
+    embedding_set_key: str | None = Field(
+        description="Null for a dataset registered ahead of its first record.")
     split: str
     record_count: int
     retention_days: int | None
+    description: str | None = None
     created_at: datetime
     last_log: datetime | None
+
+
+class DatasetRegister(BaseModel):
+    """Register (or update) a dataset ahead of its records: the operator's Dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+    split: Literal["training", "production"]
+    embedding_set: EmbeddingSetFields | None = None
+    retention_days: int | None = Field(
+        default=None, gt=0, description="Production records older than this are expired.")
+    description: str | None = Field(default=None, max_length=1000)
 
 
 class DatasetsPublic(BaseModel):

@@ -20,6 +20,7 @@ from psycopg.types import TypeInfo
 
 from chroma.catalog.database import Database
 from chroma.errors import Conflict, InvalidInput, NotFound
+from chroma.keys import embedding_set_key
 
 __all__ = [
     "Catalog",
@@ -35,7 +36,7 @@ __all__ = [
 class EmbeddingSetInfo:
     key: str
     fields: dict[str, Any]
-    dimension: int
+    dimension: int | None
     distance: str
     created_at: datetime
     first_log: datetime | None
@@ -47,12 +48,13 @@ class EmbeddingSetInfo:
 class DatasetInfo:
     id: int
     name: str
-    embedding_set_key: str
+    embedding_set_key: str | None
     split: str
     record_count: int
     retention_days: int | None
     created_at: datetime
     last_log: datetime | None
+    description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -116,37 +118,75 @@ class Catalog:
         one split. One transaction: a refused request leaves nothing behind.
         """
         with self.db.transaction() as conn:
-            conn.execute(
-                "INSERT INTO embedding_sets (key, fields, dimension) VALUES (%s, %s, %s)"
-                " ON CONFLICT (key) DO NOTHING",
-                (key, json.dumps(fields), dimension),
-            )
+            self._ensure_embedding_set(conn, key, fields)
             (stored_dimension,) = conn.execute(
-                "SELECT dimension FROM embedding_sets WHERE key = %s", (key,)
+                "UPDATE embedding_sets SET dimension = COALESCE(dimension, %s) WHERE key = %s"
+                " RETURNING dimension",
+                (dimension, key),
             ).fetchone()
             if stored_dimension != dimension:
                 raise InvalidInput(
                     f"embedding has dimension {dimension} but embedding set {key} "
                     f"({json.dumps(fields, sort_keys=True)}) has dimension {stored_dimension}"
                 )
+            return self._ensure_dataset(conn, dataset, key, split)
+
+    def register_dataset(
+        self, name: str, *, split: str, embedding_set: dict[str, Any] | None = None,
+        retention_days: int | None = None, description: str | None = None,
+    ) -> tuple[DatasetInfo, bool]:
+        """Create or update a dataset before any record (the operator's Dataset resource).
+
+        Returns (dataset, created). Split and embedding set cannot change once bound."""
+        key = embedding_set_key(embedding_set) if embedding_set else None
+        with self.db.transaction() as conn:
+            existed = conn.execute(
+                "SELECT 1 FROM datasets WHERE name = %s", (name,)
+            ).fetchone() is not None
+            if key is not None:
+                assert embedding_set is not None
+                self._ensure_embedding_set(conn, key, embedding_set)
+            self._ensure_dataset(conn, name, key, split)
             conn.execute(
-                "INSERT INTO datasets (name, embedding_set_key, split) VALUES (%s, %s, %s)"
-                " ON CONFLICT (name) DO NOTHING",
-                (dataset, key, split),
+                "UPDATE datasets SET retention_days = %s,"
+                " description = COALESCE(%s, description) WHERE name = %s",
+                (retention_days, description, name),
             )
-            dataset_id, bound_key, bound_split = conn.execute(
-                "SELECT id, embedding_set_key, split FROM datasets WHERE name = %s", (dataset,)
-            ).fetchone()
-            if bound_key != key:
-                raise Conflict(
-                    f"dataset {dataset!r} belongs to embedding set {bound_key}, not {key}; "
-                    "use another dataset name for this embedding set"
-                )
-            if bound_split != split:
-                raise Conflict(
-                    f"dataset {dataset!r} holds {bound_split} records, not {split}; "
-                    "use another dataset name for this split"
-                )
+        return self.get_dataset(name), not existed
+
+    @staticmethod
+    def _ensure_embedding_set(conn: psycopg.Connection, key: str, fields: dict[str, Any]) -> None:
+        conn.execute(
+            "INSERT INTO embedding_sets (key, fields) VALUES (%s, %s) ON CONFLICT (key) DO NOTHING",
+            (key, json.dumps(fields)),
+        )
+
+    @staticmethod
+    def _ensure_dataset(
+        conn: psycopg.Connection, dataset: str, key: str | None, split: str
+    ) -> int:
+        conn.execute(
+            "INSERT INTO datasets (name, embedding_set_key, split) VALUES (%s, %s, %s)"
+            " ON CONFLICT (name) DO NOTHING",
+            (dataset, key, split),
+        )
+        dataset_id, bound_key, bound_split = conn.execute(
+            "SELECT id, embedding_set_key, split FROM datasets WHERE name = %s FOR UPDATE",
+            (dataset,),
+        ).fetchone()
+        if bound_key is None and key is not None:  # registered ahead of its first record
+            conn.execute("UPDATE datasets SET embedding_set_key = %s WHERE id = %s",
+                         (key, dataset_id))
+        elif key is not None and bound_key != key:
+            raise Conflict(
+                f"dataset {dataset!r} belongs to embedding set {bound_key}, not {key}; "
+                "use another dataset name for this embedding set"
+            )
+        if bound_split != split:
+            raise Conflict(
+                f"dataset {dataset!r} holds {bound_split} records, not {split}; "
+                "use another dataset name for this split"
+            )
         return int(dataset_id)
 
     def list_embedding_sets(self) -> list[EmbeddingSetInfo]:

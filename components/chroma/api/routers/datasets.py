@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
+from fastapi.responses import ORJSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from chroma.api.deps import CatalogDep, StoreDep
 from chroma.api.models import (
     DatasetPublic,
+    DatasetRegister,
     DatasetsPublic,
     DeletedRecords,
     DeleteRecords,
@@ -21,6 +23,7 @@ from chroma.api.models import (
     TagRecords,
 )
 from chroma.catalog import DatasetInfo, RecordRow
+from chroma.ingest.models import DATASET_NAME_PATTERN
 from chroma.storage import FileStore
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
@@ -32,7 +35,7 @@ def _public(info: DatasetInfo) -> DatasetPublic:
     return DatasetPublic(
         name=info.name, embedding_set_key=info.embedding_set_key, split=info.split,
         record_count=info.record_count, retention_days=info.retention_days,
-        created_at=info.created_at, last_log=info.last_log,
+        description=info.description, created_at=info.created_at, last_log=info.last_log,
     )
 
 
@@ -49,6 +52,30 @@ def list_datasets(
 def get_dataset(name: str, catalog: CatalogDep) -> DatasetPublic:
     """One dataset with its live ``record_count``."""
     return _public(catalog.get_dataset(name))
+
+
+@router.put(
+    "/{name}",
+    response_model=DatasetPublic,
+    status_code=200,
+    responses={
+        201: {"model": DatasetPublic, "description": "Created."},
+        409: {"model": ErrorBody, "description": "Bound to another split or embedding set."},
+        422: {"model": ErrorBody, "description": "Invalid name or body."},
+    },
+)
+def register_dataset(
+    name: Annotated[str, Path(pattern=DATASET_NAME_PATTERN)],
+    body: DatasetRegister,
+    catalog: CatalogDep,
+) -> ORJSONResponse:
+    """Register a dataset ahead of its records (201), or update its retention (200)."""
+    info, created = catalog.register_dataset(
+        name, split=body.split, embedding_set=body.embedding_set,
+        retention_days=body.retention_days, description=body.description,
+    )
+    return ORJSONResponse(_public(info).model_dump(mode="json"),
+                          status_code=201 if created else 200)
 
 
 @router.get("/{name}/records", response_model=RecordsPage, responses=_NOT_FOUND)
