@@ -99,3 +99,17 @@ class Settings(BaseSettings):
     def postgres_dir(self) -> Path:
         """Where embedded mode keeps its PostgreSQL cluster."""
         return (self.data_dir / "postgres").resolve()
+
+    operation_launcher: Literal["queue", "indexjob"] = "queue"
+    """What starts a newly queued operation besides the queue: ``queue`` (default: the
+    workers pull it) or ``indexjob`` (cluster mode: also submit an ``IndexJob`` custom
+    resource with the pod's ServiceAccount; the operator sets this). See
+    ``chroma.control.launchers``."""
+
+    cluster_name: str | None = None
+    """Name of the ChromaCluster this process belongs to (cluster mode; set by the
+    operator). Required by the ``indexjob`` launcher: IndexJobs name their cluster."""
+
+    namespace: str | None = None
+    """Kubernetes namespace of the ChromaCluster (set by the operator). Unset: the pod's
+    ServiceAccount namespace."""

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from chroma.catalog import Catalog, Database, Operations, apply_migrations
+from chroma.control.launchers import OperationLauncher, QueueLauncher, make_launcher
 from chroma.ingest import CommitResult, GroupCommitter
 from chroma.settings import Settings
 from chroma.storage import FileStore, open_store
@@ -32,6 +33,7 @@ class Services:
     _stop: threading.Event = field(default_factory=threading.Event)
     _triggered: dict[str, float] = field(default_factory=dict)
     commit_listeners: list[Callable[[list[CommitResult]], None]] = field(default_factory=list)
+    launcher: OperationLauncher = field(default_factory=QueueLauncher)
 
     @classmethod
     def open(cls, settings: Settings) -> Services:
@@ -55,7 +57,8 @@ class Services:
         name = os.environ.get("CHROMA_COMPONENT_NAME") or (
             "api" if settings.mode == "embedded" else f"api@{socket.gethostname()}"
         )
-        services = cls(settings, db, catalog, store, committer, Operations(db), name)
+        services = cls(settings, db, catalog, store, committer, Operations(db), name,
+                       launcher=make_launcher(settings))
         committer.on_commit = services.after_commit
         committer.start()
         threading.Thread(target=services._heartbeat, daemon=True, name="heartbeat").start()
@@ -88,6 +91,7 @@ class Services:
             operation, created = self.operations.enqueue("index", key, requested_by="trigger")
             if created:
                 log.info("queued index operation #%d for %s", operation.id, key)
+                self.launcher.submit(operation)
 
     def _heartbeat(self) -> None:
         while not self._stop.is_set():

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import ORJSONResponse
 
-from chroma.api.deps import OperationsDep
+from chroma.api.deps import OperationsDep, ServicesDep
 from chroma.api.models import ErrorBody, OperationCreate, OperationPublic, OperationsPublic
 from chroma.catalog import Operation
 
@@ -41,9 +41,13 @@ def public(op: Operation) -> OperationPublic:
         422: {"model": ErrorBody, "description": "Unknown kind or bad parameters."},
     },
 )
-def start_operation(body: OperationCreate, operations: OperationsDep) -> ORJSONResponse:
+def start_operation(
+    body: OperationCreate, operations: OperationsDep, services: ServicesDep
+) -> ORJSONResponse:
     """Queue an operation (201), or answer the active one of the same kind and set (200)."""
     op, created = operations.enqueue(body.kind, body.embedding_set_key, params=body.params)
+    if created:
+        services.launcher.submit(op)
     return ORJSONResponse(public(op).model_dump(mode="json"), status_code=201 if created else 200)
 
 
