@@ -13,7 +13,9 @@ Measures, on synthetic float32 embeddings (12 Gaussian classes, 128-d by default
   (the query engine's), reading parquet and writing the catalog.
 
 Medians of ``--repeats`` runs. Targets: scoring >= 100,000 records/s on 2 cores; full
-refresh of 1M <= 60 s. Run: ``python bench/recommend.py`` (``--threads 2`` pins BLAS).
+refresh of 1M <= 60 s. Run: ``python bench/recommend.py`` (``--threads N`` limits BLAS).
+On a machine shared with other busy processes, OpenBLAS threads spin and lose: there
+``--threads 1`` measured faster than 2 (and a worker process should limit its threads).
 """
 
 from __future__ import annotations
