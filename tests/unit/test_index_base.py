@@ -16,6 +16,7 @@ from chroma.index.base import (
     check_key,
     check_mutable_fields,
     check_records,
+    neighbour_from_payload,
     score_to_distance,
     stored_vector,
 )
@@ -145,3 +146,16 @@ def test_payload_holds_every_filterable_field() -> None:
 def test_empty_filter_is_recognised() -> None:
     assert SearchFilter().is_empty()
     assert not SearchFilter(split="training").is_empty()
+
+
+def test_absent_optional_fields_are_not_stored_but_reported() -> None:
+    record = IndexedRecord("ds", "r1", "training", logged_at=3.0)
+    assert record.stored_payload() == {
+        "dataset": "ds",
+        "record_id": "r1",
+        "split": "training",
+        "logged_at": 3.0,
+    }
+    neighbour = neighbour_from_payload(record.stored_payload(), 0.5)
+    assert neighbour.payload == record.payload()
+    assert (neighbour.record_id, neighbour.input_uri, neighbour.distance) == ("r1", None, 0.5)

@@ -71,7 +71,7 @@ class IndexedRecord:
     """Seconds since the epoch (UTC)."""
 
     def payload(self) -> dict[str, Any]:
-        """The stored payload; field names are the filter's vocabulary."""
+        """The full payload, as ``Neighbour.payload`` reports it; keys are filter fields."""
         return {
             "dataset": self.dataset,
             "record_id": self.record_id,
@@ -82,6 +82,27 @@ class IndexedRecord:
             "tags": list(self.tags),
             "logged_at": float(self.logged_at),
         }
+
+    def stored_payload(self) -> dict[str, Any]:
+        """``payload()`` without ``None`` values and empty tags, which is what is stored.
+
+        Qdrant Edge converts a payload at ~4 us per key (GIL held), so absent optional
+        fields are left out; a filter never matches them either way, and
+        ``neighbour_from_payload`` puts them back.
+        """
+        return {
+            name: value
+            for name, value in self.payload().items()
+            if value is not None and value != []
+        }
+
+
+_PAYLOAD_DEFAULTS: dict[str, Any] = {
+    "input_uri": None,
+    "inference_class": None,
+    "label_class": None,
+    "tags": [],
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,12 +362,13 @@ def stored_vector(distance: Distance, values: Sequence[float]) -> np.ndarray:
     return vector
 
 
-def neighbour_from_payload(payload: Mapping[str, Any], distance: float) -> Neighbour:
+def neighbour_from_payload(stored: Mapping[str, Any], distance: float) -> Neighbour:
+    payload = {**_PAYLOAD_DEFAULTS, **stored}
     return Neighbour(
         record_id=payload["record_id"],
         dataset=payload["dataset"],
         split=payload["split"],
         distance=distance,
-        input_uri=payload.get("input_uri"),
-        payload=dict(payload),
+        input_uri=payload["input_uri"],
+        payload=payload,
     )

@@ -376,7 +376,9 @@ class EdgeQueryEngine(QueryEngine):
             for start in range(0, len(records), batch_size):
                 rows = matrix[start : start + batch_size].tolist()
                 points = [
-                    edge.Point(point_id(record.dataset, record.record_id), row, record.payload())
+                    edge.Point(
+                        point_id(record.dataset, record.record_id), row, record.stored_payload()
+                    )
                     for record, row in zip(records[start : start + batch_size], rows, strict=True)
                 ]
                 shard.shard.update(edge.UpdateOperation.upsert_points(points))

@@ -203,7 +203,7 @@ class RemoteQueryEngine(QueryEngine):
             batch = models.Batch(
                 ids=[point_id(record.dataset, record.record_id) for record in chunk],
                 vectors=matrix[start : start + batch_size].tolist(),
-                payloads=[record.payload() for record in chunk],
+                payloads=[record.stored_payload() for record in chunk],
             )
             with self._serialise, _translate_errors(f"upserting into {collection}"):
                 self._client.upsert(collection_name=collection, points=batch, wait=True)
