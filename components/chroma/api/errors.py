@@ -6,9 +6,9 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from chroma.api.responses import ORJSONResponse
 from chroma.errors import ChromaError
 
 __all__ = ["install_error_handlers"]

@@ -9,16 +9,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from chroma.catalog import Catalog, Database, Operations, apply_migrations
 from chroma.control.launchers import OperationLauncher, QueueLauncher, make_launcher
 from chroma.ingest import CommitResult, GroupCommitter
+from chroma.recommender import Assessor
 from chroma.settings import Settings
 from chroma.storage import FileStore, open_store
 
 __all__ = ["Services"]
 
 log = logging.getLogger(__name__)
+
+IMPLICIT_OPERATIONS = ("index", "recommend")
+"""What a commit queues for its embedding set, so that nobody has to ask."""
 
 
 @dataclass
@@ -73,6 +78,11 @@ class Services:
             log.debug("could not record the api as stopped", exc_info=True)
         self.db.close()
 
+    @cached_property
+    def assessor(self) -> Assessor:
+        """Assessments of production records on /log (opened on first use)."""
+        return Assessor(self.settings, self.catalog, self.store)
+
     def after_commit(self, results: list[CommitResult]) -> None:
         """Runs in the commit thread after the requests were answered."""
         for listener in self.commit_listeners:
@@ -80,7 +90,9 @@ class Services:
         self.trigger_index(results)
 
     def trigger_index(self, results: list[CommitResult]) -> None:
-        """Implicit trigger: committed records make the index stale; queue an ``index``.
+        """Implicit triggers: committed records make the index and the labelling queue
+        stale; queue ``index`` and ``recommend`` (which waits for the index and refits
+        MHB when the training data changed).
 
         Debounced per embedding set; the catalog coalesces to one active operation."""
         now = time.monotonic()
@@ -88,10 +100,11 @@ class Services:
             if now - self._triggered.get(key, -1e9) < self.settings.index_trigger_debounce_s:
                 continue
             self._triggered[key] = now
-            operation, created = self.operations.enqueue("index", key, requested_by="trigger")
-            if created:
-                log.info("queued index operation #%d for %s", operation.id, key)
-                self.launcher.submit(operation)
+            for kind in IMPLICIT_OPERATIONS:
+                operation, created = self.operations.enqueue(kind, key, requested_by="trigger")
+                if created:
+                    log.info("queued %s operation #%d for %s", kind, operation.id, key)
+                    self.launcher.submit(operation)
 
     def _heartbeat(self) -> None:
         while not self._stop.is_set():

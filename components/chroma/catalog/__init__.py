@@ -18,6 +18,13 @@ from chroma.catalog.catalog import (
 from chroma.catalog.changes import ChangedRecord, Changes, DeletedRecord, IndexState
 from chroma.catalog.database import Database, apply_migrations
 from chroma.catalog.operations import OPERATION_KINDS, ComponentRow, Operation, Operations
+from chroma.catalog.recommendations import (
+    MHBVersion,
+    QueueEntry,
+    Recommendations,
+    RecommendationState,
+    ScoredRow,
+)
 
 __all__ = [
     "OPERATION_KINDS",
@@ -32,8 +39,13 @@ __all__ = [
     "EmbeddingSetInfo",
     "FileCommit",
     "IndexState",
+    "MHBVersion",
     "Operation",
     "Operations",
+    "QueueEntry",
+    "RecommendationState",
+    "Recommendations",
     "RecordRow",
+    "ScoredRow",
     "apply_migrations",
 ]

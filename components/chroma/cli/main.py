@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from chroma.cli.ops import op_app, status, worker
+from chroma.cli.ops import op_app, recommend, status, worker
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -19,6 +19,7 @@ app = typer.Typer(
 app.add_typer(op_app, name="op")
 app.command()(status)
 app.command()(worker)
+app.command()(recommend)
 
 HostOpt = Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")]
 PortOpt = Annotated[int | None, typer.Option(help="Port to bind (default 8000).")]

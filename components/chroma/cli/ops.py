@@ -212,3 +212,28 @@ def _parse_params(pairs: list[str]) -> dict[str, Any]:
         except ValueError:
             params[key] = value
     return params
+
+
+def recommend(
+    embedding_set: Annotated[str, typer.Option(help="Embedding set key (see chroma status).")],
+    top: Annotated[int, typer.Option(min=1, max=1000, help="How many to show.")] = 50,
+    dataset: Annotated[list[str] | None, typer.Option(help="Only these datasets.")] = None,
+    diverse: Annotated[bool, typer.Option(help="Skip near-duplicates.")] = False,
+    url: UrlOpt = DEFAULT_URL,
+) -> None:
+    """Print the production records most worth labelling, with why."""
+    params: dict[str, Any] = {"embedding_set_key": embedding_set, "limit": top,
+                              "diverse": diverse}
+    if dataset:
+        params["dataset"] = dataset
+    body = _get(url, "/api/v1/recommendations", **params)
+    table = Table(title=f"{body['total']} records in the queue (MHB v{body['mhb_version']})")
+    for column in ("#", "score", "pctl", "dataset", "id", "class", "input", "why"):
+        table.add_column(column)
+    for rank, item in enumerate(body["items"], start=1):
+        why = ", ".join(f"{name} {level:.2f}" for name, level in sorted(
+            item["signals"].items(), key=lambda kv: -kv[1])[:3])
+        table.add_row(str(rank), f"{item['score']:.3f}", f"{item['percentile']:.1f}",
+                      item["dataset"], item["id"], item["inference_class"] or "-",
+                      item["input_uri"] or "-", why)
+    console.print(table)

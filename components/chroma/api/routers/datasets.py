@@ -6,7 +6,6 @@ from collections import defaultdict
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import ORJSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from chroma.api.deps import CatalogDep, StoreDep
@@ -22,6 +21,7 @@ from chroma.api.models import (
     TaggedRecords,
     TagRecords,
 )
+from chroma.api.responses import ORJSONResponse
 from chroma.catalog import DatasetInfo, RecordRow
 from chroma.ingest.models import DATASET_NAME_PATTERN
 from chroma.storage import FileStore

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import ORJSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from chroma.api.deps import ServicesDep
 from chroma.api.models import Health, Readiness
+from chroma.api.responses import ORJSONResponse
 from chroma.errors import ChromaError
 
 router = APIRouter(tags=["health"])

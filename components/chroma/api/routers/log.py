@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from chroma.api.deps import CommitterDep, SettingsDep
+from chroma.api.deps import CommitterDep, ServicesDep, SettingsDep
 from chroma.api.models import ErrorBody, LogResult
+from chroma.api.responses import ORJSONResponse
 from chroma.errors import PayloadTooLarge, UnsupportedType
 from chroma.ingest import parse_arrow_log, parse_json_log
 from chroma.ingest.arrow import ARROW_CONTENT_TYPE
 from chroma.ingest.validation import LogBatch
+from chroma.recommender import Assessor
 
 router = APIRouter(prefix="/api/v1", tags=["log"])
 
@@ -86,7 +88,7 @@ def parse_log_body(
     openapi_extra=_REQUEST_BODY,
 )
 async def log_records(
-    request: Request, committer: CommitterDep, settings: SettingsDep
+    request: Request, committer: CommitterDep, settings: SettingsDep, services: ServicesDep
 ) -> ORJSONResponse:
     """Validate, commit durably (group-committed), then answer with the ids."""
     body = await read_body(request, settings.max_body_bytes)
@@ -104,6 +106,23 @@ async def log_records(
     result = await asyncio.wrap_future(committer.submit(batches))
     answer = LogResult(embedding_set_key=result.embedding_set_key, ids=result.ids,
                        count=result.count)
-    # No assessment yet: production records are committed and acknowledged with 202.
-    status = 202 if result.production_ids else 201
+    if not result.production_ids:
+        return ORJSONResponse(answer.model_dump(exclude_none=True), status_code=201)
+    # Production records are committed; assess them if the recommender is ready (201),
+    # else acknowledge without an assessment (202) — never an error.
+    production = [b for b in batches if b.split == "production"]
+    assessments = await run_in_threadpool(_assess, services.assessor, production)
+    answer.assessments = assessments
+    status = 201 if assessments is not None else 202
     return ORJSONResponse(answer.model_dump(exclude_none=True), status_code=status)
+
+
+def _assess(assessor: Assessor, batches: list[LogBatch]) -> list[dict[str, Any]] | None:
+    found: list[dict[str, Any]] = []
+    for batch in batches:
+        # The committed records (duplicate ids in one request: the last one counts).
+        assessed = assessor.assess(batch.embedding_set_key, batch.records.keep_last_per_id())
+        if assessed is None:
+            return None
+        found.extend(assessed)
+    return found

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from fastapi.responses import ORJSONResponse
 
 from chroma.api.deps import OperationsDep, ServicesDep
 from chroma.api.models import ErrorBody, OperationCreate, OperationPublic, OperationsPublic
+from chroma.api.responses import ORJSONResponse
 from chroma.catalog import Operation
 
 router = APIRouter(prefix="/api/v1/operations", tags=["operations"])

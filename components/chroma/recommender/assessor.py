@@ -1,0 +1,112 @@
+"""The assessment of production records on ``/log``: score, percentile, verdict, neighbours.
+
+Ready for an embedding set once a ``recommend`` run has stored a scoring reference; the
+model and reference are cached per MHB version, so an assessment costs one MHB scoring
+and one kNN search of the logged records.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from chroma.catalog import Catalog, Recommendations
+from chroma.mhb import MHBModel, load_model
+from chroma.recommend import ScoringReference, assess
+from chroma.recommender.neighbours import NeighbourSource, open_neighbour_source
+from chroma.recommender.scoring import parse_scores, signals_for
+from chroma.settings import Settings
+from chroma.storage import FileStore, RecordBatch
+
+__all__ = ["Assessor"]
+
+log = logging.getLogger(__name__)
+
+
+class Assessor:
+    """Assesses production records of sets whose recommender is ready; thread-safe."""
+
+    def __init__(self, settings: Settings, catalog: Catalog, store: FileStore) -> None:
+        self.settings = settings
+        self.recommendations = Recommendations(catalog.db)
+        self.store = store
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[int, MHBModel, ScoringReference]] = {}
+        self._source: NeighbourSource | None = None
+        self._source_opened = False
+        self._checked: dict[str, tuple[float, tuple[MHBModel, ScoringReference] | None]] = {}
+
+    recheck_s = 2.0
+    """How long a readiness answer (and the model it found) is reused before asking the
+    catalog again: keeps single-record logging at one catalog round trip."""
+
+    def _ready(self, key: str) -> tuple[MHBModel, ScoringReference] | None:
+        now = time.monotonic()
+        with self._lock:
+            checked = self._checked.get(key)
+        if checked is not None and now - checked[0] < self.recheck_s:
+            return checked[1]
+        ready = self._load(key)
+        with self._lock:
+            self._checked[key] = (now, ready)
+        return ready
+
+    def _load(self, key: str) -> tuple[MHBModel, ScoringReference] | None:
+        state = self.recommendations.state(key)
+        if state is None or state.reference is None or state.mhb_version is None:
+            return None
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None and cached[0] == state.mhb_version:
+                return cached[1], cached[2]
+        latest = self.recommendations.latest_mhb(key)
+        if latest is None or latest.version != state.mhb_version:
+            return None  # a new model is being fitted; the reference is not its own yet
+        model = load_model(self.store.read_bytes(latest.path))
+        reference = ScoringReference.from_dict(state.reference)
+        with self._lock:
+            self._cache[key] = (latest.version, model, reference)
+        return model, reference
+
+    def _neighbours(self) -> NeighbourSource | None:
+        if not self._source_opened:
+            self._source = open_neighbour_source(self.settings)
+            self._source_opened = True
+        return self._source
+
+    def assess(self, key: str, batch: RecordBatch) -> list[dict[str, Any]] | None:
+        """One assessment per record of ``batch``, or None when not ready for ``key``."""
+        try:
+            ready = self._ready(key)
+            if ready is None:
+                return None
+            model, reference = ready
+            scores = [
+                parse_scores(s)
+                for s in batch.scores_json
+            ]
+            signals = signals_for(model, self._neighbours(), key, batch.embeddings,
+                                  batch.inference_classes, scores)
+            results = assess(signals, reference)
+        except Exception:  # an assessment is a bonus; the write already succeeded
+            log.warning("assessment failed for %s", key, exc_info=True)
+            return None
+        return [
+            {
+                "id": record_id,
+                "dataset": batch.dataset,
+                "score": _finite(a.score),
+                "percentile": _finite(a.percentile),
+                "verdict": a.verdict,
+                "signals": a.signals,
+            }
+            for record_id, a in zip(batch.ids, results, strict=True)
+        ]
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None

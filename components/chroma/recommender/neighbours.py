@@ -1,0 +1,71 @@
+"""Where kNN answers come from: the query engine's read side, whatever the mode.
+
+The recommender only needs ``search``; when the query engine cannot be opened (not
+built yet, not reachable) the kNN-based signals are left out rather than failing.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from chroma.settings import Settings
+
+__all__ = ["NeighbourSource", "knn_inputs", "open_neighbour_source"]
+
+log = logging.getLogger(__name__)
+
+
+class NeighbourSource(Protocol):
+    def search(self, key: str, queries: np.ndarray, k: int = 10,
+               filter: Any = None) -> list[list[Any]]: ...
+
+
+def open_neighbour_source(settings: Settings) -> NeighbourSource | None:
+    """The query engine's reader for this process, or None when there is none."""
+    try:
+        from chroma.indexer import open_reader  # type: ignore[attr-defined]
+    except ImportError:
+        log.info("no query engine reader in this build: kNN signals are left out")
+        return None
+    try:
+        return open_reader(settings)
+    except Exception as exc:  # the engine may be away; scoring goes on without kNN
+        log.warning("query engine unavailable, kNN signals left out: %s", exc)
+        return None
+
+
+def knn_inputs(
+    source: NeighbourSource | None, key: str, vectors: np.ndarray, k: int,
+    exclude: Sequence[tuple[str, str]] | None = None,
+) -> tuple[np.ndarray | None, list[list[str | None]] | None]:
+    """(distances (n, k), neighbour labels) to the k nearest *training* records.
+
+    ``exclude``: per row, the record itself (dataset, id), left out of its own
+    neighbours (for the training reference)."""
+    if source is None or len(vectors) == 0:
+        return None, None
+    from chroma.index import SearchFilter
+
+    extra = 1 if exclude is not None else 0
+    try:
+        answers = source.search(key, vectors, k=k + extra,
+                                filter=SearchFilter(split="training"))
+    except Exception as exc:
+        log.warning("kNN search failed, kNN signals left out: %s", exc)
+        return None, None
+    distances = np.full((len(vectors), k), np.nan)
+    labels: list[list[str | None]] = []
+    for row, neighbours in enumerate(answers):
+        own = exclude[row] if exclude is not None else None
+        kept = [n for n in neighbours if (n.dataset, n.record_id) != own][:k]
+        for column, neighbour in enumerate(kept):
+            distances[row, column] = neighbour.distance
+        labels.append([
+            (n.payload or {}).get("label_class") or (n.payload or {}).get("inference_class")
+            for n in kept
+        ])
+    return distances, labels
