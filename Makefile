@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m uv --version 2>/dev/null | grep -q "$(UV_VERSION)" || python3 -m pip install --quiet "uv==$(UV_VERSION)"
 	python3 -m uv venv --quiet --allow-existing --python python3.11 $(VENV)
-	VIRTUAL_ENV=$(VENV) python3 -m uv pip install --quiet -e '.[dev]' -c constraints.txt
+	python3 -m uv pip install --quiet --python $(VENV)/bin/python -e '.[dev,bench]' -c constraints.txt
 	touch $(STAMP)
 
 run: install
