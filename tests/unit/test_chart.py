@@ -251,6 +251,8 @@ def test_cluster_from_values() -> None:
     assert spec["image"] == "registry.example.com/ml/chroma-service:0.1.0"
     assert spec["api"]["replicas"] == 3
     assert spec["storage"]["credentialsSecret"] == {"name": "chroma-s3"}
+    # uninstall must not delete it while removing the operator that holds its finalizer
+    assert cluster["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     pdb = the(docs, "PodDisruptionBudget", "prod-api")
     assert pdb["spec"]["maxUnavailable"] == 1
     # The selector is the operator's own selector of the API pods.
