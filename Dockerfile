@@ -30,6 +30,8 @@ VOLUME ["/data", "/tmp"]
 USER 10001:10001
 WORKDIR /data
 EXPOSE 8000
+# Docker's own check of the API. In Kubernetes the operator sets liveness /health and
+# readiness /ready on API pods, and the chart probes the operator's /healthz on 8080.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s \
   CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8000/health', timeout=2)" || exit 1
 ENTRYPOINT ["chroma"]
