@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.unit.test_chart import CHART, CI_VALUES, helm, render
+from tests.unit.test_chart import CHART, CI_VALUES, helm, render, values_id
 
 from .envtest import (
     Api,
@@ -47,7 +47,7 @@ def ensure_namespace(api: Api, name: str) -> None:
                 raise
 
 
-@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda v: v.name if v else "default")
+@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=values_id)
 def test_rendered_manifests_are_accepted_by_the_api_server(
     control_plane: ControlPlane, api: Api, namespace: str, tmp_path: Path, values: Path | None
 ) -> None:

@@ -24,9 +24,16 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "chroma"
-CI_VALUES = sorted((CHART / "ci").glob("*-values.yaml"))
+CI_VALUES = [*sorted((CHART / "ci").glob("*-values.yaml")),
+             REPO / "tests" / "e2e" / "values.yaml"]
+"""Realistic values files: charts/chroma/ci/ (chart-testing's convention) and the kind e2e's."""
 RBAC = REPO / "deploy" / "rbac" / "operator.yaml"
 Body = dict[str, Any]
+
+
+def values_id(values: Path | None) -> str:
+    """Test id of a values file: ``ci/cluster-values.yaml``, or ``default``."""
+    return f"{values.parent.name}/{values.name}" if values else "default"
 
 
 def helm_binary() -> str | None:
@@ -84,7 +91,7 @@ def default_docs() -> list[Body]:
 # -- lint, template, schema ------------------------------------------------------------
 
 
-@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda v: v.name if v else "default")
+@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=values_id)
 def test_helm_lint_is_clean(values: Path | None) -> None:
     args = ["lint", "--strict", str(CHART)] + (["-f", str(values)] if values else [])
     proc = helm(*args)
@@ -92,7 +99,7 @@ def test_helm_lint_is_clean(values: Path | None) -> None:
     assert "[ERROR]" not in proc.stdout and "[WARNING]" not in proc.stdout, proc.stdout
 
 
-@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda v: v.name if v else "default")
+@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=values_id)
 def test_every_values_file_renders_valid_objects(values: Path | None) -> None:
     docs = render(*(["-f", str(values)] if values else []), "--include-crds")
     kinds = {d["kind"] for d in docs}
@@ -211,7 +218,7 @@ def test_operator_deployment_runs_the_operator_as_documented(default_docs: list[
     assert service["spec"]["selector"] == selector
 
 
-@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda v: v.name if v else "default")
+@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=values_id)
 def test_every_pod_is_non_root_with_a_read_only_root(values: Path | None) -> None:
     docs = render(*(["-f", str(values)] if values else []))
     specs = list(pod_specs(docs))
@@ -227,7 +234,7 @@ def test_every_pod_is_non_root_with_a_read_only_root(values: Path | None) -> Non
             assert container["resources"]["limits"]["memory"], name
 
 
-@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=lambda v: v.name if v else "default")
+@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=values_id)
 def test_recommended_labels_on_every_object(values: Path | None) -> None:
     docs = render(*(["-f", str(values)] if values else []), release="lab")
     for doc in docs:
