@@ -74,7 +74,11 @@ def test_sigkill_while_logging_loses_no_acknowledged_record(
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(6)]
     for thread in threads:
         thread.start()
-    time.sleep(random.uniform(0.5, 2.5))
+    # Kill at a random moment once writes flow (the writers need a moment to start).
+    deadline = time.monotonic() + 60
+    while len(acked) < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(random.uniform(0.1, 1.5))
     server.kill()
     stop.set()
     for thread in threads:

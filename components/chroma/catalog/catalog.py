@@ -238,7 +238,7 @@ class Catalog:
         outcomes: list[CommitOutcome] = []
         with self.db.transaction() as conn:
             text_array = _text_array_oid(conn)
-            conn.execute(_INCOMING)
+            conn.execute(_INCOMING)  # per connection; cheap when it exists
             for commit in commits:
                 outcomes.append(self._commit_one(conn, commit, text_array))
         return outcomes
@@ -251,21 +251,61 @@ class Catalog:
             " RETURNING id",
             (commit.dataset_id, commit.path, len(commit.record_ids), commit.size_bytes),
         ).fetchone()[0]
+        rows = list(zip(
+            commit.record_ids, range(len(commit.record_ids)), commit.input_uris,
+            commit.inference_classes, commit.label_classes, commit.tags, strict=True,
+        ))
+        inserted = self._copy_new_records(conn, commit, file_id, rows, text_array)
+        if inserted is None:  # some ids exist already: the (slower) upsert path
+            inserted = self._upsert_records(conn, commit, file_id, rows, text_array)
+        conn.execute(
+            "UPDATE datasets SET record_count = record_count + %s, last_log = %s WHERE id = %s",
+            (inserted, commit.logged_at, commit.dataset_id),
+        )
+        conn.execute(
+            "UPDATE embedding_sets SET first_log = COALESCE(first_log, %(t)s), last_log = %(t)s"
+            " WHERE key = (SELECT embedding_set_key FROM datasets WHERE id = %(d)s)",
+            {"t": commit.logged_at, "d": commit.dataset_id},
+        )
+        return CommitOutcome(
+            file_id=int(file_id), inserted=inserted, updated=len(rows) - inserted
+        )
+
+    @staticmethod
+    def _copy_new_records(
+        conn: psycopg.Connection, commit: FileCommit, file_id: int,
+        rows: list[tuple[Any, ...]], text_array: int,
+    ) -> int | None:
+        """COPY straight into ``records`` when every id is new (first loads, fresh ids):
+        about twice as fast as the upsert. None if an id exists (nothing was written)."""
+        try:
+            with conn.transaction(), conn.cursor() as cur, cur.copy(
+                "COPY records (dataset_id, record_id, file_id, row_index, input_uri,"
+                " inference_class, label_class, tags, logged_at) FROM STDIN"
+            ) as copy:
+                copy.set_types(["int4", "text", "int8", "int4", "text", "text", "text",
+                                text_array, "timestamptz"])
+                dataset_id, logged_at = commit.dataset_id, commit.logged_at
+                for record_id, row_index, uri, inferred, label, tags in rows:
+                    copy.write_row((dataset_id, record_id, file_id, row_index, uri, inferred,
+                                    label, tags, logged_at))
+        except psycopg.errors.UniqueViolation:
+            return None
+        return len(rows)
+
+    @staticmethod
+    def _upsert_records(
+        conn: psycopg.Connection, commit: FileCommit, file_id: int,
+        rows: list[tuple[Any, ...]], text_array: int,
+    ) -> int:
+        """Insert new ids and replace existing ones; returns how many were new."""
         with conn.cursor() as cur:
             with cur.copy(
                 "COPY incoming (record_id, row_index, input_uri, inference_class, label_class,"
                 " tags) FROM STDIN"
             ) as copy:
                 copy.set_types(["text", "int4", "text", "text", "text", text_array])
-                for row in zip(
-                    commit.record_ids,
-                    range(len(commit.record_ids)),
-                    commit.input_uris,
-                    commit.inference_classes,
-                    commit.label_classes,
-                    commit.tags,
-                    strict=True,
-                ):
+                for row in rows:
                     copy.write_row(row)
             inserted_flags = cur.execute(
                 "INSERT INTO records (dataset_id, record_id, file_id, row_index, input_uri,"
@@ -283,19 +323,7 @@ class Catalog:
                  "logged_at": commit.logged_at},
             ).fetchall()
             cur.execute("TRUNCATE incoming")
-        inserted = sum(1 for (flag,) in inserted_flags if flag)
-        conn.execute(
-            "UPDATE datasets SET record_count = record_count + %s, last_log = %s WHERE id = %s",
-            (inserted, commit.logged_at, commit.dataset_id),
-        )
-        conn.execute(
-            "UPDATE embedding_sets SET first_log = COALESCE(first_log, %(t)s), last_log = %(t)s"
-            " WHERE key = (SELECT embedding_set_key FROM datasets WHERE id = %(d)s)",
-            {"t": commit.logged_at, "d": commit.dataset_id},
-        )
-        return CommitOutcome(
-            file_id=int(file_id), inserted=inserted, updated=len(inserted_flags) - inserted
-        )
+        return sum(1 for (flag,) in inserted_flags if flag)
 
     # -- reading records ---------------------------------------------------------------
 
