@@ -1,0 +1,76 @@
+"""The compact and expire operations, run by a real worker against real servers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from chroma.catalog import Catalog, Database, Operations, apply_migrations
+from chroma.control.worker import Worker, WorkerServices
+from chroma.ingest import GroupCommitter
+from chroma.ingest.validation import LogBatch
+from chroma.keys import embedding_set_key
+from chroma.settings import Settings
+from chroma.storage import RecordBatch, open_store
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def worker(own_database_url: str, tmp_path) -> Iterator[tuple[Worker, GroupCommitter]]:
+    apply_migrations(own_database_url)
+    settings = Settings(database_url=own_database_url, storage_url=str(tmp_path / "store"))
+    db = Database(own_database_url)
+    db.open()
+    store = open_store(settings)
+    services = WorkerServices(settings, db, Catalog(db), Operations(db), store)
+    yield Worker(services, "test-worker", ["compact", "expire"]), GroupCommitter(
+        Catalog(db), store)
+    db.close()
+
+
+def _batch(es: dict, dataset: str, split: str, ids: list[str]) -> list[LogBatch]:
+    n = len(ids)
+    records = RecordBatch(ids=ids, embeddings=np.ones((n, 3), np.float32), input_uris=[None] * n,
+                          inference_classes=[None] * n, label_classes=[None] * n,
+                          scores_json=[None] * n, tags=[[] for _ in ids],
+                          metadata_json=[None] * n, dataset=dataset, split=split)
+    return [LogBatch(es, embedding_set_key(es), dataset, split, records)]
+
+
+def test_expire_deletes_only_production_records_past_retention(worker) -> None:
+    runner, committer = worker
+    es = {"model": "expire"}
+    catalog = runner.services.catalog
+    committer.commit(_batch(es, "old-prod", "production", ["a", "b", "c"]))
+    committer.commit(_batch(es, "train", "training", ["t1"]))
+    catalog.register_dataset("old-prod", split="production", retention_days=1)
+    with catalog.db.transaction() as conn:  # two of them were logged three days ago
+        conn.execute("UPDATE records SET logged_at = now() - interval '3 days'"
+                     " WHERE record_id IN ('a', 'b')")
+    op, _ = runner.services.operations.enqueue("expire", embedding_set_key(es))
+    assert runner.run_one()
+    done = runner.services.operations.get(op.id)
+    assert done.state == "succeeded", done.error
+    assert done.result == {"expired": {"old-prod": 2}}
+    assert [r.record_id for r in catalog.list_records("old-prod")] == ["c"]
+    assert catalog.get_dataset("old-prod").record_count == 1
+    assert catalog.get_dataset("train").record_count == 1
+
+
+def test_compact_merges_small_files_of_the_set(worker) -> None:
+    runner, committer = worker
+    es = {"model": "compact"}
+    for i in range(4):
+        committer.commit(_batch(es, "many-files", "production", [f"r{i}"]))
+    op, _ = runner.services.operations.enqueue("compact", embedding_set_key(es),
+                                               params={"grace_s": 0})
+    assert runner.run_one()
+    done = runner.services.operations.get(op.id)
+    assert done.state == "succeeded", done.error
+    assert done.result["files_merged"] == 4 and done.result["records_moved"] == 4
+    assert done.result["retired_deleted"] == 4
+    rows = runner.services.catalog.list_records("many-files")
+    assert len({r.file_path for r in rows}) == 1 and len(rows) == 4
