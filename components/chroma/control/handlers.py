@@ -77,8 +77,8 @@ HANDLERS: dict[str, Handler | str] = {
     "compact": run_compact,
     "expire": run_expire,
     # Registered by import path; wired by the index and recommendation components.
-    "index": "chroma.index.operations:run_index",
-    "reindex": "chroma.index.operations:run_reindex",
+    "index": "chroma.indexer.operations:run_index",
+    "reindex": "chroma.indexer.operations:run_reindex",
     "fit-mhb": "chroma.recommend.operations:run_fit_mhb",
     "recommend": "chroma.recommend.operations:run_recommend",
 }
