@@ -89,8 +89,8 @@ class Assessor:
                 parse_scores(s)
                 for s in batch.scores_json
             ]
-            signals = signals_for(model, self._neighbours(), key, batch.embeddings,
-                                  batch.inference_classes, scores)
+            signals, knn = signals_for(model, self._neighbours(), key, batch.embeddings,
+                                       batch.inference_classes, scores)
             results = assess(signals, reference)
         except Exception:  # an assessment is a bonus; the write already succeeded
             log.warning("assessment failed for %s", key, exc_info=True)
@@ -103,8 +103,13 @@ class Assessor:
                 "percentile": _finite(a.percentile),
                 "verdict": a.verdict,
                 "signals": a.signals,
+                "nearest_training": [
+                    {"dataset": dataset, "id": neighbour_id, "distance": _finite(distance)}
+                    for (dataset, neighbour_id), distance in zip(
+                        knn.refs[row], knn.distances[row], strict=False)
+                ] if knn is not None else [],
             }
-            for record_id, a in zip(batch.ids, results, strict=True)
+            for row, (record_id, a) in enumerate(zip(batch.ids, results, strict=True))
         ]
 
 

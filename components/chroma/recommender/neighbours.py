@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from chroma.settings import Settings
 
-__all__ = ["NeighbourSource", "knn_inputs", "open_neighbour_source"]
+__all__ = ["KnnAnswer", "NeighbourSource", "knn_inputs", "open_neighbour_source"]
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +39,28 @@ def open_neighbour_source(settings: Settings) -> NeighbourSource | None:
         return None
 
 
+@dataclass(frozen=True)
+class KnnAnswer:
+    """The k nearest training records of each row."""
+
+    distances: np.ndarray
+    """(n, k), NaN where fewer than k neighbours exist."""
+    labels: list[list[str | None]]
+    """Their label (or predicted) class."""
+    refs: list[list[tuple[str, str]]]
+    """Their (dataset, record id)."""
+
+
 def knn_inputs(
     source: NeighbourSource | None, key: str, vectors: np.ndarray, k: int,
     exclude: Sequence[tuple[str, str]] | None = None,
-) -> tuple[np.ndarray | None, list[list[str | None]] | None]:
-    """(distances (n, k), neighbour labels) to the k nearest *training* records.
+) -> KnnAnswer | None:
+    """The k nearest *training* records of each row, or None without a query engine.
 
     ``exclude``: per row, the record itself (dataset, id), left out of its own
     neighbours (for the training reference)."""
     if source is None or len(vectors) == 0:
-        return None, None
+        return None
     from chroma.index import SearchFilter
 
     extra = 1 if exclude is not None else 0
@@ -56,9 +69,10 @@ def knn_inputs(
                                 filter=SearchFilter(split="training"))
     except Exception as exc:
         log.warning("kNN search failed, kNN signals left out: %s", exc)
-        return None, None
+        return None
     distances = np.full((len(vectors), k), np.nan)
     labels: list[list[str | None]] = []
+    refs: list[list[tuple[str, str]]] = []
     for row, neighbours in enumerate(answers):
         own = exclude[row] if exclude is not None else None
         kept = [n for n in neighbours if (n.dataset, n.record_id) != own][:k]
@@ -68,4 +82,5 @@ def knn_inputs(
             (n.payload or {}).get("label_class") or (n.payload or {}).get("inference_class")
             for n in kept
         ])
-    return distances, labels
+        refs.append([(n.dataset, n.record_id) for n in kept])
+    return KnnAnswer(distances, labels, refs)

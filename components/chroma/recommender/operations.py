@@ -118,8 +118,8 @@ def _score_page(
     columns = read_columns(ctx.store, [(r.file_path, r.row_index) for r in page],
                            ["embedding", "scores"])
     vectors = np.asarray(columns["embedding"])
-    signals = signals_for(model, source, key, vectors, [r.inference_class for r in page],
-                          [parse_scores(s) for s in columns["scores"]])
+    signals, _ = signals_for(model, source, key, vectors, [r.inference_class for r in page],
+                             [parse_scores(s) for s in columns["scores"]])
     assessments = assess(signals, reference)
     return [
         ScoredRow(

@@ -21,7 +21,7 @@ from chroma.mhb import (
     training_fingerprint,
 )
 from chroma.recommend import ScoringReference, compute_signals, fit_reference, score_matrix
-from chroma.recommender.neighbours import NeighbourSource, knn_inputs
+from chroma.recommender.neighbours import KnnAnswer, NeighbourSource, knn_inputs
 from chroma.storage import FileStore, read_columns
 
 __all__ = [
@@ -76,19 +76,20 @@ def signals_for(
     model: MHBModel, source: NeighbourSource | None, key: str, vectors: np.ndarray,
     predicted: Sequence[str | None], scores: Sequence[dict[str, float] | None],
     exclude: Sequence[tuple[str, str]] | None = None,
-) -> dict[str, np.ndarray]:
-    """Every raw signal available for a batch of records."""
+) -> tuple[dict[str, np.ndarray], KnnAnswer | None]:
+    """Every raw signal available for a batch of records, and their training neighbours."""
     predicted_or_none = list(predicted) if any(p is not None for p in predicted) else None
     mhb = score_mhb(model, vectors, predicted_or_none)
-    distances, labels = knn_inputs(source, key, vectors, KNN_K, exclude)
+    knn = knn_inputs(source, key, vectors, KNN_K, exclude)
     matrix = None
     if any(s for s in scores):
         matrix, _ = score_matrix(list(scores))
-    return compute_signals(
-        mhb, knn_distances=distances, scores=matrix,
-        predicted_class=list(predicted) if labels is not None else None,
-        neighbour_labels=labels,
+    signals = compute_signals(
+        mhb, knn_distances=knn.distances if knn else None, scores=matrix,
+        predicted_class=list(predicted) if knn is not None else None,
+        neighbour_labels=knn.labels if knn else None,
     )
+    return signals, knn
 
 
 def fit_scoring_reference(
@@ -104,7 +105,7 @@ def fit_scoring_reference(
     columns = read_columns(store, [(r.file_path, r.row_index) for r in rows],
                            ["embedding", "scores"])
     predicted = [r.label_class or r.inference_class for r in rows]
-    signals = signals_for(
+    signals, _ = signals_for(
         model, source, key, np.asarray(columns["embedding"]), predicted,
         [_parse_scores(s) for s in columns["scores"]],
         exclude=[(r.dataset, r.record_id) for r in rows],
