@@ -121,8 +121,8 @@ class Settings(BaseSettings):
 
     index_exact_scan_max: int = Field(default=20_000, ge=0)
     """Points an incremental ``index`` operation may leave outside the HNSW graph; they are
-    searched exactly (20k x 128 scans in ~2 ms). Above it the operation builds the graph:
-    see ``index_rebuild_ratio``. Default 20k keeps single-record production traffic from
+    searched exactly (a scan of 20k x 128 costs a few ms). Above it the operation builds
+    the graph: see ``index_rebuild_ratio``. Default 20k keeps single-record production traffic from
     rebuilding anything while bounding the exact-scan cost per query."""
 
     index_rebuild_ratio: float = Field(default=0.3, gt=0, le=1)

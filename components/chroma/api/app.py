@@ -14,7 +14,16 @@ from pydantic.json_schema import models_json_schema
 import chroma
 from chroma.api.errors import install_error_handlers
 from chroma.api.metrics import Metrics, MetricsMiddleware
-from chroma.api.routers import datasets, embeddingsets, health, log, metrics, operations, status
+from chroma.api.routers import (
+    datasets,
+    embeddingsets,
+    health,
+    log,
+    metrics,
+    operations,
+    query,
+    status,
+)
 from chroma.api.services import Services
 from chroma.ingest.models import LogRequest, RecordIn
 from chroma.settings import Settings
@@ -50,7 +59,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.metrics = app_metrics
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
     install_error_handlers(app)
-    for module in (health, log, embeddingsets, datasets, operations, status, metrics):
+    for module in (health, log, embeddingsets, datasets, operations, status, metrics, query):
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -268,6 +268,47 @@ class Client:
         return self._request("POST", f"/api/v1/datasets/{dataset}/records/tags",
                              json=body)["updated"]
 
+    # -- search ------------------------------------------------------------------------
+
+    def query(
+        self,
+        embedding_set: Mapping[str, Any] | str,
+        embeddings: np.ndarray | Sequence[float] | Sequence[Sequence[float]] | None = None,
+        *,
+        record_id: str | None = None,
+        dataset: str | None = None,
+        k: int = 10,
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[list[dict[str, Any]]]:
+        """Nearest neighbours, nearest first: one list per query vector.
+
+        ``embedding_set``: its fields (dict) or its key. Give ``embeddings`` (a vector or
+        a matrix, one query per row) or ``record_id`` + ``dataset`` (a stored record; it
+        is not answered itself). ``filter``: ``dataset(s)``, ``split``,
+        ``inference_class(es)``, ``label_class(es)``, ``tags`` (any of), ``logged_from``,
+        ``logged_until``. Each neighbour: ``id``, ``dataset``, ``split``, ``distance``,
+        ``input_uri``, ``payload``.
+        """
+        body: dict[str, Any] = {"k": k}
+        if isinstance(embedding_set, str):
+            body["embedding_set_key"] = embedding_set
+        else:
+            body["embedding_set"] = dict(embedding_set)
+        if embeddings is not None:
+            matrix = np.asarray(embeddings, dtype=np.float32)
+            if matrix.ndim not in (1, 2):
+                raise errors.InvalidInput("embeddings must be a vector or a 2-D array")
+            body["embeddings"] = np.atleast_2d(matrix).tolist()
+        if record_id is not None:
+            body["record_id"] = record_id
+            body["dataset"] = dataset
+        if filter:
+            body["filter"] = {name: value.isoformat() if hasattr(value, "isoformat") else value
+                              for name, value in filter.items()}
+        answer = self._request("POST", "/api/v1/query", content=orjson.dumps(body),
+                               headers={"content-type": "application/json"})
+        return [result["neighbours"] for result in answer["results"]]
+
 
 def arrow_stream(
     matrix: np.ndarray, ids: Sequence[str], columns: Mapping[str, Any], *,

@@ -18,13 +18,14 @@ recommender (``open_reader``).
 from __future__ import annotations
 
 from chroma.indexer.config import index_config, index_dir
-from chroma.indexer.live import LiveRecord, live_records
+from chroma.indexer.live import LiveRecord, embedding_set_shape, live_records
 from chroma.indexer.reader import IndexHostDown, QueryReader, open_reader
 
 __all__ = [
     "IndexHostDown",
     "LiveRecord",
     "QueryReader",
+    "embedding_set_shape",
     "index_config",
     "index_dir",
     "live_records",

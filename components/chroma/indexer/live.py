@@ -7,14 +7,16 @@ removed it, and tags and classes are as of now.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from chroma.catalog import Database
+from chroma.errors import NotFound
 from chroma.index import RecordRef
 
-__all__ = ["LiveRecord", "live_records"]
+__all__ = ["LiveRecord", "embedding_set_shape", "live_records"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +49,29 @@ def live_records(db: Database, refs: Sequence[RecordRef]) -> dict[RecordRef, Liv
         ).fetchall()
     found = {(row[0], row[1]): LiveRecord(*row) for row in rows}
     return found
+
+
+_shapes: dict[str, tuple[int, str]] = {}
+_shapes_lock = threading.Lock()
+
+
+def embedding_set_shape(db: Database, key: str) -> tuple[int | None, str]:
+    """(dimension, distance) of an embedding set; ``NotFound`` if unknown.
+
+    Cached per process once the dimension is fixed (by the first record): neither changes
+    afterwards, and the query path then needs no catalog round trip for it."""
+    with _shapes_lock:
+        cached = _shapes.get(key)
+    if cached is not None:
+        return cached
+    with db.transaction() as conn:
+        row = conn.execute(
+            "SELECT dimension, distance FROM embedding_sets WHERE key = %s", (key,)
+        ).fetchone()
+    if row is None:
+        raise NotFound(f"no embedding set {key}")
+    dimension, distance = row
+    if dimension is not None:
+        with _shapes_lock:
+            _shapes[key] = (int(dimension), distance)
+    return dimension, distance
