@@ -45,7 +45,8 @@ def test_launcher_creates_exactly_one_indexjob_under_the_api_service_account(
         ("Role", "c1-indexjob-creator"),
         ("RoleBinding", "c1-indexjob-creator"),
     ):
-        wait_for(lambda k=kind, n=name: api.get(k, namespace, n), what=f"{kind} {name}")
+        wait_for(lambda k=kind, n=name: api.get(k, namespace, n), timeout=90,
+                 what=f"{kind} {name}")
     kubeconfig = control_plane.service_account_kubeconfig(
         namespace, "c1-api", tmp_path / "api-sa.kubeconfig"
     )
@@ -59,7 +60,7 @@ def test_launcher_creates_exactly_one_indexjob_under_the_api_service_account(
     op = queued(41)
     expected = indexjob_name("c1", "index", KEY, 41)
     # The RoleBinding may take a moment to be honoured by the authorizer's cache.
-    wait_for(lambda: first.submit(op), what="first submit accepted")
+    wait_for(lambda: first.submit(op), timeout=90, what="first submit accepted")
     assert second.submit(op) == expected  # another replica: 409, counted as done
     assert first.submit(op) == expected
     assert first.submit(queued(42, kind="sleep")) is None  # not an IndexJob kind
@@ -77,7 +78,8 @@ def test_launcher_creates_exactly_one_indexjob_under_the_api_service_account(
     assert "chroma-api" in {m["manager"] for m in ij["metadata"]["managedFields"]}
 
     # The operator runs it: one Job, running the operation in-process.
-    job = wait_for(lambda: api.get("Job", namespace, expected), what="the IndexJob's Job")
+    job = wait_for(lambda: api.get("Job", namespace, expected), timeout=90,
+                   what="the IndexJob's Job")
     (container,) = job["spec"]["template"]["spec"]["containers"]
     assert container["args"][-5:] == ["run", "index", "--embedding-set", KEY, "--local"]
     assert len(api.list("Job", namespace)) == 1

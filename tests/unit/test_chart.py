@@ -37,11 +37,17 @@ def values_id(values: Path | None) -> str:
 
 
 def helm_binary() -> str | None:
-    """``helm`` from KUBEBUILDER_ASSETS, else PATH, else None."""
+    """``helm`` from KUBEBUILDER_ASSETS, else PATH, else the cache scripts/envtest-assets.sh
+    fills (so ``pytest tests/unit`` finds it after one ``make test``), else None."""
     assets = os.environ.get("KUBEBUILDER_ASSETS")
     if assets and os.access(Path(assets) / "helm", os.X_OK):
         return str(Path(assets) / "helm")
-    return shutil.which("helm")
+    if found := shutil.which("helm"):
+        return found
+    cache = Path(os.environ.get("CHROMA_ENVTEST_CACHE") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "chroma-envtest")
+    cached = sorted(p for p in cache.glob("*/bin/helm") if os.access(p, os.X_OK))
+    return str(cached[-1]) if cached else None
 
 
 def helm(*args: str, check: bool = True, env: dict[str, str] | None = None,

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
-from chroma.api.services import Services
+from chroma.api.services import IMPLICIT_OPERATIONS, Services
 from chroma.catalog import Operation
 from chroma.control import launchers
 from chroma.control.launchers import (
@@ -190,4 +190,6 @@ def test_implicit_trigger_submits_each_new_operation_once() -> None:
     a, b = "aa" * 20, "bb" * 20
     services.trigger_index([CommitResult(a, ["1"]), CommitResult(a, ["2"])])
     services.trigger_index([CommitResult(a, ["3"]), CommitResult(b, ["4"])])  # a is joined
-    assert sorted(op.embedding_set_key or "" for op in recorder.submitted) == [a, b]
+    submitted = sorted((op.embedding_set_key or "", op.kind) for op in recorder.submitted)
+    assert "index" in IMPLICIT_OPERATIONS
+    assert submitted == sorted((key, kind) for key in (a, b) for kind in IMPLICIT_OPERATIONS)
