@@ -170,6 +170,12 @@ def test_helm_install_then_the_operator_reconciles_the_cluster_from_values(
         wait_for(lambda: (api.get("ChromaCluster", namespace, "vals").get("status") or {})
                  .get("phase") == "Ready", what="ChromaCluster from values Ready")
 
+        # A values change through `helm upgrade` reaches the children.
+        helm("upgrade", release, str(CHART), "-n", namespace, "--reuse-values",
+             "--set", "cluster.spec.api.replicas=3", "--kubeconfig", kubeconfig, timeout=180)
+        wait_for(lambda: api.get("Deployment", namespace, "vals-api")["spec"]["replicas"] == 3,
+                 what="API replicas 3 after helm upgrade")
+
         # Uninstall keeps the cluster (resource-policy keep: the operator and its RBAC go
         # at the same time, so it could not release the finalizer). The documented order:
         # delete the cluster while the operator runs, then uninstall.
@@ -187,3 +193,36 @@ def test_helm_install_then_the_operator_reconciles_the_cluster_from_values(
         assert "Traceback" not in log, log[-3000:]
     finally:
         helm("uninstall", release, "-n", namespace, "--kubeconfig", kubeconfig, check=False)
+
+
+def test_default_install_binds_the_operator_cluster_wide_and_nothing_more(
+    control_plane: ControlPlane, api: Api, namespace: str, tmp_path: Path
+) -> None:
+    """Default values: a ClusterRoleBinding, so the chart's ServiceAccount works in every
+    namespace, and still reads no Secrets and deletes no Jobs."""
+    kubeconfig = str(control_plane.admin_kubeconfig)
+    release = f"cw-{uuid.uuid4().hex[:6]}"
+    helm("install", release, str(CHART), "-n", namespace, "--kubeconfig", kubeconfig,
+         timeout=180)
+    try:
+        name = f"{release}-chroma-operator"
+        binding = api.get("ClusterRoleBinding", None, name)
+        assert binding is not None and binding["subjects"][0]["namespace"] == namespace
+        sa = control_plane.service_account_kubeconfig(namespace, name, tmp_path / "sa.kubeconfig")
+        token = yaml.safe_load(sa.read_text())["users"][0]["user"]["token"]
+        as_operator = Api(control_plane.url, token)
+        other = f"o-{uuid.uuid4().hex[:6]}"
+        ensure_namespace(api, other)
+        assert as_operator.list("ChromaCluster", other) == []
+        assert as_operator.list("Deployment", other) == []
+        for method, path in (
+            ("GET", f"/api/v1/namespaces/{other}/secrets"),
+            ("DELETE", f"/apis/batch/v1/namespaces/{other}/jobs/x"),
+            ("GET", "/api/v1/nodes"),
+        ):
+            with pytest.raises(ApiError) as info:
+                as_operator.request(method, path)
+            assert info.value.status == 403, (method, path)
+    finally:
+        helm("uninstall", release, "-n", namespace, "--kubeconfig", kubeconfig, check=False)
+    assert api.get("ClusterRoleBinding", None, f"{release}-chroma-operator") is None
