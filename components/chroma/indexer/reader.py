@@ -108,11 +108,7 @@ class HostedReader:
 
     def close(self) -> None:
         self._closed = True
-        while True:
-            try:
-                self._idle.get_nowait().close()
-            except queue.Empty:
-                return
+        self._drain()
 
     # -- transport --------------------------------------------------------------------
 
@@ -123,11 +119,9 @@ class HostedReader:
         if self._closed:
             raise Unavailable("the index reader is closed")
         deadline: float | None = None
-        attempts = 0
         while True:
-            attempts += 1
             try:
-                sock = self._connection()
+                sock, pooled = self._connection()
             except OSError as exc:
                 if deadline is None:
                     deadline = time.monotonic() + self.wait_s
@@ -146,16 +140,18 @@ class HostedReader:
                     raise ConnectionError("the index host closed the connection")
             except OSError as exc:
                 sock.close()
-                if attempts < 3:
-                    continue  # a pooled connection to a host that has since restarted
+                if pooled:  # the host restarted since: every pooled connection is stale
+                    self._drain()
+                    continue
                 raise Unavailable(f"the index host did not answer: {exc}") from exc
             self._idle.put(sock)
             raise_from_header(frame[0])
             return frame
 
-    def _connection(self) -> socket.socket:
+    def _connection(self) -> tuple[socket.socket, bool]:
+        """An idle pooled connection (``True``) or a new one (``False``)."""
         try:
-            return self._idle.get_nowait()
+            return self._idle.get_nowait(), True
         except queue.Empty:
             pass
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -165,7 +161,14 @@ class HostedReader:
         except OSError:
             sock.close()
             raise
-        return sock
+        return sock, False
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
 
     def _wake(self, key: str) -> None:
         """Queue an ``index`` operation: the worker that runs it opens and hosts the index."""
