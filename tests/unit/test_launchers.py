@@ -193,3 +193,23 @@ def test_implicit_trigger_submits_each_new_operation_once() -> None:
     submitted = sorted((op.embedding_set_key or "", op.kind) for op in recorder.submitted)
     assert "index" in IMPLICIT_OPERATIONS
     assert submitted == sorted((key, kind) for key in (a, b) for kind in IMPLICIT_OPERATIONS)
+
+
+def test_kubeconfig_is_read_when_the_launcher_is_made(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """KUBECONFIG set after the kubernetes package was imported still counts (the package
+    itself reads it once, at import)."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "t",
+        "clusters": [{"name": "t", "cluster": {"server": "https://10.1.2.3:6443"}}],
+        "users": [{"name": "u", "user": {"token": "x"}}],
+        "contexts": [{"name": "t", "context": {"cluster": "t", "user": "u"}}],
+    }))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    launcher = make_launcher(Settings(operation_launcher="indexjob", cluster_name="p",
+                                      namespace="n"))
+    assert isinstance(launcher, IndexJobLauncher)
+    assert launcher.api_client.configuration.host == "https://10.1.2.3:6443"

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -141,15 +142,17 @@ def _service_account_namespace() -> str | None:
 
 
 def _load_api_client(kubeconfig: str | None = None) -> Any:
-    """An ApiClient for the pod's ServiceAccount, else the kubeconfig (``KUBECONFIG``)."""
+    """An ApiClient for the pod's ServiceAccount, else the kubeconfig (``KUBECONFIG``,
+    read now: the kubernetes package reads it once, when first imported)."""
     import kubernetes
 
     cfg = kubernetes.client.Configuration()
     try:
         kubernetes.config.load_incluster_config(client_configuration=cfg)
     except kubernetes.config.ConfigException:
+        config_file = kubeconfig or os.environ.get("KUBECONFIG") or None
         try:
-            kubernetes.config.load_kube_config(config_file=kubeconfig, client_configuration=cfg)
+            kubernetes.config.load_kube_config(config_file=config_file, client_configuration=cfg)
         except (kubernetes.config.ConfigException, OSError, TypeError) as exc:
             raise LauncherConfigError(
                 "CHROMA_OPERATION_LAUNCHER=indexjob needs Kubernetes credentials: run in a pod "
