@@ -20,6 +20,7 @@ Qdrant server directly.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import hashlib
 import logging
@@ -118,6 +119,18 @@ class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
     engine: QueryEngine
 
+    def __init__(self, path: str) -> None:
+        super().__init__(path, _Handler)
+        self.connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+
+    def hang_up(self) -> None:
+        """Close every client connection (their next call reconnects, or finds us gone)."""
+        with self.connections_lock:
+            for sock in self.connections:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
 
 class _Handler(socketserver.BaseRequestHandler):
     """One client connection: frames in, frames out, until the client hangs up."""
@@ -126,6 +139,15 @@ class _Handler(socketserver.BaseRequestHandler):
 
     def handle(self) -> None:
         sock: socket.socket = self.request
+        with self.server.connections_lock:
+            self.server.connections.add(sock)
+        try:
+            self._serve(sock)
+        finally:
+            with self.server.connections_lock:
+                self.server.connections.discard(sock)
+
+    def _serve(self, sock: socket.socket) -> None:
         while True:
             try:
                 frame = recv_frame(sock)
@@ -183,7 +205,7 @@ class IndexHost:
     def start(self) -> None:
         # We hold the host lock, so a socket file left here belongs to a dead host.
         self.path.unlink(missing_ok=True)
-        server = _Server(str(self.path), _Handler)
+        server = _Server(str(self.path))
         os.chmod(self.path, 0o600)
         server.engine = self.engine
         self._server = server
@@ -196,6 +218,7 @@ class IndexHost:
             return
         server.shutdown()
         server.server_close()
+        server.hang_up()
         self.path.unlink(missing_ok=True)
         self.engine.close()
         self._lock.close()

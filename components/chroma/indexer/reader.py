@@ -205,10 +205,10 @@ def open_reader(settings: Settings, *, operations: Operations | None = None) -> 
         reader = _readers.get(config)
         if reader is not None:
             return reader
-        if config.backend != "edge":
+        if (hosted := engine_in_process(settings)) is not None:
+            reader = hosted  # this process writes the index (e.g. the indexer): share it
+        elif config.backend != "edge":
             reader = open_query_engine(config)
-        elif (hosted := engine_in_process(settings)) is not None:
-            reader = hosted  # this process hosts the index: read it directly
         else:
             reader = HostedReader(str(socket_path(settings)),
                                   wait_s=settings.index_host_wait_s, operations=operations)
