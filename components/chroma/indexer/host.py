@@ -50,6 +50,9 @@ __all__ = ["IndexHost", "engine_in_process", "hosted_engine", "socket_path"]
 
 log = logging.getLogger(__name__)
 
+SEARCH_SLICE = 16
+"""Query vectors searched per engine call when a request carries many."""
+
 _MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 _engines: dict[Any, QueryEngine] = {}
 _engines_lock = threading.Lock()
@@ -178,7 +181,12 @@ def _answer(
         return {"pid": os.getpid()}, b""
     if op == "search":
         queries = np.frombuffer(body, dtype=np.float32).reshape(header["shape"])
-        hits = engine.search(key, queries, int(header["k"]), filter_from_wire(header.get("filter")))
+        k, search_filter = int(header["k"]), filter_from_wire(header.get("filter"))
+        hits = []
+        # Slices, so that a large batch (the recommender's) does not hold the engine (and,
+        # for Edge, the GIL) for long: single searches of other clients interleave.
+        for start in range(0, max(len(queries), 1), SEARCH_SLICE):
+            hits.extend(engine.search(key, queries[start:start + SEARCH_SLICE], k, search_filter))
         return {"hits": [[neighbour_to_wire(n) for n in row] for row in hits]}, b""
     if op == "get_vector":
         vector = engine.get_vector(key, (header["dataset"], header["record_id"]))

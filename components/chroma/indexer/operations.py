@@ -104,10 +104,19 @@ def index_embedding_set(
             "upserted": upserted, "deleted": deleted, "graph": graph}
 
 
+MAX_REBUILDS = 3
+"""Full builds one operation runs in a row while records keep arriving during each."""
+
+
 def reindex_embedding_set(
-    ctx: OperationContext, engine: QueryEngine, info: EmbeddingSetInfo, step: _Step
+    ctx: OperationContext, engine: QueryEngine, info: EmbeddingSetInfo, step: _Step,
+    *, rebuilds: int = 1,
 ) -> dict[str, Any]:
-    """Build a new version from every live record, switch, catch up, drop old versions."""
+    """Build a new version from every live record, switch, catch up, drop old versions.
+
+    When the catch-up left more than ``index_exact_scan_max`` points outside the graph
+    (records kept arriving during the build), the graph is brought up to date as the
+    ``index`` operation does: another build, at most ``MAX_REBUILDS`` in a row."""
     assert info.dimension is not None
     changes = Changes(ctx.catalog.db)
     distance = check_distance(info.distance)
@@ -132,9 +141,15 @@ def reindex_embedding_set(
     current = engine.collection_info(info.key)
     changes.record_index_state(info.key, collection=info.key, version=current.version,
                                indexed_seq=caught_up, indexed_count=current.points)
-    return {"version": current.version, "indexed_seq": caught_up, "points": current.points,
-            "built_from_seq": snapshot, "caught_up": upserted + deleted,
-            "dropped_versions": dropped, "graph": "rebuilt"}
+    result = {"version": current.version, "indexed_seq": caught_up, "points": current.points,
+              "built_from_seq": snapshot, "caught_up": upserted + deleted,
+              "dropped_versions": dropped, "graph": "rebuilt", "builds": rebuilds}
+    if upserted > ctx.settings.index_exact_scan_max:
+        graph = _maintain_graph(ctx, engine, info, step, rebuilds=rebuilds)
+        if graph != "unchanged":
+            return {**result, **reindex_summary(changes, engine, info.key), "graph": graph,
+                    "builds": rebuilds + (graph == "rebuilt")}
+    return result
 
 
 def reindex_summary(changes: Changes, engine: QueryEngine, key: str) -> dict[str, Any]:
@@ -164,7 +179,8 @@ def _apply_changes(
 
 
 def _maintain_graph(
-    ctx: OperationContext, engine: QueryEngine, info: EmbeddingSetInfo, step: _Step
+    ctx: OperationContext, engine: QueryEngine, info: EmbeddingSetInfo, step: _Step,
+    *, rebuilds: int = 0,
 ) -> str:
     """Keep exact-scanned points bounded: nothing, ``optimized`` in place, or ``rebuilt``."""
     settings = ctx.settings
@@ -172,10 +188,9 @@ def _maintain_graph(
     unindexed = current.points - current.indexed_points
     if unindexed <= settings.index_exact_scan_max:
         return "unchanged"
-    if settings.index_backend == "edge" and unindexed >= settings.index_rebuild_ratio * max(
-        current.points, 1
-    ):
-        reindex_embedding_set(ctx, engine, info, step)
+    if (settings.index_backend == "edge" and rebuilds < MAX_REBUILDS
+            and unindexed >= settings.index_rebuild_ratio * max(current.points, 1)):
+        reindex_embedding_set(ctx, engine, info, step, rebuilds=rebuilds + 1)
         return "rebuilt"
     step(0.96, f"building the graph over {unindexed} new points")
     engine.optimize(info.key)  # remote: waits for the server's own optimizers
