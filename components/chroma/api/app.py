@@ -8,12 +8,12 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import ORJSONResponse
 from pydantic.json_schema import models_json_schema
 
 import chroma
 from chroma.api.errors import install_error_handlers
 from chroma.api.metrics import Metrics, MetricsMiddleware
+from chroma.api.responses import ORJSONResponse
 from chroma.api.routers import (
     datasets,
     embeddingsets,
@@ -22,6 +22,7 @@ from chroma.api.routers import (
     metrics,
     operations,
     query,
+    recommendations,
     status,
 )
 from chroma.api.services import Services
@@ -59,7 +60,8 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.metrics = app_metrics
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
     install_error_handlers(app)
-    for module in (health, log, embeddingsets, datasets, operations, status, metrics, query):
+    for module in (health, log, embeddingsets, datasets, operations, status, metrics,
+                   recommendations, query):
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

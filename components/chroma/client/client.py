@@ -309,6 +309,38 @@ class Client:
                                headers={"content-type": "application/json"})
         return [result["neighbours"] for result in answer["results"]]
 
+    # -- the labelling queue -----------------------------------------------------------
+
+    def recommendations(
+        self, embedding_set: Mapping[str, Any] | str, *, limit: int = 50,
+        cursor: str | None = None, skip: int = 0, datasets: Sequence[str] = (),
+        inference_classes: Sequence[str] = (), tags: Sequence[str] = (),
+        diverse: bool = False,
+    ) -> dict[str, Any]:
+        """A page of the labelling queue, best first: ``{"items": [...], "next_cursor"}``.
+
+        ``embedding_set``: its fields (dict) or its key. Items are flat dicts, ready for
+        ``pandas.DataFrame(page["items"])``.
+        """
+        from chroma.keys import embedding_set_key
+
+        key = embedding_set if isinstance(embedding_set, str) else embedding_set_key(
+            embedding_set)
+        params: dict[str, Any] = {"embedding_set_key": key, "limit": limit, "skip": skip,
+                                  "diverse": diverse}
+        if cursor:
+            params["cursor"] = cursor
+        for name, values in (("dataset", datasets), ("inference_class", inference_classes),
+                             ("tags", tags)):
+            if values:
+                params[name] = list(values)
+        return self._request("GET", "/api/v1/recommendations", params=params)
+
+    def mark_labelled(self, dataset: str, ids: Sequence[str]) -> list[str]:
+        """Take records out of the labelling queue."""
+        return self._request("POST", "/api/v1/recommendations/labelled",
+                             json={"dataset": dataset, "ids": list(ids)})["updated"]
+
 
 def arrow_stream(
     matrix: np.ndarray, ids: Sequence[str], columns: Mapping[str, Any], *,

@@ -79,8 +79,8 @@ HANDLERS: dict[str, Handler | str] = {
     # Registered by import path; wired by the index and recommendation components.
     "index": "chroma.indexer.operations:run_index",
     "reindex": "chroma.indexer.operations:run_reindex",
-    "fit-mhb": "chroma.recommend.operations:run_fit_mhb",
-    "recommend": "chroma.recommend.operations:run_recommend",
+    "fit-mhb": "chroma.recommender.operations:run_fit_mhb",
+    "recommend": "chroma.recommender.operations:run_recommend",
 }
 
 
