@@ -95,16 +95,23 @@ class Services:
         MHB when the training data changed).
 
         Debounced per embedding set; the catalog coalesces to one active operation."""
-        now = time.monotonic()
         for key in {r.embedding_set_key for r in results}:
-            if now - self._triggered.get(key, -1e9) < self.settings.index_trigger_debounce_s:
-                continue
-            self._triggered[key] = now
-            for kind in IMPLICIT_OPERATIONS:
-                operation, created = self.operations.enqueue(kind, key, requested_by="trigger")
-                if created:
-                    log.info("queued %s operation #%d for %s", kind, operation.id, key)
-                    self.launcher.submit(operation)
+            self.records_changed(key)
+
+    def records_changed(self, key: str | None) -> None:
+        """Queue the implicit operations of an embedding set whose records changed
+        (logged, deleted, tagged), unless asked within the debounce period."""
+        if key is None:
+            return
+        now = time.monotonic()
+        if now - self._triggered.get(key, -1e9) < self.settings.index_trigger_debounce_s:
+            return
+        self._triggered[key] = now
+        for kind in IMPLICIT_OPERATIONS:
+            operation, created = self.operations.enqueue(kind, key, requested_by="trigger")
+            if created:
+                log.info("queued %s operation #%d for %s", kind, operation.id, key)
+                self.launcher.submit(operation)
 
     def _heartbeat(self) -> None:
         while not self._stop.is_set():

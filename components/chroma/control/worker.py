@@ -173,6 +173,8 @@ def run_worker(name: str, kinds: Sequence[str]) -> None:
                         format=f"%(asctime)s %(levelname)s [{name}] %(name)s %(message)s")
     services = WorkerServices.open(Settings())
     settings = services.settings
+    if "index" in kinds:
+        _host_index(settings)
     worker = Worker(services, name, kinds, lease_s=settings.operation_lease_s,
                     poll_s=settings.worker_poll_s)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -181,3 +183,14 @@ def run_worker(name: str, kinds: Sequence[str]) -> None:
         worker.run_forever()
     finally:
         services.close()
+
+
+def _host_index(settings: Settings) -> None:
+    """The indexer hosts the embedded index from its start, so searches need not wait
+    for the first index operation to open it."""
+    from chroma.indexer.host import hosted_engine
+
+    try:
+        hosted_engine(settings)
+    except Exception as exc:  # e.g. another process hosts it; operations will retry
+        log.warning("not hosting the index at start-up: %s", exc)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from starlette.concurrency import run_in_threadpool
 
-from chroma.api.deps import CatalogDep, StoreDep
+from chroma.api.deps import CatalogDep, ServicesDep, StoreDep
 from chroma.api.models import (
     DatasetPublic,
     DatasetRegister,
@@ -106,24 +106,36 @@ async def list_records(
 
 
 @router.post("/{name}/records/delete", response_model=DeletedRecords, responses=_NOT_FOUND)
-def delete_records(name: str, body: DeleteRecords, catalog: CatalogDep) -> DeletedRecords:
+def delete_records(
+    name: str, body: DeleteRecords, catalog: CatalogDep, services: ServicesDep
+) -> DeletedRecords:
     """Delete records by id; ids that do not exist are ignored (idempotent)."""
     deleted = catalog.delete_records(name, body.ids)
+    if deleted:
+        services.records_changed(catalog.get_dataset(name).embedding_set_key)
     return DeletedRecords(deleted=deleted, count=len(deleted))
 
 
 @router.delete("/{name}/records/{record_id}", response_model=DeletedRecords,
                responses=_NOT_FOUND)
-def delete_record(name: str, record_id: str, catalog: CatalogDep) -> DeletedRecords:
+def delete_record(
+    name: str, record_id: str, catalog: CatalogDep, services: ServicesDep
+) -> DeletedRecords:
     """Delete one record (idempotent)."""
     deleted = catalog.delete_records(name, [record_id])
+    if deleted:
+        services.records_changed(catalog.get_dataset(name).embedding_set_key)
     return DeletedRecords(deleted=deleted, count=len(deleted))
 
 
 @router.post("/{name}/records/tags", response_model=TaggedRecords, responses=_NOT_FOUND)
-def tag_records(name: str, body: TagRecords, catalog: CatalogDep) -> TaggedRecords:
+def tag_records(
+    name: str, body: TagRecords, catalog: CatalogDep, services: ServicesDep
+) -> TaggedRecords:
     """Add and remove tags on records."""
     updated = catalog.tag_records(name, body.ids, add=body.add, remove=body.remove)
+    if updated:
+        services.records_changed(catalog.get_dataset(name).embedding_set_key)
     return TaggedRecords(updated=updated, count=len(updated))
 
 

@@ -8,7 +8,8 @@ from starlette.concurrency import run_in_threadpool
 from chroma.api.deps import ServicesDep
 from chroma.api.models import Health, Readiness
 from chroma.api.responses import ORJSONResponse
-from chroma.errors import ChromaError
+from chroma.errors import ChromaError, NotFound
+from chroma.settings import Settings
 
 router = APIRouter(tags=["health"])
 
@@ -27,7 +28,10 @@ async def health() -> Health:
 async def ready(services: ServicesDep) -> ORJSONResponse:
     """200 once the catalog and the store are reachable, else 503 with what is not."""
     checks: dict[str, str] = {}
-    for name, probe in (("catalog", services.db.check), ("store", services.store.check)):
+    probes = [("catalog", services.db.check), ("store", services.store.check)]
+    if services.settings.index_backend == "remote":  # a server we cannot work without
+        probes.append(("index", lambda: probe_index(services.settings)))
+    for name, probe in probes:
         try:
             await run_in_threadpool(probe)
             checks[name] = "ok"
@@ -36,3 +40,16 @@ async def ready(services: ServicesDep) -> ORJSONResponse:
     ok = all(value == "ok" for value in checks.values())
     body = Readiness(status="ready" if ok else "unavailable", checks=checks)
     return ORJSONResponse(body.model_dump(), status_code=200 if ok else 503)
+
+
+def probe_index(settings: Settings) -> None:
+    """Raise ``Unavailable`` unless the Qdrant server answers (any answer will do).
+
+    Embedded mode is not probed: its index is hosted by the indexer worker, which
+    ``chroma run`` starts beside the API, and writes do not need it."""
+    from chroma.indexer import open_reader
+
+    try:
+        open_reader(settings).count("chroma-ready-probe")
+    except NotFound:
+        return
