@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
+import pyarrow as pa
 
 from chroma.catalog import Catalog, FileCommit
 from chroma.errors import ChromaError, Unavailable
@@ -85,6 +86,9 @@ class GroupCommitter:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
+        # pyarrow's first numpy conversion in a process loads its pandas shim (~1.5 s
+        # here when pandas is installed): pay it now, not on the first request.
+        pa.array(np.zeros(1, dtype=np.float32))
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
             self._thread.start()
