@@ -403,8 +403,6 @@ def test_queries_during_a_full_reindex_never_fail_nor_see_a_partial_index(
 
 
 
-@pytest.mark.xfail(strict=True, reason="EdgeQueryEngine.drop_old_versions keeps any version "
-                   "number that is live for *another* embedding set of the process (reported)")
 def test_reindex_drops_the_previous_version(system: Running) -> None:
     """Two fresh sets, both at version 1; re-indexing one must drop its version 1."""
     rng = np.random.default_rng(5)

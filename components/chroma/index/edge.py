@@ -152,6 +152,7 @@ class _Shard:
         self.pointer_stamp = pointer_stamp
         self.users = 0
         self.retired = False
+        self.key = ""
 
     def close(self) -> None:
         """Flush and close; called on retirement, where a failure must not fail a search."""
@@ -174,6 +175,8 @@ class EdgeQueryEngine(QueryEngine):
         # Guards _live and every lease count; held only for bookkeeping, never for a query.
         self._lock = threading.Lock()
         self._live: dict[str, _Shard] = {}
+        self._draining: set[_Shard] = set()
+        """Retired shards that searches still hold (closed when the last one returns)."""
         self._closed = False
 
     # -- layout and locking ------------------------------------------------------------
@@ -268,7 +271,9 @@ class EdgeQueryEngine(QueryEngine):
             raise Unavailable(f"index version {version} of {key} has no {_META}") from exc
         with _translate_errors(f"opening index version {version} of {key}"):
             shard = edge.EdgeShard.load(str(version_dir))
-        return _Shard(shard, version, int(meta["dimension"]), meta["distance"], stamp)
+        opened = _Shard(shard, version, int(meta["dimension"]), meta["distance"], stamp)
+        opened.key = key
+        return opened
 
     def _current(self, key: str) -> _Shard:
         """The live shard of ``key``, (re)opened if ``CURRENT`` moved. Caller holds _lock."""
@@ -309,6 +314,8 @@ class EdgeQueryEngine(QueryEngine):
         shard.retired = True
         if shard.users == 0:
             shard.close()
+        else:  # searches still hold it: its files must stay until they return
+            self._draining.add(shard)
 
     @contextmanager
     def _lease(self, key: str) -> Iterator[_Shard]:
@@ -323,6 +330,7 @@ class EdgeQueryEngine(QueryEngine):
             with self._lock:
                 shard.users -= 1
                 if shard.retired and shard.users == 0:
+                    self._draining.discard(shard)
                     shard.close()
 
     # -- building a version -----------------------------------------------------------
@@ -481,7 +489,11 @@ class EdgeQueryEngine(QueryEngine):
             if live_version is None:
                 return dropped
             with self._lock:
-                open_here = {shard.version for shard in self._live.values()}
+                # Versions of *this* key still open here: the live one, and retired ones
+                # that searches still hold.
+                open_here = {s.version for s in self._draining if s.key == key}
+                if key in self._live:
+                    open_here.add(self._live[key].version)
             # Only older versions: newer ones may be builds in progress elsewhere.
             for version in self._existing_versions(key):
                 if version < live_version and version not in open_here:
