@@ -361,24 +361,7 @@ class Catalog:
         """Delete records; returns the ids that existed. Deletions are logged for the index."""
         info = self.get_dataset(dataset)
         with self.db.transaction() as conn:
-            deleted = [
-                r[0]
-                for r in conn.execute(
-                    "DELETE FROM records WHERE dataset_id = %s AND record_id = ANY(%s)"
-                    " RETURNING record_id",
-                    (info.id, list(record_ids)),
-                ).fetchall()
-            ]
-            if deleted:
-                conn.execute(
-                    "INSERT INTO deletions (dataset_id, record_id) SELECT %s, unnest(%s::text[])",
-                    (info.id, deleted),
-                )
-                conn.execute(
-                    "UPDATE datasets SET record_count = record_count - %s WHERE id = %s",
-                    (len(deleted), info.id),
-                )
-        return deleted
+            return _delete_where(conn, info.id, "record_id = ANY(%s)", list(record_ids))
 
     def tag_records(
         self,
@@ -404,24 +387,7 @@ class Catalog:
         """Delete a dataset's records logged before ``older_than`` (retention); returns count."""
         info = self.get_dataset(dataset)
         with self.db.transaction() as conn:
-            deleted = [
-                r[0]
-                for r in conn.execute(
-                    "DELETE FROM records WHERE dataset_id = %s AND logged_at < %s"
-                    " RETURNING record_id",
-                    (info.id, older_than),
-                ).fetchall()
-            ]
-            if deleted:
-                conn.execute(
-                    "INSERT INTO deletions (dataset_id, record_id) SELECT %s, unnest(%s::text[])",
-                    (info.id, deleted),
-                )
-                conn.execute(
-                    "UPDATE datasets SET record_count = record_count - %s WHERE id = %s",
-                    (len(deleted), info.id),
-                )
-        return len(deleted)
+            return len(_delete_where(conn, info.id, "logged_at < %s", older_than))
 
     def set_retention(self, dataset: str, days: int | None) -> None:
         with self.db.transaction() as conn:
@@ -542,6 +508,30 @@ class Catalog:
         """Paths of every file the manifest knows (live, or retired but not yet removed)."""
         with self.db.transaction() as conn:
             return {r[0] for r in conn.execute("SELECT path FROM files").fetchall()}
+
+
+def _delete_where(
+    conn: psycopg.Connection, dataset_id: int, condition: str, value: object
+) -> list[str]:
+    """Delete a dataset's records matching ``condition`` (one ``%s`` for ``value``), log
+    them as deletions for the index and the queue, and keep the dataset's count right."""
+    deleted = [
+        r[0]
+        for r in conn.execute(
+            f"DELETE FROM records WHERE dataset_id = %s AND {condition} RETURNING record_id",
+            (dataset_id, value),
+        ).fetchall()
+    ]
+    if deleted:
+        conn.execute(
+            "INSERT INTO deletions (dataset_id, record_id) SELECT %s, unnest(%s::text[])",
+            (dataset_id, deleted),
+        )
+        conn.execute(
+            "UPDATE datasets SET record_count = record_count - %s WHERE id = %s",
+            (len(deleted), dataset_id),
+        )
+    return deleted
 
 
 def _text_array_oid(conn: psycopg.Connection) -> int:
