@@ -98,10 +98,13 @@ def _temporary(exc: KubeError) -> kopf.TemporaryError:
 @kopf.on.create(c.GROUP, c.VERSION, c.CLUSTER_PLURAL)
 @kopf.on.update(c.GROUP, c.VERSION, c.CLUSTER_PLURAL)
 def cluster_changed(body: kopf.Body, **_: Any) -> None:
+    out = reconcile.Outcome()
     try:
-        _finish(body, reconcile.reconcile_cluster(kube(), dict(body)))
+        reconcile.reconcile_cluster(kube(), dict(body), out)
     except KubeError as exc:
+        _post(body, out)  # children created before the failure exist: say so
         raise _temporary(exc) from exc
+    _finish(body, out)
 
 
 @kopf.timer(c.GROUP, c.VERSION, c.CLUSTER_PLURAL, interval=SETTINGS.resync_seconds, idle=5)

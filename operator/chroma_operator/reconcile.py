@@ -73,15 +73,17 @@ def _owned_by(obj: Body, owner_uid: str) -> bool:
 # -- ChromaCluster ------------------------------------------------------------------------
 
 
-def reconcile_cluster(kube: Kube, body: Body) -> Outcome:
+def reconcile_cluster(kube: Kube, body: Body, out: Outcome | None = None) -> Outcome:
     """Apply every child, remove switched-off ones, derive and write status.
 
     ``body`` only names the cluster: the current object is read again under a per-cluster
     lock, so concurrent triggers (kopf handlers, child events, the timer) run one at a
-    time and each sees the status the previous one wrote.
+    time and each sees the status the previous one wrote. ``out`` (given by the caller)
+    keeps what was done so far even when a later API call fails, so its Events are
+    still posted.
     """
     ns, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    out = Outcome()
+    out = out if out is not None else Outcome()
     with lock_for("cluster", ns, name):
         # Re-read under the lock: a body that waited here may predate the last status write.
         fresh = kube.get(c.API_VERSION, c.CLUSTER_KIND, ns, name)

@@ -118,11 +118,13 @@ def test_children_have_spec_owner_and_labels(api: Api, namespace: str) -> None:
     assert obj["status"]["phase"] == "Progressing"
     assert obj["status"]["observedGeneration"] == obj["metadata"]["generation"]
     assert obj["status"]["endpoints"]["api"] == f"http://c1-api.{namespace}.svc:8000"
+    # Events are posted one by one after the children: wait for the one we check.
     events = wait_for(
-        lambda: [e for e in api.events_for(namespace, "c1") if e["reason"] == "Created"],
-        what="Created events on c1",
+        lambda: [e for e in api.events_for(namespace, "c1")
+                 if e["reason"] == "Created" and "Deployment c1-api" in e["message"]],
+        what="a Created event for Deployment c1-api on c1",
     )
-    assert any("Deployment c1-api" in e["message"] for e in events)
+    assert events
 
 
 def test_api_service_account_may_only_create_indexjobs(api: Api, namespace: str) -> None:
