@@ -93,6 +93,13 @@ class RecordRow:
     change_seq: int
 
 
+_RECORD_ROWS = (
+    "SELECT r.record_id, f.path, r.row_index, r.input_uri, r.inference_class,"
+    " r.label_class, r.tags, r.logged_at, r.change_seq"
+    " FROM records r JOIN files f ON f.id = r.file_id"
+)
+"""The columns of :class:`RecordRow` (after its dataset), where each record's row is."""
+
 _INCOMING = """
 CREATE TEMP TABLE IF NOT EXISTS incoming (
     record_id text, row_index integer, input_uri text, inference_class text,
@@ -334,9 +341,7 @@ class Catalog:
         info = self.get_dataset(dataset)
         with self.db.transaction() as conn:
             rows = conn.execute(
-                "SELECT r.record_id, f.path, r.row_index, r.input_uri, r.inference_class,"
-                " r.label_class, r.tags, r.logged_at, r.change_seq"
-                " FROM records r JOIN files f ON f.id = r.file_id"
+                _RECORD_ROWS +
                 " WHERE r.dataset_id = %s AND (%s::text IS NULL OR r.record_id > %s)"
                 " ORDER BY r.record_id LIMIT %s",
                 (info.id, after, after, limit),
@@ -347,9 +352,7 @@ class Catalog:
         info = self.get_dataset(dataset)
         with self.db.transaction() as conn:
             rows = conn.execute(
-                "SELECT r.record_id, f.path, r.row_index, r.input_uri, r.inference_class,"
-                " r.label_class, r.tags, r.logged_at, r.change_seq"
-                " FROM records r JOIN files f ON f.id = r.file_id"
+                _RECORD_ROWS +
                 " WHERE r.dataset_id = %s AND r.record_id = ANY(%s)",
                 (info.id, list(record_ids)),
             ).fetchall()

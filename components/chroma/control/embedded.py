@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import sys
@@ -14,6 +13,7 @@ import uvicorn
 from chroma.catalog import Database, Operations, apply_migrations
 from chroma.control.supervisor import ChildSpec, Supervisor
 from chroma.control.worker import run_worker
+from chroma.locks import LockHeld, hold_pid_lock
 from chroma.settings import Settings
 
 __all__ = ["WORKERS", "DataDirLocked", "child_specs", "lock_data_dir", "run_embedded", "serve_api"]
@@ -27,22 +27,12 @@ class DataDirLocked(RuntimeError):
 
 def lock_data_dir(data_dir: Path) -> IO[str]:
     """Hold an exclusive lock on ``data_dir`` for this process's life (flock: freed on crash)."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(data_dir / ".chroma.lock", "a+")  # noqa: SIM115 - held until exit
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        owner = handle.read().strip() or "another process"
-        handle.close()
+        return hold_pid_lock(data_dir / ".chroma.lock")
+    except LockHeld as held:
         raise DataDirLocked(
-            f"{data_dir} is in use by chroma run ({owner}); stop it first or use --data-dir"
+            f"{data_dir} is in use by chroma run ({held.owner}); stop it first or use --data-dir"
         ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}\n")
-    handle.flush()
-    return handle
 
 
 WORKERS: dict[str, tuple[str, ...]] = {

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
@@ -44,6 +43,7 @@ from chroma.indexer.wire import (
     recv_frame,
     send_frame,
 )
+from chroma.locks import LockHeld, hold_pid_lock
 from chroma.settings import Settings
 
 __all__ = ["IndexHost", "engine_in_process", "hosted_engine", "socket_path"]
@@ -99,23 +99,14 @@ def engine_in_process(settings: Settings) -> QueryEngine | None:
 
 
 def _take_host_lock(directory: Path) -> IO[str]:
-    directory.mkdir(parents=True, exist_ok=True)
-    handle = open(directory / "host.lock", "a+")  # noqa: SIM115 - held for the process's life
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        owner = handle.read().strip() or "another process"
-        handle.close()
+        return hold_pid_lock(directory / "host.lock")
+    except LockHeld as held:
         raise Unavailable(
-            f"the embedded index under {directory} is open in {owner} (the indexer worker); "
-            "queue the operation (chroma op run KIND) instead of running it in this process"
+            f"the embedded index under {directory} is open in {held.owner} (the indexer "
+            "worker); queue the operation (chroma op run KIND) instead of running it in "
+            "this process"
         ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}\n")
-    handle.flush()
-    return handle
 
 
 class _Server(socketserver.ThreadingUnixStreamServer):
