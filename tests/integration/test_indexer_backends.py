@@ -175,3 +175,44 @@ def test_the_hosted_reader_answers_like_the_engine(tmp_path: Path) -> None:
         host.stop()
     with pytest.raises(IndexHostDown):
         reader.search("k", queries, 3)
+
+
+def test_the_hosted_reader_waits_out_a_host_killed_mid_request(tmp_path: Path) -> None:
+    """A host that accepts a request and dies unanswered is waited for, not reported.
+
+    That is what a SIGKILLed indexer looks like for a moment: its socket still accepts,
+    then every connection is reset. The read is repeated once a host serves again.
+    """
+    import socket
+    import threading
+
+    from chroma.index import IndexConfig, IndexedRecord, open_query_engine
+    from chroma.indexer.host import IndexHost
+    from chroma.indexer.reader import HostedReader
+
+    path = tmp_path / "host.sock"
+    dying = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dying.bind(str(path))
+    dying.listen()
+    engine = open_query_engine(IndexConfig(backend="edge", path=tmp_path / "index"))
+    vectors = np.eye(DIM, dtype=np.float32)
+    engine.reindex("k", DIM, "cosine",
+                   [([IndexedRecord("ds", f"r{i}", "training") for i in range(DIM)], vectors)])
+    host = IndexHost(engine, path, open(tmp_path / "host.lock", "a+"))  # noqa: SIM115
+
+    def die_then_restart() -> None:
+        connection, _ = dying.accept()
+        connection.recv(16)  # the request arrived...
+        connection.close()  # ...and the process died without answering
+        dying.close()
+        path.unlink()
+        threading.Timer(0.3, host.start).start()  # the supervisor's restart
+
+    threading.Thread(target=die_then_restart, daemon=True).start()
+    reader = HostedReader(str(path), wait_s=10.0)
+    try:
+        hits = reader.search("k", vectors[3], 1)
+    finally:
+        reader.close()
+        host.stop()
+    assert [n.record_id for n in hits[0]] == ["r3"]

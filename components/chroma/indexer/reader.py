@@ -115,14 +115,28 @@ class HostedReader:
     def _call(
         self, key: str, header: dict[str, Any], body: bytes = b""
     ) -> tuple[dict[str, Any], bytes]:
-        """One request; a stale pooled connection is retried once, a missing host woken."""
+        """One request; stale connections are dropped, a missing or dying host woken.
+
+        Every request is a read, so repeating one after a lost connection is harmless: a
+        host killed mid-request (its socket still accepted for a moment) is waited for
+        like a host that is not listening yet. Only a timeout is final: the host is alive
+        but busy, and asking again would double the wait.
+        """
         if self._closed:
             raise Unavailable("the index reader is closed")
         deadline: float | None = None
         while True:
+            pooled = False
             try:
                 sock, pooled = self._connection()
+                frame = self._exchange(sock, header, body)
+            except TimeoutError as exc:
+                raise Unavailable(f"the index host did not answer in {self.timeout_s:g} s",
+                                  details=str(exc)) from exc
             except OSError as exc:
+                self._drain()  # the host restarted or died: every pooled connection is stale
+                if pooled:
+                    continue
                 if deadline is None:
                     deadline = time.monotonic() + self.wait_s
                     self._wake(key)
@@ -133,20 +147,24 @@ class HostedReader:
                         details=str(exc)) from exc
                 time.sleep(0.1)
                 continue
-            try:
-                send_frame(sock, header, body)
-                frame = recv_frame(sock)
-                if frame is None:
-                    raise ConnectionError("the index host closed the connection")
-            except OSError as exc:
-                sock.close()
-                if pooled:  # the host restarted since: every pooled connection is stale
-                    self._drain()
-                    continue
-                raise Unavailable(f"the index host did not answer: {exc}") from exc
             self._idle.put(sock)
             raise_from_header(frame[0])
             return frame
+
+    @staticmethod
+    def _exchange(
+        sock: socket.socket, header: dict[str, Any], body: bytes
+    ) -> tuple[dict[str, Any], bytes]:
+        """Send one request frame and read its answer; the socket is closed on failure."""
+        try:
+            send_frame(sock, header, body)
+            frame = recv_frame(sock)
+            if frame is None:
+                raise ConnectionError("the index host closed the connection")
+            return frame
+        except OSError:
+            sock.close()
+            raise
 
     def _connection(self) -> tuple[socket.socket, bool]:
         """An idle pooled connection (``True``) or a new one (``False``)."""
