@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import psycopg
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 from psycopg.rows import dict_row
-from psycopg.types import TypeInfo
 
 from chroma.catalog.database import Database
 from chroma.errors import Conflict, InvalidInput, NotFound
@@ -100,6 +102,8 @@ _RECORD_ROWS = (
 )
 """The columns of :class:`RecordRow` (after its dataset), where each record's row is."""
 
+_INCOMING_COLUMNS = [
+    "record_id", "row_index", "input_uri", "inference_class", "label_class", "tags"]
 _INCOMING = """
 CREATE TEMP TABLE IF NOT EXISTS incoming (
     record_id text, row_index integer, input_uri text, inference_class text,
@@ -242,29 +246,19 @@ class Catalog:
 
     def commit_files(self, commits: Sequence[FileCommit]) -> list[CommitOutcome]:
         """Record durable files and upsert their records, all in one transaction."""
-        outcomes: list[CommitOutcome] = []
         with self.db.transaction() as conn:
-            text_array = _text_array_oid(conn)
-            conn.execute(_INCOMING)  # per connection; cheap when it exists
-            for commit in commits:
-                outcomes.append(self._commit_one(conn, commit, text_array))
-        return outcomes
+            return [self._commit_one(conn, commit) for commit in commits]
 
-    def _commit_one(
-        self, conn: psycopg.Connection, commit: FileCommit, text_array: int
-    ) -> CommitOutcome:
+    def _commit_one(self, conn: psycopg.Connection, commit: FileCommit) -> CommitOutcome:
         file_id = conn.execute(
             "INSERT INTO files (dataset_id, path, row_count, size_bytes) VALUES (%s, %s, %s, %s)"
             " RETURNING id",
             (commit.dataset_id, commit.path, len(commit.record_ids), commit.size_bytes),
         ).fetchone()[0]
-        rows = list(zip(
-            commit.record_ids, range(len(commit.record_ids)), commit.input_uris,
-            commit.inference_classes, commit.label_classes, commit.tags, strict=True,
-        ))
-        inserted = self._copy_new_records(conn, commit, file_id, rows, text_array)
+        rows = record_index_rows(commit, file_id)
+        inserted = self._copy_new_records(conn, rows)
         if inserted is None:  # some ids exist already: the (slower) upsert path
-            inserted = self._upsert_records(conn, commit, file_id, rows, text_array)
+            inserted = self._upsert_records(conn, commit, file_id, rows)
         conn.execute(
             "UPDATE datasets SET record_count = record_count + %s, last_log = %s WHERE id = %s",
             (inserted, commit.logged_at, commit.dataset_id),
@@ -275,45 +269,28 @@ class Catalog:
             {"t": commit.logged_at, "d": commit.dataset_id},
         )
         return CommitOutcome(
-            file_id=int(file_id), inserted=inserted, updated=len(rows) - inserted
+            file_id=int(file_id), inserted=inserted, updated=rows.num_rows - inserted
         )
 
     @staticmethod
-    def _copy_new_records(
-        conn: psycopg.Connection, commit: FileCommit, file_id: int,
-        rows: list[tuple[Any, ...]], text_array: int,
-    ) -> int | None:
+    def _copy_new_records(conn: psycopg.Connection, rows: pa.Table) -> int | None:
         """COPY straight into ``records`` when every id is new (first loads, fresh ids):
         about twice as fast as the upsert. None if an id exists (nothing was written)."""
         try:
-            with conn.transaction(), conn.cursor() as cur, cur.copy(
-                "COPY records (dataset_id, record_id, file_id, row_index, input_uri,"
-                " inference_class, label_class, tags, logged_at) FROM STDIN"
-            ) as copy:
-                copy.set_types(["int4", "text", "int8", "int4", "text", "text", "text",
-                                text_array, "timestamptz"])
-                dataset_id, logged_at = commit.dataset_id, commit.logged_at
-                for record_id, row_index, uri, inferred, label, tags in rows:
-                    copy.write_row((dataset_id, record_id, file_id, row_index, uri, inferred,
-                                    label, tags, logged_at))
+            with conn.transaction(), conn.cursor() as cur:
+                _copy_csv(cur, "records", rows)
         except psycopg.errors.UniqueViolation:
             return None
-        return len(rows)
+        return rows.num_rows
 
     @staticmethod
     def _upsert_records(
-        conn: psycopg.Connection, commit: FileCommit, file_id: int,
-        rows: list[tuple[Any, ...]], text_array: int,
+        conn: psycopg.Connection, commit: FileCommit, file_id: int, rows: pa.Table
     ) -> int:
         """Insert new ids and replace existing ones; returns how many were new."""
         with conn.cursor() as cur:
-            with cur.copy(
-                "COPY incoming (record_id, row_index, input_uri, inference_class, label_class,"
-                " tags) FROM STDIN"
-            ) as copy:
-                copy.set_types(["text", "int4", "text", "text", "text", text_array])
-                for row in rows:
-                    copy.write_row(row)
+            cur.execute(_INCOMING)
+            _copy_csv(cur, "incoming", rows.select(_INCOMING_COLUMNS))
             inserted_flags = cur.execute(
                 "INSERT INTO records (dataset_id, record_id, file_id, row_index, input_uri,"
                 " inference_class, label_class, tags, logged_at)"
@@ -537,7 +514,42 @@ def _delete_where(
     return deleted
 
 
-def _text_array_oid(conn: psycopg.Connection) -> int:
-    info = TypeInfo.fetch(conn, "text")
-    assert info is not None
-    return info.array_oid
+def record_index_rows(commit: FileCommit, file_id: int) -> pa.Table:
+    """The ``records`` rows of one committed file, columns in the table's order."""
+    n = len(commit.record_ids)
+    logged_at = np.datetime64(commit.logged_at.astimezone(UTC).replace(tzinfo=None), "us")
+    return pa.table({
+        "dataset_id": np.full(n, commit.dataset_id, np.int32),
+        "record_id": pa.array(commit.record_ids, pa.string()),
+        "file_id": np.full(n, file_id, np.int64),
+        "row_index": np.arange(n, dtype=np.int32),
+        "input_uri": pa.array(commit.input_uris, pa.string()),
+        "inference_class": pa.array(commit.inference_classes, pa.string()),
+        "label_class": pa.array(commit.label_classes, pa.string()),
+        "tags": pa.array([pg_text_array(t) for t in commit.tags], pa.string()),
+        "logged_at": pa.array(np.full(n, logged_at), pa.timestamp("us", tz="UTC")),
+    })
+
+
+def pg_text_array(values: Sequence[str]) -> str:
+    """A PostgreSQL ``text[]`` literal: every element quoted, ``\\`` and ``"`` escaped."""
+    if not values:
+        return "{}"
+    quoted = (v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
+    return "{" + ",".join(f'"{v}"' for v in quoted) + "}"
+
+
+_CSV_OPTIONS = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
+
+
+def _copy_csv(cur: psycopg.Cursor[Any], table: str, rows: pa.Table) -> None:
+    """COPY ``rows`` into ``table`` as CSV encoded by Arrow, not row by row in Python.
+
+    Arrow's CSV is PostgreSQL's: strings are always quoted (so ``""`` is the empty
+    string) and a null is an empty unquoted field, which COPY reads as NULL.
+    """
+    sink = pa.BufferOutputStream()
+    pa_csv.write_csv(rows, sink, _CSV_OPTIONS)
+    columns = ", ".join(rows.column_names)
+    with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+        copy.write(memoryview(sink.getvalue()))
