@@ -74,3 +74,48 @@ def test_awkward_strings_round_trip_through_both_copy_paths(catalog: Catalog, ui
 def test_text_array_literals() -> None:
     assert pg_text_array([]) == "{}"
     assert pg_text_array(['a', 'b"c', 'd\\e']) == '{"a","b\\"c","d\\\\e"}'
+
+
+def test_latest_seq_waits_for_a_writer_holding_lower_numbers(
+    catalog: Catalog, database_url: str, uid: str
+) -> None:
+    """A commit that took change numbers first but commits last is not skipped.
+
+    Writer A takes its numbers and stays open; B (a tag change) takes a higher number and
+    commits. A consumer reading "everything up to latest_seq" must not get B's number
+    while A is open, or it would never read A's records.
+    """
+    import threading
+
+    import psycopg
+
+    from chroma.catalog import Changes
+    from chroma.catalog.changes import writing_changes
+
+    es = {"model": "catalog-seq", "run": uid}
+    key = embedding_set_key(es)
+    dataset_id = catalog.bind(key, es, 4, f"seq-{uid}", "training")
+    commit(catalog, dataset_id, f"{uid}/first.parquet", ["b"], label="x")
+    changes = Changes(catalog.db)
+
+    with psycopg.connect(database_url) as writer_a:
+        writing_changes(writer_a)
+        (file_id,) = writer_a.execute(
+            "INSERT INTO files (dataset_id, path, row_count, size_bytes)"
+            " VALUES (%s, %s, 1, 1) RETURNING id", (dataset_id, f"{uid}/a.parquet")).fetchone()
+        (seq_a,) = writer_a.execute(
+            "INSERT INTO records (dataset_id, record_id, file_id, row_index, logged_at)"
+            " VALUES (%s, 'a', %s, 0, now()) RETURNING change_seq",
+            (dataset_id, file_id)).fetchone()
+        catalog.tag_records(f"seq-{uid}", ["b"], add=["later"])  # B commits a higher number
+
+        answer: list[int] = []
+        reader = threading.Thread(target=lambda: answer.append(changes.latest_seq(key)))
+        reader.start()
+        reader.join(0.5)
+        assert reader.is_alive(), "latest_seq answered while a lower number was in flight"
+        writer_a.commit()
+    reader.join(10)
+    assert answer and answer[0] > seq_a
+    seen = {r.record_id for r in changes.records_since(key, 0, up_to_seq=answer[0])}
+    assert seen == {"a", "b"}

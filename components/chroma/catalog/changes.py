@@ -3,6 +3,14 @@
 Every upsert, tag change or deletion takes the next ``change_seq``, so consumers (the
 indexer, the recommender) remember the last number they consumed and ask for the rest,
 in order. Also the bookkeeping those consumers write back (index state).
+
+Sequence numbers are taken when a row is written, not when its transaction commits: a
+bulk commit can hold numbers 100..149 while a tag change takes 150 and commits first.
+A consumer that read "everything up to 150" then would skip 100..149 for good. So every
+transaction that takes change numbers holds :data:`CHANGE_WRITERS_LOCK` shared
+(:func:`writing_changes`), and :meth:`Changes.latest_seq` takes it exclusively for the
+instant it reads the maximum: it waits for the writers in flight, and the number it
+answers has no uncommitted number below it.
 """
 
 from __future__ import annotations
@@ -11,11 +19,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+import psycopg
 from psycopg.rows import dict_row
 
 from chroma.catalog.database import Database
 
-__all__ = ["ChangedRecord", "Changes", "DeletedRecord", "IndexState"]
+__all__ = [
+    "CHANGE_WRITERS_LOCK", "ChangedRecord", "Changes", "DeletedRecord", "IndexState",
+    "writing_changes",
+]
+
+CHANGE_WRITERS_LOCK = 0x6368_726F_6D61_0001
+"""Advisory lock key ("chroma" + 1) shared by change writers, exclusive for readers."""
+
+
+def writing_changes(conn: psycopg.Connection) -> None:
+    """Call first in a transaction that takes ``change_seq`` numbers (see module doc)."""
+    conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (CHANGE_WRITERS_LOCK,))
 
 
 @dataclass(frozen=True)
@@ -60,6 +80,8 @@ class Changes:
 
     def latest_seq(self, embedding_set_key: str) -> int:
         with self.db.transaction() as conn:
+            # Wait out writers holding lower numbers (module doc); released at commit.
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (CHANGE_WRITERS_LOCK,))
             (value,) = conn.execute(
                 "SELECT GREATEST("
                 " (SELECT COALESCE(max(r.change_seq), 0) FROM records r JOIN datasets d"
