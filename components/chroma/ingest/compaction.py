@@ -81,10 +81,11 @@ def compact_dataset(
 
 def sweep(catalog: Catalog, store: FileStore, *, grace_s: float = 3600.0) -> SweepResult:
     """Delete retired files and orphans older than ``grace_s`` seconds."""
-    retired = catalog.retired_files(grace_s)
+    # Forget first, then delete: a crash in between leaves an orphan (removed below, next
+    # time), never a manifest row without its file.
+    retired = catalog.forget_files([file_id for file_id, _ in catalog.retired_files(grace_s)])
     for _, path in retired:
         store.delete(path)
-    catalog.forget_files([file_id for file_id, _ in retired])
 
     known = catalog.known_file_paths()
     orphans = 0
