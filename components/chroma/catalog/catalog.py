@@ -1,15 +1,16 @@
 """Catalog queries: one method per question or change, each its own transaction.
 
-The write path calls :meth:`Catalog.commit_files` after the parquet files are durable;
-that single transaction adds the manifest rows and upserts the record index, so a
-crash leaves at worst an orphan file (removed by :meth:`Catalog.orphan_candidates`'s
-sweep), never an acknowledged record that is missing.
+The write path calls :meth:`Catalog.commit_files` while its parquet files are being
+written; that single transaction adds the manifest rows and upserts the record index,
+and commits only once the files are durable, so a crash leaves at worst an orphan file
+(removed by the sweep in ``chroma.ingest.compaction``), never an acknowledged record
+that is missing.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 from psycopg.rows import dict_row
 
+from chroma.catalog.changes import writing_changes
 from chroma.catalog.database import Database
 from chroma.errors import Conflict, InvalidInput, NotFound
 from chroma.keys import embedding_set_key
@@ -61,7 +63,7 @@ class DatasetInfo:
 
 @dataclass(frozen=True)
 class FileCommit:
-    """One durable parquet file and the index columns of its rows (row i = index i)."""
+    """One parquet file and the index columns of its rows (row i = index i)."""
 
     dataset_id: int
     path: str
@@ -244,10 +246,27 @@ class Catalog:
 
     # -- the write path ----------------------------------------------------------------
 
-    def commit_files(self, commits: Sequence[FileCommit]) -> list[CommitOutcome]:
-        """Record durable files and upsert their records, all in one transaction."""
+    def commit_files(
+        self, commits: Sequence[FileCommit],
+        *, files_durable: Callable[[], Sequence[int]] | None = None,
+    ) -> list[CommitOutcome]:
+        """Record files and upsert their records, all in one transaction.
+
+        ``files_durable``, when given, is called last before COMMIT: it waits until the
+        files are durable and returns their sizes in bytes (which replace the commits'
+        ``size_bytes``), so the caller's file writes overlap the catalog work. If it
+        raises, nothing is committed.
+        """
         with self.db.transaction() as conn:
-            return [self._commit_one(conn, commit) for commit in commits]
+            writing_changes(conn)
+            outcomes = [self._commit_one(conn, commit) for commit in commits]
+            if files_durable is not None:
+                sizes = files_durable()
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "UPDATE files SET size_bytes = %s WHERE id = %s",
+                        [(size, o.file_id) for size, o in zip(sizes, outcomes, strict=True)])
+            return outcomes
 
     def _commit_one(self, conn: psycopg.Connection, commit: FileCommit) -> CommitOutcome:
         file_id = conn.execute(
@@ -341,6 +360,7 @@ class Catalog:
         """Delete records; returns the ids that existed. Deletions are logged for the index."""
         info = self.get_dataset(dataset)
         with self.db.transaction() as conn:
+            writing_changes(conn)
             return _delete_where(conn, info.id, "record_id = ANY(%s)", list(record_ids))
 
     def tag_records(
@@ -354,6 +374,7 @@ class Catalog:
         """Add and remove tags; returns the ids that exist. Each change takes a new change_seq."""
         info = self.get_dataset(dataset)
         with self.db.transaction() as conn:
+            writing_changes(conn)
             rows = conn.execute(
                 "UPDATE records SET change_seq = nextval('change_seq'), tags = ARRAY("
                 "  SELECT DISTINCT t FROM unnest(tags || %s::text[]) AS t"
@@ -367,6 +388,7 @@ class Catalog:
         """Delete a dataset's records logged before ``older_than`` (retention); returns count."""
         info = self.get_dataset(dataset)
         with self.db.transaction() as conn:
+            writing_changes(conn)
             return len(_delete_where(conn, info.id, "logged_at < %s", older_than))
 
     def set_retention(self, dataset: str, days: int | None) -> None:
@@ -478,9 +500,15 @@ class Catalog:
                 ).fetchall()
             ]
 
-    def forget_files(self, file_ids: Sequence[int]) -> None:
+    def forget_files(self, file_ids: Sequence[int]) -> list[tuple[int, str]]:
+        """Drop manifest rows of files no record points at; returns those dropped (id,
+        path). The check is here, in the DELETE, since ``records`` has no foreign key."""
         with self.db.transaction() as conn:
-            conn.execute("DELETE FROM files WHERE id = ANY(%s)", (list(file_ids),))
+            return [(int(r[0]), r[1]) for r in conn.execute(
+                "DELETE FROM files WHERE id = ANY(%s)"
+                " AND NOT EXISTS (SELECT 1 FROM records WHERE file_id = files.id)"
+                " RETURNING id, path", (list(file_ids),),
+            ).fetchall()]
 
     # -- housekeeping --------------------------------------------------------------------
 

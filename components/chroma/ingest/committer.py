@@ -3,8 +3,11 @@
 A single thread owns the commit loop. It takes the first waiting request, collects
 others for ``window`` seconds (or until ``max_records``), checks each against the
 catalog (a request that fails its checks fails alone), writes one durable file per
-dataset, then records all files and records in one catalog transaction. Only then are
-the requests' futures resolved, so an acknowledgement always means "durable".
+dataset, and records all files and records in one catalog transaction. The file writes
+run on their own threads while the transaction fills the record index (parquet
+encoding and fsync release the GIL; PostgreSQL is another process); the transaction
+commits only after every file is durable. Only then are the requests' futures
+resolved, so an acknowledgement always means "durable".
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -81,6 +84,7 @@ class GroupCommitter:
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._bindings: dict[tuple[str, int, str, str], int] = {}
+        self._file_writers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="file-write")
         self.stats = {"commits": 0, "records": 0}
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -194,18 +198,20 @@ class GroupCommitter:
                 by_dataset.setdefault(dataset_id, []).append(batch)
 
         commits: list[FileCommit] = []
+        writes: list[Future[int]] = []
         for dataset_id, batches in by_dataset.items():
             records = RecordBatch.concat([b.records for b in batches]).keep_last_per_id()
             path = (
                 f"{batches[0].embedding_set_key}/{batches[0].dataset}/"
                 f"part-{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}.parquet"
             )
-            size = self.store.write_table(path, batch_to_table(records, stamp))
+            writes.append(self._file_writers.submit(
+                self.store.write_table, path, batch_to_table(records, stamp)))
             commits.append(
                 FileCommit(
                     dataset_id=dataset_id,
                     path=path,
-                    size_bytes=size,
+                    size_bytes=0,  # known once written: files_durable() below
                     record_ids=records.ids,
                     input_uris=records.input_uris,
                     inference_classes=records.inference_classes,
@@ -214,7 +220,11 @@ class GroupCommitter:
                     logged_at=now,
                 )
             )
-        outcomes = self.catalog.commit_files(commits)
+        try:
+            outcomes = self.catalog.commit_files(
+                commits, files_durable=lambda: [write.result() for write in writes])
+        finally:
+            wait(writes)  # a failed commit leaves no write running behind it (orphans only)
         inserted_by_dataset = {
             c.dataset_id: o.inserted for c, o in zip(commits, outcomes, strict=True)
         }
