@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Annotated, Any
 
@@ -86,7 +87,9 @@ def status(url: UrlOpt = DEFAULT_URL) -> None:
 def op_run(
     kind: Annotated[str, typer.Argument(help=f"One of: {', '.join(OPERATION_KINDS)}.")],
     embedding_set: Annotated[str | None, typer.Option(help="Embedding set key.")] = None,
-    param: Annotated[list[str] | None, typer.Option(help="key=value, repeatable.")] = None,
+    param: Annotated[list[str] | None, typer.Option(
+        help="key=value, repeatable. A value that is JSON is read as JSON (60, 0.5, true, "
+             "\"60\" for the string 60), anything else as text.")] = None,
     wait: Annotated[bool, typer.Option(help="Follow progress until it ends.")] = True,
     local: Annotated[bool, typer.Option(
         help="Execute here against the catalog (CHROMA_DATABASE_URL), not via a worker: "
@@ -202,16 +205,31 @@ def worker(
 
 
 def _parse_params(pairs: list[str]) -> dict[str, Any]:
+    """``key=value`` pairs (split at the first ``=``) -> the operation's params."""
     params: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep:
+        if not sep or not key:
             raise typer.BadParameter(f"--param takes key=value, not {pair!r}")
-        try:
-            params[key] = float(value) if "." in value else int(value)
-        except ValueError:
-            params[key] = value
+        params[key] = _param_value(value)
     return params
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _param_value(text: str) -> Any:
+    """JSON when ``text`` is JSON, else ``text`` itself.
+
+    So every JSON value survives a Job's args (the operator writes IndexJob
+    ``spec.params`` this way: ``true`` stays a bool, ``"60"`` a string) while plain
+    ``key=value`` keeps working for numbers and words. NaN and Infinity are not JSON
+    (the catalog's jsonb refuses them), so they stay text."""
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        return text
 
 
 def recommend(
