@@ -30,6 +30,7 @@ from chroma_operator.manifests import (
     build_job,
     build_requested_indexjob,
     names,
+    params_problem,
 )
 from chroma_operator.manifests.cluster import api_url
 from chroma_operator.manifests.common import label_value
@@ -213,6 +214,12 @@ def _reconcile_indexjob(kube: Kube, body: Body, settings: OperatorSettings) -> O
 
     if job is None and previous.get("phase") in st.JOB_FINISHED:
         return out  # finished and the Job's TTL removed it: history stays in status
+    if job is None and (problem := params_problem(spec.params)):
+        # The CRD cannot check params keys; the spec is immutable, so this is final.
+        out.status = st.indexjob_status(body, None, st.now_rfc3339(), ("InvalidParams", problem))
+        out.note("InvalidParams", problem, "Warning")
+        kube.patch_status(body, out.status)
+        return out
     if job is None:
         cluster = kube.get(c.API_VERSION, c.CLUSTER_KIND, ns, spec.cluster)
         if cluster is None:

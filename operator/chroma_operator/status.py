@@ -235,11 +235,20 @@ def _job_condition(job: Body, type_: str) -> Condition | None:
     return None
 
 
-def indexjob_status(indexjob: Body, job: Body | None, now: str) -> Body:
-    """The ``status`` of an IndexJob mirroring its Job (None: not created yet)."""
+def indexjob_status(
+    indexjob: Body, job: Body | None, now: str, refused: tuple[str, str] | None = None
+) -> Body:
+    """The ``status`` of an IndexJob mirroring its Job (None: not created yet).
+
+    ``refused`` (reason, message): no Job will ever be made for this spec (it is
+    immutable), so the IndexJob is Failed at once rather than Pending forever."""
     previous = indexjob.get("status") or {}
     base: Body = {"observedGeneration": indexjob["metadata"].get("generation")}
-    if job is None:
+    if job is None and refused is not None:
+        reason, message = refused
+        out = {**base, "phase": JOB_FAILED, "phaseReason": reason, "message": message}
+        out["attempts"] = 0
+    elif job is None:
         phase, reason, message = JOB_PENDING, "JobNotCreated", "the Job has not been created yet"
         out = {**base, "phase": phase, "phaseReason": reason, "message": message, "attempts": 0}
     else:

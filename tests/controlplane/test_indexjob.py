@@ -1,6 +1,7 @@
 """IndexJob on a real API server: one Job per IndexJob (direct or annotation-requested),
-status mirrors the Job, at most one active per (cluster, kind, embedding set), and a
-restarted operator creates no duplicates."""
+status mirrors the Job, at most one active per (cluster, kind, embedding set), a
+restarted operator creates no duplicates, and ``spec.params`` reach the Job's args (the
+server refusing values that are not scalars, the operator refusing keys it cannot pass)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from .envtest import Api, OperatorProcess, cluster_body, indexjob_body, wait_for
+from .envtest import Api, ApiError, OperatorProcess, cluster_body, indexjob_body, wait_for
 
 pytestmark = pytest.mark.controlplane
 
@@ -319,3 +320,91 @@ def test_restart_mid_flight_creates_no_duplicates(
     assert names == sorted(["ij-crash", requested[0]["metadata"]["name"]])
     assert api.get("Job", namespace, "ij-crash")["metadata"]["uid"] == job["metadata"]["uid"]
     assert len(api.list("IndexJob", namespace)) == 2
+
+
+def test_params_reach_the_job_args_with_their_types(
+    api: Api, namespace: str, operator: OperatorProcess
+) -> None:
+    make_cluster(api, namespace)
+    params = {
+        "small_file_rows": 5000,
+        "grace_s": 0.5,
+        "dry_run": True,
+        "tag": "60",
+        "method": "ledoit_wolf",
+    }
+    created = api.create(
+        indexjob_body("ij-params", namespace, "c1", operation="compact", params=params)
+    )
+    assert created["spec"]["params"] == params
+    job = wait_for(lambda: api.get("Job", namespace, "ij-params"), what="Job ij-params")
+    (ctr,) = job["spec"]["template"]["spec"]["containers"]
+    assert ctr["args"] == [
+        "op", "run", "compact", "--embedding-set", "a" * 40,
+        "--param", "dry_run=true",
+        "--param", "grace_s=0.5",
+        "--param", "method=ledoit_wolf",
+        "--param", "small_file_rows=5000",
+        "--param", 'tag="60"',  # a string of digits stays a string
+        "--local",
+    ]  # fmt: skip
+    wait_phase(api, namespace, "ij-params", "Pending")
+    table = api.table("IndexJob", namespace)
+    columns = [col["name"] for col in table["columnDefinitions"]]
+    (row,) = table["rows"]
+    cells = dict(zip(columns, row["cells"], strict=True))
+    assert cells["Params"] == (
+        '{"dry_run":true,"grace_s":0.5,"method":"ledoit_wolf","small_file_rows":5000,"tag":"60"}'
+    )
+    with pytest.raises(ApiError) as info:  # params are part of the immutable spec
+        api.patch("IndexJob", namespace, "ij-params", {"spec": {"params": {"grace_s": 1}}})
+    assert info.value.status == 422
+    assert "IndexJob spec is immutable" in info.value.body["message"]
+
+
+@pytest.mark.parametrize(
+    ("params", "complaint"),
+    [
+        ({"nested": {"a": 1}}, "spec.params.nested"),
+        ({"empty": {}}, "spec.params.empty"),
+        ({"listed": [1, 2]}, "spec.params.listed"),
+        ({"empty_list": []}, "spec.params.empty_list"),
+        ({"long": "x" * 1025}, "spec.params.long: Too long"),
+        ({f"p{i}": i for i in range(33)}, "spec.params: Too many"),
+    ],
+)
+def test_params_values_that_are_not_scalars_are_rejected(
+    api: Api, namespace: str, params: dict[str, Any], complaint: str
+) -> None:
+    with pytest.raises(ApiError) as info:
+        api.create(indexjob_body("bad-params", namespace, "c1", params=params))
+    assert info.value.status == 422, info.value.body
+    assert complaint in info.value.body["message"]
+    assert api.get("IndexJob", namespace, "bad-params") is None
+    ok = {"s": "x" * 1024, "i": -1, "f": 2.5, "b": False, **{f"p{i}": i for i in range(28)}}
+    assert api.create(indexjob_body("ok-params", namespace, "c1", params=ok))["spec"][
+        "params"
+    ] == ok
+
+
+def test_params_key_the_cli_cannot_split_fails_without_a_job(
+    api: Api, namespace: str, operator: OperatorProcess
+) -> None:
+    make_cluster(api, namespace)
+    api.create(indexjob_body("ij-badkey", namespace, "c1", params={"a=b": 1, "ok": 2}))
+    ij = wait_phase(api, namespace, "ij-badkey", "Failed")
+    assert ij["status"]["phaseReason"] == "InvalidParams"
+    assert "'a=b'" in ij["status"]["message"] and "'ok'" not in ij["status"]["message"]
+    conds = {cond["type"]: cond["status"] for cond in ij["status"]["conditions"]}
+    assert conds == {"Finished": "True", "Succeeded": "False"}
+    wait_for(
+        lambda: any(
+            e["reason"] == "InvalidParams" and e["type"] == "Warning"
+            for e in api.events_for(namespace, "ij-badkey")
+        ),
+        what="InvalidParams Warning event",
+    )
+    # A good IndexJob next to it still runs: the refusal is per IndexJob.
+    api.create(indexjob_body("ij-goodkey", namespace, "c1", params={"ok": 2}))
+    wait_for(lambda: api.get("Job", namespace, "ij-goodkey"), what="Job ij-goodkey")
+    assert api.get("Job", namespace, "ij-badkey") is None

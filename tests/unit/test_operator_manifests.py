@@ -11,11 +11,14 @@ import yaml
 from chroma_operator import constants as c
 from chroma_operator.manifests import (
     ClusterSpec,
+    IndexJobSpec,
     InvalidOperationRequest,
+    InvalidParams,
     OperationRequest,
     build_children,
     build_job,
     build_requested_indexjob,
+    params_problem,
 )
 from chroma_operator.manifests.indexjob import requested_indexjob_name
 
@@ -195,6 +198,59 @@ def test_job_runs_the_operation_with_cluster_image_and_config() -> None:
     assert ctr["image"] == "chroma-service:2.0"
     assert ctr["args"] == ["op", "run", "fit-mhb", "--embedding-set", "k" * 40, "--local"]
     assert ctr["envFrom"] == [{"configMapRef": {"name": "demo-config"}}]
+
+
+def indexjob(**spec: Any) -> dict[str, Any]:
+    base = {"cluster": "demo", "operation": "compact", "embeddingSet": "k" * 40}
+    base.update(spec)
+    return {
+        "apiVersion": c.API_VERSION,
+        "kind": c.INDEXJOB_KIND,
+        "metadata": {"name": "ij1", "namespace": "ml", "uid": "ij-uid"},
+        "spec": base,
+    }
+
+
+def test_job_passes_params_sorted_before_local() -> None:
+    params = {"small_file_rows": 5000, "grace_s": 0.5, "dry_run": False, "note": "nightly"}
+    (ctr,) = build_job(indexjob(params=params), cluster())["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert ctr["args"] == [
+        "op", "run", "compact", "--embedding-set", "k" * 40,
+        "--param", "dry_run=false",
+        "--param", "grace_s=0.5",
+        "--param", "note=nightly",
+        "--param", "small_file_rows=5000",
+        "--local",
+    ]  # fmt: skip
+    assert IndexJobSpec.from_dict(indexjob(params=params)["spec"]).params == params
+    assert IndexJobSpec.from_dict(indexjob()["spec"]).params == {}
+
+
+def test_params_keys_the_cli_cannot_split_are_refused() -> None:
+    assert params_problem({"grace_s": 1, "Mixed.Key-2": "x", "_x": 1, "k" * 63: 1}) is None
+    for bad in ("a=b", "", "1st", "-flag", ".hidden", "sp ace", "k" * 64, "ключ", "ok\n"):
+        problem = params_problem({"ok": 1, bad: 1})
+        assert problem is not None and repr(bad) in problem and "'ok'" not in problem
+        with pytest.raises(InvalidParams):
+            build_job(indexjob(params={bad: 1}), cluster())
+
+
+def test_params_limits_agree_with_the_crd() -> None:
+    crd = yaml.safe_load((CRDS / "chroma.dev_indexjobs.yaml").read_text())
+    version = crd["spec"]["versions"][0]
+    params = version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["params"]
+    assert params["maxProperties"] == c.MAX_PARAMS
+    values = params["additionalProperties"]
+    assert values["maxLength"] == c.MAX_PARAM_STRING
+    assert values["x-kubernetes-preserve-unknown-fields"] is True
+    # Objects and lists can satisfy neither pair: only scalars are accepted.
+    assert values["minProperties"] > values["maxProperties"]
+    assert values["minItems"] > values["maxItems"]
+    columns = {col["name"]: col for col in version["additionalPrinterColumns"]}
+    assert columns["Params"]["jsonPath"] == ".spec.params"
+    assert columns["Params"]["priority"] == 1
 
 
 def _crd_defaults(schema: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -7,9 +7,11 @@ Owns: every object the operator writes, as data. No I/O, no kopf: the reconciler
 from chroma_operator.manifests.cluster import build_children, names
 from chroma_operator.manifests.indexjob import (
     InvalidOperationRequest,
+    InvalidParams,
     OperationRequest,
     build_job,
     build_requested_indexjob,
+    params_problem,
 )
 from chroma_operator.manifests.spec import ClusterSpec, DatasetSpec, IndexJobSpec
 
@@ -18,9 +20,11 @@ __all__ = [
     "DatasetSpec",
     "IndexJobSpec",
     "InvalidOperationRequest",
+    "InvalidParams",
     "OperationRequest",
     "build_children",
     "build_job",
     "build_requested_indexjob",
     "names",
+    "params_problem",
 ]

@@ -3,12 +3,18 @@
 Owns: parsing the ``chroma.dev/operation`` annotation of a ChromaCluster, the
 deterministic name of the IndexJob it requests (so a restarted operator re-creates
 nothing), and the ``batch/v1`` Job that runs ``chroma op run KIND`` with the cluster's
-image and configuration. Pure; called by ``chroma_operator.reconcile``.
+image and configuration, its ``spec.params`` rendered as ``--param key=value`` arguments
+that ``chroma op run`` reads back to the same values. Pure; called by
+``chroma_operator.reconcile``.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from chroma_operator import constants as c
 from chroma_operator.manifests.cluster import chroma_container
@@ -28,6 +34,55 @@ MAX_NAME = 63
 
 class InvalidOperationRequest(ValueError):
     """The ``chroma.dev/operation`` annotation cannot be understood."""
+
+
+class InvalidParams(ValueError):
+    """An IndexJob's ``spec.params`` cannot be passed to ``chroma op run`` unchanged."""
+
+
+_PARAM_KEY = re.compile(c.PARAM_KEY_PATTERN)
+
+
+def params_problem(params: Mapping[str, Any]) -> str | None:
+    """Why ``params`` cannot become ``--param`` arguments, or None when they can.
+
+    Only keys are checked: the CRD already limits the values (scalars, bounded strings)
+    but cannot check keys, and a key holding ``=`` would be split in the wrong place."""
+    bad = sorted(k for k in params if not _PARAM_KEY.fullmatch(k))
+    if bad:
+        return (
+            f"spec.params keys {', '.join(repr(k) for k in bad)} are not valid: keys are 1-63 "
+            "characters, letters, digits, _ . - and start with a letter or _"
+        )
+    return None
+
+
+def param_value_text(value: Any) -> str:
+    """The text after ``key=`` that ``chroma op run --param`` reads back as ``value``.
+
+    The CLI reads a value as JSON when it is JSON and as plain text otherwise, so a
+    string that is not JSON stays readable as it is (``ledoit_wolf``) and everything else
+    is written as JSON: ``60``, ``0.5``, ``true``, and ``"60"`` for a string that would
+    otherwise read back as a number."""
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            return value
+        except RecursionError:
+            pass  # deeply nested brackets: quote it, the CLI reads a JSON string back
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def param_args(params: Mapping[str, Any]) -> list[str]:
+    """``--param key=value`` for every param, sorted by key (a stable Job spec)."""
+    problem = params_problem(params)
+    if problem:
+        raise InvalidParams(problem)
+    args: list[str] = []
+    for key in sorted(params):
+        args += ["--param", f"{key}={param_value_text(params[key])}"]
+    return args
 
 
 @dataclass(frozen=True)
@@ -105,7 +160,9 @@ def job_name(indexjob: Body) -> str:
 
 
 def build_job(indexjob: Body, cluster: Body) -> Body:
-    """The Job that runs ``indexjob`` with ``cluster``'s image and configuration."""
+    """The Job that runs ``indexjob`` with ``cluster``'s image and configuration.
+
+    Raises ``InvalidParams`` when ``spec.params`` has a key ``--param`` cannot carry."""
     spec = IndexJobSpec.from_dict(indexjob["spec"])
     cspec = ClusterSpec.from_dict(cluster.get("spec"))
     cluster_name = cluster["metadata"]["name"]
@@ -117,7 +174,15 @@ def build_job(indexjob: Body, cluster: Body) -> Body:
         cluster,
         cspec,
         "operation",
-        ["op", "run", spec.operation, "--embedding-set", spec.embedding_set, "--local"],
+        [
+            "op",
+            "run",
+            spec.operation,
+            "--embedding-set",
+            spec.embedding_set,
+            *param_args(spec.params),
+            "--local",
+        ],
         spec.resources or cspec.workers.resources,
     )
     volume, _ = tmp_volume()

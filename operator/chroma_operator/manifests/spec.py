@@ -172,6 +172,8 @@ class IndexJobSpec:
     active_deadline_seconds: int | None = None
     """Wall-clock limit for the whole Job; none means no limit."""
     resources: Resources = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    """Parameters of the operation (scalar values), passed to the Job as ``--param``."""
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any]) -> IndexJobSpec:
@@ -183,6 +185,7 @@ class IndexJobSpec:
             ttl_seconds_after_finished=_int(spec.get("ttlSecondsAfterFinished"), 86400),
             active_deadline_seconds=spec.get("activeDeadlineSeconds"),
             resources=dict(spec.get("resources") or {}),
+            params=dict(spec.get("params") or {}),
         )
 
 
