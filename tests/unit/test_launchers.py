@@ -36,10 +36,14 @@ KEY = "3f" * 20
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
-def operation(op_id: int = 7, kind: str = "index", key: str | None = KEY) -> Operation:
+def operation(
+    op_id: int = 7, kind: str = "index", key: str | None = KEY,
+    params: dict[str, Any] | None = None,
+) -> Operation:
     now = datetime.now(UTC)
     return Operation(
-        id=op_id, kind=kind, embedding_set_key=key, params={}, state="queued", progress=0.0,
+        id=op_id, kind=kind, embedding_set_key=key, params=params or {}, state="queued",
+        progress=0.0,
         message=None, attempts=0, max_attempts=3, requested_by="trigger",
         cancel_requested=False, lease_owner=None, lease_expires_at=None, retry_at=None,
         created_at=now, started_at=None, finished_at=None, result=None, error=None,
@@ -92,6 +96,44 @@ def test_body_satisfies_the_crd_schema() -> None:
     assert body["metadata"]["labels"]["chroma.dev/cluster"] == "prod"
     assert body["metadata"]["labels"]["chroma.dev/operation-id"] == "7"
     assert all(len(v) <= 63 for v in body["metadata"]["labels"].values())
+
+
+def test_body_shows_the_params_the_crd_can_hold() -> None:
+    params = {"grace_s": 60, "ratio": 0.5, "dry_run": True, "method": "ledoit_wolf",
+              "nested": {"a": 1}, "listed": [1], "none": None, "bad key": 1, "a=b": 2,
+              "long": "x" * 1025, "huge": 2**63, "edge": 2**63 - 1}
+    body = indexjob_body(operation(kind="compact", params=params), "prod", "ml")
+    assert body["spec"] == {
+        "cluster": "prod", "operation": "compact", "embeddingSet": KEY,
+        "params": {"grace_s": 60, "ratio": 0.5, "dry_run": True, "method": "ledoit_wolf",
+                   "edge": 2**63 - 1},
+    }
+    assert list(body["spec"]["params"]) == sorted(body["spec"]["params"])
+    assert set(body["spec"]) <= set(SCHEMA["properties"]["spec"]["properties"])
+    omitted = body["metadata"]["annotations"]["chroma.dev/params-omitted"]
+    assert omitted == "a=b,bad key,huge,listed,long,nested,none"
+    assert "chroma.dev/params-omitted" not in indexjob_body(
+        operation(params={"seconds": 1}), "prod", "ml")["metadata"]["annotations"]
+
+
+def test_body_params_stay_within_the_crd_limits() -> None:
+    spec_schema = SCHEMA["properties"]["spec"]["properties"]["params"]
+    many = {f"p{i:02d}": i for i in range(launchers.MAX_PARAMS + 3)}
+    body = indexjob_body(operation(params=many), "prod", "ml")
+    assert len(body["spec"]["params"]) == spec_schema["maxProperties"] == launchers.MAX_PARAMS
+    assert body["metadata"]["annotations"]["chroma.dev/params-omitted"] == "p32,p33,p34"
+    assert spec_schema["additionalProperties"]["maxLength"] == launchers.MAX_PARAM_STRING
+
+
+def test_param_keys_match_what_the_operator_accepts() -> None:
+    from chroma_operator import constants as operator_constants
+    from chroma_operator.manifests import params_problem
+
+    assert launchers.PARAM_KEY.pattern == operator_constants.PARAM_KEY_PATTERN
+    assert launchers.MAX_PARAMS == operator_constants.MAX_PARAMS
+    assert launchers.MAX_PARAM_STRING == operator_constants.MAX_PARAM_STRING
+    kept, _ = launchers.indexjob_params({"ok": 1, "a=b": 1, "": 1, "x" * 64: 1, "ok\n": 1})
+    assert kept == {"ok": 1} and params_problem(kept) is None
 
 
 def test_make_launcher_queue_by_default() -> None:

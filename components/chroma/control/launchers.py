@@ -12,6 +12,11 @@ launcher decides whether something must also be *started* for it.
   operator turns it into a Job running ``chroma op run KIND --embedding-set KEY --local``,
   which joins the queued operation and runs it (or waits for the worker that claimed it).
 
+The IndexJob shows the operation's ``params`` (``spec.params``) that its CRD can hold:
+scalar values under keys the operator accepts. Others are left out and named in the
+``chroma.dev/params-omitted`` annotation; the Job still runs with every param, because
+it joins the queued operation, which keeps them all.
+
 Submitting is idempotent: the IndexJob's name is derived from the cluster, kind,
 embedding set and operation id, and ``409 AlreadyExists`` counts as done. It never fails
 the caller: when the API server cannot be reached, the operation stays queued for the
@@ -27,7 +32,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -45,6 +52,7 @@ __all__ = [
     "QueueLauncher",
     "indexjob_body",
     "indexjob_name",
+    "indexjob_params",
     "make_launcher",
 ]
 
@@ -59,6 +67,13 @@ INDEXJOB_OPERATIONS = ("index", "reindex", "fit-mhb", "recommend", "compact", "e
 
 MAX_NAME = 63
 """IndexJob names become Job names and label values: at most 63 characters."""
+
+PARAM_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
+"""Keys the operator passes as ``--param`` (``chroma_operator.constants.PARAM_KEY_PATTERN``)."""
+MAX_PARAMS = 32
+"""``spec.params`` ``maxProperties`` in the CRD."""
+MAX_PARAM_STRING = 1024
+"""``maxLength`` of a string value of ``spec.params`` in the CRD."""
 
 SERVICEACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -105,9 +120,43 @@ def indexjob_name(cluster: str, kind: str, embedding_set_key: str, operation_id:
     return f"{stem}-{digest}"
 
 
+def _crd_param(key: str, value: Any) -> bool:
+    """Whether the IndexJob CRD (and the operator) accept ``key: value`` in spec.params."""
+    if not PARAM_KEY.fullmatch(key):
+        return False
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return -(2**63) <= value < 2**63  # the API server's int64
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return isinstance(value, str) and len(value) <= MAX_PARAM_STRING
+
+
+def indexjob_params(params: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """(the params an IndexJob can show, the sorted keys left out).
+
+    An operation's params are any JSON object; leaving out what the CRD would refuse
+    keeps the IndexJob creatable (a 422 would leave the operation to the workers)."""
+    kept = {k: params[k] for k in sorted(params) if _crd_param(k, params[k])}
+    for extra in list(kept)[MAX_PARAMS:]:
+        del kept[extra]
+    return kept, sorted(set(params) - set(kept))
+
+
 def indexjob_body(operation: Operation, cluster: str, namespace: str) -> dict[str, Any]:
-    """The IndexJob that runs ``operation`` on ``cluster`` (spec as in crds/)."""
+    """The IndexJob that runs ``operation`` on ``cluster`` (spec as in crds/), with the
+    operation's params in ``spec.params`` when it has any."""
     key = operation.embedding_set_key or ""
+    spec: dict[str, Any] = {"cluster": cluster, "operation": operation.kind, "embeddingSet": key}
+    annotations = {
+        f"{GROUP}/requested-by": f"api/operation/{operation.id} ({operation.requested_by})",
+    }
+    params, omitted = indexjob_params(operation.params or {})
+    if params:
+        spec["params"] = params
+    if omitted:
+        annotations[f"{GROUP}/params-omitted"] = ",".join(omitted)[:1024]
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "IndexJob",
@@ -125,12 +174,9 @@ def indexjob_body(operation: Operation, cluster: str, namespace: str) -> dict[st
                 f"{GROUP}/embedding-set": _label_value(key),
                 f"{GROUP}/operation-id": str(operation.id),
             },
-            "annotations": {
-                f"{GROUP}/requested-by": f"api/operation/{operation.id}"
-                f" ({operation.requested_by})",
-            },
+            "annotations": annotations,
         },
-        "spec": {"cluster": cluster, "operation": operation.kind, "embeddingSet": key},
+        "spec": spec,
     }
 
 
