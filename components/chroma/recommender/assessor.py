@@ -44,6 +44,14 @@ class Assessor:
     """How long a readiness answer (and the model it found) is reused before asking the
     catalog again: keeps single-record logging at one catalog round trip."""
 
+    def known_unready(self, key: str) -> bool:
+        """True when a recent answer (within ``recheck_s``) said ``key`` is not ready: the
+        caller may skip :meth:`assess` without asking the catalog (no thread hop)."""
+        with self._lock:
+            checked = self._checked.get(key)
+        return (checked is not None and checked[1] is None
+                and time.monotonic() - checked[0] < self.recheck_s)
+
     def _ready(self, key: str) -> tuple[MHBModel, ScoringReference] | None:
         now = time.monotonic()
         with self._lock:
