@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import pytest
 
 from chroma.catalog import Catalog, Database, FileCommit, apply_migrations
-from chroma.catalog.catalog import pg_text_array
+from chroma.catalog.copying import pg_text_array
 from chroma.keys import embedding_set_key
 
 pytestmark = pytest.mark.integration
@@ -119,3 +119,41 @@ def test_latest_seq_waits_for_a_writer_holding_lower_numbers(
     assert answer and answer[0] > seq_a
     seen = {r.record_id for r in changes.records_since(key, 0, up_to_seq=answer[0])}
     assert seen == {"a", "b"}
+
+
+def test_queue_upsert_round_trips_and_rescoring_replaces(catalog: Catalog, uid: str) -> None:
+    """The labelling queue's COPY path: every field back as written; a rescore replaces."""
+    import numpy as np
+
+    from chroma.catalog import Recommendations, ScoredRow
+
+    es = {"model": "queue-copy", "run": uid}
+    key = embedding_set_key(es)
+    catalog.bind(key, es, 4, f"queue-{uid}", "production")
+    queue = Recommendations(catalog.db)
+    at = datetime(2026, 11, 26, 9, 30, 0, 250000, tzinfo=UTC)
+
+    def scored(i: int, score: float) -> ScoredRow:
+        return ScoredRow(
+            dataset=f"queue-{uid}", record_id=AWKWARD[i % len(AWKWARD)] or "empty",
+            score=score, percentile=np.float32(score * 100), verdict="label" if i else "ok",
+            signals={"mhb": np.float64(score), "knn": float("nan")},
+            raw_signals={"mhb": 3.5 + i}, input_uri=None if i % 2 else AWKWARD[i],
+            inference_class=AWKWARD[i] or None, tags=AWKWARD[: i % 4], logged_at=at,
+            labelled=False)
+
+    rows = [scored(i, 0.05 * (i + 1)) for i in range(len(AWKWARD))]
+    queue.upsert(key, rows, mhb_version=1)
+    queue.upsert(key, [scored(0, 0.99)], mhb_version=2)  # rescored: replaced, not added
+
+    entries = {e.record_id: e for e in queue.page(key, limit=100)}
+    assert len(entries) == len(rows) == queue.count(key)
+    assert next(iter(entries.values())).record_id == rows[0].record_id  # now the best
+    for i, row in enumerate(rows):
+        entry = entries[row.record_id]
+        expected = scored(i, 0.99) if i == 0 else row
+        assert entry.score == pytest.approx(expected.score)
+        assert entry.signals == {"mhb": pytest.approx(expected.score), "knn": None}
+        assert entry.raw_signals == expected.raw_signals
+        assert (entry.input_uri, entry.inference_class, entry.tags, entry.logged_at) == (
+            expected.input_uri, expected.inference_class, expected.tags, at)

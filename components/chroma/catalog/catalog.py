@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import psycopg
 import pyarrow as pa
-import pyarrow.csv as pa_csv
 from psycopg.rows import dict_row
 
 from chroma.catalog.changes import writing_changes
+from chroma.catalog.copying import copy_csv, pg_text_array
 from chroma.catalog.database import Database
 from chroma.errors import Conflict, InvalidInput, NotFound
 from chroma.keys import embedding_set_key
@@ -297,7 +297,7 @@ class Catalog:
         about twice as fast as the upsert. None if an id exists (nothing was written)."""
         try:
             with conn.transaction(), conn.cursor() as cur:
-                _copy_csv(cur, "records", rows)
+                copy_csv(cur, "records", rows)
         except psycopg.errors.UniqueViolation:
             return None
         return rows.num_rows
@@ -309,7 +309,7 @@ class Catalog:
         """Insert new ids and replace existing ones; returns how many were new."""
         with conn.cursor() as cur:
             cur.execute(_INCOMING)
-            _copy_csv(cur, "incoming", rows.select(_INCOMING_COLUMNS))
+            copy_csv(cur, "incoming", rows.select(_INCOMING_COLUMNS))
             inserted_flags = cur.execute(
                 "INSERT INTO records (dataset_id, record_id, file_id, row_index, input_uri,"
                 " inference_class, label_class, tags, logged_at)"
@@ -557,27 +557,3 @@ def record_index_rows(commit: FileCommit, file_id: int) -> pa.Table:
         "tags": pa.array([pg_text_array(t) for t in commit.tags], pa.string()),
         "logged_at": pa.array(np.full(n, logged_at), pa.timestamp("us", tz="UTC")),
     })
-
-
-def pg_text_array(values: Sequence[str]) -> str:
-    """A PostgreSQL ``text[]`` literal: every element quoted, ``\\`` and ``"`` escaped."""
-    if not values:
-        return "{}"
-    quoted = (v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
-    return "{" + ",".join(f'"{v}"' for v in quoted) + "}"
-
-
-_CSV_OPTIONS = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
-
-
-def _copy_csv(cur: psycopg.Cursor[Any], table: str, rows: pa.Table) -> None:
-    """COPY ``rows`` into ``table`` as CSV encoded by Arrow, not row by row in Python.
-
-    Arrow's CSV is PostgreSQL's: strings are always quoted (so ``""`` is the empty
-    string) and a null is an empty unquoted field, which COPY reads as NULL.
-    """
-    sink = pa.BufferOutputStream()
-    pa_csv.write_csv(rows, sink, _CSV_OPTIONS)
-    columns = ", ".join(rows.column_names)
-    with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv)") as copy:
-        copy.write(memoryview(sink.getvalue()))

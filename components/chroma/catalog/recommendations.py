@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
+import pyarrow as pa
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from chroma.catalog.copying import copy_csv, pg_text_array
 from chroma.catalog.database import Database
 
 __all__ = ["MHBVersion", "QueueEntry", "RecommendationState", "Recommendations", "ScoredRow"]
+
+_INCOMING_SCORES = """
+CREATE TEMP TABLE incoming_scores (
+    dataset text, record_id text, score double precision, percentile real, verdict text,
+    signals jsonb, raw_signals jsonb, input_uri text, inference_class text, tags text[],
+    logged_at timestamptz, labelled boolean
+) ON COMMIT DROP
+"""
 
 
 @dataclass(frozen=True)
@@ -137,24 +147,21 @@ class Recommendations:
     # -- the queue --------------------------------------------------------------------------
 
     def upsert(self, key: str, rows: Sequence[ScoredRow], mhb_version: int | None) -> None:
+        """Insert or rescore ``rows`` (a page of a recommend run): COPY'd into a
+        temporary table, then merged into the queue in one statement."""
         if not rows:
             return
-        with self.db.transaction() as conn:
-            conn.execute(
+        with self.db.transaction() as conn, conn.cursor() as cur:
+            cur.execute(_INCOMING_SCORES)
+            copy_csv(cur, "incoming_scores", _scored_table(rows))
+            cur.execute(
                 "INSERT INTO recommendations (embedding_set_key, dataset_id, record_id, score,"
                 " percentile, verdict, signals, raw_signals, input_uri, inference_class, tags,"
                 " logged_at, labelled, mhb_version)"
                 " SELECT %(k)s, d.id, x.record_id, x.score, x.percentile, x.verdict,"
-                "  x.signals::jsonb, x.raw_signals::jsonb, x.input_uri, x.inference_class,"
-                "  COALESCE((SELECT array_agg(t) FROM jsonb_array_elements_text(x.tags::jsonb) t),"
-                "   '{}'), x.logged_at, x.labelled, %(v)s"
-                " FROM unnest(%(dataset)s::text[], %(id)s::text[], %(score)s::float8[],"
-                "  %(pct)s::float4[], %(verdict)s::text[], %(sig)s::text[], %(raw)s::text[],"
-                "  %(uri)s::text[], %(cls)s::text[], %(tags)s::text[], %(at)s::timestamptz[],"
-                "  %(lab)s::bool[])"
-                "  AS x(dataset, record_id, score, percentile, verdict, signals, raw_signals,"
-                "       input_uri, inference_class, tags, logged_at, labelled)"
-                " JOIN datasets d ON d.name = x.dataset"
+                "  x.signals, x.raw_signals, x.input_uri, x.inference_class, x.tags,"
+                "  x.logged_at, x.labelled, %(v)s"
+                " FROM incoming_scores x JOIN datasets d ON d.name = x.dataset"
                 " ON CONFLICT (dataset_id, record_id) DO UPDATE SET score = EXCLUDED.score,"
                 " percentile = EXCLUDED.percentile, verdict = EXCLUDED.verdict,"
                 " signals = EXCLUDED.signals, raw_signals = EXCLUDED.raw_signals,"
@@ -162,18 +169,7 @@ class Recommendations:
                 " tags = EXCLUDED.tags, logged_at = EXCLUDED.logged_at,"
                 " labelled = EXCLUDED.labelled, mhb_version = EXCLUDED.mhb_version,"
                 " scored_at = now()",
-                {
-                    "k": key, "v": mhb_version,
-                    "dataset": [r.dataset for r in rows], "id": [r.record_id for r in rows],
-                    "score": [r.score for r in rows], "pct": [r.percentile for r in rows],
-                    "verdict": [r.verdict for r in rows],
-                    "sig": [json.dumps(r.signals) for r in rows],
-                    "raw": [json.dumps(r.raw_signals) for r in rows],
-                    "uri": [r.input_uri for r in rows],
-                    "cls": [r.inference_class for r in rows],
-                    "tags": [json.dumps(r.tags) for r in rows],
-                    "at": [r.logged_at for r in rows], "lab": [r.labelled for r in rows],
-                },
+                {"k": key, "v": mhb_version},
             )
 
     def remove(self, key: str, refs: Sequence[tuple[str, str]]) -> None:
@@ -240,3 +236,26 @@ class Recommendations:
                 " AND NOT labelled", (key,),
             ).fetchone()
         return int(n)
+
+
+def _json(value: dict[str, float]) -> str:
+    """JSON text of a signals dict (numpy scalars allowed; NaN becomes null)."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+
+
+def _scored_table(rows: Sequence[ScoredRow]) -> pa.Table:
+    """``rows`` as the columns of ``incoming_scores`` (JSON and ``text[]`` as text)."""
+    return pa.table({
+        "dataset": pa.array([r.dataset for r in rows], pa.string()),
+        "record_id": pa.array([r.record_id for r in rows], pa.string()),
+        "score": pa.array([r.score for r in rows], pa.float64()),
+        "percentile": pa.array([r.percentile for r in rows], pa.float32()),
+        "verdict": pa.array([r.verdict for r in rows], pa.string()),
+        "signals": pa.array([_json(r.signals) for r in rows], pa.string()),
+        "raw_signals": pa.array([_json(r.raw_signals) for r in rows], pa.string()),
+        "input_uri": pa.array([r.input_uri for r in rows], pa.string()),
+        "inference_class": pa.array([r.inference_class for r in rows], pa.string()),
+        "tags": pa.array([pg_text_array(r.tags) for r in rows], pa.string()),
+        "logged_at": pa.array([r.logged_at for r in rows], pa.timestamp("us", tz="UTC")),
+        "labelled": pa.array([r.labelled for r in rows], pa.bool_()),
+    })
