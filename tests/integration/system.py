@@ -6,18 +6,23 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from chroma.control.embedded import WORKERS
 from tests.conftest import CHROMA_BIN
+
+ALL_COMPONENTS = ("api", *WORKERS)
 
 
 @dataclass
 class System:
+    """``chroma run`` as a subprocess with its own database and data directory."""
+
     data_dir: Path
     env: dict[str, str]
     log_path: Path
@@ -28,22 +33,29 @@ class System:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
-        log = open(self.log_path, "ab")  # noqa: SIM115
+    def start(self, *, components: Sequence[str] = ALL_COMPONENTS) -> None:
+        """Start ``chroma run``; return once ``components`` report ``up`` in /status."""
+        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
             [CHROMA_BIN, "run", "--port", str(self.port), "--data-dir", str(self.data_dir)],
             env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
         )
-        wait_for(lambda: self._all_up(), 60, "every component up")
+        wait_for(lambda: self._up(components), 60, f"{', '.join(components)} up")
 
-    def _all_up(self) -> bool:
+    def _up(self, names: Sequence[str]) -> bool:
         if self.process is not None and self.process.poll() is not None:
             raise RuntimeError(self.log_path.read_text()[-3000:])
         try:
-            components = self.status()["components"]
-        except (httpx.TransportError, ValueError):
+            components = {c["name"]: c for c in self.status()["components"]}
+        except (httpx.TransportError, ValueError, KeyError):
             return False
-        return len(components) == 5 and all(c["state"] == "up" for c in components)
+        return all(components.get(n, {}).get("state") == "up" for n in names)
+
+    def get(self, path: str, **params: Any) -> Any:
+        return httpx.get(f"{self.url}{path}", params=params, timeout=30).json()
+
+    def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        return httpx.post(f"{self.url}{path}", json=body, timeout=30)
 
     def status(self) -> dict[str, Any]:
         return httpx.get(f"{self.url}/api/v1/status", timeout=10).json()
@@ -59,6 +71,29 @@ class System:
                             json={"kind": kind, "params": params})
         assert answer.status_code in (200, 201), answer.text
         return answer.json()
+
+    def index_status(self, key: str) -> dict[str, Any] | None:
+        sets = self.status()["embedding_sets"]
+        return next((s for s in sets if s["embedding_set_key"] == key), None)
+
+    def wait_indexed(self, key: str, timeout: float = 60) -> dict[str, Any]:
+        """Until ``/status`` says the index holds every change of ``key``."""
+        wait_for(lambda: (s := self.index_status(key)) is not None and not s["stale"]
+                 and s["index_version"] is not None, timeout, f"index of {key} fresh")
+        status = self.index_status(key)
+        assert status is not None
+        return status
+
+    def run_operation(self, kind: str, key: str, timeout: float = 90) -> dict[str, Any]:
+        """Start ``kind`` for ``key`` and wait until it succeeded."""
+        answer = self.post("/api/v1/operations", {"kind": kind, "embedding_set_key": key})
+        assert answer.status_code in (200, 201), answer.text
+        op_id = answer.json()["id"]
+        wait_for(lambda: self.operation(op_id)["state"]
+                 in ("succeeded", "failed", "cancelled"), timeout, f"{kind} #{op_id}")
+        op = self.operation(op_id)
+        assert op["state"] == "succeeded", op
+        return op
 
     def stop(self) -> int:
         if self.process is None or self.process.poll() is not None:

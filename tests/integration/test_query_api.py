@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -25,7 +23,8 @@ import pytest
 
 from chroma.client import Client
 from chroma.keys import embedding_set_key
-from tests.conftest import CHROMA_BIN, free_port
+from tests.conftest import free_port
+from tests.integration.system import System
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -33,89 +32,15 @@ DIM = 16
 CLASSES = ("cat", "dog", "fox")
 
 
-@dataclass
-class Running:
-    """``chroma run`` as a subprocess with its own database and data directory."""
-
-    data_dir: Path
-    env: dict[str, str]
-    log_path: Path
-    port: int
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
-        self.process = subprocess.Popen(
-            [CHROMA_BIN, "run", "--port", str(self.port), "--data-dir", str(self.data_dir)],
-            env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
-        )
-        wait_for(self._indexer_up, 60, "the API and the indexer up")
-
-    def _indexer_up(self) -> bool:
-        if self.process is not None and self.process.poll() is not None:
-            raise RuntimeError(self.log_path.read_text()[-3000:])
-        try:
-            components = {c["name"]: c for c in self.get("/api/v1/status")["components"]}
-        except (httpx.TransportError, ValueError, KeyError):
-            return False
-        return all(components.get(n, {}).get("state") == "up" for n in ("api", "indexer"))
-
-    def get(self, path: str, **params: Any) -> Any:
-        return httpx.get(f"{self.url}{path}", params=params, timeout=30).json()
-
-    def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        return httpx.post(f"{self.url}{path}", json=body, timeout=30)
-
-    def index_status(self, key: str) -> dict[str, Any] | None:
-        sets = self.get("/api/v1/status")["embedding_sets"]
-        return next((s for s in sets if s["embedding_set_key"] == key), None)
-
-    def wait_indexed(self, key: str, timeout: float = 60) -> dict[str, Any]:
-        """Until ``/status`` says the index holds every change of ``key``."""
-        wait_for(lambda: (s := self.index_status(key)) is not None and not s["stale"]
-                 and s["index_version"] is not None, timeout, f"index of {key} fresh")
-        status = self.index_status(key)
-        assert status is not None
-        return status
-
-    def run_operation(self, kind: str, key: str, timeout: float = 90) -> dict[str, Any]:
-        answer = self.post("/api/v1/operations", {"kind": kind, "embedding_set_key": key})
-        assert answer.status_code in (200, 201), answer.text
-        op_id = answer.json()["id"]
-        wait_for(lambda: self.get(f"/api/v1/operations/{op_id}")["state"]
-                 in ("succeeded", "failed", "cancelled"), timeout, f"{kind} #{op_id}")
-        op = self.get(f"/api/v1/operations/{op_id}")
-        assert op["state"] == "succeeded", op
-        return op
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            self.process.wait(60)
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture(scope="module")
 def system(
     postgres_admin_dsn: str, database_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Running]:
+) -> Iterator[System]:
     tmp = tmp_path_factory.mktemp("query")
     env = {"CHROMA_DATABASE_URL": database_url, "CHROMA_OPERATION_LEASE_S": "3",
            "CHROMA_WORKER_POLL_S": "0.2", "CHROMA_STORAGE_URL": str(tmp / "store")}
-    running = Running(tmp / "data", env, tmp / "run.log", free_port())
-    running.start()
+    running = System(tmp / "data", env, tmp / "run.log", free_port())
+    running.start(components=("api", "indexer"))
     yield running
     running.stop()
 
@@ -159,7 +84,7 @@ def clustered(rng: np.random.Generator, n: int, dim: int = DIM) -> tuple[np.ndar
 
 
 @pytest.fixture(scope="module")
-def logged(system: Running) -> Logged:
+def logged(system: System) -> Logged:
     """300 training records, then two production batches of 100 an instant apart."""
     rng = np.random.default_rng(7)
     uid = os.urandom(4).hex()
@@ -196,7 +121,7 @@ def logged(system: Running) -> Logged:
     return data
 
 
-def query(system: Running, body: dict[str, Any]) -> httpx.Response:
+def query(system: System, body: dict[str, Any]) -> httpx.Response:
     return system.post("/api/v1/query", body)
 
 
@@ -208,7 +133,7 @@ def neighbour_ids(answer: httpx.Response) -> list[list[str]]:
 # -- tests ---------------------------------------------------------------------------------
 
 
-def test_the_implicit_index_makes_status_fresh(system: Running, logged: Logged) -> None:
+def test_the_implicit_index_makes_status_fresh(system: System, logged: Logged) -> None:
     status = system.wait_indexed(logged.key)
     assert status["index_version"] >= 1
     assert status["indexed_count"] == 500
@@ -216,7 +141,7 @@ def test_the_implicit_index_makes_status_fresh(system: Running, logged: Logged) 
     assert status["stale"] is False
 
 
-def test_neighbours_match_brute_force(system: Running, logged: Logged) -> None:
+def test_neighbours_match_brute_force(system: System, logged: Logged) -> None:
     rng = np.random.default_rng(1)
     queries = logged.vectors[rng.choice(500, 8, replace=False)] + rng.normal(size=(8, DIM)) * 0.5
     answer = query(system, {"embedding_set_key": logged.key, "embeddings": queries.tolist(),
@@ -233,7 +158,7 @@ def test_neighbours_match_brute_force(system: Running, logged: Logged) -> None:
     assert first["dataset"] == logged.datasets[row] and first["split"] == logged.splits[row]
 
 
-def test_one_embedding_by_set_fields_and_the_client(system: Running, logged: Logged) -> None:
+def test_one_embedding_by_set_fields_and_the_client(system: System, logged: Logged) -> None:
     q = logged.vectors[3] + 0.1
     answer = query(system, {"embedding_set": logged.embedding_set, "embedding": q.tolist(),
                             "k": 5})
@@ -245,7 +170,7 @@ def test_one_embedding_by_set_fields_and_the_client(system: Running, logged: Log
     assert [[n["id"] for n in r] for r in results] == [logged.brute_force(q, 5, train)] * 2
 
 
-def test_filters(system: Running, logged: Logged) -> None:
+def test_filters(system: System, logged: Logged) -> None:
     q = logged.vectors[10] * 0.9
     prod = logged.datasets[400]
     cases: list[tuple[dict[str, Any], Callable[[int], bool]]] = [
@@ -266,13 +191,13 @@ def test_filters(system: Running, logged: Logged) -> None:
         assert neighbour_ids(answer) == [expected], given
 
 
-def test_query_by_record_excludes_the_record(system: Running, logged: Logged) -> None:
+def test_query_by_record_excludes_the_record(system: System, logged: Logged) -> None:
     answer = query(system, {"record_id": "r42", "dataset": logged.datasets[42], "k": 6})
     keep = logged.where(lambda i: logged.ids[i] != "r42")
     assert neighbour_ids(answer) == [logged.brute_force(logged.vectors[42], 6, keep)]
 
 
-def test_bad_input(system: Running, logged: Logged) -> None:
+def test_bad_input(system: System, logged: Logged) -> None:
     wrong = query(system, {"embedding_set_key": logged.key, "embedding": [0.1, 0.2, 0.3]})
     assert wrong.status_code == 422
     assert "dimension 3" in wrong.json()["message"] and f"dimension {DIM}" in wrong.json()[
@@ -288,7 +213,7 @@ def test_bad_input(system: Running, logged: Logged) -> None:
     assert query(system, {"record_id": "r1", "dataset": "no-such-dataset"}).status_code == 404
 
 
-def test_deleted_records_are_never_returned(system: Running, logged: Logged) -> None:
+def test_deleted_records_are_never_returned(system: System, logged: Logged) -> None:
     q = logged.vectors[200] + 0.05
     before = neighbour_ids(query(system, {"embedding_set_key": logged.key,
                                           "embedding": q.tolist(), "k": 10}))[0]
@@ -320,7 +245,7 @@ def test_deleted_records_are_never_returned(system: Running, logged: Logged) -> 
         setattr(logged, name, [v for v, k in zip(getattr(logged, name), keep, strict=True) if k])
 
 
-def test_tag_changes_reach_the_filters(system: Running, logged: Logged) -> None:
+def test_tag_changes_reach_the_filters(system: System, logged: Logged) -> None:
     dataset = logged.datasets[0]
     chosen = [i for i in range(len(logged.ids)) if logged.datasets[i] == dataset][:5]
     ids = [logged.ids[i] for i in chosen]
@@ -337,7 +262,7 @@ def test_tag_changes_reach_the_filters(system: Running, logged: Logged) -> None:
 
 
 def test_queries_during_a_full_reindex_never_fail_nor_see_a_partial_index(
-    system: Running,
+    system: System,
 ) -> None:
     """20k records; queries run on several threads from before the reindex to after it."""
     rng = np.random.default_rng(3)
@@ -403,7 +328,7 @@ def test_queries_during_a_full_reindex_never_fail_nor_see_a_partial_index(
 
 
 
-def test_reindex_drops_the_previous_version(system: Running) -> None:
+def test_reindex_drops_the_previous_version(system: System) -> None:
     """Two fresh sets, both at version 1; re-indexing one must drop its version 1."""
     rng = np.random.default_rng(5)
     keys = []
@@ -421,7 +346,7 @@ def test_reindex_drops_the_previous_version(system: Running) -> None:
     assert op["result"]["embedding_sets"][keys[0]]["dropped_versions"] == [1]
 
 
-def test_queries_survive_a_killed_indexer(system: Running, logged: Logged) -> None:
+def test_queries_survive_a_killed_indexer(system: System, logged: Logged) -> None:
     """SIGKILL the indexer (the index host): the next query wakes the restarted worker."""
     indexer = next(c for c in system.get("/api/v1/status")["components"]
                    if c["name"] == "indexer")
