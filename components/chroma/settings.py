@@ -80,6 +80,11 @@ class Settings(BaseSettings):
     worker_poll_s: float = Field(default=0.5, gt=0)
     """How often an idle worker looks for queued operations."""
 
+    recommend_exact_knn_max: int = Field(default=100_000, ge=0)
+    """Up to this many training records, ``recommend`` finds each production record's
+    nearest training records exactly, in memory (faster than the index there; see
+    ``chroma.recommender.exact``); above it, through the query engine. 0: always the index."""
+
     api_workers: int = Field(default=1, ge=1)
     """API processes ``chroma run`` starts (they are stateless; group commit is per process)."""
 

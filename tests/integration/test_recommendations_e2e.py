@@ -13,7 +13,7 @@ import pytest
 
 from chroma.client import Client
 from chroma.keys import embedding_set_key
-from tests.conftest import free_port
+from tests.conftest import _fresh_database, free_port
 from tests.integration.system import System, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -23,15 +23,26 @@ DIM = 16
 CLASSES = ("cat", "dog", "fox")
 
 
-@pytest.fixture(scope="module")
-def system(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
+@pytest.fixture(scope="module", params=["exact", "index"])
+def system(
+    request: pytest.FixtureRequest, postgres_admin_dsn: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[System]:
+    """The whole system, once for each way the recommender finds nearest training
+    records (in memory, or through the index host), each with its own database."""
     tmp_path = tmp_path_factory.mktemp("recsys")
-    env = {"CHROMA_DATABASE_URL": database_url, "CHROMA_OPERATION_LEASE_S": "5",
-           "CHROMA_WORKER_POLL_S": "0.2", "CHROMA_INDEX_TRIGGER_DEBOUNCE_S": "0"}
-    chroma = System(tmp_path / "data", env, tmp_path / "run.log", free_port())
-    chroma.start()
-    yield chroma
-    chroma.stop()
+    with _fresh_database(postgres_admin_dsn) as database_url:
+        env = {"CHROMA_DATABASE_URL": database_url, "CHROMA_OPERATION_LEASE_S": "5",
+               "CHROMA_WORKER_POLL_S": "0.2", "CHROMA_INDEX_TRIGGER_DEBOUNCE_S": "0",
+               "CHROMA_RECOMMEND_EXACT_KNN_MAX": "100000" if request.param == "exact" else "0"}
+        chroma = System(tmp_path / "data", env, tmp_path / "run.log", free_port())
+        chroma.start()
+        yield chroma
+        chroma.stop()
+
+
+def _knn_mode(system: System) -> str:
+    return "index" if system.env["CHROMA_RECOMMEND_EXACT_KNN_MAX"] == "0" else "exact"
 
 
 def _probabilities(rng: np.random.Generator, n: int, confident: bool) -> list[dict]:
@@ -74,13 +85,16 @@ def test_out_of_distribution_records_rank_first_and_logs_are_assessed(system: Sy
         scores = _probabilities(rng, 300, confident=True) + _probabilities(rng, 20, False)
         client.log_many(production, embedding_set=ES, dataset="e2e-prod", split="production",
                         ids=ids, inference_classes=predicted, scores=scores)
-        _wait_for_recommend(system)
+        recommend = _wait_for_recommend(system)
+        modes = {r["knn"] for r in recommend["result"]["embedding_sets"].values()}
+        assert modes == {_knn_mode(system)}
 
         page = client.recommendations(ES, limit=20)
         top = [item["id"] for item in page["items"]]
         assert sum(i.startswith("ood") for i in top) >= 18, top
         first = page["items"][0]
         assert first["signals"] and 0.0 <= first["score"] <= 1.0 and first["verdict"] == "label"
+        assert "knn_distance" in first["signals"]
         assert page["total"] == 320
 
         # Paging with the cursor visits every record once, best first.

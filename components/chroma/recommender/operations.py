@@ -1,8 +1,13 @@
 """The ``fit-mhb`` and ``recommend`` operations.
 
 ``recommend`` is incremental: only production records changed since the last run are
-scored, unless the MHB model or the index version changed, which rebuilds the reference
-and rescores everything. Records with a ``label_class`` are kept out of the queue.
+scored, unless the MHB model or the index version changed (or the operation's params
+say ``full=true``), which rebuilds the reference and rescores everything. Records with a
+``label_class`` are kept out of the queue.
+
+The nearest training records come from memory (``TrainingNeighbours``, exact) for sets
+with up to ``Settings.recommend_exact_knn_max`` training records, else from the query
+engine; only the latter makes a run wait for the index and tie the queue to its version.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from chroma.catalog import ChangedRecord, Changes, Recommendations, ScoredRow
 from chroma.control.context import OperationContext
 from chroma.mhb import MHBModel
 from chroma.recommend import ScoringReference, assess
+from chroma.recommender.exact import TrainingNeighbours
 from chroma.recommender.neighbours import NeighbourSource, open_neighbour_source
 from chroma.recommender.scoring import (
     ensure_mhb,
@@ -73,18 +79,31 @@ def _wait_for_index(ctx: OperationContext, changes: Changes, key: str) -> int | 
         time.sleep(1.0)
 
 
+def _neighbour_source(
+    ctx: OperationContext, changes: Changes, queue: Recommendations, key: str
+) -> tuple[NeighbourSource | None, int | None]:
+    """Where this run's kNN answers come from, and the index version they depend on
+    (None when they do not depend on the index)."""
+    training = sum(count for _, count in queue.training_files(key))
+    if training <= ctx.settings.recommend_exact_knn_max:
+        distance = ctx.catalog.get_embedding_set(key).distance
+        return TrainingNeighbours.load(changes, ctx.store, key, distance), None
+    source = open_neighbour_source(ctx.settings)
+    return source, (_wait_for_index(ctx, changes, key) if source is not None else None)
+
+
 def _recommend_one(ctx: OperationContext, key: str) -> dict[str, Any]:
     db = ctx.catalog.db
     changes, queue = Changes(db), Recommendations(db)
     if not queue.training_files(key):
         return {"skipped": "no training records yet: nothing to compare production with"}
-    source = open_neighbour_source(ctx.settings)
-    index_version = _wait_for_index(ctx, changes, key) if source is not None else None
+    source, index_version = _neighbour_source(ctx, changes, queue, key)
     fitted = ensure_mhb(ctx.catalog, queue, changes, ctx.store, key)
     ctx.progress(0.05, f"MHB v{fitted.version.version}")
     state = queue.state(key)
     full = (
-        state is None or state.reference is None
+        bool(ctx.operation.params.get("full"))
+        or state is None or state.reference is None
         or state.mhb_version != fitted.version.version or state.index_version != index_version
     )
     if full:
@@ -107,8 +126,10 @@ def _recommend_one(ctx: OperationContext, key: str) -> dict[str, Any]:
     queue.remove(key, [(d.dataset, d.record_id) for d in deleted])
     queue.save_state(key, mhb_version=fitted.version.version, index_version=index_version,
                      reference=reference.to_dict(), scored_seq=upto)
+    knn = ("exact" if isinstance(source, TrainingNeighbours)
+           else "index" if source is not None else None)
     return {"scored": scored, "removed": len(deleted), "full_refresh": full,
-            "mhb_version": fitted.version.version, "knn": source is not None}
+            "mhb_version": fitted.version.version, "knn": knn}
 
 
 def _score_page(

@@ -1,0 +1,52 @@
+"""The recommender's in-memory kNN answers like the query engine (Qdrant Edge, exact on
+small data): the same training neighbours, the same distances, for every metric."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from chroma.index import IndexConfig, IndexedRecord, SearchFilter, open_query_engine
+from chroma.recommender.exact import TrainingNeighbours
+
+pytestmark = pytest.mark.integration
+
+DIM = 12
+
+
+@pytest.mark.parametrize("distance", ["cosine", "dot", "euclid"])
+def test_training_neighbours_match_the_engine(tmp_path: Path, distance: str) -> None:
+    rng = np.random.default_rng(3)
+    training = rng.normal(size=(300, DIM)).astype(np.float32)
+    production = rng.normal(size=(200, DIM)).astype(np.float32)
+    records = ([IndexedRecord("train", f"t{i}", "training", label_class=f"c{i % 3}")
+                for i in range(300)]
+               + [IndexedRecord("prod", f"p{i}", "production") for i in range(200)])
+    engine = open_query_engine(IndexConfig(backend="edge", path=tmp_path / "index",
+                                           hnsw_ef_search=512))
+    engine.reindex("k", DIM, distance, [(records, np.vstack([training, production]))])
+
+    stored = training / np.linalg.norm(training, axis=1, keepdims=True) if (
+        distance == "cosine") else training
+    exact = TrainingNeighbours(stored, [("train", f"t{i}") for i in range(300)],
+                               [f"c{i % 3}" for i in range(300)], [None] * 300, distance)
+    queries = rng.normal(size=(25, DIM)).astype(np.float32)
+    ours = exact.search("k", queries, 7)
+    theirs = engine.search("k", queries, 7, SearchFilter(split="training"))
+    for mine, engines in zip(ours, theirs, strict=True):
+        assert [n.record_id for n in mine] == [n.record_id for n in engines]
+        assert [n.distance for n in mine] == pytest.approx(
+            [n.distance for n in engines], abs=1e-4)
+        assert [n.payload["label_class"] for n in mine] == [
+            n.payload["label_class"] for n in engines]
+    engine.close()
+
+
+def test_fewer_training_records_than_k() -> None:
+    exact = TrainingNeighbours(np.eye(3, dtype=np.float32), [("t", "a"), ("t", "b"), ("t", "c")],
+                               ["x", "y", None], [None, None, "z"], "cosine")
+    hits = exact.search("k", np.array([[1.0, 0.1, 0.0]], dtype=np.float32), 10)
+    assert [n.record_id for n in hits[0]] == ["a", "b", "c"]
+    assert hits[0][0].distance < hits[0][1].distance
