@@ -6,10 +6,12 @@ temporary folder, logs a clustered training set and a production set through the
 Python client (Arrow bulk path), lets the implicit operations catch up, then times:
 
 * ``reindex`` of the embedding set (a new index version: the HNSW build of every record);
-* ``recommend`` right after it: a full refresh, because the index version changed —
-  reading every production embedding from parquet, one kNN search per record against
-  the index host, MHB scoring, every signal, and the upsert of the queue into the
-  catalog. Its rate (records/s) is what a 1M refresh would run at, minus cache effects.
+* ``recommend`` with ``full=true`` right after it: a full refresh — reading every
+  production embedding from parquet, the k nearest training records of each (in memory
+  up to ``CHROMA_RECOMMEND_EXACT_KNN_MAX`` training records, else one search per record
+  through the index host), MHB scoring, every signal, and the upsert of the queue into
+  the catalog. Its rate (records/s) is what a 1M refresh would run at, minus cache
+  effects. Set ``CHROMA_RECOMMEND_EXACT_KNN_MAX=0`` to measure the index path.
 
 The durations are the operations' own (``duration_s`` in ``/api/v1/operations``).
 
@@ -83,8 +85,9 @@ def wait_idle(http: httpx.Client, timeout: float = 3600) -> None:
     raise RuntimeError("operations did not settle")
 
 
-def run_operation(http: httpx.Client, kind: str, key: str) -> dict[str, Any]:
-    answer = http.post("/api/v1/operations", json={"kind": kind, "embedding_set_key": key})
+def run_operation(http: httpx.Client, kind: str, key: str, **params: Any) -> dict[str, Any]:
+    answer = http.post("/api/v1/operations",
+                       json={"kind": kind, "embedding_set_key": key, "params": params})
     answer.raise_for_status()
     op_id = answer.json()["id"]
     while True:
@@ -141,14 +144,15 @@ def main() -> None:
             reindex_s, refresh_s = [], []
             for run in range(args.runs):
                 reindex = run_operation(http, "reindex", key)
-                recommend = run_operation(http, "recommend", key)
+                recommend = run_operation(http, "recommend", key, full=True)
                 result = recommend["result"]["embedding_sets"][key]
                 assert result["full_refresh"], result
                 reindex_s.append(reindex["duration_s"])
                 refresh_s.append(recommend["duration_s"])
                 print(f"run {run + 1}: reindex {reindex['duration_s']:.1f} s | full refresh "
                       f"{recommend['duration_s']:.1f} s for {result['scored']:,} records "
-                      f"({result['scored'] / recommend['duration_s']:,.0f} rec/s)", flush=True)
+                      f"({result['scored'] / recommend['duration_s']:,.0f} rec/s, kNN "
+                      f"{result['knn']})", flush=True)
             n = args.production
             rate = n / median(refresh_s)
             print(f"\nmedians of {args.runs} runs, {DIM}-d, {args.training:,} training, "
