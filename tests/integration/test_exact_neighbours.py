@@ -50,3 +50,33 @@ def test_fewer_training_records_than_k() -> None:
     hits = exact.search("k", np.array([[1.0, 0.1, 0.0]], dtype=np.float32), 10)
     assert [n.record_id for n in hits[0]] == ["a", "b", "c"]
     assert hits[0][0].distance < hits[0][1].distance
+
+
+@pytest.mark.parametrize("distance", ["cosine", "dot", "euclid"])
+def test_the_array_path_answers_like_the_search_path(distance: str) -> None:
+    """``knn_inputs`` takes ``knn_answer`` from a training source; through ``search`` (what
+    it does for the index) the answer must be the same, self-exclusion included."""
+    from chroma.recommender.neighbours import knn_inputs
+
+    rng = np.random.default_rng(4)
+    vectors = rng.normal(size=(120, DIM)).astype(np.float32)
+    exact = TrainingNeighbours(
+        vectors / np.linalg.norm(vectors, axis=1, keepdims=True) if distance == "cosine"
+        else vectors, [("t", f"r{i}") for i in range(120)],
+        [f"c{i % 4}" if i % 5 else None for i in range(120)],
+        [f"p{i % 3}" for i in range(120)], distance)
+
+    class SearchOnly:  # what the index offers: search, nothing else
+        def search(self, key: str, queries: np.ndarray, k: int = 10,
+                   filter: object = None) -> list[list[object]]:
+            return exact.search(key, queries, k, filter)
+
+    queries = vectors[:30] + rng.normal(size=(30, DIM)).astype(np.float32) * 0.01
+    exclude = [("t", f"r{i}") for i in range(30)]
+    for own in (None, exclude):
+        direct = knn_inputs(exact, "k", queries, 5, own)
+        searched = knn_inputs(SearchOnly(), "k", queries, 5, own)
+        assert direct is not None and searched is not None
+        assert direct.refs == searched.refs and direct.labels == searched.labels
+        np.testing.assert_allclose(direct.distances, searched.distances, atol=1e-6)
+    assert all(("t", f"r{i}") not in direct.refs[i] for i in range(30))

@@ -9,13 +9,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from chroma.settings import Settings
 
-__all__ = ["KnnAnswer", "NeighbourSource", "knn_inputs", "open_neighbour_source"]
+__all__ = [
+    "KnnAnswer", "NeighbourSource", "TrainingSource", "knn_inputs", "open_neighbour_source",
+]
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +25,14 @@ log = logging.getLogger(__name__)
 class NeighbourSource(Protocol):
     def search(self, key: str, queries: np.ndarray, k: int = 10,
                filter: Any = None) -> list[list[Any]]: ...
+
+
+@runtime_checkable
+class TrainingSource(NeighbourSource, Protocol):
+    """A source holding only training records, answering :func:`knn_inputs` directly."""
+
+    def knn_answer(self, queries: np.ndarray, k: int,
+                   exclude: Sequence[tuple[str, str]] | None = None) -> KnnAnswer: ...
 
 
 def open_neighbour_source(settings: Settings) -> NeighbourSource | None:
@@ -61,6 +71,8 @@ def knn_inputs(
     neighbours (for the training reference)."""
     if source is None or len(vectors) == 0:
         return None
+    if isinstance(source, TrainingSource):
+        return source.knn_answer(vectors, k, exclude)
     from chroma.index import SearchFilter
 
     extra = 1 if exclude is not None else 0
