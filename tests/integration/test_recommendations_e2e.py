@@ -133,6 +133,11 @@ def test_out_of_distribution_records_rank_first_and_logs_are_assessed(system: Sy
         assert {a.status_code for a in answers} <= {201, 202}
         verdicts = {a["id"]: a["verdict"] for a in answer.json()["assessments"]}
         assert verdicts == {"fresh-ood": "label", "fresh-ok": "ok"}
+        for assessment in answer.json()["assessments"]:  # found like the reference's
+            nearest = assessment["nearest_training"]
+            assert nearest and {n["dataset"] for n in nearest} == {"e2e-train"}
+            distances = [n["distance"] for n in nearest]
+            assert distances == sorted(distances)
 
         # Labelled records leave the queue.
         assert sorted(client.mark_labelled("e2e-prod", top[:3])) == sorted(top[:3])

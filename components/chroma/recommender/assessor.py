@@ -2,7 +2,9 @@
 
 Ready for an embedding set once a ``recommend`` run has stored a scoring reference; the
 model and reference are cached per MHB version, so an assessment costs one MHB scoring
-and one kNN search of the logged records.
+and one kNN search of the logged records: in memory for sets small enough (the same
+decision and the same exact search as the ``recommend`` run that fitted the reference,
+``chroma.recommender.exact``), else through the query engine.
 """
 
 from __future__ import annotations
@@ -10,13 +12,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from chroma.catalog import Catalog, Recommendations
+from chroma.catalog import Catalog, Changes, Recommendations
 from chroma.mhb import MHBModel, load_model
 from chroma.recommend import ScoringReference, assess
+from chroma.recommender.exact import TrainingNeighbours, exact_training_source
 from chroma.recommender.neighbours import NeighbourSource, open_neighbour_source
 from chroma.recommender.scoring import parse_scores, signals_for
 from chroma.settings import Settings
@@ -27,18 +31,29 @@ __all__ = ["Assessor"]
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class _Ready:
+    """What assessing an embedding set needs, once its recommender is ready."""
+
+    model: MHBModel
+    reference: ScoringReference
+    exact: TrainingNeighbours | None
+    """The training vectors in memory, or None: search the query engine."""
+
+
 class Assessor:
     """Assesses production records of sets whose recommender is ready; thread-safe."""
 
     def __init__(self, settings: Settings, catalog: Catalog, store: FileStore) -> None:
         self.settings = settings
+        self.catalog = catalog
         self.recommendations = Recommendations(catalog.db)
         self.store = store
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[int, MHBModel, ScoringReference]] = {}
+        self._cache: dict[str, tuple[int, _Ready]] = {}
         self._source: NeighbourSource | None = None
         self._source_opened = False
-        self._checked: dict[str, tuple[float, tuple[MHBModel, ScoringReference] | None]] = {}
+        self._checked: dict[str, tuple[float, _Ready | None]] = {}
 
     recheck_s = 2.0
     """How long a readiness answer (and the model it found) is reused before asking the
@@ -52,7 +67,7 @@ class Assessor:
         return (checked is not None and checked[1] is None
                 and time.monotonic() - checked[0] < self.recheck_s)
 
-    def _ready(self, key: str) -> tuple[MHBModel, ScoringReference] | None:
+    def _ready(self, key: str) -> _Ready | None:
         now = time.monotonic()
         with self._lock:
             checked = self._checked.get(key)
@@ -63,22 +78,25 @@ class Assessor:
             self._checked[key] = (now, ready)
         return ready
 
-    def _load(self, key: str) -> tuple[MHBModel, ScoringReference] | None:
+    def _load(self, key: str) -> _Ready | None:
         state = self.recommendations.state(key)
         if state is None or state.reference is None or state.mhb_version is None:
             return None
         with self._lock:
             cached = self._cache.get(key)
             if cached is not None and cached[0] == state.mhb_version:
-                return cached[1], cached[2]
+                return cached[1]
         latest = self.recommendations.latest_mhb(key)
         if latest is None or latest.version != state.mhb_version:
             return None  # a new model is being fitted; the reference is not its own yet
-        model = load_model(self.store.read_bytes(latest.path))
-        reference = ScoringReference.from_dict(state.reference)
+        # A new MHB version means new training data: the training vectors are read again.
+        exact = exact_training_source(self.catalog, self.recommendations, Changes(self.catalog.db),
+                                      self.store, key, self.settings.recommend_exact_knn_max)
+        ready = _Ready(load_model(self.store.read_bytes(latest.path)),
+                       ScoringReference.from_dict(state.reference), exact)
         with self._lock:
-            self._cache[key] = (latest.version, model, reference)
-        return model, reference
+            self._cache[key] = (latest.version, ready)
+        return ready
 
     def _neighbours(self) -> NeighbourSource | None:
         if not self._source_opened:
@@ -92,14 +110,11 @@ class Assessor:
             ready = self._ready(key)
             if ready is None:
                 return None
-            model, reference = ready
-            scores = [
-                parse_scores(s)
-                for s in batch.scores_json
-            ]
-            signals, knn = signals_for(model, self._neighbours(), key, batch.embeddings,
+            scores = [parse_scores(s) for s in batch.scores_json]
+            source = ready.exact if ready.exact is not None else self._neighbours()
+            signals, knn = signals_for(ready.model, source, key, batch.embeddings,
                                        batch.inference_classes, scores)
-            results = assess(signals, reference)
+            results = assess(signals, ready.reference)
         except Exception:  # an assessment is a bonus; the write already succeeded
             log.warning("assessment failed for %s", key, exc_info=True)
             return None

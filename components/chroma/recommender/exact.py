@@ -20,12 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from chroma.catalog import Changes
+from chroma.catalog import Catalog, Changes, Recommendations
 from chroma.index import Neighbour
 from chroma.recommender.neighbours import KnnAnswer
 from chroma.storage import FileStore, read_columns
 
-__all__ = ["TrainingNeighbours"]
+__all__ = ["TrainingNeighbours", "exact_training_source"]
 
 _CHUNK_ELEMENTS = 16_000_000
 """Query rows x training rows per block of scores (64 MB of float32)."""
@@ -149,3 +149,16 @@ def _unit_rows(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return matrix / np.where(norms > 0, norms, 1.0)
 
+
+def exact_training_source(
+    catalog: Catalog, queue: Recommendations, changes: Changes, store: FileStore, key: str,
+    limit: int,
+) -> TrainingNeighbours | None:
+    """The in-memory source for ``key`` when it has at most ``limit`` training records
+    (``Settings.recommend_exact_knn_max``), else None: use the query engine. The one
+    decision, so that a ``recommend`` run and the assessments on ``/log`` agree."""
+    training = sum(count for _, count in queue.training_files(key))
+    if not 0 < training <= limit:
+        return None
+    distance = catalog.get_embedding_set(key).distance
+    return TrainingNeighbours.load(changes, store, key, distance)

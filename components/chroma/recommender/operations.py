@@ -21,7 +21,7 @@ from chroma.catalog import ChangedRecord, Changes, Recommendations, ScoredRow
 from chroma.control.context import OperationContext
 from chroma.mhb import MHBModel
 from chroma.recommend import ScoringReference, assess
-from chroma.recommender.exact import TrainingNeighbours
+from chroma.recommender.exact import TrainingNeighbours, exact_training_source
 from chroma.recommender.neighbours import NeighbourSource, open_neighbour_source
 from chroma.recommender.scoring import (
     ensure_mhb,
@@ -84,10 +84,10 @@ def _neighbour_source(
 ) -> tuple[NeighbourSource | None, int | None]:
     """Where this run's kNN answers come from, and the index version they depend on
     (None when they do not depend on the index)."""
-    training = sum(count for _, count in queue.training_files(key))
-    if training <= ctx.settings.recommend_exact_knn_max:
-        distance = ctx.catalog.get_embedding_set(key).distance
-        return TrainingNeighbours.load(changes, ctx.store, key, distance), None
+    exact = exact_training_source(ctx.catalog, queue, changes, ctx.store, key,
+                                  ctx.settings.recommend_exact_knn_max)
+    if exact is not None:
+        return exact, None
     source = open_neighbour_source(ctx.settings)
     return source, (_wait_for_index(ctx, changes, key) if source is not None else None)
 
