@@ -157,3 +157,39 @@ def test_queue_upsert_round_trips_and_rescoring_replaces(catalog: Catalog, uid: 
         assert entry.raw_signals == expected.raw_signals
         assert (entry.input_uri, entry.inference_class, entry.tags, entry.logged_at) == (
             expected.input_uri, expected.inference_class, expected.tags, at)
+
+
+def test_a_commit_and_a_first_bind_elsewhere_do_not_deadlock(
+    catalog: Catalog, database_url: str, uid: str
+) -> None:
+    """Another API process binding the dataset (set row, then dataset row) while this one
+    commits to it: both finish. The commit used to lock the dataset row first."""
+    import threading
+
+    import psycopg
+
+    es = {"model": "catalog-deadlock", "run": uid}
+    key = embedding_set_key(es)
+    dataset_id = catalog.bind(key, es, 4, f"dl-{uid}", "training")
+    errors: list[BaseException] = []
+
+    def commit_elsewhere() -> None:
+        try:
+            commit(catalog, dataset_id, f"{uid}/c.parquet", ["x", "y"], label="z")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    with psycopg.connect(database_url) as binder:
+        binder.execute("SET deadlock_timeout = '200ms'")
+        # ``bind``'s first half: the embedding set's row is locked...
+        binder.execute("UPDATE embedding_sets SET dimension = COALESCE(dimension, 4)"
+                       " WHERE key = %s", (key,))
+        committer = threading.Thread(target=commit_elsewhere)
+        committer.start()
+        committer.join(1.0)  # ...the commit starts meanwhile and waits where it must...
+        # ...then bind's second half locks the dataset's row.
+        binder.execute("SELECT id FROM datasets WHERE name = %s FOR UPDATE", (f"dl-{uid}",))
+        binder.commit()
+    committer.join(10)
+    assert not committer.is_alive() and not errors, errors
+    assert catalog.get_dataset(f"dl-{uid}").record_count == 2

@@ -259,6 +259,7 @@ class Catalog:
         """
         with self.db.transaction() as conn:
             writing_changes(conn)
+            _lock_sets_then_datasets(conn, [commit.dataset_id for commit in commits])
             outcomes = [self._commit_one(conn, commit) for commit in commits]
             if files_durable is not None:
                 sizes = files_durable()
@@ -516,6 +517,20 @@ class Catalog:
         """Paths of every file the manifest knows (live, or retired but not yet removed)."""
         with self.db.transaction() as conn:
             return {r[0] for r in conn.execute("SELECT path FROM files").fetchall()}
+
+
+def _lock_sets_then_datasets(conn: psycopg.Connection, dataset_ids: Sequence[int]) -> None:
+    """Lock the rows a commit updates in the order every writer uses: embedding sets,
+    then datasets, each sorted. ``bind`` (another API process, or replica, meeting a
+    dataset for the first time) locks a set, then its dataset; a commit that locked the
+    dataset first (its ``files`` row's foreign key, its counters) and the set last
+    deadlocked with it (seen with two API workers under bench/ingest.py)."""
+    ids = sorted(set(dataset_ids))
+    conn.execute(
+        "SELECT 1 FROM embedding_sets WHERE key IN (SELECT embedding_set_key FROM datasets"
+        " WHERE id = ANY(%s)) ORDER BY key FOR NO KEY UPDATE", (ids,))
+    conn.execute(
+        "SELECT 1 FROM datasets WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE", (ids,))
 
 
 def _delete_where(
