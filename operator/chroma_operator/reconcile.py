@@ -20,7 +20,7 @@ import httpx
 from chroma_operator import constants as c
 from chroma_operator import status as st
 from chroma_operator.config import OperatorSettings
-from chroma_operator.kube import Kube
+from chroma_operator.kube import Conflict, Kube
 from chroma_operator.manifests import (
     DatasetSpec,
     IndexJobSpec,
@@ -97,8 +97,7 @@ def reconcile_cluster(kube: Kube, body: Body, out: Outcome | None = None) -> Out
         # Spec already handled once: any change to a child now is drift being repaired.
         seen_spec = (body.get("status") or {}).get("observedGeneration") == meta.get("generation")
         for obj in wanted:
-            before = kube.get(obj["apiVersion"], obj["kind"], ns, obj["metadata"]["name"])
-            after = kube.apply(obj)
+            before, after = _apply_observed(kube, obj)
             applied[(obj["kind"], obj["metadata"]["name"])] = after
             if before is None:
                 if seen_spec:
@@ -136,6 +135,30 @@ def reconcile_cluster(kube: Kube, body: Body, out: Outcome | None = None) -> Out
             )
         kube.patch_status(body, st.status_patch(previous, out.status))
     return out
+
+
+def _apply_observed(kube: Kube, obj: Body) -> tuple[Body | None, Body]:
+    """Apply ``obj``; return the child as it was just before the apply, and after.
+
+    The apply carries the resourceVersion the child was read at, so a hand edit landing
+    between the read and the apply fails it (409) and it is read again: the edit is then
+    seen and reported (DriftRepaired), not silently undone by an apply that compared
+    against the older read."""
+    meta = obj["metadata"]
+    for _ in range(_APPLY_ATTEMPTS):
+        before = kube.get(obj["apiVersion"], obj["kind"], meta["namespace"], meta["name"])
+        if before is None:
+            return None, kube.apply(obj)
+        pinned = {**obj, "metadata": {**meta,
+                                      "resourceVersion": before["metadata"]["resourceVersion"]}}
+        try:
+            return before, kube.apply(pinned)
+        except Conflict:
+            continue
+    return before, kube.apply(obj)  # changing under us on every try: apply regardless
+
+
+_APPLY_ATTEMPTS = 5
 
 
 def _spec_like(obj: Body) -> Any:

@@ -441,3 +441,28 @@ def test_clean_deletion(api: Api, namespace: str, operator: OperatorProcess) -> 
     api.delete("ChromaCluster", namespace, "c1")
     wait_for(lambda: api.get("ChromaCluster", namespace, "c1") is None, what="c1 deleted")
     assert "Traceback" not in operator.log()
+
+
+def test_an_apply_pinned_to_a_stale_read_is_refused_and_read_again(
+    control_plane: ControlPlane, api: Api, namespace: str
+) -> None:
+    """What drift reporting rests on: the apply carries the resourceVersion of its read,
+    so a hand edit between the two is refused (409), read again, and so reported."""
+    import kubernetes
+
+    from chroma_operator.kube import Conflict, Kube
+    from chroma_operator.reconcile import _apply_observed
+
+    kube = Kube(kubernetes.config.new_client_from_config(
+        config_file=str(control_plane.admin_kubeconfig)))
+    desired = {"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "pinned", "namespace": namespace}, "data": {"a": "1"}}
+    read = kube.apply(desired)
+    api.patch("ConfigMap", namespace, "pinned", {"data": {"a": "7"}})  # the hand edit
+    stale = {**desired, "metadata": {**desired["metadata"],
+                                     "resourceVersion": read["metadata"]["resourceVersion"]}}
+    with pytest.raises(Conflict):
+        kube.apply(stale)
+    before, after = _apply_observed(kube, desired)
+    assert before is not None and before["data"] == {"a": "7"}
+    assert after["data"] == {"a": "1"}
