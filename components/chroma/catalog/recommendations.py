@@ -48,8 +48,8 @@ class RecommendationState:
 
 
 @dataclass(frozen=True)
-class ScoredRow:
-    """One production record's score, as the recommend operation writes it."""
+class _Scored:
+    """A production record's place in the queue: its score and why."""
 
     dataset: str
     record_id: str
@@ -62,22 +62,19 @@ class ScoredRow:
     inference_class: str | None
     tags: list[str]
     logged_at: datetime
+
+
+@dataclass(frozen=True)
+class ScoredRow(_Scored):
+    """One production record's score, as the recommend operation writes it."""
+
     labelled: bool
 
 
 @dataclass(frozen=True)
-class QueueEntry:
-    dataset: str
-    record_id: str
-    score: float
-    percentile: float
-    verdict: str
-    signals: dict[str, float]
-    raw_signals: dict[str, float]
-    input_uri: str | None
-    inference_class: str | None
-    tags: list[str]
-    logged_at: datetime
+class QueueEntry(_Scored):
+    """One queue entry, as the queue pages read it back."""
+
     dataset_id: int
 
 
