@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     recommend_exact_knn_max: int = Field(default=100_000, ge=0)
     """Up to this many training records, ``recommend`` finds each production record's
     nearest training records exactly, in memory (faster than the index there; see
-    ``chroma.recommender.exact``); above it, through the query engine. 0: always the index."""
+    ``chroma.labelling.training``); above it, through the query engine. 0: always the index."""
 
     api_workers: int = Field(default=1, ge=1)
     """API processes ``chroma run`` starts (they are stateless; group commit is per process)."""
@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     """What starts a newly queued operation besides the queue: ``queue`` (default: the
     workers pull it) or ``indexjob`` (cluster mode: also submit an ``IndexJob`` custom
     resource with the pod's ServiceAccount; the operator sets this). See
-    ``chroma.control.launchers``."""
+    ``chroma.operations.launchers``."""
 
     cluster_name: str | None = None
     """Name of the ChromaCluster this process belongs to (cluster mode; set by the

@@ -60,7 +60,7 @@ OPERATIONS: Final = ("index", "reindex", "fit-mhb", "recommend", "compact", "exp
 PARAM_KEY_PATTERN: Final = r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$"
 """Keys of an IndexJob's ``spec.params``. The CRD cannot check keys (its values are
 typeless, so CEL does not see the map), so the operator does; the API's launcher
-(``chroma.control.launchers``) uses the same pattern for the IndexJobs it writes."""
+(``chroma.operations.launchers``) uses the same pattern for the IndexJobs it writes."""
 MAX_PARAMS: Final = 32
 """``spec.params`` ``maxProperties`` in the CRD."""
 MAX_PARAM_STRING: Final = 1024

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from chroma.catalog import Catalog, Database, Operations, apply_migrations
+from chroma.catalog import Catalog, Database, apply_migrations
 from chroma.control.worker import Worker, WorkerServices
 from chroma.ingest import GroupCommitter
 from chroma.ingest.validation import LogBatch
@@ -25,9 +25,9 @@ def worker(own_database_url: str, tmp_path) -> Iterator[tuple[Worker, GroupCommi
     db = Database(own_database_url)
     db.open()
     store = open_store(settings)
-    services = WorkerServices(settings, db, Catalog(db), Operations(db), store)
-    yield Worker(services, "test-worker", ["compact", "expire"]), GroupCommitter(
-        Catalog(db), store)
+    catalog = Catalog(db)
+    services = WorkerServices(settings, db, catalog, catalog.operations, store)
+    yield Worker(services, "test-worker", ["compact", "expire"]), GroupCommitter(catalog, store)
     db.close()
 
 

@@ -1,4 +1,4 @@
-"""chroma.control.launchers without a cluster: names, bodies against the CRD, settings,
+"""chroma.operations.launchers without a cluster: names, bodies against the CRD, settings,
 error handling, and the API's implicit trigger calling the launcher once per new operation.
 The real API server is exercised in tests/controlplane/test_launcher.py."""
 
@@ -16,9 +16,10 @@ from kubernetes.client.exceptions import ApiException
 
 from chroma.api.services import IMPLICIT_OPERATIONS, Services
 from chroma.catalog import Operation
-from chroma.control import launchers
-from chroma.control.launchers import (
-    INDEXJOB_OPERATIONS,
+from chroma.ingest import CommitResult
+from chroma.operations import launchers
+from chroma.operations.kinds import INDEXJOB_KINDS
+from chroma.operations.launchers import (
     IndexJobLauncher,
     LauncherConfigError,
     QueueLauncher,
@@ -26,7 +27,6 @@ from chroma.control.launchers import (
     indexjob_name,
     make_launcher,
 )
-from chroma.ingest import CommitResult
 from chroma.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,7 +72,7 @@ def launcher_with(api: FakeCustomObjects) -> IndexJobLauncher:
 
 def test_operations_match_the_crd_enum() -> None:
     enum = SCHEMA["properties"]["spec"]["properties"]["operation"]["enum"]
-    assert tuple(enum) == INDEXJOB_OPERATIONS
+    assert tuple(enum) == INDEXJOB_KINDS
 
 
 def test_name_is_deterministic_bounded_and_distinct_per_operation() -> None:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from chroma.ingest.models import EmbeddingSetFields, LogRequest, RecordIn
+from chroma.operations.kinds import KIND_NAMES
 
 __all__ = [
     "ComponentPublic",
@@ -153,7 +154,7 @@ class OperationCreate(BaseModel):
     """Start an operation. Duplicates of an active one (same kind and set) coalesce."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["index", "reindex", "fit-mhb", "recommend", "compact", "expire", "sleep"]
+    kind: Literal[KIND_NAMES]  # type: ignore[valid-type]  # the table of kinds
     embedding_set_key: str | None = Field(
         default=None, description="The embedding set; null: every embedding set.")
     params: dict[str, Any] = Field(default_factory=dict)

@@ -17,11 +17,10 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from chroma.catalog.database import Database
-from chroma.errors import Conflict, InvalidInput, NotFound
+from chroma.errors import Conflict, NotFound
 
-__all__ = ["OPERATION_KINDS", "ComponentRow", "Operation", "Operations"]
+__all__ = ["ComponentRow", "Operation", "Operations"]
 
-OPERATION_KINDS = ("index", "reindex", "fit-mhb", "recommend", "compact", "expire", "sleep")
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
@@ -81,8 +80,6 @@ class Operations:
 
         Returns (operation, created).
         """
-        if kind not in OPERATION_KINDS:
-            raise InvalidInput(f"unknown operation kind {kind!r}; known: {list(OPERATION_KINDS)}")
         with self.db.transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
             if embedding_set_key is not None:
                 known = cur.execute(

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from chroma.catalog import OPERATION_KINDS
+from chroma.operations.kinds import KIND_NAMES, kind_of, validate_params
 
 op_app = typer.Typer(
     no_args_is_help=True,
@@ -85,7 +85,7 @@ def status(url: UrlOpt = DEFAULT_URL) -> None:
 
 @op_app.command("run")
 def op_run(
-    kind: Annotated[str, typer.Argument(help=f"One of: {', '.join(OPERATION_KINDS)}.")],
+    kind: Annotated[str, typer.Argument(help=f"One of: {', '.join(KIND_NAMES)}.")],
     embedding_set: Annotated[str | None, typer.Option(help="Embedding set key.")] = None,
     param: Annotated[list[str] | None, typer.Option(
         help="key=value, repeatable. A value that is JSON is read as JSON (60, 0.5, true, "
@@ -139,6 +139,8 @@ def _run_local(kind: str, embedding_set: str | None, params: dict[str, Any]) -> 
     from chroma.control.worker import Worker, WorkerServices
     from chroma.settings import Settings
 
+    kind_of(kind)  # an unknown kind fails here, before anything is queued
+    validate_params(kind, params)
     services = WorkerServices.open(Settings())
     try:
         op, _ = services.operations.enqueue(kind, embedding_set, params=params,
@@ -192,13 +194,13 @@ def op_cancel(operation_id: int, url: UrlOpt = DEFAULT_URL) -> None:
 def worker(
     name: Annotated[str, typer.Option(help="Component name shown in status.")] = "worker",
     kinds: Annotated[str, typer.Option(help="Comma-separated operation kinds to take.")]
-    = ",".join(OPERATION_KINDS),
+    = ",".join(KIND_NAMES),
 ) -> None:
     """Run a worker that takes queued operations (the cluster's worker Deployment runs this)."""
     from chroma.control.worker import run_worker
 
     chosen = [k.strip() for k in kinds.split(",") if k.strip()]
-    unknown = set(chosen) - set(OPERATION_KINDS)
+    unknown = set(chosen) - set(KIND_NAMES)
     if unknown:
         raise typer.BadParameter(f"unknown kinds {sorted(unknown)}")
     run_worker(name, chosen)

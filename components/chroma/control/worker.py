@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from chroma.catalog import Catalog, Database, Operation, Operations, apply_migrations
-from chroma.control.context import Interrupted, OperationContext
-from chroma.control.handlers import OperationUnavailable, resolve_handler
+from chroma.operations.context import Interrupted, OperationContext
+from chroma.operations.kinds import OperationUnavailable, kind_of
 from chroma.settings import Settings
 from chroma.storage import FileStore, open_store
 
@@ -46,7 +46,8 @@ class WorkerServices:
         apply_migrations(dsn)
         db = Database(dsn, max_size=4)
         db.open()
-        return cls(settings, db, Catalog(db), Operations(db), open_store(settings))
+        catalog = Catalog(db)
+        return cls(settings, db, catalog, catalog.operations, open_store(settings))
 
     def close(self) -> None:
         self.db.close()
@@ -113,7 +114,7 @@ class Worker:
 
     def _execute(self, ctx: OperationContext) -> tuple[str, dict[str, Any] | None, str | None]:
         try:
-            handler = resolve_handler(ctx.operation.kind)
+            handler = kind_of(ctx.operation.kind).handler
         except OperationUnavailable as exc:
             return "unavailable", None, exc.message
         try:
@@ -188,7 +189,7 @@ def run_worker(name: str, kinds: Sequence[str]) -> None:
 def _host_index(settings: Settings) -> None:
     """The indexer hosts the embedded index from its start, so searches need not wait
     for the first index operation to open it."""
-    from chroma.indexer.host import hosted_engine
+    from chroma.index.hosting.host import hosted_engine
 
     try:
         hosted_engine(settings)

@@ -47,7 +47,7 @@ def probe_index(settings: Settings) -> None:
 
     Embedded mode is not probed: its index is hosted by the indexer worker, which
     ``chroma run`` starts beside the API, and writes do not need it."""
-    from chroma.indexer import open_reader
+    from chroma.index.hosting import open_reader
 
     try:
         open_reader(settings).count("chroma-ready-probe")

@@ -1,6 +1,6 @@
 """``POST /api/v1/query``: k nearest neighbours by vector(s) or by a stored record.
 
-Reads through ``chroma.indexer.open_reader`` (the index host in embedded mode, the
+Reads through ``chroma.index.hosting.open_reader`` (the index host in embedded mode, the
 Qdrant server in the cluster) and checks the hits against the catalog, so a record
 deleted since the last index operation is never answered and tags and classes are
 current. Filters apply to what the index holds (fresh after the implicit ``index``
@@ -28,7 +28,7 @@ from chroma.catalog import Catalog, Operations
 from chroma.errors import InvalidInput, NotFound, Unavailable
 from chroma.index import SearchFilter
 from chroma.index.base import MAX_K
-from chroma.indexer import embedding_set_shape, live_records, open_reader
+from chroma.index.hosting import open_reader
 from chroma.keys import embedding_set_key
 from chroma.storage import FileStore, read_embeddings
 
@@ -55,7 +55,7 @@ def query(
 ) -> QueryResponse:
     """The ``k`` nearest records to each query vector, nearest first, with filters."""
     key = _resolve_key(body, catalog)
-    dimension, distance = embedding_set_shape(catalog.db, key)
+    dimension, distance = catalog.live.shape(key)
     if dimension is None:
         raise NotFound(f"embedding set {key} has no records yet")
     exclude: tuple[tuple[str, str], ...] = ()
@@ -76,7 +76,7 @@ def query(
             f"the index of embedding set {key} is not built yet; an index operation is "
             "queued, retry shortly") from exc
     refs = list({(n.dataset, n.record_id) for row in hits for n in row})
-    live = live_records(catalog.db, refs)
+    live = catalog.live.lookup(refs)
     results = []
     for row in hits:
         neighbours = []
@@ -114,7 +114,7 @@ def _record_vector(
 ) -> np.ndarray:
     if catalog.get_dataset(dataset).embedding_set_key != key:
         raise InvalidInput(f"dataset {dataset!r} is not in embedding set {key}")
-    record = live_records(catalog.db, [(dataset, record_id)]).get((dataset, record_id))
+    record = catalog.live.lookup([(dataset, record_id)]).get((dataset, record_id))
     if record is None:
         raise NotFound(f"no record {record_id!r} in dataset {dataset!r}")
     return read_embeddings(store, [(record.file_path, record.row_index)])

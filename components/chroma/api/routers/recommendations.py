@@ -19,9 +19,9 @@ from chroma.api.models import (
     RecommendationItem,
     RecommendationPage,
 )
-from chroma.catalog import Catalog, QueueEntry, Recommendations
+from chroma.catalog import Catalog, QueueEntry
 from chroma.errors import InvalidInput
-from chroma.recommend import select_diverse
+from chroma.scoring import select_diverse
 from chroma.storage import FileStore, read_embeddings
 
 router = APIRouter(prefix="/api/v1/recommendations", tags=["recommendations"])
@@ -86,7 +86,7 @@ def _page(
     logged_until: datetime | None, diverse: bool,
 ) -> RecommendationPage:
     catalog.get_embedding_set(key)  # 404 for an unknown set
-    queue = Recommendations(catalog.db)
+    queue = catalog.queue
     window = limit * DIVERSE_WINDOW if diverse else limit
     entries = queue.page(
         key, limit=window, after=_decode_cursor(cursor) if cursor else None, skip=skip,
@@ -125,5 +125,5 @@ def _diverse(catalog: Catalog, store: FileStore, entries: list[QueueEntry],
 def mark_labelled(body: MarkLabelled, catalog: CatalogDep) -> LabelledRecords:
     """Take records out of the queue (logging their ``label_class`` does so too)."""
     catalog.get_dataset(body.dataset)
-    updated = Recommendations(catalog.db).mark_labelled(body.dataset, body.ids)
+    updated = catalog.queue.mark_labelled(body.dataset, body.ids)
     return LabelledRecords(updated=updated, count=len(updated))

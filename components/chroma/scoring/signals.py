@@ -26,7 +26,7 @@ from typing import Literal
 import numpy as np
 
 from chroma.errors import InvalidInput
-from chroma.mhb import MHBScores
+from chroma.scoring.mahalanobis import MHBScores
 
 __all__ = [
     "SIGNAL_NAMES",
@@ -196,7 +196,7 @@ def compute_signals(
 ) -> dict[str, np.ndarray]:
     """Every raw signal the inputs allow, keyed by name (see the table above), float64.
 
-    ``mhb``: :func:`chroma.mhb.score_mhb` of the batch; ``knn_distances``: (N, k) from the
+    ``mhb``: :func:`chroma.scoring.score_mhb` of the batch; ``knn_distances``: (N, k) from the
     query engine; ``scores``: (N, K) from :func:`score_matrix`; ``predicted_class`` with
     ``neighbour_labels`` gives ``disagreement``. Missing inputs leave signals out.
     """

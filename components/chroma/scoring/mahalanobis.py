@@ -35,7 +35,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from chroma.errors import InvalidInput
-from chroma.mhb._covariance import ShrinkageMethod, shrunk_covariance
+from chroma.scoring.covariance import ShrinkageMethod, shrunk_covariance
 
 __all__ = [
     "GLOBAL_CLASS",

@@ -1,8 +1,8 @@
-"""The ``index`` and ``reindex`` operations (handlers registered in ``chroma.control``).
+"""The ``index`` and ``reindex`` operations (named in ``chroma.operations.kinds``).
 
-Both read the catalog's change feed (``chroma.catalog.Changes``) from the last consumed
+Both read the catalog's change feed (``catalog.changes``) from the last consumed
 ``change_seq`` up to a snapshot taken at the start, read vectors from the parquet store
-and write through :func:`chroma.indexer.host.hosted_engine`, then record what the index
+and write through :func:`chroma.index.hosting.host.hosted_engine`, then record what the index
 holds in ``index_state`` (shown by ``GET /api/v1/status``). Point ids are deterministic,
 so re-running either after a crash or a retry is harmless.
 
@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from chroma.catalog import ChangedRecord, Changes, EmbeddingSetInfo
-from chroma.control.context import OperationContext
+from chroma.catalog import Changes, EmbeddingSetInfo, StoredRecord
 from chroma.errors import NotFound
 from chroma.index import CollectionInfo, IndexedRecord, QueryEngine
 from chroma.index.base import check_distance
-from chroma.indexer.host import hosted_engine
+from chroma.index.hosting.host import hosted_engine
+from chroma.operations.context import OperationContext
 from chroma.storage import read_embeddings
 
 __all__ = ["index_embedding_set", "reindex_embedding_set", "run_index", "run_reindex"]
@@ -81,7 +81,7 @@ def index_embedding_set(
     ctx: OperationContext, engine: QueryEngine, info: EmbeddingSetInfo, step: _Step
 ) -> dict[str, Any]:
     """Apply the changes since ``indexed_seq``; rebuild instead when there is no usable index."""
-    changes = Changes(ctx.catalog.db)
+    changes = ctx.catalog.changes
     distance = check_distance(info.distance)
     try:
         live = engine.collection_info(info.key)
@@ -118,7 +118,7 @@ def reindex_embedding_set(
     (records kept arriving during the build), the graph is brought up to date as the
     ``index`` operation does: another build, at most ``MAX_REBUILDS`` in a row."""
     assert info.dimension is not None
-    changes = Changes(ctx.catalog.db)
+    changes = ctx.catalog.changes
     distance = check_distance(info.distance)
     snapshot = changes.latest_seq(info.key)
     total = max(changes.live_count(info.key), 1)
@@ -197,7 +197,7 @@ def _maintain_graph(
     return "optimized"
 
 
-def _indexed(page: Sequence[ChangedRecord]) -> list[IndexedRecord]:
+def _indexed(page: Sequence[StoredRecord]) -> list[IndexedRecord]:
     return [
         IndexedRecord(
             dataset=r.dataset, record_id=r.record_id, split=r.split,  # type: ignore[arg-type]
@@ -209,5 +209,5 @@ def _indexed(page: Sequence[ChangedRecord]) -> list[IndexedRecord]:
     ]
 
 
-def _vectors(ctx: OperationContext, page: Sequence[ChangedRecord]) -> np.ndarray:
+def _vectors(ctx: OperationContext, page: Sequence[StoredRecord]) -> np.ndarray:
     return read_embeddings(ctx.store, [(r.file_path, r.row_index) for r in page])

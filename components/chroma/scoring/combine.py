@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 
 from chroma.errors import InvalidInput
-from chroma.recommend._normalise import SignalReference
+from chroma.scoring.normalise import SignalReference
 
 __all__ = [
     "DEFAULT_WEIGHTS",

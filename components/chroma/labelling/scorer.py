@@ -1,32 +1,40 @@
-"""Shared by the recommend operation and the /log assessment: records in, signals out."""
+"""Shared by the labelling runs and the ``/log`` assessment: records in, signals out.
+
+Owns: keeping the MHB model of a set's training data (fit only when the training data
+changed), the raw signals of a batch of records, and the scoring reference (training
+records scored exactly like production). The maths is ``chroma.scoring``'s.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from chroma.catalog import Catalog, Changes, MHBVersion, Recommendations
+from chroma.catalog import Catalog, MHBVersion
 from chroma.errors import NotFound
-from chroma.mhb import (
+from chroma.labelling.neighbours import KnnAnswer, NeighbourSource, knn_inputs
+from chroma.labelling.training import TrainingSet
+from chroma.scoring import (
     MHBModel,
+    ScoringReference,
+    compute_signals,
     dump_model,
     fit_mhb,
+    fit_reference,
     load_model,
     resolve_labels,
+    score_matrix,
     score_mhb,
     training_fingerprint,
 )
-from chroma.recommend import ScoringReference, compute_signals, fit_reference, score_matrix
-from chroma.recommender.neighbours import KnnAnswer, NeighbourSource, knn_inputs
-from chroma.storage import FileStore, read_columns
+from chroma.storage import FileStore
 
 __all__ = [
     "KNN_K",
     "REFERENCE_SAMPLE",
+    "FittedModel",
     "ensure_mhb",
     "fit_scoring_reference",
     "signals_for",
@@ -48,26 +56,25 @@ class FittedModel:
 
 
 def ensure_mhb(
-    catalog: Catalog, recommendations: Recommendations, changes: Changes, store: FileStore,
-    key: str,
+    catalog: Catalog, store: FileStore, key: str, training: TrainingSetLoader,
 ) -> FittedModel:
-    """The MHB model of the set's current training data, fitting it only if it changed."""
-    files = recommendations.training_files(key)
+    """The MHB model of the set's current training data, fitting it only if it changed
+    (``training`` is called, and the set read, only then)."""
+    files = catalog.queue.training_files(key)
     if not files:
         raise NotFound(f"embedding set {key} has no training records to fit MHB on")
     fingerprint = training_fingerprint({str(f): n for f, n in files},
                                        params={"method": "ledoit_wolf"})
-    latest = recommendations.latest_mhb(key)
+    latest = catalog.queue.latest_mhb(key)
     if latest is not None and latest.fingerprint == fingerprint:
         return FittedModel(latest, load_model(store.read_bytes(latest.path)), refitted=False)
-    rows = [r for page in changes.iter_records_since(key, 0, split="training") for r in page]
-    columns = read_columns(store, [(r.file_path, r.row_index) for r in rows], ["embedding"])
-    labels = resolve_labels([r.label_class for r in rows], [r.inference_class for r in rows])
-    model = fit_mhb(np.asarray(columns["embedding"]), labels, fingerprint=fingerprint)
+    data = training()
+    model = fit_mhb(data.vectors, resolve_labels(data.labels, data.predicted),
+                    fingerprint=fingerprint)
     path = f"{key}/_mhb/{fingerprint[:16]}.mhb"
     store.write_bytes(path, dump_model(model, metadata={"embedding_set_key": key}))
-    recommendations.add_mhb(key, path, fingerprint, len(rows))
-    version = recommendations.latest_mhb(key)
+    catalog.queue.add_mhb(key, path, fingerprint, len(data))
+    version = catalog.queue.latest_mhb(key)
     assert version is not None
     return FittedModel(version, model, refitted=True)
 
@@ -93,31 +100,35 @@ def signals_for(
 
 
 def fit_scoring_reference(
-    model: MHBModel, source: NeighbourSource | None, changes: Changes, store: FileStore,
-    key: str, *, seed: int = 0,
+    model: MHBModel, source: NeighbourSource | None, key: str, training: TrainingSet,
+    *, seed: int = 0,
 ) -> ScoringReference:
     """The reference: training records scored exactly like production (their label as the
     prediction, themselves excluded from their neighbours)."""
-    rows = [r for page in changes.iter_records_since(key, 0, split="training") for r in page]
-    if len(rows) > REFERENCE_SAMPLE:
-        picks = np.random.default_rng(seed).choice(len(rows), REFERENCE_SAMPLE, replace=False)
-        rows = [rows[i] for i in sorted(picks)]
-    columns = read_columns(store, [(r.file_path, r.row_index) for r in rows],
-                           ["embedding", "scores"])
-    predicted = [r.label_class or r.inference_class for r in rows]
+    rows = training.sample(REFERENCE_SAMPLE, seed=seed)
     signals, _ = signals_for(
-        model, source, key, np.asarray(columns["embedding"]), predicted,
-        [_parse_scores(s) for s in columns["scores"]],
-        exclude=[(r.dataset, r.record_id) for r in rows],
+        model, source, key, training.vectors[rows],
+        [training.labels[i] or training.predicted[i] for i in rows],
+        [training.scores[i] for i in rows],
+        exclude=[training.refs[i] for i in rows],
     )
     return fit_reference(signals)
 
 
-def _parse_scores(raw: Any) -> dict[str, float] | None:
-    if raw is None:
-        return None
-    parsed = json.loads(raw) if isinstance(raw, str) else raw
-    return {str(k): float(v) for k, v in parsed.items()} if parsed else None
+class TrainingSetLoader:
+    """Reads a set's :class:`TrainingSet` on first call, then returns the same one."""
 
+    def __init__(self, catalog: Catalog, store: FileStore, key: str) -> None:
+        self.catalog, self.store, self.key = catalog, store, key
+        self._loaded: TrainingSet | None = None
 
-parse_scores = _parse_scores
+    def __call__(self) -> TrainingSet:
+        if self._loaded is None:
+            self._loaded = TrainingSet.load(self.catalog, self.store, self.key)
+        return self._loaded
+
+    def count(self) -> int:
+        """Live training records, from the manifest (no read of the data)."""
+        if self._loaded is not None:
+            return len(self._loaded)
+        return sum(count for _, count in self.catalog.queue.training_files(self.key))

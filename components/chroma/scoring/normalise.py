@@ -13,7 +13,7 @@ value to its interpolated level, so:
   (or 0) with the reference's range as scale, so out-of-distribution records, which all
   land past the training maximum, stay ordered among themselves instead of tying at 1.
 
-NaN stays NaN. Called by :mod:`chroma.recommend._combine`.
+NaN stays NaN. Called by :mod:`chroma.scoring.combine`.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ class TrainingSource(NeighbourSource, Protocol):
 def open_neighbour_source(settings: Settings) -> NeighbourSource | None:
     """The query engine's reader for this process, or None when there is none."""
     try:
-        from chroma.indexer import open_reader  # type: ignore[attr-defined]
+        from chroma.index.hosting import open_reader
     except ImportError:
         log.info("no query engine reader in this build: kNN signals are left out")
         return None

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from chroma.errors import ChromaError
-from chroma.mhb._model import FitInfo, MHBModel
+from chroma.scoring.mahalanobis import FitInfo, MHBModel
 
 __all__ = [
     "ARTIFACT_FORMAT",

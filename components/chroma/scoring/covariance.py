@@ -6,7 +6,7 @@ well conditioned when a class has fewer samples than dimensions. The formulas fo
 scikit-learn's ``ledoit_wolf_shrinkage`` and ``oas`` (so the unit tests can compare),
 computed in float64 without sklearn's blocking.
 
-Called by :mod:`chroma.mhb._model` only.
+Called by :mod:`chroma.scoring.mahalanobis` only.
 """
 
 from __future__ import annotations

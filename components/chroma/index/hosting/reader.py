@@ -4,7 +4,7 @@ Callers (``POST /api/v1/query``, the recommender) get a :class:`QueryReader` and
 branch on the mode:
 
 * embedded (``index_backend=edge``): a :class:`HostedReader`, a client of the index host
-  that runs inside the indexer worker (``chroma.indexer.host``); in the indexer worker
+  that runs inside the indexer worker (``chroma.index.hosting.host``); in the indexer worker
   itself, the hosted engine;
 * cluster (``index_backend=remote``): the remote engine, straight to the Qdrant server.
 
@@ -25,12 +25,11 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from chroma.catalog import Operations
 from chroma.errors import NotFound, Unavailable
 from chroma.index import CollectionInfo, Neighbour, RecordRef, SearchFilter, open_query_engine
-from chroma.indexer.config import index_config
-from chroma.indexer.host import engine_in_process, socket_path
-from chroma.indexer.wire import (
+from chroma.index.hosting.config import index_config
+from chroma.index.hosting.host import engine_in_process, socket_path
+from chroma.index.hosting.wire import (
     filter_to_wire,
     neighbour_from_wire,
     raise_from_header,
@@ -38,6 +37,14 @@ from chroma.indexer.wire import (
     send_frame,
 )
 from chroma.settings import Settings
+
+
+class OperationQueue(Protocol):
+    """Where a reader queues an ``index`` operation to wake the host (the catalog's
+    ``Operations``; typed here so the index never imports the catalog)."""
+
+    def enqueue(self, kind: str, embedding_set_key: str | None, *,
+                requested_by: str = ...) -> tuple[Any, bool]: ...
 
 __all__ = ["HostedReader", "IndexHostDown", "QueryReader", "open_reader"]
 
@@ -69,7 +76,7 @@ class HostedReader:
 
     def __init__(
         self, path: str, *, timeout_s: float = 30.0, wait_s: float = 10.0,
-        operations: Operations | None = None,
+        operations: OperationQueue | None = None,
     ) -> None:
         self.path = path
         self.timeout_s = timeout_s
@@ -212,7 +219,7 @@ _readers: dict[Any, QueryReader] = {}
 _readers_lock = threading.Lock()
 
 
-def open_reader(settings: Settings, *, operations: Operations | None = None) -> QueryReader:
+def open_reader(settings: Settings, *, operations: OperationQueue | None = None) -> QueryReader:
     """The process's reader for ``settings`` (cached; thread-safe; do not close it).
 
     ``operations`` lets an embedded reader wake the index host by queueing an ``index``

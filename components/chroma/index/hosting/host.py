@@ -5,7 +5,7 @@ must go through that process. So the indexer worker (which writes) *hosts* the e
 :func:`hosted_engine` opens it once per process, takes ``<index_dir>/host.lock`` (flock,
 released by the kernel if the process dies) and starts :class:`IndexHost`, a thread
 serving the read side (search, get_vector, count, collection_info) on a unix socket.
-The API and the recommender read through ``chroma.indexer.reader.HostedReader``.
+The API and the recommender read through ``chroma.index.hosting.reader.HostedReader``.
 
 Searches are answered by the host's threads while the worker thread indexes; Edge
 releases nothing of the GIL while ``optimize`` builds a graph in-process, which is why
@@ -35,8 +35,8 @@ import numpy as np
 
 from chroma.errors import ChromaError, Unavailable
 from chroma.index import QueryEngine, open_query_engine
-from chroma.indexer.config import index_config, index_dir
-from chroma.indexer.wire import (
+from chroma.index.hosting.config import index_config, index_dir
+from chroma.index.hosting.wire import (
     error_header,
     filter_from_wire,
     neighbour_to_wire,

@@ -4,7 +4,7 @@ Ready for an embedding set once a ``recommend`` run has stored a scoring referen
 model and reference are cached per MHB version, so an assessment costs one MHB scoring
 and one kNN search of the logged records: in memory for sets small enough (the same
 decision and the same exact search as the ``recommend`` run that fitted the reference,
-``chroma.recommender.exact``), else through the query engine.
+``chroma.labelling.training``), else through the query engine.
 """
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from chroma.catalog import Catalog, Changes, Recommendations
-from chroma.mhb import MHBModel, load_model
-from chroma.recommend import ScoringReference, assess
-from chroma.recommender.exact import TrainingNeighbours, exact_training_source
-from chroma.recommender.neighbours import NeighbourSource, open_neighbour_source
-from chroma.recommender.scoring import parse_scores, signals_for
+from chroma.catalog import Catalog
+from chroma.labelling.neighbours import NeighbourSource, open_neighbour_source
+from chroma.labelling.scorer import TrainingSetLoader, signals_for
+from chroma.labelling.training import TrainingNeighbours, exact_training_source, parse_scores
+from chroma.scoring import MHBModel, ScoringReference, assess, load_model
 from chroma.settings import Settings
 from chroma.storage import FileStore, RecordBatch
 
@@ -47,7 +46,7 @@ class Assessor:
     def __init__(self, settings: Settings, catalog: Catalog, store: FileStore) -> None:
         self.settings = settings
         self.catalog = catalog
-        self.recommendations = Recommendations(catalog.db)
+        self.recommendations = catalog.queue
         self.store = store
         self._lock = threading.Lock()
         self._cache: dict[str, tuple[int, _Ready]] = {}
@@ -90,8 +89,9 @@ class Assessor:
         if latest is None or latest.version != state.mhb_version:
             return None  # a new model is being fitted; the reference is not its own yet
         # A new MHB version means new training data: the training vectors are read again.
-        exact = exact_training_source(self.catalog, self.recommendations, Changes(self.catalog.db),
-                                      self.store, key, self.settings.recommend_exact_knn_max)
+        training = TrainingSetLoader(self.catalog, self.store, key)
+        exact = exact_training_source(training.count(), self.settings.recommend_exact_knn_max,
+                                      training)
         ready = _Ready(load_model(self.store.read_bytes(latest.path)),
                        ScoringReference.from_dict(state.reference), exact)
         with self._lock:

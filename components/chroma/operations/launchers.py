@@ -39,13 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from chroma.operations.kinds import INDEXJOB_KINDS
 from chroma.settings import Settings
 
 if TYPE_CHECKING:
     from chroma.catalog import Operation
 
 __all__ = [
-    "INDEXJOB_OPERATIONS",
     "IndexJobLauncher",
     "LauncherConfigError",
     "OperationLauncher",
@@ -62,8 +62,6 @@ GROUP = "chroma.dev"
 VERSION = "v1alpha1"
 PLURAL = "indexjobs"
 FIELD_MANAGER = "chroma-api"
-INDEXJOB_OPERATIONS = ("index", "reindex", "fit-mhb", "recommend", "compact", "expire")
-"""Operation kinds the IndexJob CRD accepts (``spec.operation`` enum); others stay queued."""
 
 MAX_NAME = 63
 """IndexJob names become Job names and label values: at most 63 characters."""
@@ -231,7 +229,7 @@ class IndexJobLauncher:
         the kind or a missing embedding set cannot be an IndexJob or the API refused."""
         from kubernetes.client.exceptions import ApiException, OpenApiException
 
-        if operation.kind not in INDEXJOB_OPERATIONS or not operation.embedding_set_key:
+        if operation.kind not in INDEXJOB_KINDS or not operation.embedding_set_key:
             log.debug("operation #%d (%s) stays with the queue's workers: not an IndexJob",
                       operation.id, operation.kind)
             return None

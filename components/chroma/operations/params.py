@@ -1,0 +1,33 @@
+"""The parameters each operation kind takes: pydantic models, one per kind that has any.
+
+``POST /api/v1/operations``, ``chroma op run --param`` and the handlers read the same
+model (through the table in ``chroma.operations.kinds``). Unknown keys are kept, not
+refused: an operation's params are stored and shown as given.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["CompactParams", "NoParams", "RecommendParams", "SleepParams"]
+
+
+class NoParams(BaseModel):
+    """A kind that reads no parameters."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class SleepParams(NoParams):
+    seconds: float = Field(default=5.0, ge=0, description="How long to sleep.")
+
+
+class CompactParams(NoParams):
+    small_file_rows: int = Field(default=100_000, ge=1,
+                                 description="Files with fewer live rows are merged.")
+    grace_s: float = Field(default=3600.0, ge=0,
+                           description="Retired files older than this are deleted.")
+
+
+class RecommendParams(NoParams):
+    full: bool = Field(default=False, description="Rescore every production record.")
