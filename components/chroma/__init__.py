@@ -8,7 +8,8 @@ nothing imports up; siblings on one line stay apart):
   ``control``     process control: ``chroma run`` supervisor, workers that claim operations
   ``client``      Python client (HTTP only)
 * ``operations``  the table of operation kinds and every handler (index, fit-mhb, ...)
-* ``labelling``   the labelling queue: recommend and fit runs, assessments on ``/log``
+* ``labelling``   the labelling queue: recommend and fit runs, paging, assessments on ``/log``
+  ``search``      the query path: nearest live records of vectors or of a stored record
 * ``ingest``      validation and the durable group-committed write path, compaction
   ``index``       the Qdrant query engine (embedded Edge or remote server), its hosting
   ``scoring``     pure maths: MHB (Mahalanobis) model, signals, ranking, exact kNN
