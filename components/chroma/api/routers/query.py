@@ -16,7 +16,7 @@ from fastapi import APIRouter
 
 from chroma.api.deps import CatalogDep, OperationsDep, SettingsDep, StoreDep
 from chroma.api.models import ErrorBody
-from chroma.api.query_models import (
+from chroma.api.models.query import (
     Neighbour,
     QueryFilter,
     QueryRequest,

@@ -1,4 +1,4 @@
-"""Request and answer models of ``POST /api/v1/query`` (k-nearest-neighbour search)."""
+"""``POST /api/v1/query``: the k-nearest-neighbour search request and answer."""
 
 from __future__ import annotations
 
