@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from chroma.catalog.database import Database
-from chroma.errors import Conflict, NotFound
+from chroma.errors import Conflict, InvalidInput, NotFound
 
 __all__ = ["ComponentRow", "Operation", "Operations"]
 
@@ -87,13 +88,17 @@ class Operations:
                 ).fetchone()
                 if known is None:
                     raise NotFound(f"no embedding set {embedding_set_key}")
-            row = cur.execute(
-                "INSERT INTO operations (kind, embedding_set_key, params, requested_by,"
-                " max_attempts) VALUES (%s, %s, %s, %s, %s)"
-                " ON CONFLICT (kind, COALESCE(embedding_set_key, ''))"
-                " WHERE state IN ('queued', 'running') DO NOTHING RETURNING *",
-                (kind, embedding_set_key, Jsonb(params or {}), requested_by, max_attempts),
-            ).fetchone()
+            try:
+                row = cur.execute(
+                    "INSERT INTO operations (kind, embedding_set_key, params, requested_by,"
+                    " max_attempts) VALUES (%s, %s, %s, %s, %s)"
+                    " ON CONFLICT (kind, COALESCE(embedding_set_key, ''))"
+                    " WHERE state IN ('queued', 'running') DO NOTHING RETURNING *",
+                    (kind, embedding_set_key, Jsonb(params or {}), requested_by, max_attempts),
+                ).fetchone()
+            except psycopg.errors.CheckViolation:
+                # The schema's CHECK lists the kinds (tested equal to chroma.operations.kinds).
+                raise InvalidInput(f"unknown operation kind {kind!r}") from None
             if row is not None:
                 return Operation(**row), True
             row = cur.execute(
