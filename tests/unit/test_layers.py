@@ -1,9 +1,9 @@
 """The layering the package docstrings describe, enforced.
 
 ``.importlinter`` holds the contracts (layers from ``cli`` down to ``errors | keys |
-settings | locks``; ``scoring`` pure; the ``index`` library free of the catalog; psycopg
-only in ``catalog``; the operator apart). A change that imports up the layers fails here,
-not only in ``make lint``.
+settings | locks | clock``; ``scoring`` pure; the ``index`` library free of the
+catalog; psycopg only in ``catalog``; the operator apart). A change that imports up the
+layers fails here, not only in ``make lint``.
 """
 
 from __future__ import annotations

@@ -20,9 +20,17 @@ from psycopg.types.json import Jsonb
 from chroma.catalog.database import Database
 from chroma.errors import Conflict, InvalidInput, NotFound
 
-__all__ = ["ComponentRow", "Operation", "Operations"]
+__all__ = ["ComponentRow", "Operation", "Operations", "retry_delay_s"]
 
 TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def retry_delay_s(attempts: int) -> float:
+    """Back-off before a failed operation may be claimed again: 2, 4, 8 ... seconds.
+
+    The policy is here, in Python, so it can be tested alone; the clock it is added to is
+    the database's ``now()`` (see :meth:`Operations.finish`), shared by every worker."""
+    return 2.0 ** attempts
 
 
 @dataclass(frozen=True)
@@ -203,7 +211,7 @@ class Operations:
         """Record the outcome, if ``owner`` still holds the lease.
 
         A retryable failure goes back to the queue (until ``max_attempts``) and waits
-        2, 4, 8 ... seconds before it can be claimed again."""
+        :func:`retry_delay_s` (2, 4, 8 ... seconds) before it can be claimed again."""
         assert state in TERMINAL
         with self.db.transaction() as conn:
             row = conn.execute(
@@ -220,7 +228,7 @@ class Operations:
                 " retry_at = CASE WHEN %s THEN now() + make_interval(secs => %s) END,"
                 " progress = CASE WHEN %s = 'succeeded' THEN 1 ELSE progress END,"
                 " result = %s, error = %s WHERE id = %s",
-                ("queued" if retry else state, retry, retry, 2.0 ** row[0], state,
+                ("queued" if retry else state, retry, retry, retry_delay_s(row[0]), state,
                  Jsonb(result) if result else None, error, op_id),
             )
             conn.execute(
