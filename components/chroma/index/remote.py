@@ -80,10 +80,12 @@ ServerVersion = tuple[int, int, int]
 MIN_SERVER_VERSION: ServerVersion = (1, 12, 0)
 """Oldest Qdrant server this backend talks to; older ones are refused (``UnsupportedVersion``).
 
-Every request it sends exists from 1.12 on (checked against Qdrant's OpenAPI documents
-v1.12.x to v1.19.x): the batched Query API (since 1.10), the grey collection status,
-``payload_m`` in the HNSW config, keyword and float payload indexes. 1.12 because the
-operator deployed 1.12.4 until Nov 2026, so existing clusters keep working."""
+Every request it sends exists from 1.12 on, and every field qdrant-client 1.20 requires in
+the answers it reads is in 1.12's (checked against Qdrant's OpenAPI documents v1.12.x to
+v1.19.x, not against a running 1.12 server): the batched Query API (since 1.10), the grey
+collection status, ``payload_m`` in the HNSW config, keyword and float payload indexes.
+1.12 because the operator deployed 1.12.4 until Nov 2026, so existing clusters keep
+working; qdrant-client itself is tested only against the three latest minor versions."""
 
 TESTED_MAX_SERVER_VERSION: tuple[int, int] = (1, 19)
 """Newest ``(major, minor)`` run against a real server (v1.19.0 by hand, with qdrant-client

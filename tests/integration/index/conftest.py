@@ -57,7 +57,9 @@ class RemoteServer:
         """A client of this server: a new connection, or the shared in-memory instance."""
         if self.shared is not None:
             return self.shared
-        return QdrantClient(url=self.config.url, api_key=self.config.api_key)
+        return QdrantClient(
+            url=self.config.url, api_key=self.config.api_key, check_compatibility=False
+        )
 
     def open(self, wrap: Wrap = ServerDouble, **overrides: Any) -> RemoteQueryEngine:
         """An engine on this server whose client is ``wrap``ped (a fault double, see
