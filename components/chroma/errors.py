@@ -11,6 +11,8 @@ cause); the API maps them to HTTP status codes in one place (``chroma.api.errors
     ├── NotFound            404
     ├── Conflict            409      e.g. a dataset bound to another embedding set
     └── Unavailable         503      a backing service (catalog, store, index) is down
+        ├── Unreachable     503      it did not answer (refused, timed out): retry later
+        └── UnsupportedVersion 503   it answers, but runs a version we do not support
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "Unavailable",
+    "Unreachable",
     "UnsupportedType",
+    "UnsupportedVersion",
 ]
 
 
@@ -86,3 +90,17 @@ class Unavailable(ChromaError):
 
     status_code = 503
     code = "unavailable"
+
+
+class Unreachable(Unavailable):
+    """The backing service did not answer (connection refused or reset, timeout, 502-504).
+
+    The same request may succeed later unchanged, so a caller may retry it with backoff
+    (unlike a plain ``Unavailable``, e.g. a refused API key or a failed collection)."""
+
+
+class UnsupportedVersion(Unavailable):
+    """The backing service answers but runs a version outside the supported range.
+
+    Retrying cannot help: an operator must deploy a supported version. The message names
+    the version found and the supported range."""

@@ -69,6 +69,10 @@ class Settings(BaseSettings):
     qdrant_url: str | None = None
     """Qdrant server URL for the ``remote`` backend."""
 
+    qdrant_api_key: SecretStr | None = None
+    """API key of the Qdrant server (``remote`` backend), sent with every request; unset for
+    an open server. In a cluster the operator generates one. Never logged (``SecretStr``)."""
+
     index_trigger_debounce_s: float = Field(default=1.0, ge=0)
     """After a commit queues an ``index`` operation, further commits of the same embedding
     set within this many seconds do not ask again (the queue coalesces anyway)."""
