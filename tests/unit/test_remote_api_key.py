@@ -84,3 +84,14 @@ def test_the_key_is_sent_with_every_request_and_never_logged(
     assert len(methods_paths) >= 3
     assert {key for _, _, key in RecordingQdrant.seen} == {KEY}
     assert KEY not in caplog.text
+
+
+def test_the_setting_reaches_the_index_config_and_not_its_repr() -> None:
+    from chroma.index.hosting import index_config
+
+    config = index_config(Settings(index_backend="remote", qdrant_url="http://127.0.0.1:1",
+                                   qdrant_api_key=SecretStr(KEY)))
+    assert config.api_key == KEY
+    assert KEY not in repr(config)
+    assert index_config(Settings(index_backend="remote",
+                                 qdrant_url="http://127.0.0.1:1")).api_key is None
