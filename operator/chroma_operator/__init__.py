@@ -8,5 +8,8 @@ reporting their real state back in ``status``. Layers, one direction only:
                                                   |-> status (pure derivation)
 
 Must not import the service components (``chroma.*``): it only needs the image's entry
-points. Entry point: ``chroma-operator`` (``chroma_operator.main:main``).
+points. The one exception is ``chroma.indexjob``, the dependency-free IndexJob contract
+(kinds, names, ``spec.params`` rules, ``--param`` args) it shares with the API's launcher
+and ``chroma op run``; ``tests/unit/test_indexjob_contract.py`` checks that nothing else
+is imported. Entry point: ``chroma-operator`` (``chroma_operator.main:main``).
 """
