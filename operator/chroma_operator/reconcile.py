@@ -9,7 +9,6 @@ patches them. Uses ``Kube`` for I/O and the pure builders / status functions; re
 
 from __future__ import annotations
 
-import os
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -279,8 +278,6 @@ def _reconcile_indexjob(kube: Kube, body: Body, settings: OperatorSettings) -> O
             job, created = kube.create(build_job(body, cluster))
             if created:
                 out.note("JobCreated", f"created Job {job['metadata']['name']}")
-            if settings.failpoint == "after-job-create":
-                os._exit(17)  # test hook: die before anything is recorded
     out.status = st.indexjob_status(body, job, st.now_rfc3339())
     out.status["image"] = previous.get("image") or _job_image(job)
     if previous.get("phase") != out.status["phase"]:
