@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from chroma_operator import constants as c
-from chroma_operator.config import OperatorSettings
 from chroma_operator.kube import Conflict, NotFound
 from chroma_operator.reconcile import reconcile_cluster, reconcile_indexjob
 
@@ -183,30 +182,29 @@ def test_operation_annotation_creates_one_indexjob_even_when_handled_twice(kube:
 
 def test_indexjob_job_is_created_once_and_siblings_wait(kube: FakeKube) -> None:
     kube.add(cluster())
-    settings = OperatorSettings()
     first = kube.add(indexjob("first"))
-    out = reconcile_indexjob(kube, first, settings)  # type: ignore[arg-type]
+    out = reconcile_indexjob(kube, first)  # type: ignore[arg-type]
     assert ("Normal", "JobCreated", "created Job first") in out.events
-    again = reconcile_indexjob(kube, first, settings)  # type: ignore[arg-type]
+    again = reconcile_indexjob(kube, first)  # type: ignore[arg-type]
     assert not any(e[1] == "JobCreated" for e in again.events)
     assert len(kube.kinds("Job")) == 1
 
     second = kube.add(indexjob("second"))
-    waiting = reconcile_indexjob(kube, second, settings)  # type: ignore[arg-type]
+    waiting = reconcile_indexjob(kube, second)  # type: ignore[arg-type]
     assert waiting.status["phaseReason"] == "WaitingForActiveJob"
     assert waiting.retry_after
     other = kube.add(indexjob("other", "cd" * 20))
-    reconcile_indexjob(kube, other, settings)  # type: ignore[arg-type]
+    reconcile_indexjob(kube, other)  # type: ignore[arg-type]
     assert len(kube.kinds("Job")) == 2
 
     kube.objects[("Job", "ml", "first")]["status"] = {"succeeded": 1}
-    reconcile_indexjob(kube, second, settings)  # type: ignore[arg-type]
+    reconcile_indexjob(kube, second)  # type: ignore[arg-type]
     assert {j["metadata"]["name"] for j in kube.kinds("Job")} == {"first", "other", "second"}
 
 
 def test_indexjob_without_cluster_retries(kube: FakeKube) -> None:
     orphan = kube.add(indexjob("orphan"))
-    out = reconcile_indexjob(kube, orphan, OperatorSettings())  # type: ignore[arg-type]
+    out = reconcile_indexjob(kube, orphan)  # type: ignore[arg-type]
     assert out.status["phaseReason"] == "ClusterNotFound"
     assert out.retry_after == 15
     assert kube.kinds("Job") == []
@@ -217,9 +215,9 @@ def test_indexjob_waits_while_cluster_is_suspended(kube: FakeKube) -> None:
     body["spec"]["suspend"] = True
     kube.add(body)
     ij = kube.add(indexjob("later"))
-    out = reconcile_indexjob(kube, ij, OperatorSettings())  # type: ignore[arg-type]
+    out = reconcile_indexjob(kube, ij)  # type: ignore[arg-type]
     assert (out.status["phase"], out.status["phaseReason"]) == ("Pending", "ClusterSuspended")
     assert kube.kinds("Job") == []
     kube.objects[(c.CLUSTER_KIND, "ml", "demo")]["spec"]["suspend"] = False
-    reconcile_indexjob(kube, ij, OperatorSettings())  # type: ignore[arg-type]
+    reconcile_indexjob(kube, ij)  # type: ignore[arg-type]
     assert len(kube.kinds("Job")) == 1
