@@ -3,9 +3,12 @@
 Owns: turning the ``chroma.dev/v1alpha1`` custom resources into Kubernetes objects and
 reporting their real state back in ``status``. Layers, one direction only:
 
-    main -> handlers (kopf, thin) -> reconcile (order of work) -> kube (I/O)
-                                                  |-> manifests (pure builders)
-                                                  |-> status (pure derivation)
+    main -> handlers (kopf, thin) -> reconcile/ (order of work, one module per kind)
+                                        |-> kube (I/O, the only door to the API server)
+                                        |-> manifests/ (pure builders)
+                                        |-> status (pure derivation)
+                                               '-> status_types (the status contract)
+    constants, config: read by every layer; import nothing of the above
 
 Must not import the service components (``chroma.*``): it only needs the image's entry
 points. The one exception is ``chroma.indexjob``, the dependency-free IndexJob contract
