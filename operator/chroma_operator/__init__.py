@@ -6,7 +6,7 @@ reporting their real state back in ``status``. Layers, one direction only:
     main -> handlers (kopf, thin) -> reconcile/ (order of work, one module per kind)
                                         |-> kube (I/O, the only door to the API server)
                                         |-> manifests/ (pure builders)
-                                        |-> status (pure derivation)
+                                        |-> status/ (pure derivation, one module per kind)
                                                '-> status_types (the status contract)
     constants, config: read by every layer; import nothing of the above
 

@@ -22,7 +22,8 @@ ALLOWED: dict[str, set[str]] = {
     "constants": {"chroma", "chroma.indexjob"},
     "config": set(),
     "manifests": BASE | {"chroma_operator.manifests"},
-    "status": BASE | {"chroma_operator.manifests", "chroma_operator.status_types"},
+    "status": BASE | {
+        "chroma_operator.manifests", "chroma_operator.status", "chroma_operator.status_types"},
     "kube": BASE,
     "reconcile": BASE | {
         "chroma_operator.reconcile",
