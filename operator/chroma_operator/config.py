@@ -33,10 +33,6 @@ class OperatorSettings:
     http_timeout_seconds: float = 10.0
     """CHROMA_OPERATOR_HTTP_TIMEOUT: timeout of calls to a cluster's API. Default 10 s."""
 
-    failpoint: str = ""
-    """CHROMA_OPERATOR_FAILPOINT: test hook; ``after-job-create`` makes the process exit
-    right after creating a Job and before recording it, to prove restarts are safe."""
-
     @classmethod
     def from_env(cls) -> OperatorSettings:
         return cls(
@@ -44,5 +40,4 @@ class OperatorSettings:
             dataset_sync_seconds=_float("CHROMA_OPERATOR_DATASET_SYNC_SECONDS", 60.0),
             api_url=os.environ.get("CHROMA_OPERATOR_API_URL") or None,
             http_timeout_seconds=_float("CHROMA_OPERATOR_HTTP_TIMEOUT", 10.0),
-            failpoint=os.environ.get("CHROMA_OPERATOR_FAILPOINT", ""),
         )

@@ -356,12 +356,16 @@ class ControlPlane:
 
 @dataclass
 class OperatorProcess:
-    """``python -m chroma_operator`` as a subprocess, logging to a file."""
+    """``python -m chroma_operator`` as a subprocess, logging to a file.
+
+    With ``failpoint``, ``python -m tests.controlplane.failpoints FAILPOINT`` instead: the
+    same operator with that crash injected (see ``failpoints.py``)."""
 
     kubeconfig: Path
     log_path: Path
     namespace: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    failpoint: str | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
@@ -374,7 +378,10 @@ class OperatorProcess:
             **self.env,
         }
         env.pop("KUBERNETES_SERVICE_HOST", None)
-        args = [sys.executable, "-m", "chroma_operator", "--verbose"]
+        entry = ["tests.controlplane.failpoints", self.failpoint] if self.failpoint else [
+            "chroma_operator"
+        ]
+        args = [sys.executable, "-m", *entry, "--verbose"]
         args += ["--namespace", self.namespace] if self.namespace else ["--all-namespaces"]
         log = open(self.log_path, "ab")  # noqa: SIM115 (closed by the process's end)
         self.proc = subprocess.Popen(

@@ -162,7 +162,7 @@ class IndexJobSpec:
     cluster: str
     """Name of the ChromaCluster (same namespace) whose image and configuration run the job."""
     operation: str
-    """One of ``constants.OPERATIONS``."""
+    """One of ``chroma.indexjob.OPERATIONS`` (the CRD enum)."""
     embedding_set: str
     """The embedding set key the operation works on."""
     backoff_limit: int = 3
