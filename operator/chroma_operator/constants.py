@@ -74,4 +74,4 @@ QDRANT_HTTP_PORT: Final = 6333
 QDRANT_GRPC_PORT: Final = 6334
 
 DEFAULT_IMAGE: Final = "chroma-service:0.1.0"
-DEFAULT_QDRANT_IMAGE: Final = "qdrant/qdrant:v1.12.4"
+DEFAULT_QDRANT_IMAGE: Final = "qdrant/qdrant:v1.19.0"

@@ -112,12 +112,19 @@ def test_operation_indexjob_name_is_deterministic_and_valid() -> None:
     assert len(long) <= ij.MAX_NAME and DNS_LABEL.match(long)
 
 
-def test_operation_indexjob_name_equals_the_api_launchers() -> None:
-    from chroma.control.launchers import indexjob_name
+@pytest.mark.parametrize(("args", "name"), [
+    (("prod", "index", KEY, 7), "prod-index-7-d0432e48"),
+    (("c" * 63, "fit-mhb", KEY, 123456789),
+     "cccccccccccccccccccccccccccccccccccccccccccccccccccccc-5afedafd"),
+    (("Prod_1", "compact", "", 0), "prod-1-compact-0-ef0b49de"),
+])
+def test_operation_indexjob_names_are_stable(args: tuple, name: str) -> None:
+    """The names the API's launcher wrote before the contract module existed: a rerun
+    (or an upgraded API) must find the IndexJob an earlier one created."""
+    from chroma.operations.launchers import indexjob_name
 
-    for args in (("prod", "index", KEY, 7), ("c" * 63, "fit-mhb", KEY, 123456789),
-                 ("Prod_1", "compact", "", 0)):
-        assert ij.operation_indexjob_name(*args) == indexjob_name(*args)
+    assert ij.operation_indexjob_name(*args) == name
+    assert indexjob_name(*args) == name
 
 
 def test_requested_indexjob_name_depends_on_cluster_uid_and_request() -> None:

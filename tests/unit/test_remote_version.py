@@ -123,3 +123,12 @@ def test_servers_before_1_17_get_plain_indexes_and_payload_m_instead(
     assert schemas == [models.PayloadSchemaType.KEYWORD] * 5 + [models.PayloadSchemaType.FLOAT]
     (_, created), = server.named("create_collection")
     assert created["hnsw_config"].payload_m == payload_m
+
+
+def test_the_operators_default_qdrant_image_is_inside_the_supported_range() -> None:
+    """The image a managed ChromaCluster runs must be one this backend was run against."""
+    from chroma_operator.constants import DEFAULT_QDRANT_IMAGE
+
+    version = check_server_version(DEFAULT_QDRANT_IMAGE.rsplit(":", 1)[1])
+    assert version is not None and version >= MIN_SERVER_VERSION
+    assert version[:2] <= remote_backend.TESTED_MAX_SERVER_VERSION

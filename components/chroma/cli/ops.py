@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Annotated, Any
 
@@ -12,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
+from chroma import indexjob as ij
 from chroma.operations.kinds import KIND_NAMES, kind_of, validate_params
 
 op_app = typer.Typer(
@@ -207,31 +207,16 @@ def worker(
 
 
 def _parse_params(pairs: list[str]) -> dict[str, Any]:
-    """``key=value`` pairs (split at the first ``=``) -> the operation's params."""
+    """``key=value`` pairs -> the operation's params, read as the IndexJob contract writes
+    them (``chroma.indexjob.parse_param``: JSON values as JSON, anything else as text)."""
     params: dict[str, Any] = {}
     for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"--param takes key=value, not {pair!r}")
-        params[key] = _param_value(value)
+        try:
+            key, value = ij.parse_param(pair)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        params[key] = value
     return params
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _param_value(text: str) -> Any:
-    """JSON when ``text`` is JSON, else ``text`` itself.
-
-    So every JSON value survives a Job's args (the operator writes IndexJob
-    ``spec.params`` this way: ``true`` stays a bool, ``"60"`` a string) while plain
-    ``key=value`` keeps working for numbers and words. NaN and Infinity are not JSON
-    (the catalog's jsonb refuses them), so they stay text."""
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        return text
 
 
 def recommend(

@@ -30,15 +30,13 @@ Must not touch: the queue itself, request handling. Called by ``chroma.api.servi
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from chroma import indexjob as ij
 from chroma.operations.kinds import INDEXJOB_KINDS
 from chroma.settings import Settings
 
@@ -58,20 +56,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-GROUP = "chroma.dev"
-VERSION = "v1alpha1"
-PLURAL = "indexjobs"
 FIELD_MANAGER = "chroma-api"
-
-MAX_NAME = 63
-"""IndexJob names become Job names and label values: at most 63 characters."""
-
-PARAM_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,62}$")
-"""Keys the operator passes as ``--param`` (``chroma_operator.constants.PARAM_KEY_PATTERN``)."""
-MAX_PARAMS = 32
-"""``spec.params`` ``maxProperties`` in the CRD."""
-MAX_PARAM_STRING = 1024
-"""``maxLength`` of a string value of ``spec.params`` in the CRD."""
 
 SERVICEACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -96,50 +81,17 @@ class QueueLauncher:
         return None
 
 
-def _label_value(value: str) -> str:
-    """A label-safe version of ``value`` (<= 63 chars, alphanumeric ends)."""
-    cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in value)
-    if len(cleaned) > MAX_NAME:
-        cleaned = cleaned[:52] + "-" + hashlib.sha1(value.encode()).hexdigest()[:10]
-    return cleaned.strip("-_.") or "x"
-
-
 def indexjob_name(cluster: str, kind: str, embedding_set_key: str, operation_id: int) -> str:
-    """Deterministic name: the same operation always names the same IndexJob.
-
-    ``<cluster>-<kind>-<id>-<hash>``, the hash covering cluster, kind, embedding set and
-    operation id, cut to 63 characters (a Job name and a label value)."""
-    digest = hashlib.sha1(
-        f"{cluster}/{kind}/{embedding_set_key}/{operation_id}".encode()
-    ).hexdigest()[:8]
-    stem = f"{cluster}-{kind}-{operation_id}".lower()
-    stem = "".join(ch if ch.isalnum() or ch == "-" else "-" for ch in stem)
-    stem = stem[: MAX_NAME - len(digest) - 1].strip("-")
-    return f"{stem}-{digest}"
-
-
-def _crd_param(key: str, value: Any) -> bool:
-    """Whether the IndexJob CRD (and the operator) accept ``key: value`` in spec.params."""
-    if not PARAM_KEY.fullmatch(key):
-        return False
-    if isinstance(value, bool):
-        return True
-    if isinstance(value, int):
-        return -(2**63) <= value < 2**63  # the API server's int64
-    if isinstance(value, float):
-        return math.isfinite(value)
-    return isinstance(value, str) and len(value) <= MAX_PARAM_STRING
+    """Deterministic name: the same operation always names the same IndexJob (the rule is
+    the contract's, ``chroma.indexjob.operation_indexjob_name``)."""
+    return ij.operation_indexjob_name(cluster, kind, embedding_set_key, operation_id)
 
 
 def indexjob_params(params: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """(the params an IndexJob can show, the sorted keys left out).
-
-    An operation's params are any JSON object; leaving out what the CRD would refuse
-    keeps the IndexJob creatable (a 422 would leave the operation to the workers)."""
-    kept = {k: params[k] for k in sorted(params) if _crd_param(k, params[k])}
-    for extra in list(kept)[MAX_PARAMS:]:
-        del kept[extra]
-    return kept, sorted(set(params) - set(kept))
+    """(the params an IndexJob can show, the sorted keys left out): what the CRD would
+    refuse is left out, which keeps the IndexJob creatable (a 422 would leave the
+    operation to the workers)."""
+    return ij.crd_params(params)
 
 
 def indexjob_body(operation: Operation, cluster: str, namespace: str) -> dict[str, Any]:
@@ -148,16 +100,16 @@ def indexjob_body(operation: Operation, cluster: str, namespace: str) -> dict[st
     key = operation.embedding_set_key or ""
     spec: dict[str, Any] = {"cluster": cluster, "operation": operation.kind, "embeddingSet": key}
     annotations = {
-        f"{GROUP}/requested-by": f"api/operation/{operation.id} ({operation.requested_by})",
+        ij.ANNOTATION_REQUESTED_BY: f"api/operation/{operation.id} ({operation.requested_by})",
     }
     params, omitted = indexjob_params(operation.params or {})
     if params:
         spec["params"] = params
     if omitted:
-        annotations[f"{GROUP}/params-omitted"] = ",".join(omitted)[:1024]
+        annotations[ij.ANNOTATION_PARAMS_OMITTED] = ",".join(omitted)[:1024]
     return {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "IndexJob",
+        "apiVersion": ij.API_VERSION,
+        "kind": ij.KIND,
         "metadata": {
             "name": indexjob_name(cluster, operation.kind, key, operation.id),
             "namespace": namespace,
@@ -167,10 +119,10 @@ def indexjob_body(operation: Operation, cluster: str, namespace: str) -> dict[st
                 "app.kubernetes.io/component": "operation",
                 "app.kubernetes.io/part-of": "chroma",
                 "app.kubernetes.io/managed-by": FIELD_MANAGER,
-                f"{GROUP}/cluster": cluster,
-                f"{GROUP}/operation": operation.kind,
-                f"{GROUP}/embedding-set": _label_value(key),
-                f"{GROUP}/operation-id": str(operation.id),
+                ij.LABEL_CLUSTER: cluster,
+                ij.LABEL_OPERATION: operation.kind,
+                ij.LABEL_EMBEDDING_SET: ij.label_value(key),
+                f"{ij.GROUP}/operation-id": str(operation.id),
             },
             "annotations": annotations,
         },
@@ -237,7 +189,7 @@ class IndexJobLauncher:
         name: str = body["metadata"]["name"]
         try:
             self._api.create_namespaced_custom_object(
-                GROUP, VERSION, self.namespace, PLURAL, body,
+                ij.GROUP, ij.VERSION, self.namespace, ij.PLURAL, body,
                 field_manager=FIELD_MANAGER, _request_timeout=self.timeout_s,
             )
         except ApiException as exc:
