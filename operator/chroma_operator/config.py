@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 
 def _float(name: str, default: float) -> float:
@@ -33,6 +34,11 @@ class OperatorSettings:
     http_timeout_seconds: float = 10.0
     """CHROMA_OPERATOR_HTTP_TIMEOUT: timeout of calls to a cluster's API. Default 10 s."""
 
+    namespace: str | None = None
+    """CHROMA_OPERATOR_NAMESPACE (else the namespace of the pod's service account, when
+    in a cluster): where the operator runs. Each cluster's NetworkPolicy lets this
+    namespace reach the API, because the operator registers Datasets through it."""
+
     @classmethod
     def from_env(cls) -> OperatorSettings:
         return cls(
@@ -40,4 +46,15 @@ class OperatorSettings:
             dataset_sync_seconds=_float("CHROMA_OPERATOR_DATASET_SYNC_SECONDS", 60.0),
             api_url=os.environ.get("CHROMA_OPERATOR_API_URL") or None,
             http_timeout_seconds=_float("CHROMA_OPERATOR_HTTP_TIMEOUT", 10.0),
+            namespace=os.environ.get("CHROMA_OPERATOR_NAMESPACE") or _pod_namespace(),
         )
+
+
+_SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _pod_namespace() -> str | None:
+    try:
+        return _SA_NAMESPACE.read_text().strip() or None
+    except OSError:
+        return None

@@ -69,6 +69,15 @@ MAX_PARAMS: Final = ij.MAX_PARAMS
 MAX_PARAM_STRING: Final = ij.MAX_PARAM_STRING
 """``maxLength`` of a string value of ``spec.params`` in the CRD."""
 
+# Secrets: entries the operator writes into the Secrets it generates (and reads by
+# reference from the ones a spec names).
+API_KEYS_KEY: Final = "keys"
+"""Entry of the API keys Secret: the keys file (``<scope> <key>`` lines, DESIGN §11)."""
+API_KEYS_MOUNT: Final = "/etc/chroma/api-keys"
+"""Directory where API pods mount the keys Secret (read-only); the file is ``keys``."""
+QDRANT_API_KEY_KEY: Final = "api-key"
+"""Entry of the Qdrant API key Secret (generated or named in the spec, default key)."""
+
 API_PORT: Final = 8000
 QDRANT_HTTP_PORT: Final = 6333
 QDRANT_GRPC_PORT: Final = 6334

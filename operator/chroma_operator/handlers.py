@@ -37,6 +37,7 @@ CHILD_KINDS = (
     ("", "v1", "configmaps"),
     ("", "v1", "serviceaccounts"),
     ("networking.k8s.io", "v1", "ingresses"),
+    ("networking.k8s.io", "v1", "networkpolicies"),
     ("rbac.authorization.k8s.io", "v1", "roles"),
     ("rbac.authorization.k8s.io", "v1", "rolebindings"),
 )
@@ -129,7 +130,7 @@ def _run_for_owner(
 
 
 def _cluster(body: Body, out: reconcile.Outcome) -> None:
-    reconcile.reconcile_cluster(kube(), body, out)
+    reconcile.reconcile_cluster(kube(), body, out, operator_namespace=SETTINGS.namespace)
 
 
 def _indexjob(body: Body, out: reconcile.Outcome) -> None:

@@ -21,6 +21,7 @@ from typing import Literal, NotRequired, TypedDict
 
 __all__ = [
     "FINISHED_PHASES",
+    "ClusterAuth",
     "ClusterCondition",
     "ClusterEndpoints",
     "ClusterPhase",
@@ -106,6 +107,18 @@ class ClusterEndpoints(TypedDict):
     """Host routed to the API, when an Ingress with a host is enabled."""
 
 
+class ClusterAuth(TypedDict):
+    """``status.auth``: where the cluster's secrets are (names only, never the keys)."""
+
+    enabled: bool
+    """``spec.auth.enabled``: the API asks for keys."""
+    secretName: NotRequired[str]
+    """The Secret whose ``keys`` entry the API pods mount (generated
+    ``<cluster>-api-keys`` or ``spec.auth.secretName``); absent when auth is off."""
+    qdrantApiKeySecret: NotRequired[str]
+    """The Secret holding the Qdrant API key, when Qdrant has one."""
+
+
 class LastOperation(TypedDict):
     """``status.lastOperation``: the last ``chroma.dev/operation`` annotation handled."""
 
@@ -131,6 +144,7 @@ class ClusterStatus(TypedDict):
     components: dict[str, ComponentCounts]
     """``api``, ``workers`` and, when managed, ``qdrant``."""
     endpoints: ClusterEndpoints
+    auth: ClusterAuth
     conditions: list[Condition]
     lastOperation: NotRequired[LastOperation]
 

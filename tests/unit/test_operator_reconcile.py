@@ -70,6 +70,9 @@ class FakeKube:
             return existing, False
         return self._store(copy.deepcopy(obj)), True
 
+    def create_if_absent(self, obj: Body) -> bool:
+        return self.create(obj)[1]
+
     def delete(self, api_version: str, kind: str, ns: str, name: str) -> bool:
         return self.objects.pop(self._key(kind, ns, name), None) is not None
 
@@ -135,7 +138,8 @@ def kube() -> FakeKube:
 def test_second_reconcile_changes_nothing(kube: FakeKube) -> None:
     body = kube.add(cluster())
     first = reconcile_cluster(kube, body)  # type: ignore[arg-type]
-    assert sum(1 for e in first.events if e[1] == "Created") == 9
+    # 9 workloads and their plumbing, 2 NetworkPolicies, 2 generated Secrets
+    assert sum(1 for e in first.events if e[1] == "Created") == 13
     assert first.status["phase"] == "Progressing"
     versions = {
         k: o["metadata"]["resourceVersion"]
@@ -301,3 +305,21 @@ def test_run_posts_work_done_before_an_api_failure(posted: list[tuple[str, str, 
         handlers._run({"metadata": {}}, fails)  # type: ignore[arg-type]
     assert err.value.delay == handlers.API_RETRY_S and "API server" in str(err.value)
     assert posted == [("Normal", "Created", "made one")]
+
+
+def test_generated_secrets_are_created_once_and_never_overwritten(kube: FakeKube) -> None:
+    body = kube.add(cluster())
+    keys = iter(f"key-{i}-" + "x" * 40 for i in range(10))
+    out = reconcile_cluster(kube, body, key_factory=keys.__next__)  # type: ignore[arg-type]
+    assert ("Normal", "Created", "generated Secret demo-api-keys") in out.events
+    first = kube.get("v1", "Secret", "ml", "demo-api-keys")
+    assert first is not None and first["stringData"]["keys"].startswith("admin key-0-")
+    # Rotated by hand: the next reconciles keep the edit.
+    kube.objects[("Secret", "ml", "demo-api-keys")]["stringData"] = {"keys": "admin mine"}
+    out = reconcile_cluster(kube, body, key_factory=keys.__next__)  # type: ignore[arg-type]
+    assert not [e for e in out.events if "Secret" in e[2]]
+    assert kube.get("v1", "Secret", "ml", "demo-api-keys")["stringData"] == {  # type: ignore[index]
+        "keys": "admin mine"}
+    status = kube.get(c.API_VERSION, c.CLUSTER_KIND, "ml", "demo")["status"]  # type: ignore[index]
+    assert status["auth"] == {
+        "enabled": True, "secretName": "demo-api-keys", "qdrantApiKeySecret": "demo-qdrant-api-key"}

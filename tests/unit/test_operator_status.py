@@ -182,6 +182,7 @@ def test_cluster_status_nested_types_are_the_crds() -> None:
         status["lastOperation"]["properties"])
     assert set(typing.get_type_hints(stt.ComponentCounts)) == set(
         status["components"]["additionalProperties"]["properties"])
+    assert set(typing.get_type_hints(stt.ClusterAuth)) == set(status["auth"]["properties"])
 
 
 def test_derived_statuses_use_only_the_typed_keys() -> None:

@@ -4,7 +4,13 @@ Owns: every object the operator writes, as data. No I/O, no kopf: the reconciler
 (``chroma_operator.reconcile``) applies what these return. Unit-tested without servers.
 """
 
-from chroma_operator.manifests.cluster import build_children, names
+from chroma_operator.manifests.cluster import (
+    api_keys_secret,
+    build_children,
+    build_generated_secrets,
+    names,
+    qdrant_api_key_ref,
+)
 from chroma_operator.manifests.indexjob import (
     InvalidOperationRequest,
     InvalidParams,
@@ -22,9 +28,12 @@ __all__ = [
     "InvalidOperationRequest",
     "InvalidParams",
     "OperationRequest",
+    "api_keys_secret",
     "build_children",
+    "build_generated_secrets",
     "build_job",
     "build_requested_indexjob",
     "names",
     "params_problem",
+    "qdrant_api_key_ref",
 ]

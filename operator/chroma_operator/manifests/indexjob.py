@@ -109,6 +109,9 @@ def job_name(indexjob: Body) -> str:
 def build_job(indexjob: Body, cluster: Body) -> Body:
     """The Job that runs ``indexjob`` with ``cluster``'s image and configuration.
 
+    It gets only what the operation uses: the ConfigMap, the PostgreSQL, S3 and Qdrant
+    key Secrets; never the API keys file (it serves nothing) nor a service account token.
+
     Raises ``InvalidParams`` when ``spec.params`` has a key ``--param`` cannot carry."""
     spec = IndexJobSpec.from_dict(indexjob["spec"])
     cspec = ClusterSpec.from_dict(cluster.get("spec"))
@@ -143,6 +146,8 @@ def build_job(indexjob: Body, cluster: Body) -> Body:
             "spec": {
                 "restartPolicy": "Never",
                 "serviceAccountName": f"{cluster_name}-api",
+                # ``op run --local`` never calls the Kubernetes API: no token in the pod.
+                "automountServiceAccountToken": False,
                 "securityContext": pod_security_context(),
                 "containers": [container],
                 "volumes": [volume],

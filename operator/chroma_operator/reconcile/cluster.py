@@ -1,8 +1,9 @@
 """ChromaCluster reconciler: make the children match the spec, then record what is true.
 
-Owns: the order of work for a cluster (apply every child pinned to the version it was
-read at, report creations and repaired drift, delete what the spec turned off, derive
-and write status, turn a ``chroma.dev/operation`` annotation into one IndexJob).
+Owns: the order of work for a cluster (create the generated Secrets when absent, never
+reading or overwriting them; apply every child pinned to the version it was read at,
+report creations and repaired drift, delete what the spec turned off, derive and write
+status, turn a ``chroma.dev/operation`` annotation into one IndexJob).
 Idempotent: a rerun after a crash, a restart or a re-list finds the objects and patches
 them. Uses ``Kube`` for I/O, the pure builders of ``chroma_operator.manifests`` and the
 pure ``chroma_operator.status``; called by ``chroma_operator.handlers``.
@@ -10,6 +11,8 @@ pure ``chroma_operator.status``; called by ``chroma_operator.handlers``.
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Callable
 from typing import Any
 
 from chroma_operator import constants as c
@@ -19,6 +22,7 @@ from chroma_operator.manifests import (
     InvalidOperationRequest,
     OperationRequest,
     build_children,
+    build_generated_secrets,
     build_requested_indexjob,
     names,
 )
@@ -39,8 +43,21 @@ def _owned_by(obj: Body, owner_uid: str) -> bool:
     return any(ref.get("uid") == owner_uid for ref in obj["metadata"].get("ownerReferences") or [])
 
 
-def reconcile_cluster(kube: Kube, body: Body, out: Outcome | None = None) -> Outcome:
-    """Apply every child, remove switched-off ones, derive and write status.
+def new_key() -> str:
+    """A random API key: 43 URL-safe characters (DESIGN §11 asks for at least 32)."""
+    return secrets.token_urlsafe(32)
+
+
+def reconcile_cluster(
+    kube: Kube,
+    body: Body,
+    out: Outcome | None = None,
+    *,
+    operator_namespace: str | None = None,
+    key_factory: Callable[[], str] = new_key,
+) -> Outcome:
+    """Create missing generated Secrets, apply every child, remove switched-off ones,
+    derive and write status.
 
     ``body`` only names the cluster: the current object is read again under a per-cluster
     lock, so concurrent triggers (kopf handlers, child events, the timer) run one at a
@@ -55,7 +72,8 @@ def reconcile_cluster(kube: Kube, body: Body, out: Outcome | None = None) -> Out
         fresh = kube.get(c.API_VERSION, c.CLUSTER_KIND, ns, name)
         if fresh is None or fresh["metadata"].get("deletionTimestamp"):
             return out
-        wanted, unwanted = build_children(fresh)
+        _create_generated_secrets(kube, fresh, key_factory, out)
+        wanted, unwanted = build_children(fresh, operator_namespace)
         applied = _apply_children(kube, fresh, wanted, out)
         _delete_unwanted(kube, fresh, unwanted, out)
         n = names(name)
@@ -85,6 +103,17 @@ def _apply_children(
         applied[(obj["kind"], obj["metadata"]["name"])] = after
         _note_apply(out, obj, before, after, seen_spec)
     return applied
+
+
+def _create_generated_secrets(
+    kube: Kube, cluster: Body, key_factory: Callable[[], str], out: Outcome
+) -> None:
+    """Create-if-absent: a Secret that exists (generated earlier, or edited by hand to
+    rotate keys) is never read nor overwritten. One deleted by hand comes back with a
+    new key on the next reconcile."""
+    for secret in build_generated_secrets(cluster, key_factory):
+        if kube.create_if_absent(secret):
+            out.note("Created", f"generated {_ref(secret)}")
 
 
 def _note_apply(

@@ -1,6 +1,7 @@
 """ChromaCluster status: components' readiness, the overall phase, conditions, endpoints.
 
-Owns: reading readiness and failure from the observed Deployments / StatefulSet, and
+Owns: reading readiness and failure from the observed Deployments / StatefulSet, naming
+the Secrets that hold the cluster's keys (``status.auth``), and
 deciding the phase (Suspended beats Degraded beats Progressing beats Ready) with the
 Ready / Progressing / Degraded conditions that go with it. Pure; called by
 ``chroma_operator.reconcile.cluster``.
@@ -11,10 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from chroma_operator.manifests.cluster import api_url, qdrant_url
+from chroma_operator.manifests.cluster import (
+    api_keys_secret,
+    api_url,
+    qdrant_api_key_ref,
+    qdrant_url,
+)
 from chroma_operator.manifests.spec import ClusterSpec
 from chroma_operator.status.common import Body, condition, merge_conditions
 from chroma_operator.status_types import (
+    ClusterAuth,
     ClusterCondition,
     ClusterEndpoints,
     ClusterPhase,
@@ -220,6 +227,18 @@ def _endpoints(body: Body, spec: ClusterSpec) -> ClusterEndpoints:
     return endpoints
 
 
+def _auth(body: Body, spec: ClusterSpec) -> ClusterAuth:
+    cluster = body["metadata"]["name"]
+    auth: ClusterAuth = {"enabled": spec.auth.enabled}
+    keys = api_keys_secret(cluster, spec)
+    if keys:
+        auth["secretName"] = keys
+    qdrant_key = qdrant_api_key_ref(cluster, spec)
+    if qdrant_key:
+        auth["qdrantApiKeySecret"] = qdrant_key[0]
+    return auth
+
+
 def cluster_status(body: Body, children: Mapping[str, Body | None], now: str) -> ClusterStatus:
     """The full ``status`` of a ChromaCluster.
 
@@ -240,6 +259,7 @@ def cluster_status(body: Body, children: Mapping[str, Body | None], now: str) ->
         "image": spec.image,
         "components": {name: s.as_status() for name, s in observed.components.items()},
         "endpoints": _endpoints(body, spec),
+        "auth": _auth(body, spec),
         "conditions": merge_conditions(
             previous.get("conditions"),
             [summary.ready, *observed.parts, summary.progressing, summary.degraded],
