@@ -130,7 +130,13 @@ def _run_for_owner(
 
 
 def _cluster(body: Body, out: reconcile.Outcome) -> None:
-    reconcile.reconcile_cluster(kube(), body, out, operator_namespace=SETTINGS.namespace)
+    reconcile.reconcile_cluster(
+        kube(),
+        body,
+        out,
+        operator_namespace=SETTINGS.namespace,
+        operator_key_seed=SETTINGS.api_key_seed,
+    )
 
 
 def _indexjob(body: Body, out: reconcile.Outcome) -> None:

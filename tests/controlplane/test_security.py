@@ -17,6 +17,7 @@ from chroma_operator.manifests import build_children, build_generated_secrets, b
 from tests.unit.test_chart import CI_VALUES, render, values_id
 
 from .envtest import Api, ApiError, OperatorProcess, cluster_body, indexjob_body, wait_for
+from .fakes import FakeChromaApi
 
 pytestmark = pytest.mark.controlplane
 
@@ -174,3 +175,44 @@ def test_auth_off_means_insecure_and_no_generated_keys(
     assert "CHROMA_API_KEYS_FILE" not in env
     wait_for(lambda: api.get("Secret", namespace, "c1-qdrant-api-key"), what="Qdrant key")
     assert api.get("Secret", namespace, "c1-api-keys") is None
+
+
+def admin_keys(api: Api, ns: str, secret: str) -> set[str]:
+    found = wait_for(lambda: api.get("Secret", ns, secret), what=f"Secret {secret}")
+    lines = base64.b64decode(found["data"]["keys"]).decode().splitlines()
+    return {line.split()[1] for line in lines if line.startswith("admin ")}
+
+
+@pytest.mark.parametrize("seed", ["s" * 48, None], ids=["seed", "no-seed"])
+def test_operator_registers_datasets_with_a_key_from_the_generated_secret(
+    api: Api, namespace: str, operator_factory: Callable[..., OperatorProcess],
+    seed: str | None,
+) -> None:
+    """The API checks keys: the operator's calls carry a key that the keys Secret it
+    generated lists (without a seed it has none, and the Dataset says 401)."""
+    fake = FakeChromaApi()
+    try:
+        env = {"CHROMA_OPERATOR_API_URL": fake.url}
+        if seed:
+            env["CHROMA_OPERATOR_API_KEY_SEED"] = seed
+        operator_factory(env=env)
+        api.create(cluster_body("c1", namespace))
+        fake.keys = admin_keys(api, namespace, "c1-api-keys")
+        assert len(fake.keys) == (2 if seed else 1)
+        api.create({
+            "apiVersion": "chroma.dev/v1alpha1", "kind": "Dataset",
+            "metadata": {"name": "train", "namespace": namespace},
+            "spec": {"cluster": "c1", "split": "training"},
+        })
+
+        def status() -> dict[str, Any]:
+            return (api.get("Dataset", namespace, "train") or {}).get("status") or {}
+
+        if seed:
+            wait_for(lambda: status().get("registered"), what="Dataset registered")
+            assert fake.puts and fake.puts[0][0] == "train"
+        else:
+            wait_for(lambda: "401" in (status().get("message") or ""), what="a 401 reported")
+            assert fake.puts == []
+    finally:
+        fake.close()

@@ -11,6 +11,7 @@ for tests/controlplane/test_chart.py.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import runpy
@@ -245,8 +246,14 @@ def test_operator_deployment_runs_the_operator_as_documented(default_docs: list[
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}
     assert container["ports"] == [{"name": "health", "containerPort": 8080, "protocol": "TCP"}]
     assert container["resources"]["requests"] and container["resources"]["limits"]["memory"]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in container["env"]}
     assert env["CHROMA_OPERATOR_RESYNC_SECONDS"] == "60"
+    assert env["CHROMA_OPERATOR_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    # The seed of the operator's per-cluster keys: a Secret of the chart, kept.
+    seed_ref = env["CHROMA_OPERATOR_API_KEY_SEED"]["secretKeyRef"]
+    seed = the(default_docs, "Secret", seed_ref["name"])
+    assert len(base64.b64decode(seed["data"][seed_ref["key"]])) == 48
+    assert seed["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     selector = spec["selector"]["matchLabels"]
     assert selector.items() <= spec["template"]["metadata"]["labels"].items()
     service = the(default_docs, "Service", "chroma-operator")

@@ -430,3 +430,19 @@ def test_network_policy_options() -> None:
     assert not [o for o in wanted if o["kind"] == "NetworkPolicy"]
     assert ("networking.k8s.io/v1", "NetworkPolicy", "demo-chroma") in unwanted
     assert ("networking.k8s.io/v1", "NetworkPolicy", "demo-qdrant") in unwanted
+
+
+def test_operator_key_is_derived_per_cluster_and_listed_after_the_users() -> None:
+    from chroma_operator.manifests import operator_api_key
+
+    body = cluster()
+    key = operator_api_key("seed-1", body)
+    assert len(key) >= 32 and key == operator_api_key("seed-1", body)
+    other_uid = {**body, "metadata": {**body["metadata"], "uid": "uid-2"}}
+    assert key != operator_api_key("seed-2", body)
+    assert key != operator_api_key("seed-1", other_uid)  # a recreated cluster: a new key
+    (api_keys, _) = build_generated_secrets(body, lambda: "u" * 43, operator_key=key)
+    lines = api_keys["stringData"]["keys"].splitlines()
+    assert lines[0] == "admin " + "u" * 43  # the user's key first; `api-key` is it alone
+    assert lines[1].startswith("# ") and lines[2] == f"admin {key}"
+    assert api_keys["stringData"]["api-key"] == "u" * 43

@@ -9,6 +9,7 @@ from chroma_operator.manifests.cluster import (
     build_children,
     build_generated_secrets,
     names,
+    operator_api_key,
     qdrant_api_key_ref,
 )
 from chroma_operator.manifests.indexjob import (
@@ -34,6 +35,7 @@ __all__ = [
     "build_job",
     "build_requested_indexjob",
     "names",
+    "operator_api_key",
     "params_problem",
     "qdrant_api_key_ref",
 ]

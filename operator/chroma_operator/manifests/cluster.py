@@ -11,6 +11,9 @@ in ``tests/unit/test_operator_manifests.py`` and ``tests/unit/test_pod_security.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 from collections.abc import Callable
 from typing import Any
 
@@ -417,6 +420,26 @@ def build_qdrant_statefulset(body: Body, spec: ClusterSpec) -> Body:
     }
 
 
+def operator_api_key(seed: str, body: Body) -> str:
+    """The operator's admin key for the cluster ``body``: HMAC-SHA256 of the cluster's
+    namespace, name and uid under the operator's ``seed``, 43 URL-safe characters.
+    Derived, not stored: the operator recomputes it instead of reading a Secret; a
+    recreated cluster (new uid) gets a new one; it opens no other cluster."""
+    meta = body["metadata"]
+    message = f"{meta['namespace']}/{meta['name']}/{meta['uid']}".encode()
+    digest = hmac.new(seed.encode(), message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def keys_file(user_key: str, operator_key: str | None) -> str:
+    """The keys file the operator generates: the user's admin key on the first line."""
+    lines = [f"admin {user_key}"]
+    if operator_key:
+        lines += ["# chroma-operator: registers Datasets (docs/operator.md, Security)",
+                  f"admin {operator_key}"]
+    return "\n".join(lines) + "\n"
+
+
 def _secret(body: Body, name: str, data: dict[str, str]) -> Body:
     return {
         "apiVersion": "v1",
@@ -427,12 +450,15 @@ def _secret(body: Body, name: str, data: dict[str, str]) -> Body:
     }
 
 
-def build_generated_secrets(body: Body, new_key: Callable[[], str]) -> list[Body]:
+def build_generated_secrets(
+    body: Body, new_key: Callable[[], str], operator_key: str | None = None
+) -> list[Body]:
     """The Secrets the operator generates for ``body``, to be created once and never
     overwritten (the reconciler creates them only when absent).
 
     ``<cluster>-api-keys`` (auth on, no Secret named): ``keys`` is the keys file with one
-    admin key; ``api-key`` is the same key alone, for clients (``CHROMA_API_KEY``).
+    admin key (plus ``operator_key``, the operator's own, when given); ``api-key`` is the
+    user's key alone, for clients (``CHROMA_API_KEY``).
     ``<cluster>-qdrant-api-key`` (Managed Qdrant, no Secret named): ``api-key``.
     ``new_key`` makes a random key (``secrets.token_urlsafe(32)`` in the reconciler)."""
     spec = ClusterSpec.from_dict(body.get("spec"))
@@ -440,7 +466,8 @@ def build_generated_secrets(body: Body, new_key: Callable[[], str]) -> list[Body
     out = []
     if spec.auth.enabled and not spec.auth.secret_name:
         key = new_key()
-        out.append(_secret(body, n["apiKeys"], {c.API_KEYS_KEY: f"admin {key}\n", "api-key": key}))
+        data = {c.API_KEYS_KEY: keys_file(key, operator_key), "api-key": key}
+        out.append(_secret(body, n["apiKeys"], data))
     if spec.qdrant.managed and not spec.qdrant.api_key_secret:
         out.append(_secret(body, n["qdrantApiKey"], {c.QDRANT_API_KEY_KEY: new_key()}))
     return out

@@ -25,6 +25,7 @@ from chroma_operator.manifests import (
     build_generated_secrets,
     build_requested_indexjob,
     names,
+    operator_api_key,
 )
 from chroma_operator.reconcile.outcome import Body, Outcome, lock_for, record
 from chroma_operator.status_types import ClusterPhase, ClusterStatus, LastOperation
@@ -54,6 +55,7 @@ def reconcile_cluster(
     out: Outcome | None = None,
     *,
     operator_namespace: str | None = None,
+    operator_key_seed: str | None = None,
     key_factory: Callable[[], str] = new_key,
 ) -> Outcome:
     """Create missing generated Secrets, apply every child, remove switched-off ones,
@@ -72,7 +74,8 @@ def reconcile_cluster(
         fresh = kube.get(c.API_VERSION, c.CLUSTER_KIND, ns, name)
         if fresh is None or fresh["metadata"].get("deletionTimestamp"):
             return out
-        _create_generated_secrets(kube, fresh, key_factory, out)
+        operator_key = operator_api_key(operator_key_seed, fresh) if operator_key_seed else None
+        _create_generated_secrets(kube, fresh, key_factory, operator_key, out)
         wanted, unwanted = build_children(fresh, operator_namespace)
         applied = _apply_children(kube, fresh, wanted, out)
         _delete_unwanted(kube, fresh, unwanted, out)
@@ -106,12 +109,13 @@ def _apply_children(
 
 
 def _create_generated_secrets(
-    kube: Kube, cluster: Body, key_factory: Callable[[], str], out: Outcome
+    kube: Kube, cluster: Body, key_factory: Callable[[], str], operator_key: str | None,
+    out: Outcome,
 ) -> None:
     """Create-if-absent: a Secret that exists (generated earlier, or edited by hand to
     rotate keys) is never read nor overwritten. One deleted by hand comes back with a
     new key on the next reconcile."""
-    for secret in build_generated_secrets(cluster, key_factory):
+    for secret in build_generated_secrets(cluster, key_factory, operator_key):
         if kube.create_if_absent(secret):
             out.note("Created", f"generated {_ref(secret)}")
 

@@ -1,10 +1,11 @@
 """Dataset reconciler: register the dataset through its cluster's API, report the catalog.
 
 Owns: the two HTTP calls to a cluster's Chroma API (``PUT`` to register when the spec
-is new, ``GET`` to read counts and freshness) and the Dataset's status from their
-answers. An API that answers 404/405 to the ``PUT`` creates datasets on their first
-logged record instead. Uses ``Kube`` to find the cluster and write status, httpx for the
-API; called by ``chroma_operator.handlers``. Must not touch the catalog directly.
+is new, ``GET`` to read counts and freshness), with the operator's derived key for that
+cluster, and the Dataset's status from their answers. An API that answers 404/405 to
+the ``PUT`` creates datasets on their first logged record instead. Uses ``Kube`` to
+find the cluster and write status, httpx for the API; called by
+``chroma_operator.handlers``. Must not touch the catalog directly.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from chroma_operator import constants as c
 from chroma_operator import status as st
 from chroma_operator.config import OperatorSettings
 from chroma_operator.kube import Kube
-from chroma_operator.manifests import DatasetSpec
+from chroma_operator.manifests import ClusterSpec, DatasetSpec, operator_api_key
 from chroma_operator.manifests.cluster import api_url
 from chroma_operator.reconcile.outcome import Body, Outcome, record
 
@@ -56,6 +57,7 @@ def reconcile_dataset(
         return record(kube, body, out, status, retry_after=RETRY_S)
     base = (settings.api_url or api_url(cluster)).rstrip("/")
     client = http or httpx.Client(timeout=settings.http_timeout_seconds)
+    client.headers.update(_auth_headers(cluster, settings))
     try:
         answer = _ask(client, base, body, spec, out)
     finally:
@@ -67,6 +69,15 @@ def reconcile_dataset(
     if spec.retention_days is not None:
         status["retentionDays"] = spec.retention_days
     return record(kube, body, out, status, retry_after=RETRY_S if answer.error else None)
+
+
+def _auth_headers(cluster: Body, settings: OperatorSettings) -> dict[str, str]:
+    """The operator's key for this cluster (see ``operator_api_key``), when it has a seed
+    and the cluster asks for keys. A key file without the operator's line (a Secret the
+    user named) answers 401, which the Dataset's status then reports."""
+    if not settings.api_key_seed or not ClusterSpec.from_dict(cluster.get("spec")).auth.enabled:
+        return {}
+    return {"Authorization": f"Bearer {operator_api_key(settings.api_key_seed, cluster)}"}
 
 
 def _ask(client: httpx.Client, base: str, body: Body, spec: DatasetSpec, out: Outcome) -> _Answer:
