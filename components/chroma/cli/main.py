@@ -94,7 +94,8 @@ def upload(
     from chroma.errors import ChromaError
 
     try:
-        with Client(url, api_key=api_key) as client:
+        # A progress bar only for a person watching: in a log it is noise around errors.
+        with Client(url, api_key=api_key, progress=sys.stderr.isatty()) as client:
             result = client.upload_jsonl(file, batch_size=batch_size)
     except ChromaError as exc:
         print(f"chroma upload: {exc.message}", file=sys.stderr)
@@ -131,6 +132,8 @@ def openapi(
 
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # httpx logs every request at INFO: noise on the CLI's stderr, around its one-line errors.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     app()
 
 
