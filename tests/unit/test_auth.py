@@ -178,3 +178,14 @@ def test_operation_params_out_of_range_are_refused(kind: str, params: dict) -> N
 def test_operation_params_in_range_pass() -> None:
     validate_params("compact", {"grace_s": 60})
     validate_params("sleep", {"seconds": 3600})
+
+
+def test_a_proxy_prefix_is_not_part_of_the_route_path() -> None:
+    from starlette.requests import Request
+
+    from chroma.api.auth import _route_path
+
+    behind = Request({"type": "http", "path": "/chroma/api/v1/status", "root_path": "/chroma"})
+    assert _route_path(behind) == "/api/v1/status"
+    direct = Request({"type": "http", "path": "/api/v1/status", "root_path": ""})
+    assert _route_path(direct) == "/api/v1/status"

@@ -287,9 +287,10 @@ async def authorize(
 ) -> None:
     """401 without a known key, 403 when its scope is short; nothing on open routes.
 
-    ``async``: it only hashes and compares (see ``chroma.api.deps`` on thread hops)."""
+    ``async``: it hashes and compares, and at most once a second stats (rarely reads) a
+    small file; cheaper on the loop than a thread hop (see ``chroma.api.deps``)."""
     guard: Guard = request.app.state.auth
-    path = template_of(request.method, request.url.path)
+    path = template_of(request.method, _route_path(request))
     needed = guard.needed(request.method, path)
     if needed is None or not guard.ring.enabled:
         return
@@ -302,6 +303,13 @@ async def authorize(
     if scope < needed:
         raise Forbidden(f"this API key has scope {scope.name}; "
                         f"{request.method} {path} needs {needed.name}")
+
+
+def _route_path(request: Request) -> str:
+    """The path the router matched: without the ``root_path`` a proxy prefix adds."""
+    path: str = request.scope["path"]
+    root: str = request.scope.get("root_path", "")
+    return path[len(root):] if root and path.startswith(root) else path
 
 
 def document_security(schema: dict[str, Any]) -> dict[str, Any]:
