@@ -8,6 +8,8 @@ cause); the API maps them to HTTP status codes in one place (``chroma.api.errors
     │   ├── MalformedBody   400      empty body, malformed JSON or Arrow
     │   ├── UnsupportedType 415      a Content-Type we do not read
     │   └── PayloadTooLarge 413
+    ├── Unauthorized        401      no API key, or one the server does not know
+    ├── Forbidden           403      a known API key whose scope does not cover the route
     ├── NotFound            404
     ├── Conflict            409      e.g. a dataset bound to another embedding set
     └── Unavailable         503      a backing service (catalog, store, index) is down
@@ -20,10 +22,12 @@ from __future__ import annotations
 __all__ = [
     "ChromaError",
     "Conflict",
+    "Forbidden",
     "InvalidInput",
     "MalformedBody",
     "NotFound",
     "PayloadTooLarge",
+    "Unauthorized",
     "Unavailable",
     "Unreachable",
     "UnsupportedType",
@@ -69,6 +73,21 @@ class PayloadTooLarge(InvalidInput):
 
     status_code = 413
     code = "payload_too_large"
+
+
+class Unauthorized(ChromaError):
+    """The request carries no API key, or one the server does not know (send
+    ``Authorization: Bearer <key>``; the client reads ``CHROMA_API_KEY``)."""
+
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(ChromaError):
+    """The API key is known but its scope (read < write < admin) does not cover the route."""
+
+    status_code = 403
+    code = "forbidden"
 
 
 class NotFound(ChromaError):

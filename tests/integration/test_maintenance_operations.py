@@ -66,11 +66,18 @@ def test_compact_merges_small_files_of_the_set(worker) -> None:
     for i in range(4):
         committer.commit(_batch(es, "many-files", "production", [f"r{i}"]))
     op, _ = runner.services.operations.enqueue("compact", embedding_set_key(es),
-                                               params={"grace_s": 0})
+                                               params={"grace_s": 60})  # the minimum
     assert runner.run_one()
     done = runner.services.operations.get(op.id)
     assert done.state == "succeeded", done.error
     assert done.result["files_merged"] == 4 and done.result["records_moved"] == 4
-    assert done.result["retired_deleted"] == 4
+    assert done.result["retired_deleted"] == 0  # retired just now: within the grace
+    with runner.services.catalog.db.transaction() as conn:
+        conn.execute("UPDATE files SET retired_at = now() - interval '2 minutes'"
+                     " WHERE retired_at IS NOT NULL")
+    again, _ = runner.services.operations.enqueue("compact", embedding_set_key(es),
+                                                  params={"grace_s": 60})
+    assert runner.run_one()
+    assert runner.services.operations.get(again.id).result["retired_deleted"] == 4
     rows = runner.services.catalog.list_records("many-files")
     assert len({r.file_path for r in rows}) == 1 and len(rows) == 4

@@ -22,12 +22,19 @@ op_app = typer.Typer(
 console = Console()
 
 UrlOpt = Annotated[str, typer.Option(envvar="CHROMA_URL", help="API base URL.")]
+ApiKeyOpt = Annotated[str | None, typer.Option(
+    "--api-key", envvar="CHROMA_API_KEY", show_default=False,
+    help="API key sent as 'Authorization: Bearer <key>' (prefer the variable: a flag's "
+         "value shows in the process list).")]
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-def _request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Response:
+def _request(method: str, url: str, path: str, api_key: str | None = None,
+             **kwargs: Any) -> httpx.Response:
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        answer = httpx.request(method, f"{url.rstrip('/')}{path}", timeout=30, **kwargs)
+        answer = httpx.request(method, f"{url.rstrip('/')}{path}", timeout=30,
+                               headers=headers, **kwargs)
     except httpx.TransportError as exc:
         console.print(f"[red]cannot reach {url}[/red] ({exc}); is `chroma run` running? "
                       "(--url or CHROMA_URL point elsewhere)")
@@ -36,8 +43,8 @@ def _request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Response:
     return answer
 
 
-def _get(url: str, path: str, **params: Any) -> Any:
-    return _request("GET", url, path, params=params).json()
+def _get(url: str, path: str, api_key: str | None, **params: Any) -> Any:
+    return _request("GET", url, path, api_key, params=params).json()
 
 
 def _raise_for(answer: httpx.Response) -> None:
@@ -46,7 +53,7 @@ def _raise_for(answer: httpx.Response) -> None:
             message = answer.json().get("message", answer.text)
         except ValueError:
             message = answer.text
-        console.print(f"[red]error {answer.status_code}[/red]: {message}")
+        console.print(f"[red]error {answer.status_code}[/red]: {message}", soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -60,9 +67,9 @@ def _ago(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def status(url: UrlOpt = DEFAULT_URL) -> None:
+def status(url: UrlOpt = DEFAULT_URL, api_key: ApiKeyOpt = None) -> None:
     """Print each component (state, pid, uptime, heartbeat, restarts) and the queue."""
-    body = _get(url, "/api/v1/status")
+    body = _get(url, "/api/v1/status", api_key)
     table = Table(title=f"Chroma {body['version']} ({body['mode']})")
     for column in ("component", "state", "pid", "uptime", "heartbeat", "restarts", "takes"):
         table.add_column(column)
@@ -95,27 +102,28 @@ def op_run(
         help="Execute here against the catalog (CHROMA_DATABASE_URL), not via a worker: "
              "what a Kubernetes Job of an IndexJob runs.")] = False,
     url: UrlOpt = DEFAULT_URL,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Start an operation (or join the active one of the same kind and set)."""
     params = _parse_params(param or [])
     if local:
         raise typer.Exit(_run_local(kind, embedding_set, params))
-    answer = _request("POST", url, "/api/v1/operations",
+    answer = _request("POST", url, "/api/v1/operations", api_key,
                       json={"kind": kind, "embedding_set_key": embedding_set, "params": params})
     op = answer.json()
     verb = "started" if answer.status_code == 201 else "joined active"
     console.print(f"{verb} operation #{op['id']} ({op['kind']})")
     if wait:
-        op = _follow(url, op["id"])
+        op = _follow(url, op["id"], api_key)
         _print_outcome(op)
         raise typer.Exit(0 if op["state"] == "succeeded" else 1)
 
 
-def _follow(url: str, op_id: int) -> dict[str, Any]:
+def _follow(url: str, op_id: int, api_key: str | None) -> dict[str, Any]:
     with tqdm(total=100, unit="%", desc=f"operation #{op_id}",
               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
         while True:
-            op = _get(url, f"/api/v1/operations/{op_id}")
+            op = _get(url, f"/api/v1/operations/{op_id}", api_key)
             bar.n = round(op["progress"] * 100)
             bar.set_postfix_str(f"{op['state']} {op['message'] or ''}".strip())
             bar.refresh()
@@ -169,10 +177,11 @@ def op_list(
     kind: Annotated[str | None, typer.Option()] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     url: UrlOpt = DEFAULT_URL,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Recent operations, newest first."""
     params = {k: v for k, v in {"state": state, "kind": kind, "limit": limit}.items() if v}
-    body = _get(url, "/api/v1/operations", **params)
+    body = _get(url, "/api/v1/operations", api_key, **params)
     table = Table()
     for column in ("id", "kind", "embedding set", "state", "progress", "attempts", "duration",
                    "by"):
@@ -185,9 +194,9 @@ def op_list(
 
 
 @op_app.command("cancel")
-def op_cancel(operation_id: int, url: UrlOpt = DEFAULT_URL) -> None:
+def op_cancel(operation_id: int, url: UrlOpt = DEFAULT_URL, api_key: ApiKeyOpt = None) -> None:
     """Cancel an operation (queued: at once; running: at its next progress report)."""
-    answer = _request("POST", url, f"/api/v1/operations/{operation_id}/cancel")
+    answer = _request("POST", url, f"/api/v1/operations/{operation_id}/cancel", api_key)
     console.print(f"operation #{operation_id}: cancel requested ({answer.json()['state']})")
 
 
@@ -225,13 +234,14 @@ def recommend(
     dataset: Annotated[list[str] | None, typer.Option(help="Only these datasets.")] = None,
     diverse: Annotated[bool, typer.Option(help="Skip near-duplicates.")] = False,
     url: UrlOpt = DEFAULT_URL,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Print the production records most worth labelling, with why."""
     params: dict[str, Any] = {"embedding_set_key": embedding_set, "limit": top,
                               "diverse": diverse}
     if dataset:
         params["dataset"] = dataset
-    body = _get(url, "/api/v1/recommendations", **params)
+    body = _get(url, "/api/v1/recommendations", api_key, **params)
     table = Table(title=f"{body['total']} records in the queue (MHB v{body['mhb_version']})")
     for column in ("#", "score", "pctl", "dataset", "id", "class", "input", "why"):
         table.add_column(column)

@@ -23,4 +23,5 @@ class Health(BaseModel):
 
 class Readiness(BaseModel):
     status: str = Field(description="ready or unavailable")
-    checks: dict[str, str] = Field(description="component -> ok or the error")
+    checks: dict[str, str] = Field(
+        description="component -> ok or unavailable (the cause is in the server log)")
