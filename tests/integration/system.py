@@ -39,6 +39,7 @@ class System:
         self.process = subprocess.Popen(
             [CHROMA_BIN, "run", "--port", str(self.port), "--data-dir", str(self.data_dir)],
             env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as a terminal gives it
         )
         wait_for(lambda: self._up(components), 60, f"{', '.join(components)} up")
 
@@ -100,6 +101,23 @@ class System:
             return self.process.returncode if self.process else 0
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(60)
+
+
+def postmasters_of(data_dir: Path) -> list[int]:
+    """Pids of PostgreSQL postmasters serving a data directory under ``data_dir`` (/proc)."""
+    root = os.fsencode(data_dir.resolve())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        if Path(os.fsdecode(argv[0])).name == "postgres" and any(
+                arg.startswith(root) for arg in argv[1:]):
+            found.append(int(entry.name))
+    return found
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

@@ -11,7 +11,7 @@ from typing import IO
 import uvicorn
 
 from chroma.catalog import Catalog, Database, apply_migrations
-from chroma.control.supervisor import ChildSpec, Supervisor
+from chroma.control.supervisor import ChildSpec, Supervisor, Watched
 from chroma.control.worker import run_worker
 from chroma.locks import LockHeld, hold_pid_lock
 from chroma.operations.kinds import WORKERS
@@ -56,21 +56,29 @@ def run_embedded() -> None:
     except DataDirLocked as exc:
         print(f"chroma run: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    if settings.database_url is None:
-        from chroma.catalog.embedded import start_embedded_postgres
+    postgres = None
+    try:
+        if settings.database_url is None:
+            from chroma.catalog.embedded import EmbeddedPostgres
 
-        dsn = start_embedded_postgres(settings.postgres_dir)
-        os.environ["CHROMA_DATABASE_URL"] = dsn  # children inherit it
-        log.info("embedded PostgreSQL ready under %s", settings.postgres_dir)
-    dsn = os.environ["CHROMA_DATABASE_URL"]
+            postgres = EmbeddedPostgres(settings.postgres_dir)
+            os.environ["CHROMA_DATABASE_URL"] = postgres.start()  # children inherit it
+            log.info("embedded PostgreSQL ready under %s", settings.postgres_dir)
+        supervise(os.environ["CHROMA_DATABASE_URL"], [postgres] if postgres else [])
+    finally:
+        if postgres is not None:  # after the children: they finish their commits first
+            postgres.stop()
+        lock.close()  # last: a new chroma run may take the directory only now
+
+
+def supervise(dsn: str, watched: list[Watched]) -> None:
     apply_migrations(dsn)  # once, before the children start
     db = Database(dsn, max_size=2)
     db.open()
     try:
-        Supervisor(child_specs(), Catalog(db).operations).run()
+        Supervisor(child_specs(), Catalog(db).operations, watched=watched).run()
     finally:
         db.close()
-        lock.close()
 
 
 def serve_api(settings: Settings) -> None:
