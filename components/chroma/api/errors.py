@@ -1,26 +1,88 @@
-"""The one place where errors become HTTP responses: ``{"error", "message", "details"}``."""
+"""The one place where errors become HTTP responses: ``{"error", "message", "details",
+"request_id"}``.
+
+:class:`RequestIdMiddleware` gives each request an id (the client's ``X-Request-ID`` if
+it sent a sane one), answers it in the ``X-Request-ID`` header and in error bodies, and
+puts it on every log record made while serving it (:data:`chroma.logs.request_id`). It is
+also where an unexpected exception becomes a 500, logged once with its traceback: an
+``Exception`` handler would sit in Starlette's ServerErrorMiddleware, which re-raises
+after answering, so uvicorn logged each 500 a second time.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+import uuid
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chroma.api.responses import ORJSONResponse
 from chroma.errors import ChromaError
+from chroma.logs import request_id
 
-__all__ = ["install_error_handlers"]
+__all__ = ["REQUEST_ID_HEADER", "RequestIdMiddleware", "install_error_handlers"]
 
 log = logging.getLogger(__name__)
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # a client's id goes into logs verbatim
 
 
 def error_response(status: int, code: str, message: str, details: object = None) -> ORJSONResponse:
     body: dict[str, object] = {"error": code, "message": message}
     if details is not None:
         body["details"] = details
+    if (current := request_id.get()) is not None:
+        body["request_id"] = current
     return ORJSONResponse(body, status_code=status)
+
+
+class RequestIdMiddleware:
+    """Names each request, and turns an exception no handler took into one logged 500."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = _request_id_of(scope)
+        token = request_id.set(rid)
+        started = False
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"],
+                                      (REQUEST_ID_HEADER.lower().encode(), rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if not started:  # else the client sees a cut response; nothing more to send
+                response = error_response(500, "internal_error",
+                                          "internal error; see the server log")
+                await response(scope, receive, send_with_id)
+        finally:
+            request_id.reset(token)
+
+
+def _request_id_of(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-request-id":
+            given = value.decode("latin-1")
+            if _SANE_ID.fullmatch(given):
+                return given
+    return uuid.uuid4().hex
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -41,8 +103,3 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
         return error_response(exc.status_code, "http_error", str(exc.detail))
-
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> ORJSONResponse:
-        log.exception("unhandled error")
-        return error_response(500, "internal_error", "internal error; see the server log")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -84,7 +83,11 @@ def openapi(
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    from chroma.logs import configure_logging
+    from chroma.settings import Settings
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
     app()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
@@ -14,6 +15,7 @@ from chroma.catalog import Catalog, Database, apply_migrations
 from chroma.control.supervisor import ChildSpec, Supervisor, Watched
 from chroma.control.worker import run_worker
 from chroma.locks import LockHeld, hold_pid_lock
+from chroma.logs import configure_logging, logging_config
 from chroma.operations.kinds import WORKERS
 from chroma.settings import Settings
 
@@ -39,13 +41,22 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
 def child_specs() -> list[ChildSpec]:
     specs = [ChildSpec("api", "api", api_process)]
     for name, kinds in WORKERS.items():
-        specs.append(ChildSpec(name, "worker", run_worker, (name, kinds), kinds))
+        specs.append(ChildSpec(name, "worker", worker_process, (name, kinds), kinds))
     return specs
 
 
 def api_process() -> None:
     """Entry point of the API child: settings come from the environment."""
-    serve_api(Settings())
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)  # a spawned child starts bare
+    serve_api(settings)
+
+
+def worker_process(name: str, kinds: Sequence[str]) -> None:
+    """Entry point of a worker child, logging as its parent does."""
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    run_worker(name, kinds)
 
 
 def run_embedded() -> None:
@@ -93,6 +104,6 @@ def serve_api(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.api_workers,
-        log_level="info",
+        log_config=logging_config(settings.log_level, settings.log_format),
         access_log=False,
     )
