@@ -33,7 +33,7 @@ class System:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *, components: Sequence[str] = ALL_COMPONENTS) -> None:
+    def start(self, *, components: Sequence[str] = ALL_COMPONENTS, timeout: float = 60) -> None:
         """Start ``chroma run``; return once ``components`` report ``up`` in /status."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
@@ -41,7 +41,7 @@ class System:
             env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, as a terminal gives it
         )
-        wait_for(lambda: self._up(components), 60, f"{', '.join(components)} up")
+        wait_for(lambda: self._up(components), timeout, f"{', '.join(components)} up")
 
     def _up(self, names: Sequence[str]) -> bool:
         if self.process is not None and self.process.poll() is not None:

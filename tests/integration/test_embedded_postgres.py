@@ -25,6 +25,7 @@ from tests.integration.system import System, postmasters_of, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
+START_S = 240  # five processes and initdb, on a machine shared by many
 GONE_WITHIN_S = 60  # generous: the watchdog polls twice a second, a fast shutdown is quick
 
 
@@ -49,7 +50,7 @@ def postmaster(system: System) -> int:
 
 
 def test_sigkill_of_the_process_group_leaves_no_postmaster(system: System) -> None:
-    system.start()
+    system.start(timeout=START_S)
     assert postmasters_of(system.data_dir)
     assert system.process is not None
     os.killpg(system.process.pid, signal.SIGKILL)
@@ -58,14 +59,14 @@ def test_sigkill_of_the_process_group_leaves_no_postmaster(system: System) -> No
              "the postmaster to follow its chroma run")
 
     # The next run starts its own server, and a clean stop after that leaves none either.
-    system.start()
+    system.start(timeout=START_S)
     assert system.stop() == 0
     wait_for(lambda: not postmasters_of(system.data_dir), GONE_WITHIN_S,
              "the postmaster to stop with chroma run")
 
 
 def test_sigkill_of_the_supervisor_alone_leaves_no_postmaster(system: System) -> None:
-    system.start()
+    system.start(timeout=START_S)
     assert system.process is not None
     system.process.kill()  # the OOM killer's choice: one process, its children live on
     system.process.wait(30)
@@ -84,7 +85,7 @@ def test_a_postmaster_left_by_an_older_run_is_stopped_by_the_next(system: System
         check=True, timeout=120, env={**os.environ, "XDG_RUNTIME_DIR": str(pgdata.parent)})
     orphan = postmaster(system)
 
-    system.start()
+    system.start(timeout=START_S)
     assert orphan not in postmasters_of(system.data_dir)
     assert postmaster(system) != orphan
     assert system.stop() == 0
@@ -92,7 +93,7 @@ def test_a_postmaster_left_by_an_older_run_is_stopped_by_the_next(system: System
 
 
 def test_a_dead_postgres_makes_ready_503_and_is_restarted(system: System) -> None:
-    system.start()
+    system.start(timeout=START_S)
     first = postmaster(system)
     assert system.process is not None
     # Freeze the supervisor so the outage lasts until the test has looked at it.

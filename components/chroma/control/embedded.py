@@ -1,4 +1,10 @@
-"""``chroma run`` and ``chroma serve``: start the embedded stack or only the API."""
+"""``chroma run`` and ``chroma serve``: start the embedded stack or only the API.
+
+``chroma run`` holds the data directory's lock for its whole life, starts the embedded
+PostgreSQL (which stops with it: :class:`chroma.catalog.embedded.EmbeddedPostgres`), and
+supervises the API and worker processes and that server. Each spawned child configures
+logging as its parent did (:mod:`chroma.logs`).
+"""
 
 from __future__ import annotations
 
@@ -83,8 +89,11 @@ def run_embedded() -> None:
 
 
 def supervise(dsn: str, watched: list[Watched]) -> None:
+    """Migrate the catalog, then run the children (and watch ``watched``) until a signal."""
     apply_migrations(dsn)  # once, before the children start
-    db = Database(dsn, max_size=2)
+    # Status records are advisory: while the catalog is down they must not hold up the
+    # loop that restarts it.
+    db = Database(dsn, max_size=2, connect_timeout=1.0)
     db.open()
     try:
         Supervisor(child_specs(), Catalog(db).operations, watched=watched).run()
