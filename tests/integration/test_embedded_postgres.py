@@ -70,9 +70,11 @@ def test_sigkill_of_the_supervisor_alone_leaves_no_postmaster(system: System) ->
     assert system.process is not None
     system.process.kill()  # the OOM killer's choice: one process, its children live on
     system.process.wait(30)
-    wait_for(lambda: not postmasters_of(system.data_dir), GONE_WITHIN_S,
-             "the postmaster to follow its supervisor")
-    os.killpg(system.process.pid, signal.SIGKILL)  # the orphaned API and workers
+    try:
+        wait_for(lambda: not postmasters_of(system.data_dir), GONE_WITHIN_S,
+                 "the postmaster to follow its supervisor")
+    finally:
+        os.killpg(system.process.pid, signal.SIGKILL)  # the orphaned API and workers
 
 
 def test_a_postmaster_left_by_an_older_run_is_stopped_by_the_next(system: System) -> None:
