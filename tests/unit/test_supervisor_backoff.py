@@ -212,3 +212,15 @@ def test_a_watched_server_that_will_not_start_is_tried_again_later(
     clock.advance(0.25)
     supervisor._check_watched()
     assert server.starts == 1 and supervisor.watched[0].restarts == 1
+
+
+def test_stopping_with_the_catalog_server_dead_records_nothing(
+        processes: FakeProcesses, clock: FakeClock) -> None:
+    states = StatesDouble()
+    server = FakeServer()
+    supervisor = Supervisor([ChildSpec("api", "api", target=lambda: None)], states,  # type: ignore[arg-type]
+                            processes=processes, clock=clock, watched=[server])  # type: ignore[arg-type]
+    supervisor._start(supervisor.children[0])
+    server.up = False  # each record would wait for the pool's timeout, then fail
+    supervisor._stop_all()
+    assert states.states == [("api", "starting")]

@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from chroma.catalog import Operations
 from chroma.clock import SYSTEM_CLOCK, Clock
+from chroma.errors import ChromaError
 
 __all__ = ["ChildSpec", "Supervisor", "Watched", "restart_delay"]
 
@@ -194,8 +195,9 @@ class Supervisor:
                 log.warning("%s did not stop in time; killing it", child.spec.name)
                 child.process.kill()
                 child.process.join(5)
-        for child in self.children:
-            self._record(child.spec, "stopped")
+        if all(state.server.alive() for state in self.watched):  # else: no catalog to write
+            for child in self.children:
+                self._record(child.spec, "stopped")
         log.info("all components stopped")
 
     def _record(self, spec: ChildSpec, state: str, **fields: Any) -> None:
@@ -203,5 +205,7 @@ class Supervisor:
             return
         try:
             self.operations.component_state(spec.name, spec.kind, state, **fields)
-        except Exception:  # status is advisory; supervision must go on without it
+        except ChromaError as exc:  # status is advisory; an outage needs no traceback
+            log.warning("could not record %s as %s: %s", spec.name, state, exc.message)
+        except Exception:  # supervision must go on without it
             log.warning("could not record %s as %s", spec.name, state, exc_info=True)
