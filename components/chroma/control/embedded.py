@@ -8,8 +8,11 @@ logging as its parent did (:mod:`chroma.logs`).
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import multiprocessing as mp
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +31,8 @@ from chroma.settings import Settings
 __all__ = ["DataDirLocked", "child_specs", "lock_data_dir", "run_embedded", "serve_api"]
 
 log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class DataDirLocked(RuntimeError):
@@ -53,6 +58,7 @@ def child_specs() -> list[ChildSpec]:
 
 def api_process() -> None:
     """Entry point of the API child: settings come from the environment."""
+    stop_with_parent()
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)  # a spawned child starts bare
     serve_api(settings)
@@ -60,9 +66,27 @@ def api_process() -> None:
 
 def worker_process(name: str, kinds: Sequence[str]) -> None:
     """Entry point of a worker child, logging as its parent does."""
+    stop_with_parent()
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     run_worker(name, kinds)
+
+
+def stop_with_parent() -> None:
+    """Have the kernel send this child SIGTERM (a graceful stop) when the supervisor dies.
+
+    A SIGKILL of the whole process group takes the children with it, but the OOM killer
+    kills one process: without this the API and workers of a dead supervisor lived on,
+    holding the port. The parent-death signal fires when the thread that forked us ends;
+    the supervisor forks from its main thread, which ends only with the process.
+    """
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    parent = mp.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died before prctl
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_embedded() -> None:
