@@ -33,7 +33,7 @@ class System:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *, components: Sequence[str] = ALL_COMPONENTS, timeout: float = 60) -> None:
+    def start(self, *, components: Sequence[str] = ALL_COMPONENTS, timeout: float = 180) -> None:
         """Start ``chroma run``; return once ``components`` report ``up`` in /status."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
