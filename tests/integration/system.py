@@ -41,7 +41,11 @@ class System:
             env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group, as a terminal gives it
         )
-        wait_for(lambda: self._up(components), timeout, f"{', '.join(components)} up")
+        try:
+            wait_for(lambda: self._up(components), timeout, f"{', '.join(components)} up")
+        except BaseException:
+            self.stop()  # a fixture that fails here never reaches its teardown
+            raise
 
     def _up(self, names: Sequence[str]) -> bool:
         if self.process is not None and self.process.poll() is not None:
