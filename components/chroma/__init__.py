@@ -15,7 +15,7 @@ nothing imports up; siblings on one line stay apart):
   ``scoring``     pure maths: MHB (Mahalanobis) model, signals, ranking, exact kNN
 * ``catalog``     PostgreSQL: every SQL statement (sets, datasets, files, records, queues)
   ``storage``     immutable parquet files through fsspec (local folder or ``s3://``)
-* ``errors``, ``keys``, ``settings``, ``locks``, ``clock``: shared by all, importing none
+* ``errors``, ``keys``, ``settings``, ``locks``, ``clock``, ``logs``: shared by all, importing none
   of the above
 """
 

@@ -63,6 +63,13 @@ class Settings(BaseSettings):
     db_pool_max: int = Field(default=8, ge=1)
     """Connections in each process's PostgreSQL pool."""
 
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Lowest level written to the log (stderr)."""
+
+    log_format: Literal["text", "json"] = "text"
+    """``text``: ``time LEVEL logger [request id] message``, one line per event;
+    ``json``: the same fields as one JSON object per line (for log collectors)."""
+
     index_backend: Literal["edge", "remote"] = "edge"
     """Vector index: ``edge`` (Qdrant engine in-process, embedded) or ``remote`` (Qdrant server)."""
 

@@ -33,14 +33,19 @@ class System:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *, components: Sequence[str] = ALL_COMPONENTS) -> None:
+    def start(self, *, components: Sequence[str] = ALL_COMPONENTS, timeout: float = 180) -> None:
         """Start ``chroma run``; return once ``components`` report ``up`` in /status."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
             [CHROMA_BIN, "run", "--port", str(self.port), "--data-dir", str(self.data_dir)],
             env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,  # its own process group, as a terminal gives it
         )
-        wait_for(lambda: self._up(components), 60, f"{', '.join(components)} up")
+        try:
+            wait_for(lambda: self._up(components), timeout, f"{', '.join(components)} up")
+        except BaseException:
+            self.stop()  # a fixture that fails here never reaches its teardown
+            raise
 
     def _up(self, names: Sequence[str]) -> bool:
         if self.process is not None and self.process.poll() is not None:
@@ -100,6 +105,23 @@ class System:
             return self.process.returncode if self.process else 0
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(60)
+
+
+def postmasters_of(data_dir: Path) -> list[int]:
+    """Pids of PostgreSQL postmasters serving a data directory under ``data_dir`` (/proc)."""
+    root = os.fsencode(data_dir.resolve())
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        if Path(os.fsdecode(argv[0])).name == "postgres" and any(
+                arg.startswith(root) for arg in argv[1:]):
+            found.append(int(entry.name))
+    return found
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

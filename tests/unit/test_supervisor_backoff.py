@@ -155,3 +155,72 @@ def test_the_loop_sleeps_on_the_clock(processes: FakeProcesses, clock: FakeClock
     supervisor.run()
     assert clock.sleeps == [0.2, 0.2, 0.2]
     assert [p.exitcode for p in processes.made] == [-15]  # started once, stopped at the end
+
+
+class FakeServer:
+    """A watched server (the embedded PostgreSQL's stand-in) whose death the test decides."""
+
+    name = "postgres"
+
+    def __init__(self) -> None:
+        self.up = True
+        self.starts = 0
+        self.refuse_starts = 0  # how many restarts fail first (old backends still around)
+
+    def alive(self) -> bool:
+        return self.up
+
+    def restart(self) -> None:
+        if self.refuse_starts:
+            self.refuse_starts -= 1
+            raise RuntimeError("pre-existing shared memory block is still in use")
+        self.starts += 1
+        self.up = True
+
+
+def test_a_dead_watched_server_is_restarted_after_the_back_off(
+        processes: FakeProcesses, clock: FakeClock) -> None:
+    server = FakeServer()
+    supervisor = Supervisor([], processes=processes, clock=clock,  # type: ignore[arg-type]
+                            watched=[server])
+    supervisor._check_watched()
+    assert server.starts == 0  # alive: left alone
+
+    server.up = False
+    supervisor._check_watched()  # notices the death, schedules the restart
+    clock.advance(0.25)
+    supervisor._check_watched()
+    assert server.starts == 0  # not before the back-off
+    clock.advance(0.25)
+    supervisor._check_watched()
+    assert server.starts == 1 and server.alive()
+
+
+def test_a_watched_server_that_will_not_start_is_tried_again_later(
+        processes: FakeProcesses, clock: FakeClock) -> None:
+    server = FakeServer()
+    supervisor = Supervisor([], processes=processes, clock=clock,  # type: ignore[arg-type]
+                            watched=[server])
+    server.up, server.refuse_starts = False, 1
+    supervisor._check_watched()
+    clock.advance(0.5)
+    supervisor._check_watched()  # the first try fails: the next one waits longer
+    assert server.starts == 0
+    clock.advance(restart_delay(2) - 0.25)
+    supervisor._check_watched()
+    assert server.starts == 0
+    clock.advance(0.25)
+    supervisor._check_watched()
+    assert server.starts == 1 and supervisor.watched[0].restarts == 1
+
+
+def test_stopping_with_the_catalog_server_dead_records_nothing(
+        processes: FakeProcesses, clock: FakeClock) -> None:
+    states = StatesDouble()
+    server = FakeServer()
+    supervisor = Supervisor([ChildSpec("api", "api", target=lambda: None)], states,  # type: ignore[arg-type]
+                            processes=processes, clock=clock, watched=[server])  # type: ignore[arg-type]
+    supervisor._start(supervisor.children[0])
+    server.up = False  # each record would wait for the pool's timeout, then fail
+    supervisor._stop_all()
+    assert states.states == [("api", "starting")]

@@ -13,7 +13,7 @@ from pydantic.json_schema import models_json_schema
 
 import chroma
 from chroma.api.auth import authorize, document_security, make_guard
-from chroma.api.errors import install_error_handlers
+from chroma.api.errors import RequestIdMiddleware, install_error_handlers
 from chroma.api.metrics import Metrics, MetricsMiddleware
 from chroma.api.responses import ORJSONResponse
 from chroma.api.routers import (
@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app_metrics = Metrics()
     app.state.metrics = app_metrics
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
+    app.add_middleware(RequestIdMiddleware)  # outermost of ours: it sees every exception
     install_error_handlers(app)
     for module in (health, log, embeddingsets, datasets, operations, status, metrics,
                    recommendations, query):

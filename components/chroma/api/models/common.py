@@ -15,6 +15,9 @@ class ErrorBody(BaseModel):
     error: str = Field(description="Machine-readable code, e.g. invalid_input, conflict.")
     message: str = Field(description="What went wrong and what to fix.")
     details: Any | None = None
+    request_id: str | None = Field(
+        default=None, description="The request's id, also in the X-Request-ID header and "
+        "on the server's log lines for it: quote it when reporting a problem.")
 
 
 class Health(BaseModel):
