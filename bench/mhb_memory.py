@@ -80,8 +80,8 @@ def main() -> None:
         print(json.dumps(_child(*args.child)))
         return
     print(machine_info(("numpy", "scipy")))
-    print(f"\n| case | C x n_c x d | fit peak RSS (growth) | model bytes "
-          f"| load+score peak RSS (growth) |\n|---|---|---|---|---|")
+    print("\n| case | C x n_c x d | fit peak RSS (growth) | model bytes "
+          "| load+score peak RSS (growth) |\n|---|---|---|---|---|")
     for case in args.cases:
         with tempfile.TemporaryDirectory() as folder:
             artifact = str(Path(folder) / "model.mhb")
