@@ -193,3 +193,14 @@ def test_artifact_of_the_dense_format_is_refused() -> None:
     np.savez(buffer, **archive)
     with pytest.raises(ArtifactError, match="older"):
         load_model(buffer.getvalue())
+
+
+def test_settings_give_the_limits_and_share_their_defaults(tmp_path) -> None:
+    from chroma.labelling.scorer import mhb_limits
+    from chroma.settings import Settings
+
+    assert mhb_limits(Settings(data_dir=tmp_path)) == MHBLimits()
+    limits = mhb_limits(Settings(data_dir=tmp_path, mhb_max_dimension=10, mhb_max_classes=3,
+                                 mhb_class_rank=2, mhb_max_model_bytes=2**21))
+    assert limits == MHBLimits(max_dimension=10, max_classes=3, class_rank=2,
+                               max_model_bytes=2**21)

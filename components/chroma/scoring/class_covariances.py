@@ -43,7 +43,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 import numpy as np
-from scipy.linalg import solve_triangular
 
 from chroma.errors import InvalidInput
 from chroma.scoring.covariance import ShrinkageMethod, shrunk_eigen
@@ -209,7 +208,8 @@ class ClassWhitening:
             scales[k] = 1.0 / np.sqrt(diagonal)
             rotated = (factor @ basis) * scales[k]  # G_k
             inner = np.eye(len(factor)) + rotated @ rotated.T
-            low_rank.append(solve_triangular(np.linalg.cholesky(inner), rotated, lower=True))
+            # r x r: a general solve costs nothing here (and needs no scipy).
+            low_rank.append(np.linalg.solve(np.linalg.cholesky(inner), rotated))
         sizes = [len(h) for h in low_rank]
         as32 = np.float32
         return cls(

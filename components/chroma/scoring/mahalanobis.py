@@ -42,7 +42,6 @@ from functools import cached_property
 from typing import Literal
 
 import numpy as np
-from scipy.linalg import solve_triangular
 
 from chroma.errors import InvalidInput
 from chroma.scoring.class_covariances import (
@@ -214,7 +213,8 @@ def _regularised(covariance: np.ndarray) -> np.ndarray:
 def _inverse_cholesky(covariance: np.ndarray) -> np.ndarray:
     """Lower-triangular W with W @ S @ W.T = I, so MD^2(x) = ||W (x - mu)||^2."""
     factor = np.linalg.cholesky(covariance)
-    return solve_triangular(factor, np.eye(covariance.shape[0]), lower=True)
+    # numpy only: scipy is not a runtime dependency of the package (the image lacks it).
+    return np.linalg.solve(factor, np.eye(covariance.shape[0]))
 
 
 def _check_embeddings(embeddings: np.ndarray, dimension: int | None = None) -> np.ndarray:
