@@ -214,7 +214,7 @@ def _inverse_cholesky(covariance: np.ndarray) -> np.ndarray:
     """Lower-triangular W with W @ S @ W.T = I, so MD^2(x) = ||W (x - mu)||^2."""
     factor = np.linalg.cholesky(covariance)
     # numpy only: scipy is not a runtime dependency of the package (the image lacks it).
-    return np.linalg.solve(factor, np.eye(covariance.shape[0]))
+    return np.tril(np.linalg.solve(factor, np.eye(covariance.shape[0])))
 
 
 def _check_embeddings(embeddings: np.ndarray, dimension: int | None = None) -> np.ndarray:
