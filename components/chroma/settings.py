@@ -100,11 +100,12 @@ class Settings(BaseSettings):
     Gaussian) and their predictions get no predicted-class distance. Bounds the scoring
     cost per record (O(classes x d))."""
 
-    mhb_class_rank: int = Field(default=128, ge=0)
+    mhb_class_rank: int = Field(default=1024, ge=0)
     """Most eigen-directions of its own each class covariance keeps (tied + isotropic +
-    low rank: memory O(classes x d x rank), never classes x d x d). A class with fewer
-    records than this is represented exactly. 0: the tied covariance plus an isotropic
-    part per class."""
+    low rank: memory O(classes x d x rank), never classes x d x d). A class with at most
+    this many records, or of dimension at most this, is represented exactly; a deeper cut
+    spreads the rest of its variance evenly and ranks worse. 0: the tied covariance plus
+    an isotropic part per class. The model-size limit lowers it further when needed."""
 
     mhb_max_model_bytes: int = Field(default=512 * 2**20, ge=2**20)
     """Largest MHB model (float64 arrays; the artifact is that size). Class ranks are
