@@ -115,6 +115,36 @@ class Settings(BaseSettings):
     nearest training records exactly, in memory (faster than the index there; see
     ``chroma.labelling.training``); above it, through the query engine. 0: always the index."""
 
+    mhb_max_dimension: int = Field(default=4096, ge=1)
+    """Largest embedding dimension an MHB model is fitted for; above it ``fit-mhb`` and
+    ``recommend`` fail with a message naming this limit. The tied and background
+    covariances are dense d x d float64 (256 MiB together at 4096)."""
+
+    mhb_max_classes: int = Field(default=2000, ge=1)
+    """Most classes of one embedding set that get their own MHB Gaussian: the largest
+    ones; records of the others count as unlabelled (they shape only the background
+    Gaussian) and their predictions get no predicted-class distance. Bounds the scoring
+    cost per record (O(classes x d))."""
+
+    mhb_class_rank: int = Field(default=1024, ge=0)
+    """Most eigen-directions of its own each class covariance keeps (tied + isotropic +
+    low rank: memory O(classes x d x rank), never classes x d x d). A class with at most
+    this many records, or of dimension at most this, is represented exactly; a deeper cut
+    spreads the rest of its variance evenly and ranks worse. 0: the tied covariance plus
+    an isotropic part per class. The model-size limit lowers it further when needed."""
+
+    mhb_max_model_bytes: int = Field(default=512 * 2**20, ge=2**20)
+    """Largest MHB model (float64 arrays; the artifact is that size). Class ranks are
+    lowered until the model fits; a model that cannot fit even then (d^2 and classes x d
+    terms) is refused. Default 512 MiB."""
+
+    assessor_cache_bytes: int = Field(default=1024 * 2**20, ge=0)
+    """Memory an API process may spend on the MHB models (with their scoring factors) and
+    in-memory training vectors of the sets it assesses on ``/log``: least recently used
+    sets are dropped first. A set that does not fit searches its neighbours through the
+    query engine instead of memory; a model alone over it is not assessed (202). 0: no
+    assessments. Default 1 GiB."""
+
     api_workers: int = Field(default=1, ge=1)
     """API processes ``chroma run`` starts (they are stateless; group commit is per process)."""
 

@@ -1,12 +1,14 @@
 """Shared by the labelling runs and the ``/log`` assessment: records in, signals out.
 
 Owns: keeping the MHB model of a set's training data (fit only when the training data
-changed), the raw signals of a batch of records, and the scoring reference (training
-records scored exactly like production). The maths is ``chroma.scoring``'s.
+or the ``Settings.mhb_*`` limits changed), the raw signals of a batch of records, and the
+scoring reference (training records scored exactly like production). The maths is
+``chroma.scoring``'s.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,6 +19,7 @@ from chroma.errors import NotFound
 from chroma.labelling.neighbours import KnnAnswer, NeighbourSource, knn_inputs
 from chroma.labelling.training import TrainingSet
 from chroma.scoring import (
+    MHBLimits,
     MHBModel,
     ScoringReference,
     compute_signals,
@@ -29,6 +32,7 @@ from chroma.scoring import (
     score_mhb,
     training_fingerprint,
 )
+from chroma.settings import Settings
 from chroma.storage import FileStore
 
 __all__ = [
@@ -37,8 +41,11 @@ __all__ = [
     "FittedModel",
     "ensure_mhb",
     "fit_scoring_reference",
+    "mhb_limits",
     "signals_for",
 ]
+
+log = logging.getLogger(__name__)
 
 KNN_K = 10
 """Training neighbours per record for the kNN signals."""
@@ -55,22 +62,41 @@ class FittedModel:
     refitted: bool
 
 
+def mhb_limits(settings: Settings) -> MHBLimits:
+    """The MHB fit limits of ``settings`` (``CHROMA_MHB_*``)."""
+    return MHBLimits(
+        max_dimension=settings.mhb_max_dimension,
+        max_classes=settings.mhb_max_classes,
+        class_rank=settings.mhb_class_rank,
+        max_model_bytes=settings.mhb_max_model_bytes,
+    )
+
+
 def ensure_mhb(
     catalog: Catalog, store: FileStore, key: str, training: TrainingSetLoader,
+    limits: MHBLimits | None = None,
 ) -> FittedModel:
     """The MHB model of the set's current training data, fitting it only if it changed
-    (``training`` is called, and the set read, only then)."""
+    (``training`` is called, and the set read, only then).
+
+    ``limits``: default from this process's settings (environment). A fit over them
+    raises ``InvalidInput`` saying which limit: the operation fails with that message."""
+    limits = limits or mhb_limits(Settings())
     files = catalog.queue.training_files(key)
     if not files:
         raise NotFound(f"embedding set {key} has no training records to fit MHB on")
     fingerprint = training_fingerprint({str(f): n for f, n in files},
-                                       params={"method": "ledoit_wolf"})
+                                       params={"method": "ledoit_wolf", **limits.as_params()})
     latest = catalog.queue.latest_mhb(key)
     if latest is not None and latest.fingerprint == fingerprint:
         return FittedModel(latest, load_model(store.read_bytes(latest.path)), refitted=False)
     data = training()
     model = fit_mhb(data.vectors, resolve_labels(data.labels, data.predicted),
-                    fingerprint=fingerprint)
+                    fingerprint=fingerprint, limits=limits)
+    if model.info.merged_classes:
+        log.warning("MHB of %s: %d classes (%d records) beyond CHROMA_MHB_MAX_CLASSES=%d "
+                    "count as unlabelled", key, model.info.merged_classes,
+                    model.info.merged_records, limits.max_classes)
     path = f"{key}/_mhb/{fingerprint[:16]}.mhb"
     store.write_bytes(path, dump_model(model, metadata={"embedding_set_key": key}))
     catalog.queue.add_mhb(key, path, fingerprint, len(data))

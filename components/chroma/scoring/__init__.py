@@ -3,7 +3,8 @@
 Owns two things, both pure numpy/scipy functions with no I/O:
 
 * **MHB**, the model of class-conditional Gaussians fitted on *training* embeddings
-  (per-class means, a tied and per-class shrunk covariance, a background Gaussian) and
+  (per-class means, a tied and per-class shrunk covariance, a background Gaussian; the
+  per-class ones low rank, ``class_covariances.py``; bounded by ``MHBLimits``) and
   the **Mahalanobis** distances it scores production embeddings with (to the predicted
   class, to the nearest class, relative Mahalanobis): ``mahalanobis.py``,
   ``covariance.py``; the model's artifact bytes and training fingerprint:
@@ -57,6 +58,7 @@ from chroma.scoring.covariance import shrunk_covariance
 from chroma.scoring.mahalanobis import (
     GLOBAL_CLASS,
     FitInfo,
+    MHBLimits,
     MHBModel,
     MHBScores,
     class_indices,
@@ -84,6 +86,7 @@ __all__ = [
     "Assessment",
     "ExactNearest",
     "FitInfo",
+    "MHBLimits",
     "MHBModel",
     "MHBScores",
     "Priorities",

@@ -7,7 +7,11 @@ arrays plus ``header``, a JSON document::
     {"format": "chroma-mhb", "version": 1, "classes": [...], "fit": {FitInfo fields},
      "arrays": [names], "metadata": {free caller data, e.g. embedding_set_key}}
 
-A reader refuses another ``format`` or a newer ``version`` (:class:`ArtifactError`).
+A reader refuses another ``format`` or a ``version`` other than its own
+(:class:`ArtifactError`). Version 2 keeps per-class covariances as tied weight,
+isotropic part and low-rank factors (``class_*`` arrays, ``chroma.scoring.class_covariances``);
+version 1 stored them as C x d x d. The fingerprint includes the version, so a model
+written by an older release is refitted by the next ``fit-mhb``/``recommend`` run.
 
 The fingerprint lets the ``fit-mhb`` operation skip a re-fit: it hashes what identifies
 the training content (manifest file ids with their record counts, which are immutable
@@ -28,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from chroma.errors import ChromaError
+from chroma.scoring.class_covariances import ClassCovariances
 from chroma.scoring.mahalanobis import FitInfo, MHBModel
 
 __all__ = [
@@ -41,16 +46,21 @@ __all__ = [
 ]
 
 ARTIFACT_FORMAT = "chroma-mhb"
-ARTIFACT_VERSION = 1
+ARTIFACT_VERSION = 2
 
 _ARRAYS = (
     "class_counts",
     "class_means",
     "tied_covariance",
-    "class_covariances",
     "background_mean",
     "background_covariance",
 )
+_CLASS_ARRAYS = {  # artifact name -> ClassCovariances field
+    "class_tied_weight": "tied_weight",
+    "class_isotropic": "isotropic",
+    "class_factors": "factors",
+    "class_factor_bounds": "bounds",
+}
 
 
 class ArtifactError(ChromaError):
@@ -66,9 +76,10 @@ def dump_model(model: MHBModel, *, metadata: Mapping[str, Any] | None = None) ->
     ``metadata``: JSON-serialisable facts the caller wants beside the model (e.g. the
     embedding set key, the created-at time); returned by :func:`read_header`.
     """
-    arrays = {
-        name: getattr(model, name) for name in _ARRAYS if getattr(model, name) is not None
-    }
+    arrays = {name: getattr(model, name) for name in _ARRAYS}
+    if model.class_covariances is not None:
+        arrays |= {name: getattr(model.class_covariances, attribute)
+                   for name, attribute in _CLASS_ARRAYS.items()}
     header = {
         "format": ARTIFACT_FORMAT,
         "version": ARTIFACT_VERSION,
@@ -95,6 +106,11 @@ def _open(data: bytes) -> tuple[dict[str, Any], Any]:
             f"artifact version {header.get('version')!r} is newer than this reader "
             f"({ARTIFACT_VERSION}); upgrade or re-fit"
         )
+    if header["version"] < ARTIFACT_VERSION:
+        raise ArtifactError(
+            f"artifact version {header['version']} is older than this reader "
+            f"({ARTIFACT_VERSION}); re-fit (the next fit-mhb or recommend run does)"
+        )
     return header, archive
 
 
@@ -111,12 +127,17 @@ def load_model(data: bytes) -> MHBModel:
         fit = dict(header["fit"])
         fit["class_shrinkage"] = tuple(fit.get("class_shrinkage", ()))
         fit["class_blend"] = tuple(fit.get("class_blend", ()))
+        fit["class_rank"] = tuple(fit.get("class_rank", ()))
+        own = None
+        if "class_factors" in arrays:
+            own = ClassCovariances(**{attribute: arrays[name]
+                                      for name, attribute in _CLASS_ARRAYS.items()})
         return MHBModel(
             classes=tuple(header["classes"]),
             class_counts=arrays["class_counts"],
             class_means=arrays["class_means"],
             tied_covariance=arrays["tied_covariance"],
-            class_covariances=arrays.get("class_covariances"),
+            class_covariances=own,
             background_mean=arrays["background_mean"],
             background_covariance=arrays["background_covariance"],
             info=FitInfo(**fit),

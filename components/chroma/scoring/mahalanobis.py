@@ -9,13 +9,23 @@ The model (``MHBModel``) holds, for one embedding set:
 * **per-class** covariances: each class's own shrunk estimate blended with the tied one,
   ``lam * S_c + (1 - lam) * S_tied`` with ``lam = (n_c - 1) / (n_c - 1 + prior)``
   (``prior`` pseudo-samples, default ``d``), so a one-sample or ``n < d`` class falls
-  back to the tied covariance instead of blowing up;
+  back to the tied covariance instead of blowing up. They are kept as tied + isotropic +
+  low rank (at most ``n_c - 1`` directions per class, capped), never ``C x d x d``, and
+  scored through the Woodbury identity: the maths is in
+  :mod:`chroma.scoring.class_covariances`;
 * a **background** Gaussian over all training records, for the relative Mahalanobis
   distance of Ren et al. 2021 (``min_k MD_k^2 - MD_0^2``), which cancels directions in
   which every class is spread alike.
 
 No classes at all gives one global Gaussian (class ``GLOBAL_CLASS``). Every covariance
 gets a tiny ridge (``RIDGE`` x mean variance) so Cholesky succeeds on constant features.
+
+Limits (:class:`MHBLimits`, from ``Settings.mhb_*``): a dimension above
+``max_dimension`` or a model that cannot fit ``max_model_bytes`` is refused with
+``InvalidInput`` (the ``fit-mhb``/``recommend`` operation fails with that message); more
+than ``max_classes`` classes keeps the largest ones and treats the records of the others
+as unlabelled (recorded in :class:`FitInfo`), so a set with too many classes still gets a
+queue. Memory is O(d^2 + C d r) for the model and its scoring factors.
 
 Scoring whitens with inverse Cholesky factors in float32, in chunks, with one GEMM per
 chunk for the tied covariance and the background together: the distance to all class
@@ -32,15 +42,22 @@ from functools import cached_property
 from typing import Literal
 
 import numpy as np
-from scipy.linalg import solve_triangular
 
 from chroma.errors import InvalidInput
+from chroma.scoring.class_covariances import (
+    ClassCovariances,
+    ClassWhitening,
+    MHBLimits,
+    fit_class_covariances,
+)
 from chroma.scoring.covariance import ShrinkageMethod, shrunk_covariance
 
 __all__ = [
     "GLOBAL_CLASS",
+    "ClassCovariances",
     "CovarianceKind",
     "FitInfo",
+    "MHBLimits",
     "MHBModel",
     "MHBScores",
     "class_indices",
@@ -106,6 +123,12 @@ class FitInfo:
     """Shrinkage of each class's own covariance (1.0 for one-sample classes)."""
     class_blend: tuple[float, ...] = ()
     """Weight ``lam`` of each class's own covariance against the tied one."""
+    class_rank: tuple[int, ...] = ()
+    """Eigen-directions of its own kept per class covariance (``n_c - 1`` at most)."""
+    merged_classes: int = 0
+    """Classes beyond ``MHBLimits.max_classes`` whose records counted as unlabelled."""
+    merged_records: int = 0
+    """Records of those classes (included in ``n_unlabelled``)."""
     fingerprint: str | None = None
     """Training-data fingerprint given by the caller (see ``training_fingerprint``)."""
 
@@ -122,8 +145,9 @@ class MHBModel:
     """(C, d) float64 class means."""
     tied_covariance: np.ndarray
     """(d, d) shrunk pooled within-class covariance."""
-    class_covariances: np.ndarray | None
-    """(C, d, d) per-class covariances (blended with the tied one), or None if not fitted."""
+    class_covariances: ClassCovariances | None
+    """Per-class covariances (blended with the tied one; tied + isotropic + low rank), or
+    None if not fitted. ``class_covariances.dense(k, tied_covariance)`` gives one as d x d."""
     background_mean: np.ndarray
     """(d,) mean of all training records."""
     background_covariance: np.ndarray
@@ -143,6 +167,19 @@ class MHBModel:
     @cached_property
     def _whitening(self) -> _Whitening:
         return _Whitening.build(self)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the model's arrays (what the artifact stores, header aside)."""
+        arrays = (self.class_counts, self.class_means, self.tied_covariance,
+                  self.background_mean, self.background_covariance)
+        own = 0 if self.class_covariances is None else self.class_covariances.nbytes
+        return int(sum(a.nbytes for a in arrays) + own)
+
+    def memory_bytes(self) -> int:
+        """Bytes the model holds once ready to score: its arrays plus the float32 scoring
+        factors (built now if not yet; they are built on first scoring anyway)."""
+        return self.nbytes + self._whitening.nbytes
 
 
 @dataclass(frozen=True)
@@ -176,7 +213,8 @@ def _regularised(covariance: np.ndarray) -> np.ndarray:
 def _inverse_cholesky(covariance: np.ndarray) -> np.ndarray:
     """Lower-triangular W with W @ S @ W.T = I, so MD^2(x) = ||W (x - mu)||^2."""
     factor = np.linalg.cholesky(covariance)
-    return solve_triangular(factor, np.eye(covariance.shape[0]), lower=True)
+    # numpy only: scipy is not a runtime dependency of the package (the image lacks it).
+    return np.tril(np.linalg.solve(factor, np.eye(covariance.shape[0])))
 
 
 def _check_embeddings(embeddings: np.ndarray, dimension: int | None = None) -> np.ndarray:
@@ -200,23 +238,33 @@ def fit_mhb(
     per_class: bool = True,
     prior_strength: float | None = None,
     fingerprint: str | None = None,
+    limits: MHBLimits | None = None,
 ) -> MHBModel:
     """Fit the class-conditional Gaussians on training ``embeddings`` (n x d).
 
     ``labels``: one class name (or None) per record, e.g. from :func:`resolve_labels`;
     None or all-missing fits one global Gaussian. ``per_class=False`` skips the per-class
-    covariances (C x d x d; skip them for thousands of classes). ``prior_strength`` is
-    the pseudo-sample count pulling each class covariance to the tied one (default d).
-    ``fingerprint`` is stored as given (see ``training_fingerprint``).
+    covariances. ``prior_strength`` is the pseudo-sample count pulling each class
+    covariance to the tied one (default d). ``fingerprint`` is stored as given (see
+    ``training_fingerprint``). ``limits`` (default :class:`MHBLimits`) bound the model:
+    ``InvalidInput`` when the dimension or the smallest possible model is over them.
     """
-    data = _check_embeddings(embeddings).astype(np.float64, copy=False)
+    limits = limits or MHBLimits()
+    data = _check_embeddings(embeddings)
     n_records, dimension = data.shape
-    label_array = np.full(n_records, None, dtype=object) if labels is None else np.asarray(
+    if dimension > limits.max_dimension:
+        raise InvalidInput(
+            f"embedding dimension {dimension} is over the MHB limit of {limits.max_dimension} "
+            "(CHROMA_MHB_MAX_DIMENSION)")
+    data = data.astype(np.float64, copy=False)
+    # A copy: classes beyond the limit are blanked in it, never in the caller's array.
+    label_array = np.full(n_records, None, dtype=object) if labels is None else np.array(
         labels, dtype=object
     )
     if label_array.shape != (n_records,):
         raise InvalidInput(f"{label_array.shape[0]} labels given for {n_records} embeddings")
     labelled = np.array([lbl is not None and lbl != "" for lbl in label_array], dtype=bool)
+    merged_classes, merged_records = _merge_beyond(label_array, labelled, limits.max_classes)
 
     background_covariance, background_shrinkage = shrunk_covariance(data, method=method)
     background_mean = data.mean(axis=0)
@@ -241,22 +289,13 @@ def fit_mhb(
     tied_covariance, tied_shrinkage = shrunk_covariance(
         residuals, method=method, assume_centered=True
     )
+    del residuals
 
-    class_covariances: np.ndarray | None = None
-    class_shrinkage: list[float] = []
-    class_blend: list[float] = []
+    own = None
     if per_class:
         prior = float(dimension if prior_strength is None else prior_strength)
-        order = np.argsort(inverse, kind="stable")
-        bounds = np.concatenate([[0], np.cumsum(counts)])
-        class_covariances = np.empty((n_classes, dimension, dimension))
-        for k in range(n_classes):
-            members = class_data[order[bounds[k] : bounds[k + 1]]]
-            own, shrinkage = shrunk_covariance(members, method=method)
-            blend = (counts[k] - 1) / (counts[k] - 1 + prior) if counts[k] > 1 else 0.0
-            class_covariances[k] = blend * own + (1.0 - blend) * tied_covariance
-            class_shrinkage.append(float(shrinkage))
-            class_blend.append(float(blend))
+        own = fit_class_covariances(class_data, inverse, counts, method=method, prior=prior,
+                                    limits=limits)
 
     info = FitInfo(
         n_records=n_records,
@@ -265,8 +304,11 @@ def fit_mhb(
         shrinkage_method=method,
         tied_shrinkage=float(tied_shrinkage),
         background_shrinkage=float(background_shrinkage),
-        class_shrinkage=tuple(class_shrinkage),
-        class_blend=tuple(class_blend),
+        class_shrinkage=own.shrinkage if own else (),
+        class_blend=own.blend if own else (),
+        class_rank=own.ranks if own else (),
+        merged_classes=merged_classes,
+        merged_records=merged_records,
         fingerprint=fingerprint,
     )
     return MHBModel(
@@ -274,11 +316,25 @@ def fit_mhb(
         class_counts=counts.astype(np.int64),
         class_means=means,
         tied_covariance=tied_covariance,
-        class_covariances=class_covariances,
+        class_covariances=own.covariances if own else None,
         background_mean=background_mean,
         background_covariance=background_covariance,
         info=info,
     )
+
+
+def _merge_beyond(labels: np.ndarray, labelled: np.ndarray, max_classes: int) -> tuple[int, int]:
+    """Keep the ``max_classes`` largest classes (ties by name); mark the records of the
+    others unlabelled, in place. Returns (classes merged, records merged)."""
+    names, counts = np.unique(labels[labelled].astype(str), return_counts=True)
+    if len(names) <= max_classes:
+        return 0, 0
+    order = np.lexsort((names, -counts))  # largest first, then by name
+    dropped = set(names[order[max_classes:]].tolist())
+    merged = labelled & np.isin(labels.astype(str), list(dropped))
+    labels[merged] = None
+    labelled[merged] = False
+    return len(dropped), int(merged.sum())
 
 
 @dataclass(frozen=True)
@@ -288,10 +344,7 @@ class _Whitening:
     center: np.ndarray  # (d,) background mean: every product is taken around it
     stacked: np.ndarray  # (d, 2d + C) [W_t.T | W_bg.T | W_t.T m_k.T]: one GEMM per chunk
     tied_mean_norms: np.ndarray  # (C,) ||m_k||^2, m_k = W_t (mu_k - center)
-    class_stacked: np.ndarray | None  # (d, C*d) per-class W_k.T side by side
-    class_offsets: np.ndarray | None  # (C*d,) W_k (mu_k - center)
-    class_factors: np.ndarray | None  # (C, d, d) contiguous W_k.T (a strided slice of
-    # class_stacked makes numpy skip BLAS: 8x slower)
+    classes: ClassWhitening | None  # per-class covariances (Woodbury factors)
 
     @classmethod
     def build(cls, model: MHBModel) -> _Whitening:
@@ -299,13 +352,10 @@ class _Whitening:
         tied = _inverse_cholesky(_regularised(model.tied_covariance))
         background = _inverse_cholesky(_regularised(model.background_covariance))
         tied_means = (model.class_means - center) @ tied.T
-        class_stacked = class_offsets = None
+        classes = None
         if model.class_covariances is not None:
-            factors = [_inverse_cholesky(_regularised(c)) for c in model.class_covariances]
-            class_stacked = np.concatenate([w.T for w in factors], axis=1)
-            class_offsets = np.concatenate(
-                [w @ (mean - center) for w, mean in zip(factors, model.class_means, strict=True)]
-            )
+            classes = ClassWhitening.build(model.class_covariances, model.tied_covariance,
+                                           model.class_means, center, RIDGE)
         as32 = np.float32
         return cls(
             center=center.astype(as32),
@@ -313,14 +363,13 @@ class _Whitening:
                 as32
             ),
             tied_mean_norms=np.einsum("ij,ij->i", tied_means, tied_means).astype(as32),
-            class_stacked=None if class_stacked is None else class_stacked.astype(as32),
-            class_factors=None
-            if class_stacked is None
-            else np.ascontiguousarray(
-                class_stacked.reshape(len(center), -1, len(center)).transpose(1, 0, 2)
-            ).astype(as32),
-            class_offsets=None if class_offsets is None else class_offsets.astype(as32),
+            classes=classes,
         )
+
+    @property
+    def nbytes(self) -> int:
+        own = 0 if self.classes is None else self.classes.nbytes
+        return int(self.center.nbytes + self.stacked.nbytes + self.tied_mean_norms.nbytes + own)
 
 
 def class_indices(model: MHBModel, names: Sequence[LabelLike] | np.ndarray) -> np.ndarray:
@@ -346,12 +395,14 @@ def _squared_class_distances(
         squared += np.einsum("ij,ij->i", tied_part, tied_part)[:, None]
         squared += whitening.tied_mean_norms[None, :]
         return np.maximum(squared, 0.0, out=squared)
-    assert whitening.class_stacked is not None and whitening.class_offsets is not None
-    projected = centered @ whitening.class_stacked
-    projected -= whitening.class_offsets
+    own = whitening.classes
+    assert own is not None
+    rotated = centered @ own.basis
     n_classes = whitening.tied_mean_norms.shape[0]
-    projected = projected.reshape(centered.shape[0], n_classes, dimension)
-    return np.einsum("ikd,ikd->ik", projected, projected)
+    squared = np.empty((centered.shape[0], n_classes), dtype=np.float32)
+    for k in range(n_classes):
+        squared[:, k] = own.squared(rotated, k)
+    return squared
 
 
 def _squared_own_class_distances(
@@ -360,20 +411,18 @@ def _squared_own_class_distances(
     """Squared distance of each row to its predicted class under that class's covariance
     (NaN where unknown). Rows are grouped by class first: one large GEMM per group chunk
     (small per-class GEMMs inside a mixed chunk are several times slower in OpenBLAS)."""
-    assert whitening.class_factors is not None and whitening.class_offsets is not None
-    dimension = data.shape[1]
+    own = whitening.classes
+    assert own is not None
     squared = np.full(data.shape[0], np.nan, dtype=np.float32)
+    n_classes = whitening.tied_mean_norms.shape[0]
     order = np.argsort(predicted, kind="stable")
-    bounds = np.searchsorted(predicted[order], np.arange(len(whitening.class_factors) + 1))
-    for k in range(len(whitening.class_factors)):
+    bounds = np.searchsorted(predicted[order], np.arange(n_classes + 1))
+    for k in range(n_classes):
         members_of_class = order[bounds[k] : bounds[k + 1]]
-        offset_k = whitening.class_offsets[k * dimension : (k + 1) * dimension]
         for start in range(0, members_of_class.size, chunk_rows):
             members = members_of_class[start : start + chunk_rows]
             rows = data[members].astype(np.float32, copy=False) - whitening.center
-            projected = rows @ whitening.class_factors[k]
-            projected -= offset_k
-            squared[members] = np.einsum("ij,ij->i", projected, projected)
+            squared[members] = own.squared(rows @ own.basis, k)
     return squared
 
 
