@@ -30,6 +30,7 @@ from chroma.labelling.scorer import (
     TrainingSetLoader,
     ensure_mhb,
     fit_scoring_reference,
+    mhb_limits,
     signals_for,
 )
 from chroma.labelling.training import TrainingNeighbours, exact_training_source, parse_scores
@@ -72,7 +73,8 @@ class LabellingJob:
 
 def fit_mhb_of(job: LabellingJob) -> FittedModel:
     """Fit (or keep) the MHB model of the set's training data."""
-    return ensure_mhb(job.catalog, job.store, job.key, job.training)
+    return ensure_mhb(job.catalog, job.store, job.key, job.training,
+                      mhb_limits(job.settings))
 
 
 def _wait_for_index(job: LabellingJob) -> int | None:
