@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-__all__ = ["ErrorBody", "Health", "Readiness"]
+__all__ = ["BODY_ERRORS", "ErrorBody", "Health", "Readiness"]
 
 
 class ErrorBody(BaseModel):
@@ -15,6 +15,14 @@ class ErrorBody(BaseModel):
     error: str = Field(description="Machine-readable code, e.g. invalid_input, conflict.")
     message: str = Field(description="What went wrong and what to fix.")
     details: Any | None = None
+
+
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Malformed JSON body."},
+    413: {"model": ErrorBody, "description": "Body larger than CHROMA_MAX_JSON_BODY_BYTES."},
+    422: {"model": ErrorBody, "description": "Invalid parameters or body."},
+}
+"""The answers every route that reads a JSON body may give (merged into its responses)."""
 
 
 class Health(BaseModel):
