@@ -33,14 +33,14 @@ class System:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, *, components: Sequence[str] = ALL_COMPONENTS) -> None:
+    def start(self, *, components: Sequence[str] = ALL_COMPONENTS, timeout: float = 60) -> None:
         """Start ``chroma run``; return once ``components`` report ``up`` in /status."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - closed with the process
         self.process = subprocess.Popen(
             [CHROMA_BIN, "run", "--port", str(self.port), "--data-dir", str(self.data_dir)],
             env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
         )
-        wait_for(lambda: self._up(components), 60, f"{', '.join(components)} up")
+        wait_for(lambda: self._up(components), timeout, f"{', '.join(components)} up")
 
     def _up(self, names: Sequence[str]) -> bool:
         if self.process is not None and self.process.poll() is not None:
