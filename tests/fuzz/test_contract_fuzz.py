@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -88,6 +89,27 @@ def _seed(url: str) -> None:
 def test_every_answer_is_what_the_contract_says(case: schemathesis.Case, system: System) -> None:
     REQUESTS[f"{case.operation.method.upper()} {case.operation.path}"] += 1
     case.call_and_validate(base_url=system.url, checks=CHECKS, timeout=60)
+
+
+STATEFUL_SCENARIOS = 15
+"""Scenarios of linked calls (e.g. register a dataset, then read, tag and delete in it)."""
+
+
+def test_linked_calls_keep_to_the_contract(system: System) -> None:
+    """Stateful: schemathesis chains calls through the links it infers from the contract
+    (names and ids answered by one call feed the next), with the same checks."""
+
+    class Workflow(schema.as_state_machine()):  # type: ignore[misc]
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
+            return {"base_url": system.url, "timeout": 60}
+
+        def validate_response(self, response: schemathesis.Response, case: schemathesis.Case,
+                              additional_checks: Any = None, **kwargs: Any) -> None:
+            REQUESTS[f"{case.operation.method.upper()} {case.operation.path}"] += 1
+            case.validate_response(response, checks=CHECKS, transport_kwargs=kwargs)
+
+    Workflow.run(settings=settings(max_examples=STATEFUL_SCENARIOS, stateful_step_count=6,
+                                   deadline=None, suppress_health_check=list(HealthCheck)))
 
 
 def test_the_fuzzing_reached_every_operation(system: System) -> None:
