@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
     """Largest request body accepted (413 above). Default 256 MiB, enough for ~500k x 128 Arrow."""
 
+    max_json_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    """Largest body of every other request (``/query``, ``/records/delete``, ...): 413
+    above, before it is read whole. These bodies are parsed into Python objects (several
+    times their size), so the limit is below ``max_body_bytes``. Default 64 MiB."""
+
+    max_dimension: int = Field(default=4096, ge=1, le=65_536)
+    """Largest embedding dimension ``/log`` accepts (JSON and Arrow alike; 422 above).
+    MHB keeps a d x d covariance per class, so the default stays at 4096."""
+
     max_records_per_request: int = Field(default=1_000_000, ge=1)
     """Largest batch one ``/log`` call may carry (413 above)."""
 

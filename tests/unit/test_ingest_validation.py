@@ -110,3 +110,151 @@ def test_keep_last_per_id_keeps_the_last_occurrence() -> None:
     kept = batch.keep_last_per_id()
     assert kept.ids == ["b", "a"] and kept.input_uris == ["2", "3"]
     assert kept.embeddings.ravel().tolist() == [2.0, 3.0]
+
+
+# -- one set of rules for JSON and Arrow bodies (issue 12) -------------------------------
+
+def _json_body(**fields: object) -> bytes:
+    body: dict[str, object] = {"embedding_set": ES, "dataset": "d", "split": "production",
+                               "embedding": [1.0, 2.0, 3.0]}
+    body.update(fields)
+    return json.dumps(body).encode()
+
+
+def _arrow_body(matrix: np.ndarray | None = None, ids: list[str] | None = None,
+                **columns: object) -> bytes:
+    from chroma.client.client import arrow_stream
+
+    matrix = np.ones((1, 3), np.float32) if matrix is None else matrix
+    return arrow_stream(matrix, ids or [f"a{i}" for i in range(len(matrix))], columns,
+                        embedding_set=ES, dataset="d", split="production")
+
+
+def _arrow_raw_column(name: str, values: list[str]) -> bytes:
+    """A body whose ``name`` column holds exactly ``values`` (JSON text kept as written)."""
+    import pyarrow as pa
+
+    table = pa.table({"embedding": pa.array([[1.0, 2.0, 3.0]] * len(values)),
+                      name: pa.array(values, pa.string())})
+    table = table.replace_schema_metadata({"chroma.embedding_set": json.dumps(ES),
+                                           "chroma.dataset": "d", "chroma.split": "production"})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue().to_pybytes()
+
+
+def _arrow(body: bytes, max_dimension: int = 4096):
+    from chroma.ingest import parse_arrow_log
+
+    return parse_arrow_log(body, query={}, max_records=1000, max_dimension=max_dimension)
+
+
+NUL = "bad\x00text"
+TEXT_FIELDS = ["id", "input_uri", "inference_class", "label_class"]
+
+
+@pytest.mark.parametrize("field", [*TEXT_FIELDS, "tags", "embedding_set"])
+def test_a_nul_character_is_refused_in_json(field: str) -> None:
+    """PostgreSQL refuses NUL in text and jsonb: such a record must never reach a commit."""
+    value: object = {"tags": [NUL], "embedding_set": {"model": NUL}}.get(field, NUL)
+    with pytest.raises(InvalidInput) as refused:
+        parse_json_log(_json_body(**{field: value}), max_records=10)
+    assert field in refused.value.message
+
+
+@pytest.mark.parametrize("field", [*TEXT_FIELDS, "tags"])
+def test_a_nul_character_is_refused_in_arrow(field: str) -> None:
+    if field == "id":
+        body = _arrow_body(ids=[NUL])
+    elif field == "tags":
+        body = _arrow_body(tags=[[NUL]])
+    else:
+        body = _arrow_body(**{field: [NUL]})
+    with pytest.raises(InvalidInput) as refused:
+        _arrow(body)
+    assert "NUL" in refused.value.message
+    assert "record 0" in refused.value.message
+
+
+def test_arrow_scores_must_map_classes_to_finite_numbers() -> None:
+    """The JSON path's rule: {"a": "high"} would break every recommend of the set."""
+    for bad in ['{"a": "high"}', '{"a": true}', '{"a": null}', '{"": 0.5}', '{"a": 1e300}']:
+        with pytest.raises(InvalidInput) as refused:
+            _arrow(_arrow_raw_column("scores", ['{"a": 0.5}', bad]))
+        assert "record 1" in refused.value.message and "scores" in refused.value.message
+    assert _arrow(_arrow_raw_column("scores", ['{"a": 0.25, "b": 1}']))
+
+
+@pytest.mark.parametrize(("field", "length"), [
+    ("inference_class", 100_000), ("label_class", 257), ("input_uri", 1_000_000),
+])
+def test_arrow_text_is_bounded_as_in_json(field: str, length: int) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        _arrow(_arrow_body(**{field: ["x" * length]}))
+    assert field in refused.value.message and "characters" in refused.value.message
+    with pytest.raises(InvalidInput):
+        parse_json_log(_json_body(**{field: "x" * length}), max_records=10)
+
+
+def test_the_dimension_limit_holds_for_both_bodies() -> None:
+    with pytest.raises(InvalidInput) as refused:
+        _arrow(_arrow_body(np.ones((1, 70_000), np.float32)))
+    assert "70000" in refused.value.message
+    with pytest.raises(InvalidInput) as refused:
+        _arrow(_arrow_body(np.ones((1, 9), np.float32)), max_dimension=8)
+    assert "limit is 8" in refused.value.message
+    with pytest.raises(InvalidInput) as refused:
+        parse_json_log(_json_body(embedding=[1.0] * 9), max_records=10, max_dimension=8)
+    assert "limit is 8" in refused.value.message
+    assert parse_json_log(_json_body(embedding=[1.0] * 8), max_records=10, max_dimension=8)
+
+
+@pytest.mark.parametrize("fields", [
+    {"model": 1e20}, {"model": -1e300}, {"model": 2**64}, {"model": "x" * 2000},
+])
+def test_embedding_set_numbers_and_text_are_bounded(fields: dict) -> None:
+    """jsonb gives 1e20 back as an integer orjson cannot write: /embeddingsets broke."""
+    with pytest.raises(InvalidInput):
+        parse_json_log(_json_body(embedding_set=fields), max_records=10)
+    with pytest.raises(InvalidInput):
+        from chroma.client.client import arrow_stream
+
+        _arrow(arrow_stream(np.ones((1, 3), np.float32), ["a"], {}, embedding_set=fields,
+                            dataset="d", split="production"))
+
+
+def test_metadata_must_survive_json_storage() -> None:
+    for metadata in ({"a": 10**30}, {"a": [NUL]}, {NUL: 1}):
+        with pytest.raises(InvalidInput):
+            parse_json_log(_json_body(metadata=metadata), max_records=10)
+    with pytest.raises(InvalidInput):
+        _arrow(_arrow_raw_column("metadata", ['{"a": 1e30}']))
+
+
+def test_arrow_strings_must_be_utf8() -> None:
+    import pyarrow as pa
+
+    bad = pa.Array.from_buffers(pa.string(), 1, [None, pa.py_buffer(np.array([0, 2], np.int32)),
+                                                 pa.py_buffer(b"\xff\xfe")])
+    table = pa.table({"embedding": pa.array([[1.0, 2.0, 3.0]]), "label_class": bad})
+    table = table.replace_schema_metadata({"chroma.embedding_set": json.dumps(ES),
+                                           "chroma.dataset": "d", "chroma.split": "production"})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    with pytest.raises(InvalidInput):
+        _arrow(sink.getvalue().to_pybytes())
+
+
+def test_check_json_document_bounds() -> None:
+    from chroma.ingest.validation import check_json_document
+
+    check_json_document({"a": [1, 2.5, "x", None, True, {"b": -(2**63)}]}, "params")
+    deep: list = [1]
+    for _ in range(40):
+        deep = [deep]
+    for bad in ({"a": 2**63}, {"a": float("inf")}, {"a\x00": 1}, {"a": "\x00"}, {"a": 1e20},
+                deep):
+        with pytest.raises(InvalidInput):
+            check_json_document(bad, "params")

@@ -1,4 +1,5 @@
-"""Assembles the FastAPI app: routers, error handlers, lifespan of the services."""
+"""Assembles the FastAPI app: routers, error handlers, lifespan of the services, and the
+body-size limit every request meets (:class:`BodyLimit`)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ from typing import Any
 from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import chroma
 from chroma.api.auth import authorize, document_security, make_guard
-from chroma.api.errors import RequestIdMiddleware, install_error_handlers
+from chroma.api.errors import RequestIdMiddleware, error_response, install_error_handlers
 from chroma.api.metrics import Metrics, MetricsMiddleware
 from chroma.api.responses import ORJSONResponse
 from chroma.api.routers import (
@@ -31,7 +33,9 @@ from chroma.api.services import Services
 from chroma.ingest.models import LogRequest, RecordIn
 from chroma.settings import Settings
 
-__all__ = ["create_app"]
+__all__ = ["BodyLimit", "create_app"]
+
+LOG_PATH = "/api/v1/log"
 
 
 def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
@@ -64,7 +68,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.state.auth = make_guard(settings)
     app_metrics = Metrics()
     app.state.metrics = app_metrics
-    app.add_middleware(MetricsMiddleware, metrics=app_metrics)
+    # /log streams its (larger) body itself against max_body_bytes, refusing it mid-way.
+    app.add_middleware(BodyLimit, limit=settings.max_json_body_bytes, exempt=(LOG_PATH,))
+    app.add_middleware(MetricsMiddleware, metrics=app_metrics)  # counts 413s too
     app.add_middleware(RequestIdMiddleware)  # outermost of ours: it sees every exception
     install_error_handlers(app)
     for module in (health, log, embeddingsets, datasets, operations, status, metrics,
@@ -72,6 +78,58 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+class BodyLimit:
+    """413 for a request body over ``limit`` bytes, before any of it is parsed.
+
+    Declared sizes (Content-Length) are refused at once; chunked bodies are counted as
+    they arrive and refused as soon as they pass the limit. The body read so far is then
+    handed to the app as one message: routes parse the whole body anyway."""
+
+    def __init__(self, app: ASGIApp, *, limit: int, exempt: tuple[str, ...] = ()) -> None:
+        self.app, self.limit, self.exempt = app, limit, exempt
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(f"body of {int(declared)} bytes", scope, receive, send)
+            return
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                await self._refuse("body", scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        await self.app(scope, _replay(bytes(body), receive), send)
+
+    async def _refuse(self, what: str, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(
+            413, "payload_too_large",
+            f"{what} larger than the limit of {self.limit} bytes (CHROMA_MAX_JSON_BODY_BYTES)")
+        await response(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives ``body`` once, then whatever the client sends next."""
+    sent = False
+
+    async def replayed() -> Message:
+        nonlocal sent
+        if sent:
+            return await receive()
+        sent = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replayed
 
 
 def _freeze_startup_heap() -> None:

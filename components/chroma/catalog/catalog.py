@@ -24,7 +24,7 @@ from chroma.catalog.changes import Changes, writing_changes
 from chroma.catalog.copying import copy_csv, pg_text_array
 from chroma.catalog.database import Database
 from chroma.catalog.live import LiveRecords
-from chroma.catalog.operations import Operations
+from chroma.catalog.operations import Operations, json_safe
 from chroma.catalog.recommendations import Recommendations
 from chroma.catalog.records import STORED_RECORD_COLUMNS, StoredRecord
 from chroma.errors import Conflict, InvalidInput, NotFound
@@ -219,7 +219,8 @@ class Catalog:
             ).fetchall()
         return [
             EmbeddingSetInfo(
-                key=r[0], fields=r[1], dimension=r[2], distance=r[3], created_at=r[4],
+                key=r[0], fields=json_safe(r[1]), dimension=r[2], distance=r[3],
+                created_at=r[4],
                 first_log=r[5], last_log=r[6],
                 counts={"training": int(r[7]), "production": int(r[8])},
             )

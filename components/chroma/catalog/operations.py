@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from chroma.catalog.database import Database
 from chroma.errors import Conflict, InvalidInput, NotFound
 
-__all__ = ["ComponentRow", "Operation", "Operations", "retry_delay_s"]
+__all__ = ["ComponentRow", "Operation", "Operations", "json_safe", "retry_delay_s"]
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -54,6 +54,30 @@ class Operation:
     finished_at: datetime | None
     result: dict[str, Any] | None
     error: str | None
+
+    def __post_init__(self) -> None:
+        # Rows stored before the API bounded numbers must still list (and claim).
+        object.__setattr__(self, "params", json_safe(self.params))
+        object.__setattr__(self, "result", json_safe(self.result))
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` (read from ``jsonb``) with every integer orjson cannot write as a float.
+
+    ``jsonb`` keeps any number and gives ``1e20`` back as a 21-digit integer; orjson writes
+    only 64-bit integers, so one such row used to make its listing a 500 for good."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        try:
+            return float(value)
+        except OverflowError:
+            return str(value)
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_safe(item) for item in value]
+    return value
 
 
 @dataclass(frozen=True)

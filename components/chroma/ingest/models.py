@@ -17,7 +17,17 @@ from pydantic import (
 )
 
 from chroma.errors import InvalidInput, MalformedBody
-from chroma.ingest.validation import LogBatch, batch_from_records
+from chroma.ingest.validation import (
+    DEFAULT_MAX_DIMENSION,
+    HARD_MAX_DIMENSION,
+    JSON_NUMBER_BOUND,
+    MAX_INPUT_URI,
+    MAX_TAGS,
+    MAX_TEXT,
+    NO_NUL_PATTERN,
+    LogBatch,
+    batch_from_records,
+)
 
 __all__ = [
     "DATASET_NAME_PATTERN",
@@ -29,14 +39,22 @@ __all__ = [
     "parse_json_log",
 ]
 
-MAX_DIMENSION = 65_536
+MAX_DIMENSION = HARD_MAX_DIMENSION
 DATASET_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
 
 Split = Literal["training", "production"]
 DatasetName = Annotated[str, StringConstraints(pattern=DATASET_NAME_PATTERN)]
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+ShortText = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_TEXT, pattern=NO_NUL_PATTERN)
+]
+# Numbers that jsonb gives back as numbers orjson can write (1e20 comes back an integer).
+BoundedInt = Annotated[int, Field(ge=-JSON_NUMBER_BOUND, lt=JSON_NUMBER_BOUND)]
+BoundedFloat = Annotated[float, Field(gt=-JSON_NUMBER_BOUND, lt=JSON_NUMBER_BOUND)]
+FieldText = Annotated[str, StringConstraints(max_length=1024, pattern=NO_NUL_PATTERN)]
+# Integer ids become text; 64-bit unsigned hashes are common ids, hence the upper bound.
+IntegerId = Annotated[int, Field(ge=-JSON_NUMBER_BOUND, lt=2 * JSON_NUMBER_BOUND)]
 EmbeddingSetFields = Annotated[
-    dict[ShortText, str | int | float | bool],
+    dict[ShortText, FieldText | bool | BoundedInt | BoundedFloat],
     Field(
         min_length=1,
         max_length=32,
@@ -56,18 +74,20 @@ class RecordIn(_Strict):
     embedding: list[float] = Field(
         min_length=1, max_length=MAX_DIMENSION, description="Finite numbers; float32 on disk."
     )
-    id: Annotated[str, StringConstraints(min_length=1, max_length=256)] | int | None = Field(
+    id: ShortText | IntegerId | None = Field(
         default=None,
         description="Unique within the dataset; logging it again replaces the record. "
         "Generated when absent.",
     )
-    input_uri: Annotated[str, StringConstraints(max_length=4096)] | None = None
+    input_uri: Annotated[
+        str, StringConstraints(max_length=MAX_INPUT_URI, pattern=NO_NUL_PATTERN)
+    ] | None = None
     inference_class: ShortText | None = None
     label_class: ShortText | None = None
-    scores: dict[ShortText, float] | None = Field(
+    scores: dict[ShortText, BoundedFloat] | None = Field(
         default=None, description="Class -> probability (or logit) from the model."
     )
-    tags: list[ShortText] | None = Field(default=None, max_length=64)
+    tags: list[ShortText] | None = Field(default=None, max_length=MAX_TAGS)
     metadata: dict[str, Any] | None = None
     embedding_set: EmbeddingSetFields | None = None
     dataset: DatasetName | None = None
@@ -83,7 +103,9 @@ class LogRequest(_Strict):
     records: list[RecordIn] = Field(min_length=1)
 
 
-def parse_json_log(body: bytes, *, max_records: int) -> list[LogBatch]:
+def parse_json_log(
+    body: bytes, *, max_records: int, max_dimension: int = DEFAULT_MAX_DIMENSION
+) -> list[LogBatch]:
     """Validate a JSON ``/log`` body into batches, one per (dataset, split)."""
     if not body.strip():
         raise MalformedBody("the request body is empty; send one record or {\"records\": [...]}")
@@ -104,6 +126,7 @@ def parse_json_log(body: bytes, *, max_records: int) -> list[LogBatch]:
         embedding_set=parsed.embedding_set,
         dataset=parsed.dataset,
         split=parsed.split,
+        max_dimension=max_dimension,
     )
 
 

@@ -16,6 +16,7 @@ operation handlers and passes progress reporting in.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,6 +40,8 @@ from chroma.settings import Settings
 from chroma.storage import FileStore, read_columns
 
 __all__ = ["LabellingJob", "Progress", "fit_mhb_of", "recommend_one"]
+
+log = logging.getLogger(__name__)
 
 Progress = Callable[[float, str], None]
 """Reports (fraction done, message); may raise to interrupt the run."""
@@ -141,6 +144,26 @@ def recommend_one(job: LabellingJob, *, full: bool = False) -> dict[str, Any]:
             "mhb_version": fitted.version.version, "knn": knn}
 
 
+def _readable(
+    key: str, page: list[StoredRecord], vectors: np.ndarray, raw_scores: list[Any],
+) -> tuple[list[StoredRecord], np.ndarray, list[dict[str, float] | None]]:
+    """The page without records whose stored scores cannot be read: one such record is
+    skipped with a warning naming it, never the whole set's run."""
+    keep: list[int] = []
+    scores: list[dict[str, float] | None] = []
+    for i, (record, raw) in enumerate(zip(page, raw_scores, strict=True)):
+        try:
+            scores.append(parse_scores(raw))
+        except ValueError as exc:
+            log.warning("recommend %s: skipping record %s/%s: %s", key, record.dataset,
+                        record.record_id, exc)
+            continue
+        keep.append(i)
+    if len(keep) == len(page):
+        return page, vectors, scores
+    return [page[i] for i in keep], vectors[keep], scores
+
+
 def _score_page(
     job: LabellingJob, model: MHBModel, source: NeighbourSource | None,
     page: list[StoredRecord], reference: ScoringReference,
@@ -148,9 +171,11 @@ def _score_page(
     columns = read_columns(job.store, [(r.file_path, r.row_index) for r in page],
                            ["embedding", "scores"])
     vectors = np.asarray(columns["embedding"])
+    page, vectors, scores = _readable(job.key, page, vectors, columns["scores"])
+    if not page:
+        return []
     signals, _ = signals_for(model, source, job.key, vectors,
-                             [r.inference_class for r in page],
-                             [parse_scores(s) for s in columns["scores"]])
+                             [r.inference_class for r in page], scores)
     assessments = assess(signals, reference)
     return [
         ScoredRow(

@@ -22,6 +22,8 @@ distances).
 from __future__ import annotations
 
 import json
+import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,13 +38,34 @@ from chroma.storage import FileStore, read_columns
 
 __all__ = ["TrainingNeighbours", "TrainingSet", "exact_training_source", "parse_scores"]
 
+log = logging.getLogger(__name__)
+
 
 def parse_scores(raw: Any) -> dict[str, float] | None:
-    """A record's stored ``scores`` (JSON text or a mapping) as class -> probability."""
+    """A record's stored ``scores`` (JSON text or a mapping) as class -> probability.
+
+    ``ValueError`` when they are not class -> finite number: ``/log`` refuses such scores,
+    but records stored before it did may hold them (the callers skip those, warning)."""
     if raw is None:
         return None
-    parsed = json.loads(raw) if isinstance(raw, str) else raw
-    return {str(k): float(v) for k, v in parsed.items()} if parsed else None
+    try:
+        parsed = json.loads(raw) if isinstance(raw, str) else raw
+        scores = {str(k): float(v) for k, v in parsed.items()} if parsed else None
+    except (TypeError, AttributeError, ValueError) as exc:
+        raise ValueError(f"scores {str(raw)[:80]!r} are not class -> number") from exc
+    if scores and not all(math.isfinite(v) for v in scores.values()):
+        raise ValueError(f"scores {str(raw)[:80]!r} hold a non-finite number")
+    return scores
+
+
+def _training_scores(raw: Any, record: StoredRecord) -> dict[str, float] | None:
+    """A training record's scores, or None (with a warning naming it) when unreadable."""
+    try:
+        return parse_scores(raw)
+    except ValueError as exc:
+        log.warning("training record %s/%s: its scores are ignored: %s",
+                    record.dataset, record.record_id, exc)
+        return None
 
 
 @dataclass
@@ -70,7 +93,7 @@ class TrainingSet:
             labels=[r.label_class for r in rows],
             predicted=[r.inference_class for r in rows],
             vectors=np.asarray(columns["embedding"], dtype=np.float32).reshape(len(rows), -1),
-            scores=[parse_scores(s) for s in columns["scores"]],
+            scores=[_training_scores(s, r) for s, r in zip(columns["scores"], rows, strict=True)],
             distance=catalog.get_embedding_set(key).distance,
         )
 

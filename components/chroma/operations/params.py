@@ -2,12 +2,18 @@
 
 ``POST /api/v1/operations``, ``chroma op run --param`` and the handlers read the same
 model (through the table in ``chroma.operations.kinds``). Unknown keys are kept, not
-refused: an operation's params are stored and shown as given.
+refused: an operation's params are stored and shown as given. So every value, known or
+not, must survive ``jsonb`` and orjson (``check_json_document``: no NUL, numbers of
+magnitude below 2**63), and every known number has a bound its handler can honour.
 """
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from chroma.ingest.validation import check_json_document
 
 __all__ = [
     "MAX_SLEEP_S", "MIN_GRACE_S", "CompactParams", "NoParams", "RecommendParams", "SleepParams",
@@ -24,7 +30,13 @@ may still be opening, and a caller could churn the store with back-to-back compa
 class NoParams(BaseModel):
     """A kind that reads no parameters."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        check_json_document(data, "params")
+        return data
 
 
 class SleepParams(NoParams):
@@ -33,9 +45,9 @@ class SleepParams(NoParams):
 
 
 class CompactParams(NoParams):
-    small_file_rows: int = Field(default=100_000, ge=1,
+    small_file_rows: int = Field(default=100_000, ge=1, le=2**31 - 1,
                                  description="Files with fewer live rows are merged.")
-    grace_s: float = Field(default=3600.0, ge=MIN_GRACE_S,
+    grace_s: float = Field(default=3600.0, ge=MIN_GRACE_S, le=10 * 365 * 86400,
                            description="Retired files older than this are deleted "
                                        "(at least 60 s).")
 

@@ -6,7 +6,7 @@ Naming: ``<Thing>Public`` is what a GET answers, ``<Things>Public`` its list, ``
 names are part of the contract: renaming one changes ``chroma-api.yaml``.
 """
 
-from chroma.api.models.common import ErrorBody, Health, Readiness
+from chroma.api.models.common import BODY_ERRORS, ErrorBody, Health, Readiness
 from chroma.api.models.datasets import (
     DatasetPublic,
     DatasetRegister,
@@ -38,6 +38,7 @@ from chroma.api.models.recommendations import (
 from chroma.api.models.status import ComponentPublic, IndexStatus, StatusPublic
 
 __all__ = [
+    "BODY_ERRORS",
     "MAX_QUERIES",
     "ComponentPublic",
     "DatasetPublic",

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-__all__ = ["ErrorBody", "Health", "Readiness"]
+__all__ = ["BODY_ERRORS", "ErrorBody", "Health", "Readiness"]
 
 
 class ErrorBody(BaseModel):
@@ -18,6 +18,14 @@ class ErrorBody(BaseModel):
     request_id: str | None = Field(
         default=None, description="The request's id, also in the X-Request-ID header and "
         "on the server's log lines for it: quote it when reporting a problem.")
+
+
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Malformed JSON body."},
+    413: {"model": ErrorBody, "description": "Body larger than CHROMA_MAX_JSON_BODY_BYTES."},
+    422: {"model": ErrorBody, "description": "Invalid parameters or body."},
+}
+"""The answers every route that reads a JSON body may give (merged into its responses)."""
 
 
 class Health(BaseModel):

@@ -7,7 +7,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chroma.api.models.params import RecordIdText, TagText
 from chroma.ingest.models import EmbeddingSetFields
+from chroma.ingest.validation import MAX_TAGS, NO_NUL_PATTERN
 
 __all__ = [
     "DatasetPublic",
@@ -41,8 +43,9 @@ class DatasetRegister(BaseModel):
     split: Literal["training", "production"]
     embedding_set: EmbeddingSetFields | None = None
     retention_days: int | None = Field(
-        default=None, gt=0, description="Production records older than this are expired.")
-    description: str | None = Field(default=None, max_length=1000)
+        default=None, gt=0, le=36_500,
+        description="Production records older than this are expired.")
+    description: str | None = Field(default=None, max_length=1000, pattern=NO_NUL_PATTERN)
 
 
 class DatasetsPublic(BaseModel):
@@ -68,7 +71,7 @@ class RecordsPage(BaseModel):
 
 class DeleteRecords(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ids: list[str] = Field(min_length=1, max_length=100_000)
+    ids: list[RecordIdText] = Field(min_length=1, max_length=100_000)
 
 
 class DeletedRecords(BaseModel):
@@ -78,9 +81,10 @@ class DeletedRecords(BaseModel):
 
 class TagRecords(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    ids: list[str] = Field(min_length=1, max_length=100_000)
-    add: list[str] = Field(default_factory=list)
-    remove: list[str] = Field(default_factory=list)
+    ids: list[RecordIdText] = Field(min_length=1, max_length=100_000)
+    add: list[TagText] = Field(default_factory=list, max_length=MAX_TAGS,
+                                    description="Tags to add (1 to 256 characters each).")
+    remove: list[TagText] = Field(default_factory=list, max_length=MAX_TAGS)
 
 
 class TaggedRecords(BaseModel):

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chroma.api.models.params import EmbeddingSetKeyText
 from chroma.operations.kinds import KIND_NAMES
 
 __all__ = ["OperationCreate", "OperationPublic", "OperationsPublic"]
@@ -17,9 +18,12 @@ class OperationCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     kind: Literal[KIND_NAMES]  # type: ignore[valid-type]  # the table of kinds
-    embedding_set_key: str | None = Field(
+    embedding_set_key: EmbeddingSetKeyText | None = Field(
         default=None, description="The embedding set; null: every embedding set.")
-    params: dict[str, Any] = Field(default_factory=dict)
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The kind's parameters; numbers of magnitude below 2**63, no NUL "
+        "characters (sleep: seconds <= 3600).")
 
 
 class OperationPublic(BaseModel):

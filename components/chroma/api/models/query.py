@@ -3,16 +3,39 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from chroma.api.models.params import (
+    DatasetNameText,
+    EmbeddingSetKeyText,
+    RecordIdText,
+    ShortText,
+    TagText,
+)
 from chroma.index.base import MAX_K
+from chroma.ingest.models import EmbeddingSetFields
+from chroma.ingest.validation import HARD_MAX_DIMENSION
 
 __all__ = ["Neighbour", "QueryFilter", "QueryRequest", "QueryResponse", "QueryResult"]
 
 MAX_QUERIES = 1_000
 """Largest number of query vectors in one request."""
+MAX_QUERY_RESULTS = 100_000
+"""Largest number of query vectors x ``k`` in one request: 1,000 vectors x k=1000 took
+longer than any client waits (and the index host's), so it is refused up front."""
+MAX_FILTER_VALUES = 1_000
+
+Vector = Annotated[list[float], Field(min_length=1, max_length=HARD_MAX_DIMENSION)]
+
+
+def _has_timestamp(value: datetime) -> datetime:
+    value.timestamp()  # ValueError (a 422) for instants outside datetime's range, e.g. year 0
+    return value
+
+
+Instant = Annotated[datetime, AfterValidator(_has_timestamp)]
 
 
 class QueryFilter(BaseModel):
@@ -20,21 +43,25 @@ class QueryFilter(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dataset: str | None = Field(default=None, description="Only this dataset.")
-    datasets: list[str] | None = Field(default=None, description="Only these datasets.")
+    dataset: DatasetNameText | None = Field(default=None, description="Only this dataset.")
+    datasets: list[DatasetNameText] | None = Field(
+        default=None, max_length=MAX_FILTER_VALUES, description="Only these datasets.")
     split: Literal["training", "production"] | None = Field(
         default=None, description="Only training or only production records.")
-    inference_class: str | None = None
-    inference_classes: list[str] | None = Field(
-        default=None, description="Records whose inference_class is one of these.")
-    label_class: str | None = None
-    label_classes: list[str] | None = Field(
-        default=None, description="Records whose label_class is one of these.")
-    tags: list[str] | None = Field(
-        default=None, description="Records carrying at least one of these tags.")
-    logged_from: datetime | None = Field(
+    inference_class: ShortText | None = None
+    inference_classes: list[ShortText] | None = Field(
+        default=None, max_length=MAX_FILTER_VALUES,
+        description="Records whose inference_class is one of these.")
+    label_class: ShortText | None = None
+    label_classes: list[ShortText] | None = Field(
+        default=None, max_length=MAX_FILTER_VALUES,
+        description="Records whose label_class is one of these.")
+    tags: list[TagText] | None = Field(
+        default=None, max_length=MAX_FILTER_VALUES,
+        description="Records carrying at least one of these tags.")
+    logged_from: Instant | None = Field(
         default=None, description="Logged at or after this instant (inclusive).")
-    logged_until: datetime | None = Field(
+    logged_until: Instant | None = Field(
         default=None, description="Logged before this instant (exclusive).")
 
 
@@ -47,15 +74,18 @@ class QueryRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    embedding_set_key: str | None = Field(default=None, description="The set to search.")
-    embedding_set: dict[str, Any] | None = Field(
+    embedding_set_key: EmbeddingSetKeyText | None = Field(
+        default=None, description="The set to search.")
+    embedding_set: EmbeddingSetFields | None = Field(
         default=None, description="The set's fields, instead of its key.")
-    embedding: list[float] | None = Field(default=None, description="One query vector.")
-    embeddings: list[list[float]] | None = Field(
-        default=None, description=f"Several query vectors (at most {MAX_QUERIES}).")
-    record_id: str | None = Field(
+    embedding: Vector | None = Field(default=None, description="One query vector.")
+    embeddings: list[Vector] | None = Field(
+        default=None, description=f"Several query vectors (at most {MAX_QUERIES}; "
+        f"vectors x k at most {MAX_QUERY_RESULTS}).")
+    record_id: RecordIdText | None = Field(
         default=None, description="Query by a stored record (never answered itself).")
-    dataset: str | None = Field(default=None, description="The dataset of ``record_id``.")
+    dataset: DatasetNameText | None = Field(
+        default=None, description="The dataset of ``record_id``.")
     k: int = Field(default=10, ge=1, le=MAX_K, description="Neighbours per query.")
     filter: QueryFilter | None = None
 
@@ -70,6 +100,11 @@ class QueryRequest(BaseModel):
             raise ValueError("a query by record_id needs its dataset")
         if self.embeddings is not None and not 1 <= len(self.embeddings) <= MAX_QUERIES:
             raise ValueError(f"embeddings must hold 1..{MAX_QUERIES} vectors")
+        if self.embeddings is not None and len(self.embeddings) * self.k > MAX_QUERY_RESULTS:
+            raise ValueError(
+                f"{len(self.embeddings)} vectors x k={self.k} asks for "
+                f"{len(self.embeddings) * self.k} neighbours; at most {MAX_QUERY_RESULTS} per "
+                "request: send fewer vectors per request or a smaller k")
         if self.embedding_set_key is not None and self.embedding_set is not None:
             raise ValueError("give embedding_set_key or embedding_set, not both")
         return self

@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chroma.api.models.params import DatasetNameText, RecordIdText
+
 __all__ = ["LabelledRecords", "MarkLabelled", "RecommendationItem", "RecommendationPage"]
 
 
@@ -33,8 +35,8 @@ class RecommendationPage(BaseModel):
 
 class MarkLabelled(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    dataset: str
-    ids: list[str] = Field(min_length=1, max_length=100_000)
+    dataset: DatasetNameText
+    ids: list[RecordIdText] = Field(min_length=1, max_length=100_000)
 
 
 class LabelledRecords(BaseModel):

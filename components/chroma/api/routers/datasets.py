@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from chroma.api.deps import CatalogDep, ServicesDep, StoreDep
 from chroma.api.models import (
+    BODY_ERRORS,
     DatasetPublic,
     DatasetRegister,
     DatasetsPublic,
@@ -21,9 +22,10 @@ from chroma.api.models import (
     TaggedRecords,
     TagRecords,
 )
+from chroma.api.models.params import DatasetNamePath, EmbeddingSetKeyQuery, RecordIdPath
 from chroma.api.responses import ORJSONResponse
 from chroma.catalog import DatasetInfo, StoredRecord
-from chroma.ingest.models import DATASET_NAME_PATTERN
+from chroma.ingest.validation import MAX_TEXT, NO_NUL_PATTERN
 from chroma.storage import FileStore
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
@@ -41,7 +43,7 @@ def _public(info: DatasetInfo) -> DatasetPublic:
 
 @router.get("", response_model=DatasetsPublic)
 def list_datasets(
-    catalog: CatalogDep, embedding_set_key: str | None = None
+    catalog: CatalogDep, embedding_set_key: EmbeddingSetKeyQuery = None
 ) -> DatasetsPublic:
     """Every dataset, optionally of one embedding set."""
     data = [_public(d) for d in catalog.list_datasets(embedding_set_key)]
@@ -49,7 +51,7 @@ def list_datasets(
 
 
 @router.get("/{name}", response_model=DatasetPublic, responses=_NOT_FOUND)
-def get_dataset(name: str, catalog: CatalogDep) -> DatasetPublic:
+def get_dataset(name: DatasetNamePath, catalog: CatalogDep) -> DatasetPublic:
     """One dataset with its live ``record_count``."""
     return _public(catalog.get_dataset(name))
 
@@ -59,13 +61,14 @@ def get_dataset(name: str, catalog: CatalogDep) -> DatasetPublic:
     response_model=DatasetPublic,
     status_code=200,
     responses={
+        **BODY_ERRORS,
         201: {"model": DatasetPublic, "description": "Created."},
         409: {"model": ErrorBody, "description": "Bound to another split or embedding set."},
         422: {"model": ErrorBody, "description": "Invalid name or body."},
     },
 )
 def register_dataset(
-    name: Annotated[str, Path(pattern=DATASET_NAME_PATTERN)],
+    name: DatasetNamePath,
     body: DatasetRegister,
     catalog: CatalogDep,
 ) -> ORJSONResponse:
@@ -80,12 +83,13 @@ def register_dataset(
 
 @router.get("/{name}/records", response_model=RecordsPage, responses=_NOT_FOUND)
 async def list_records(
-    name: str,
+    name: DatasetNamePath,
     catalog: CatalogDep,
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
-    after: Annotated[str | None, Query(description="Cursor: the last id of the previous page.")]
-    = None,
+    after: Annotated[str | None, Query(
+        max_length=MAX_TEXT, pattern=NO_NUL_PATTERN,
+        description="Cursor: the last id of the previous page.")] = None,
     include_embeddings: bool = False,
 ) -> RecordsPage:
     """A page of records in id order; embeddings only when asked (they are large)."""
@@ -105,9 +109,10 @@ async def list_records(
     return RecordsPage(data=data, next_cursor=next_cursor)
 
 
-@router.post("/{name}/records/delete", response_model=DeletedRecords, responses=_NOT_FOUND)
+@router.post("/{name}/records/delete", response_model=DeletedRecords,
+             responses={**_NOT_FOUND, **BODY_ERRORS})
 def delete_records(
-    name: str, body: DeleteRecords, catalog: CatalogDep, services: ServicesDep
+    name: DatasetNamePath, body: DeleteRecords, catalog: CatalogDep, services: ServicesDep
 ) -> DeletedRecords:
     """Delete records by id; ids that do not exist are ignored (idempotent)."""
     deleted = catalog.delete_records(name, body.ids)
@@ -119,7 +124,7 @@ def delete_records(
 @router.delete("/{name}/records/{record_id}", response_model=DeletedRecords,
                responses=_NOT_FOUND)
 def delete_record(
-    name: str, record_id: str, catalog: CatalogDep, services: ServicesDep
+    name: DatasetNamePath, record_id: RecordIdPath, catalog: CatalogDep, services: ServicesDep
 ) -> DeletedRecords:
     """Delete one record (idempotent)."""
     deleted = catalog.delete_records(name, [record_id])
@@ -128,9 +133,10 @@ def delete_record(
     return DeletedRecords(deleted=deleted, count=len(deleted))
 
 
-@router.post("/{name}/records/tags", response_model=TaggedRecords, responses=_NOT_FOUND)
+@router.post("/{name}/records/tags", response_model=TaggedRecords,
+             responses={**_NOT_FOUND, **BODY_ERRORS})
 def tag_records(
-    name: str, body: TagRecords, catalog: CatalogDep, services: ServicesDep
+    name: DatasetNamePath, body: TagRecords, catalog: CatalogDep, services: ServicesDep
 ) -> TaggedRecords:
     """Add and remove tags on records."""
     updated = catalog.tag_records(name, body.ids, add=body.add, remove=body.remove)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 
 from chroma.api.deps import CatalogDep
 from chroma.api.models import EmbeddingSetPublic, EmbeddingSetsPublic, ErrorBody
 from chroma.catalog import EmbeddingSetInfo
+from chroma.ingest.validation import MAX_TEXT, NO_NUL_PATTERN
 
 router = APIRouter(prefix="/api/v1/embeddingsets", tags=["embedding sets"])
 
@@ -27,5 +30,7 @@ def list_embedding_sets(catalog: CatalogDep) -> EmbeddingSetsPublic:
 
 @router.get("/{key}", response_model=EmbeddingSetPublic,
             responses={404: {"model": ErrorBody, "description": "No such embedding set."}})
-def get_embedding_set(key: str, catalog: CatalogDep) -> EmbeddingSetPublic:
+def get_embedding_set(
+    key: Annotated[str, Path(max_length=MAX_TEXT, pattern=NO_NUL_PATTERN)], catalog: CatalogDep
+) -> EmbeddingSetPublic:
     return _public(catalog.get_embedding_set(key))

@@ -67,13 +67,15 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def parse_log_body(
-    body: bytes, content_type: str, query: dict[str, str], max_records: int
+    body: bytes, content_type: str, query: dict[str, str], max_records: int,
+    max_dimension: int,
 ) -> list[LogBatch]:
     media = content_type.split(";", 1)[0].strip().lower()
     if media == ARROW_CONTENT_TYPE:
-        return parse_arrow_log(body, query=query, max_records=max_records)
+        return parse_arrow_log(body, query=query, max_records=max_records,
+                               max_dimension=max_dimension)
     if media in ("application/json", ""):
-        return parse_json_log(body, max_records=max_records)
+        return parse_json_log(body, max_records=max_records, max_dimension=max_dimension)
     raise UnsupportedType(
         f"Content-Type {media!r} is not supported; use application/json or {ARROW_CONTENT_TYPE}"
     )
@@ -98,6 +100,7 @@ async def log_records(request: Request, services: ServicesDep) -> ORJSONResponse
         request.headers.get("content-type", ""),
         dict(request.query_params),
         settings.max_records_per_request,
+        settings.max_dimension,
     )
     # Small JSON bodies parse faster inline than through a thread hop.
     if len(body) < 64 * 1024:

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
 from chroma.api.deps import OperationsDep, ServicesDep
-from chroma.api.models import ErrorBody, OperationCreate, OperationPublic, OperationsPublic
+from chroma.api.models import (
+    BODY_ERRORS,
+    ErrorBody,
+    OperationCreate,
+    OperationPublic,
+    OperationsPublic,
+)
+from chroma.api.models.params import EmbeddingSetKeyQuery, OperationIdPath
 from chroma.api.responses import ORJSONResponse
 from chroma.catalog import Operation
-from chroma.operations.kinds import validate_params
+from chroma.operations.kinds import KIND_NAMES, validate_params
+
+State = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 router = APIRouter(prefix="/api/v1/operations", tags=["operations"])
 
@@ -36,6 +45,7 @@ def public(op: Operation) -> OperationPublic:
     status_code=201,
     response_model=OperationPublic,
     responses={
+        **BODY_ERRORS,
         200: {"model": OperationPublic,
               "description": "An operation of that kind and set was already active; this is it."},
         404: {"model": ErrorBody, "description": "No such embedding set."},
@@ -56,9 +66,9 @@ def start_operation(
 @router.get("", response_model=OperationsPublic)
 def list_operations(
     operations: OperationsDep,
-    state: str | None = None,
-    kind: str | None = None,
-    embedding_set_key: str | None = None,
+    state: State | None = None,
+    kind: Literal[KIND_NAMES] | None = None,  # type: ignore[valid-type]  # the table of kinds
+    embedding_set_key: EmbeddingSetKeyQuery = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> OperationsPublic:
     """Newest first, optionally filtered."""
@@ -68,7 +78,7 @@ def list_operations(
 
 
 @router.get("/{operation_id}", response_model=OperationPublic, responses=_NOT_FOUND)
-def get_operation(operation_id: int, operations: OperationsDep) -> OperationPublic:
+def get_operation(operation_id: OperationIdPath, operations: OperationsDep) -> OperationPublic:
     return public(operations.get(operation_id))
 
 
@@ -77,6 +87,6 @@ def get_operation(operation_id: int, operations: OperationsDep) -> OperationPubl
     response_model=OperationPublic,
     responses={**_NOT_FOUND, 409: {"model": ErrorBody, "description": "Already finished."}},
 )
-def cancel_operation(operation_id: int, operations: OperationsDep) -> OperationPublic:
+def cancel_operation(operation_id: OperationIdPath, operations: OperationsDep) -> OperationPublic:
     """Cancel: queued operations at once; running ones at their next progress report."""
     return public(operations.cancel(operation_id))

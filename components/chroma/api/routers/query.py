@@ -15,7 +15,7 @@ import contextlib
 from fastapi import APIRouter
 
 from chroma.api.deps import CatalogDep, OperationsDep, SettingsDep, StoreDep
-from chroma.api.models import ErrorBody
+from chroma.api.models import BODY_ERRORS, ErrorBody
 from chroma.api.models.query import (
     Neighbour,
     QueryFilter,
@@ -36,6 +36,7 @@ router = APIRouter(prefix="/api/v1", tags=["query"])
     "/query",
     response_model=QueryResponse,
     responses={
+        **BODY_ERRORS,
         404: {"model": ErrorBody, "description": "Unknown embedding set, dataset or record."},
         422: {"model": ErrorBody,
               "description": "Bad request, e.g. a vector of the wrong dimension."},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from datetime import datetime
 from typing import Annotated
 
@@ -10,14 +12,23 @@ from starlette.concurrency import run_in_threadpool
 
 from chroma.api.deps import CatalogDep, StoreDep
 from chroma.api.models import (
+    BODY_ERRORS,
     ErrorBody,
     LabelledRecords,
     MarkLabelled,
     RecommendationItem,
     RecommendationPage,
 )
+from chroma.api.models.params import (
+    DatasetNameText,
+    EmbeddingSetKeyText,
+    ShortText,
+    TagText,
+)
 from chroma.catalog import Catalog, QueueEntry
-from chroma.labelling.queue import QueueFilter, read_page
+from chroma.errors import InvalidInput
+from chroma.ingest.validation import NO_NUL_PATTERN
+from chroma.labelling.queue import QueueFilter, decode_cursor, read_page
 from chroma.storage import FileStore
 
 router = APIRouter(prefix="/api/v1/recommendations", tags=["recommendations"])
@@ -40,23 +51,35 @@ def _item(entry: QueueEntry) -> RecommendationItem:
 async def recommendations(
     catalog: CatalogDep,
     store: StoreDep,
-    embedding_set_key: str,
+    embedding_set_key: Annotated[EmbeddingSetKeyText, Query()],
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
-    skip: Annotated[int, Query(ge=0)] = 0,
-    dataset: Annotated[list[str] | None, Query()] = None,
-    inference_class: Annotated[list[str] | None, Query()] = None,
-    tags: Annotated[list[str] | None, Query(description="any of these tags")] = None,
+    cursor: Annotated[str | None, Query(max_length=1024, pattern=r"^[A-Za-z0-9_=-]*$",
+                                        description="next_cursor of the previous page")] = None,
+    skip: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    dataset: Annotated[list[DatasetNameText] | None, Query(max_length=100)] = None,
+    inference_class: Annotated[list[ShortText] | None, Query(max_length=100)] = None,
+    tags: Annotated[list[TagText] | None, Query(max_length=100,
+                                                description="any of these tags")] = None,
     logged_from: datetime | None = None,
     logged_until: datetime | None = None,
     diverse: Annotated[bool, Query(description="skip near-duplicates of items already on "
                                                "the page (greedy max-min)")] = False,
 ) -> RecommendationPage:
     """Production records most worth labelling, best first, each with its signals."""
+    if cursor:
+        _check_cursor(cursor)
     return await run_in_threadpool(
         _page, catalog, store, embedding_set_key, limit, cursor, skip, dataset or [],
         inference_class or [], tags or [], logged_from, logged_until, diverse,
     )
+
+
+def _check_cursor(cursor: str) -> None:
+    """A cursor decodes to values the catalog can compare: refuse forged ones (422)."""
+    score, dataset_id, record_id = decode_cursor(cursor)
+    if not (math.isfinite(score) and 0 <= dataset_id < 2**31
+            and re.fullmatch(NO_NUL_PATTERN, record_id) and len(record_id) <= 256):
+        raise InvalidInput("cursor is not one this API returned")
 
 
 def _page(
@@ -77,7 +100,7 @@ def _page(
 @router.post(
     "/labelled",
     response_model=LabelledRecords,
-    responses={404: {"model": ErrorBody, "description": "No such dataset."}},
+    responses={**BODY_ERRORS, 404: {"model": ErrorBody, "description": "No such dataset."}},
 )
 def mark_labelled(body: MarkLabelled, catalog: CatalogDep) -> LabelledRecords:
     """Take records out of the queue (logging their ``label_class`` does so too)."""
