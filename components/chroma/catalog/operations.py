@@ -328,6 +328,16 @@ class Operations:
                 _queue_reruns(cur, [op_id])
         return "gave-up" if outcome == "failed" else "deferred"
 
+    def wants_wakeup(self, kind: str, embedding_set_key: str) -> bool:
+        """Nothing of ``kind`` is queued or running for the set, and its last one did not
+        fail or get cancelled (a give-up waits for the next change, or a person)."""
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT state FROM operations WHERE kind = %s AND embedding_set_key = %s"
+                " ORDER BY id DESC LIMIT 1", (kind, embedding_set_key),
+            ).fetchone()
+        return row is None or row[0] == "succeeded"
+
     def cancel(self, op_id: int) -> Operation:
         """Cancel: a queued operation at once; a running one when its worker next checks."""
         with self.db.transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
