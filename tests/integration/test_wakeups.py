@@ -3,16 +3,24 @@
 The trigger's part in the catalog, without real time: a change committed while an
 operation runs (it may have read the change feed already) must cause another run, and
 a dependency outage must put an operation back without spending its attempts
-(issue 17), until the give-up bound.
+(issue 17), until the give-up bound. Also the watermarks the freshness check reads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from chroma.catalog import Catalog, Database, Operations, apply_migrations
+from chroma.catalog.changes import FeedLag
+from chroma.ingest import GroupCommitter
+from chroma.ingest.validation import LogBatch
+from chroma.keys import embedding_set_key
+from chroma.settings import Settings
+from chroma.storage import RecordBatch, open_store
 
 pytestmark = pytest.mark.integration
 
@@ -124,3 +132,58 @@ def test_a_failure_after_an_outage_resets_the_outage(ops) -> None:
     retried = queue.get(first.id)
     assert retried.state == "queued" and retried.outage_since is None
     assert retried.outage_retries == 0
+
+
+def test_wants_wakeup_only_after_a_success_or_nothing(ops) -> None:
+    queue, key = ops
+    assert queue.wants_wakeup("index", key)  # never ran
+    op, _ = queue.enqueue("index", key)
+    assert not queue.wants_wakeup("index", key)  # queued
+    assert queue.claim("w", ["index"], 30) is not None
+    assert not queue.wants_wakeup("index", key)  # running
+    queue.finish(op.id, "w", "succeeded", result={})
+    assert queue.wants_wakeup("index", key)
+    failing, _ = queue.enqueue("index", key, max_attempts=1)
+    assert queue.claim("w", ["index"], 30) is not None
+    queue.finish(failing.id, "w", "failed", error="boom")
+    assert not queue.wants_wakeup("index", key)  # gave up: waits for a change or a person
+
+
+def test_feed_lag_counts_what_each_consumer_has_not_consumed(
+        database_url: str, uid: str, tmp_path: Path) -> None:
+    apply_migrations(database_url)
+    settings = Settings(database_url=database_url, data_dir=tmp_path,
+                        storage_url=str(tmp_path / "store"))
+    db = Database(database_url)
+    db.open()
+    try:
+        catalog = Catalog(db)
+        es = {"test": f"lag-{uid}"}
+        key = embedding_set_key(es)
+        committer = GroupCommitter(catalog, open_store(settings))
+        ids = [f"r{i}" for i in range(5)]
+        n = len(ids)
+        records = RecordBatch(
+            ids=ids, embeddings=np.ones((n, 4), dtype=np.float32), input_uris=[None] * n,
+            inference_classes=[None] * n, label_classes=[None] * n, scores_json=[None] * n,
+            tags=[[] for _ in ids], metadata_json=[None] * n, dataset=f"p-{uid}",
+            split="production")
+        committer.commit([LogBatch(es, key, f"p-{uid}", "production", records)])
+        changes = catalog.changes
+
+        def lag() -> FeedLag:
+            return next(x for x in changes.feed_lag() if x.key == key)
+
+        head = changes.latest_seq(key)
+        assert lag() == FeedLag(key, head, 0, 0, 5, 5)
+        changes.record_index_state(key, collection=key, version=1, indexed_seq=head,
+                                   indexed_count=5)
+        catalog.delete_records(f"p-{uid}", ["r0"])
+        after = lag()
+        assert (after.head_seq, after.index_lag, after.queue_lag) == (head + 1, 1, 5)
+        changes.mark_scored(key, after.head_seq)  # a run with nothing to score
+        assert lag().queue_lag == 0
+        changes.mark_scored(key, 1)  # never backwards
+        assert lag().scored_seq == after.head_seq
+    finally:
+        db.close()
