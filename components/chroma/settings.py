@@ -80,8 +80,9 @@ class Settings(BaseSettings):
 
     freshness_check_s: float = Field(default=5.0, gt=0)
     """How often each API process compares every embedding set's change feed with what
-    its index and labelling queue consumed, and queues the implicit operations where they
-    lag with nothing queued or running (a trigger lost with a crashed process)."""
+    its index and labelling queue consumed, and queues the implicit operations where a
+    change older than one check is missing with nothing queued or running (a trigger lost
+    with a crashed process)."""
 
     operation_outage_giveup_s: float = Field(default=3600.0, ge=0)
     """How long an operation keeps waiting for an unreachable dependency (the query

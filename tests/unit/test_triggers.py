@@ -119,10 +119,15 @@ class LaggingCatalog:
 
 def test_the_freshness_check_queues_what_lags_with_nothing_to_catch_up() -> None:
     ops = RecordingOperations(wants={("recommend", A): False})
-    catalog = LaggingCatalog(LaggingChanges([
+    changes = LaggingChanges([
         FeedLag(A, head_seq=10, indexed_seq=5, scored_seq=5, index_lag=5, queue_lag=5),
         FeedLag(B, head_seq=10, indexed_seq=10, scored_seq=7, index_lag=0, queue_lag=3),
         FeedLag("cc" * 20, head_seq=4, indexed_seq=4, scored_seq=4, index_lag=0, queue_lag=0),
-    ]))
-    services(ops, FakeClock(), Timers(), catalog).check_freshness()
+    ])
+    api = services(ops, FakeClock(), Timers(), LaggingCatalog(changes))
+    api.check_freshness()
+    assert ops.calls == []  # changes younger than one check are left to their triggers
+    changes.lags[0] = FeedLag(A, head_seq=12, indexed_seq=9, scored_seq=5, index_lag=3,
+                              queue_lag=7)
+    api.check_freshness()
     assert ops.calls == [("index", A, "freshness check"), ("recommend", B, "freshness check")]

@@ -98,6 +98,8 @@ class Services:
     clock: Clock = SYSTEM_CLOCK
     schedule: Schedule = _timer
     _debounce: TrailingDebounce = field(init=False)
+    _heads: dict[str, int] = field(init=False, default_factory=dict)
+    """Each set's change-feed head at the previous freshness check."""
 
     FRESHNESS_REQUESTER: ClassVar[str] = "freshness check"
 
@@ -181,12 +183,17 @@ class Services:
 
     def check_freshness(self) -> None:
         """Queue the implicit operations of embedding sets whose index or labelling queue
-        lags behind the change feed with nothing queued or running to catch up, so a
-        trigger lost with its process (killed between a commit and its trigger, or inside
-        the debounce period) is made good. An operation that gave up (failed last) is left
-        alone: its failure shows in ``/status`` and the next change triggers it again."""
+        still lacks a change that was already at the head of the feed at the previous
+        check, with nothing queued or running to catch up: a trigger lost with its process
+        (killed between a commit and its trigger, or inside the debounce period). Changes
+        younger than one check are left to their trigger. An operation that gave up (failed
+        or was cancelled last) is left alone: ``/status`` shows it, and the next change
+        triggers it again."""
+        seen, self._heads = self._heads, {}
         for lag in self.catalog.changes.feed_lag():
-            behind = {"index": lag.index_lag > 0, "recommend": lag.queue_lag > 0}
+            self._heads[lag.key] = lag.head_seq
+            old_head = seen.get(lag.key, 0)
+            behind = {"index": lag.indexed_seq < old_head, "recommend": lag.scored_seq < old_head}
             kinds = tuple(kind for kind in IMPLICIT_OPERATIONS
                           if behind[kind] and self.operations.wants_wakeup(kind, lag.key))
             if kinds:
