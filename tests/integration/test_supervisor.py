@@ -137,4 +137,4 @@ def test_metrics_in_prometheus_format(system: System) -> None:
     assert 'chroma_operations{kind="sleep"' in text
     key = embedding_set_key({"model": "metrics"})
     assert f'chroma_change_feed_head_seq{{embedding_set="{key}"}}' in text
-    assert f'chroma_change_feed_lag_changes{{embedding_set="{key}",consumer="index"}}' in text
+    assert f'chroma_change_feed_lag_changes{{consumer="index",embedding_set="{key}"}}' in text
