@@ -109,8 +109,25 @@ class Settings(BaseSettings):
     keys, leaving every route open to whoever can reach it. Default refuses to start."""
 
     index_trigger_debounce_s: float = Field(default=1.0, ge=0)
-    """After a commit queues an ``index`` operation, further commits of the same embedding
-    set within this many seconds do not ask again (the queue coalesces anyway)."""
+    """After a commit queues the implicit ``index`` and ``recommend`` operations, further
+    commits of the same embedding set within this many seconds ask again once, at the end
+    of the period (trailing edge): fewer catalog round trips, no change left uncovered."""
+
+    freshness_check_s: float = Field(default=5.0, gt=0)
+    """How often each API process compares every embedding set's change feed with what
+    its index and labelling queue consumed, and queues the implicit operations where a
+    change older than one check is missing with nothing queued or running (a trigger lost
+    with a crashed process)."""
+
+    operation_outage_giveup_s: float = Field(default=3600.0, ge=0)
+    """How long an operation keeps waiting for an unreachable dependency (the query
+    engine) before it fails. Meanwhile it is tried again with back-off (see
+    ``operation_outage_retry_max_s``) without spending its attempts; ``/status`` shows it
+    queued with "waiting for the query engine: <reason>; retry at <time>"."""
+
+    operation_outage_retry_max_s: float = Field(default=30.0, ge=0)
+    """The longest wait between two tries of an operation whose dependency is unreachable
+    (1, 2, 4 ... seconds, capped here): how late a recovery may be noticed."""
 
     operation_lease_s: float = Field(default=15.0, gt=0)
     """How long a worker's claim on an operation lasts without a heartbeat. A worker that

@@ -1,11 +1,13 @@
 """What the worker records for each way an operation can end, without PostgreSQL or sleeps.
 
 The queue is :class:`QueueDouble`, an in-memory test double of our own ``Operations``
-repository interface (the calls the worker makes: claim, heartbeat, finish, release,
-component state). It records every call and models only what the worker depends on:
-the lease owner, attempts, and the retry rule of ``Operations.finish`` (a retryable
-failure is queued again after :func:`retry_delay_s` until ``max_attempts``). The SQL
-itself is tested against a real PostgreSQL in tests/integration/test_operations_queue.py.
+repository interface (the calls the worker makes: claim, heartbeat, finish, defer,
+release, component state). It records every call and models only what the worker
+depends on: the lease owner, attempts, the retry rule of ``Operations.finish`` (a
+retryable failure is queued again after :func:`retry_delay_s` until ``max_attempts``)
+and the outage rule of ``Operations.defer`` (queued again after the given delay, no
+attempt spent, until the outage lasted ``giveup_s``). The SQL itself is tested against a
+real PostgreSQL in tests/integration/test_operations_queue.py and test_wakeups.py.
 
 Handlers come from a table injected through ``Worker(lookup=...)`` and time from a
 :class:`FakeClock` through ``Worker(clock=...)``: a lease heartbeat fires exactly when a
@@ -22,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from chroma.catalog.operations import Operation, retry_delay_s
+from chroma.catalog.operations import Operation, outage_retry_delay_s, retry_delay_s
 from chroma.control.worker import KindLookup, Worker, WorkerServices
-from chroma.errors import InvalidInput
+from chroma.errors import InvalidInput, Unavailable, Unreachable
 from chroma.operations.context import OperationContext
 from chroma.operations.kinds import Handler, OperationKind, OperationUnavailable
 from chroma.operations.params import NoParams
@@ -49,6 +51,7 @@ class QueueDouble:
         self.claim_error: Exception | None = None
         self.claimed = threading.Semaphore(0)
         self.beats = threading.Semaphore(0)
+        self.outage_since: dict[int, float] = {}
 
     def add(self, kind: str, *, max_attempts: int = 3) -> int:
         op_id = len(self.ops) + 1
@@ -102,6 +105,24 @@ class QueueDouble:
                                   result=result, error=error)
         return True
 
+    def defer(self, op_id: int, owner: str, reason: str, *, delay_s: float,
+              giveup_s: float) -> str:
+        self.calls.append(("defer", op_id, owner, reason, delay_s, giveup_s))
+        op = self.ops[op_id]
+        if op.state != "running" or op.lease_owner != owner:
+            return "lost"
+        now = self.clock.monotonic()
+        since = self.outage_since.setdefault(op_id, now)
+        if now - since >= giveup_s and op.outage_retries > 0:
+            self.ops[op_id] = replace(op, state="failed", lease_owner=None, error=reason)
+            return "gave-up"
+        self.retry_at[op_id] = now + delay_s
+        self.ops[op_id] = replace(op, state="queued", lease_owner=None,
+                                  attempts=max(op.attempts - 1, 0),
+                                  outage_retries=op.outage_retries + 1,
+                                  message=f"waiting for the query engine: {reason}")
+        return "deferred"
+
     def component_state(self, name: str, kind: str, state: str, **fields: Any) -> None:
         self.calls.append(("component_state", name, kind, state))
 
@@ -134,8 +155,9 @@ def queue(clock: FakeClock) -> QueueDouble:
 
 
 def make_worker(queue: QueueDouble, clock: FakeClock, handlers: dict[str, Handler],
-                **kwargs: Any) -> Worker:
-    services = WorkerServices(settings=Settings(), db=None, catalog=None,  # type: ignore[arg-type]
+                settings: Settings | None = None, **kwargs: Any) -> Worker:
+    services = WorkerServices(settings=settings or Settings(), db=None,
+                              catalog=None,  # type: ignore[arg-type]
                               operations=queue, store=None)  # type: ignore[arg-type]
     return Worker(services, "w1", list(handlers) or ["job"], lease_s=LEASE_S,
                   heartbeat_s=HEARTBEAT_S, lookup=kwargs.pop("lookup", table(handlers)),
@@ -368,3 +390,63 @@ def test_the_loop_survives_a_failed_claim_and_polls_on_the_clock(
         loop.join(WAIT_S)
     assert not loop.is_alive()
     assert queue.named("component_state")[-1] == ("component_state", "w1", "worker", "stopped")
+
+
+# -- dependency outages (issue 17) ----------------------------------------------------------
+
+
+def _run_due(worker: Worker, queue: QueueDouble, clock: FakeClock, op_id: int) -> None:
+    """Move the fake clock to the operation's retry time and run it."""
+    clock.advance(max(queue.retry_at.get(op_id, clock.monotonic()) - clock.monotonic(), 0))
+    assert worker.run_one() is True
+
+
+def test_an_unreachable_dependency_delays_the_operation_without_spending_attempts(
+        clock: FakeClock, queue: QueueDouble) -> None:
+    """Before: three failures within ~6.5 s ended the operation for good."""
+    down = [False] + [True] * 7  # popped from the end: seven tries fail, then it works
+
+    def handler(ctx: OperationContext) -> dict[str, Any]:
+        if down.pop():
+            raise Unreachable("upsert: Qdrant is unreachable: connection refused")
+        return {"indexed": 1}
+
+    settings = Settings(operation_outage_giveup_s=3600, operation_outage_retry_max_s=30)
+    op_id = queue.add("job", max_attempts=3)
+    worker = make_worker(queue, clock, {"job": handler}, settings)
+    for _ in range(7):
+        _run_due(worker, queue, clock, op_id)
+        assert queue.ops[op_id].state == "queued" and queue.ops[op_id].attempts == 0
+    delays = [call[4] for call in queue.named("defer")]
+    assert delays == [outage_retry_delay_s(n, 30) for n in range(7)] == [1, 2, 4, 8, 16, 30, 30]
+    assert queue.named("finish") == []
+    message = queue.ops[op_id].message
+    assert message is not None and message.startswith("waiting for the query engine: upsert")
+    _run_due(worker, queue, clock, op_id)
+    assert queue.ops[op_id].state == "succeeded"
+
+
+def test_an_outage_longer_than_the_give_up_bound_fails(
+        clock: FakeClock, queue: QueueDouble) -> None:
+    def handler(ctx: OperationContext) -> None:
+        raise RuntimeError("index step failed") from Unreachable("Qdrant answered 503")
+
+    settings = Settings(operation_outage_giveup_s=60, operation_outage_retry_max_s=30)
+    op_id = queue.add("job")
+    worker = make_worker(queue, clock, {"job": handler}, settings)
+    while queue.ops[op_id].state == "queued":
+        _run_due(worker, queue, clock, op_id)
+    assert queue.ops[op_id].state == "failed"
+    assert all(call[5] == 60 for call in queue.named("defer"))
+    assert queue.named("defer")[0][3] == "Qdrant answered 503"  # the cause, chained
+
+
+def test_other_unavailability_is_an_ordinary_failure(
+        clock: FakeClock, queue: QueueDouble) -> None:
+    def handler(ctx: OperationContext) -> None:
+        raise Unavailable("Qdrant refused the API key")  # waiting cannot help
+
+    queue.add("job")
+    worker = make_worker(queue, clock, {"job": handler})
+    worker.run_one()
+    assert queue.named("defer") == [] and len(queue.named("finish")) == 1

@@ -1,7 +1,9 @@
-"""Prometheus metrics (``GET /metrics``): HTTP, ingestion, commits, operations, queue.
+"""Prometheus metrics (``GET /metrics``): HTTP, ingestion, commits, operations, queue,
+and how far each embedding set's index and labelling queue lag behind its change feed.
 
-Request metrics come from a small ASGI middleware; operation and queue figures are read
-from the catalog at scrape time, so they are the same whichever API replica is scraped.
+Request metrics come from a small ASGI middleware; operation, queue and lag figures are
+read from the catalog at scrape time, so they are the same whichever API replica is
+scraped.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from chroma.catalog import Operations
+from chroma.catalog import Changes, Operations
 from chroma.ingest import CommitResult
 
 __all__ = ["Metrics", "MetricsMiddleware"]
@@ -24,6 +26,7 @@ __all__ = ["Metrics", "MetricsMiddleware"]
 class _CatalogCollector(Collector):
     def __init__(self, operations: Operations) -> None:
         self.operations = operations
+        self.changes = Changes(operations.db)  # the same catalog, its change feed
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         depth = GaugeMetricFamily("chroma_operation_queue_depth",
@@ -39,6 +42,32 @@ class _CatalogCollector(Collector):
             pass
         yield depth
         yield states
+        yield from self._lag()
+
+    def _lag(self) -> Iterator[GaugeMetricFamily]:
+        labels = ["embedding_set"]
+        head = GaugeMetricFamily("chroma_change_feed_head_seq",
+                                 "Latest change number of each embedding set.", labels=labels)
+        consumed = GaugeMetricFamily(
+            "chroma_change_feed_consumed_seq",
+            "Change number each consumer (index, queue) has consumed up to.",
+            labels=[*labels, "consumer"])
+        lag = GaugeMetricFamily(
+            "chroma_change_feed_lag_changes",
+            "Changes not yet consumed by the index or the labelling queue.",
+            labels=[*labels, "consumer"])
+        try:
+            for row in self.changes.feed_lag():
+                head.add_metric([row.key], row.head_seq)
+                consumed.add_metric([row.key, "index"], row.indexed_seq)
+                consumed.add_metric([row.key, "queue"], row.scored_seq)
+                lag.add_metric([row.key, "index"], row.index_lag)
+                lag.add_metric([row.key, "queue"], row.queue_lag)
+        except Exception:  # a scrape must not fail because the catalog is away
+            pass
+        yield head
+        yield consumed
+        yield lag
 
 
 class Metrics:

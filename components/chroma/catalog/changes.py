@@ -2,7 +2,10 @@
 
 Every upsert, tag change or deletion takes the next ``change_seq``, so consumers (the
 indexer, the recommender) remember the last number they consumed and ask for the rest,
-in order. Also the bookkeeping those consumers write back (index state).
+in order. Also the bookkeeping those consumers write back (index state, the labelling
+queue's watermark when a run had nothing to score) and how far each consumer lags
+behind the feed (:meth:`Changes.feed_lag`, for ``/status``, metrics and the freshness
+check of the implicit triggers).
 
 Sequence numbers are taken when a row is written, not when its transaction commits: a
 bulk commit can hold numbers 100..149 while a tag change takes 150 and commits first.
@@ -26,7 +29,7 @@ from chroma.catalog.database import Database
 from chroma.catalog.records import STORED_RECORD_COLUMNS, StoredRecord
 
 __all__ = [
-    "CHANGE_WRITERS_LOCK", "Changes", "DeletedRecord", "IndexState",
+    "CHANGE_WRITERS_LOCK", "Changes", "DeletedRecord", "FeedLag", "IndexState",
     "writing_changes",
 ]
 
@@ -54,6 +57,49 @@ class IndexState:
     indexed_seq: int
     indexed_count: int
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class FeedLag:
+    """How far an embedding set's consumers are behind its change feed."""
+
+    key: str
+    head_seq: int
+    """The latest change number of the set (0: no change yet)."""
+    indexed_seq: int
+    """Consumed by the vector index (``index_state``)."""
+    scored_seq: int
+    """Consumed by the labelling queue (``recommendation_state``)."""
+    index_lag: int
+    """Changes (records logged, re-logged or tagged, deletions) the index has not applied."""
+    queue_lag: int
+    """Changes the labelling queue has not consumed."""
+
+
+_LAG_SQL = """
+WITH sets AS (
+  SELECT e.key, COALESCE(i.indexed_seq, 0) AS indexed_seq,
+         COALESCE(s.scored_seq, 0) AS scored_seq
+  FROM embedding_sets e
+  LEFT JOIN index_state i ON i.embedding_set_key = e.key
+  LEFT JOIN recommendation_state s ON s.embedding_set_key = e.key
+)
+SELECT sets.key, sets.indexed_seq, sets.scored_seq,
+  GREATEST(
+    (SELECT COALESCE(max(r.change_seq), 0) FROM records r JOIN datasets d
+     ON d.id = r.dataset_id WHERE d.embedding_set_key = sets.key),
+    (SELECT COALESCE(max(x.change_seq), 0) FROM deletions x JOIN datasets d
+     ON d.id = x.dataset_id WHERE d.embedding_set_key = sets.key)) AS head_seq,
+  (SELECT count(*) FROM records r JOIN datasets d ON d.id = r.dataset_id
+   WHERE d.embedding_set_key = sets.key AND r.change_seq > sets.indexed_seq)
+  + (SELECT count(*) FROM deletions x JOIN datasets d ON d.id = x.dataset_id
+   WHERE d.embedding_set_key = sets.key AND x.change_seq > sets.indexed_seq) AS index_lag,
+  (SELECT count(*) FROM records r JOIN datasets d ON d.id = r.dataset_id
+   WHERE d.embedding_set_key = sets.key AND r.change_seq > sets.scored_seq)
+  + (SELECT count(*) FROM deletions x JOIN datasets d ON d.id = x.dataset_id
+   WHERE d.embedding_set_key = sets.key AND x.change_seq > sets.scored_seq) AS queue_lag
+FROM sets ORDER BY sets.key
+"""
 
 
 class Changes:
@@ -153,4 +199,24 @@ class Changes:
                 " version = EXCLUDED.version, indexed_seq = EXCLUDED.indexed_seq,"
                 " indexed_count = EXCLUDED.indexed_count, updated_at = now()",
                 (embedding_set_key, collection, version, indexed_seq, indexed_count),
+            )
+
+    def feed_lag(self) -> list[FeedLag]:
+        """Per embedding set: the feed's head and what the index and the queue consumed."""
+        with self.db.transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute(_LAG_SQL).fetchall()
+        return [FeedLag(**{k: (v if k == "key" else int(v)) for k, v in row.items()})
+                for row in rows]
+
+    def mark_scored(self, embedding_set_key: str, scored_seq: int) -> None:
+        """The labelling queue consumed the feed up to ``scored_seq`` with nothing to score
+        (no training records yet): record it, so the set does not look behind for ever.
+        A set with no scoring reference yet keeps none, so its next run scores in full."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO recommendation_state (embedding_set_key, scored_seq, updated_at)"
+                " VALUES (%s, %s, now()) ON CONFLICT (embedding_set_key) DO UPDATE SET"
+                " scored_seq = GREATEST(recommendation_state.scored_seq, EXCLUDED.scored_seq),"
+                " updated_at = now()",
+                (embedding_set_key, scored_seq),
             )

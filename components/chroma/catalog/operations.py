@@ -4,6 +4,17 @@ Workers claim operations with a lease (``FOR UPDATE SKIP LOCKED``) and extend it
 heartbeat; an operation whose lease expired (its worker died) is claimable again, up to
 ``max_attempts``. Only the lease owner can finish an operation, so a worker that lost
 its lease cannot overwrite the result of the one that took over.
+
+No lost wake-ups (DESIGN.md section 12): :meth:`Operations.enqueue` joins a *queued*
+operation of the same kind and set (it has not read the change feed yet, so it covers
+the caller's change), but never a *running* one, which may have read the feed already:
+it marks that one ``rerun_requested`` instead, and the run's end queues a new operation
+in the same transaction (:func:`_queue_reruns`). The mark lives in the catalog, so it
+holds across API replicas and worker restarts.
+
+A dependency outage (:meth:`Operations.defer`) puts an operation back in the queue
+without spending an attempt, after :func:`outage_retry_delay_s`, until it has lasted
+longer than the give-up bound.
 """
 
 from __future__ import annotations
@@ -20,7 +31,9 @@ from psycopg.types.json import Jsonb
 from chroma.catalog.database import Database
 from chroma.errors import Conflict, InvalidInput, NotFound
 
-__all__ = ["ComponentRow", "Operation", "Operations", "json_safe", "retry_delay_s"]
+__all__ = [
+    "ComponentRow", "Operation", "Operations", "json_safe", "outage_retry_delay_s", "retry_delay_s",
+]
 
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -31,6 +44,13 @@ def retry_delay_s(attempts: int) -> float:
     The policy is here, in Python, so it can be tested alone; the clock it is added to is
     the database's ``now()`` (see :meth:`Operations.finish`), shared by every worker."""
     return 2.0 ** attempts
+
+
+def outage_retry_delay_s(retries: int, cap_s: float) -> float:
+    """Wait before trying again an operation whose dependency is unreachable: 1, 2, 4 ...
+    seconds, at most ``cap_s`` (so a dependency that comes back is noticed within
+    ``cap_s``). ``retries`` is how many times it was put back for this outage so far."""
+    return min(2.0 ** min(retries, 30), cap_s)
 
 
 @dataclass(frozen=True)
@@ -54,6 +74,12 @@ class Operation:
     finished_at: datetime | None
     result: dict[str, Any] | None
     error: str | None
+    rerun_requested: bool = False
+    """A change was committed while it ran: its end queues another run."""
+    outage_since: datetime | None = None
+    """Its dependency has been unreachable since then (None: no outage)."""
+    outage_retries: int = 0
+    """Times it was put back for the current outage (attempts not spent)."""
 
     def __post_init__(self) -> None:
         # Rows stored before the API bounded numbers must still list (and claim).
@@ -109,50 +135,55 @@ class Operations:
         requested_by: str = "api",
         max_attempts: int = 3,
     ) -> tuple[Operation, bool]:
-        """Queue an operation; if one of the same kind and set is active, return it instead.
+        """Queue an operation, unless one of the same kind and set is active.
 
-        Returns (operation, created).
+        A queued one is returned as it is (it will read everything committed before this
+        call). A running one may have read the change feed already: it is marked
+        ``rerun_requested``, so that its end queues another run. Returns (operation, created).
         """
-        with self.db.transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
-            if embedding_set_key is not None:
-                known = cur.execute(
-                    "SELECT 1 FROM embedding_sets WHERE key = %s", (embedding_set_key,)
-                ).fetchone()
-                if known is None:
-                    raise NotFound(f"no embedding set {embedding_set_key}")
-            try:
+        while True:
+            with self.db.transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
+                if embedding_set_key is not None:
+                    known = cur.execute(
+                        "SELECT 1 FROM embedding_sets WHERE key = %s", (embedding_set_key,)
+                    ).fetchone()
+                    if known is None:
+                        raise NotFound(f"no embedding set {embedding_set_key}")
+                try:
+                    row = cur.execute(
+                        "INSERT INTO operations (kind, embedding_set_key, params, requested_by,"
+                        " max_attempts) VALUES (%s, %s, %s, %s, %s)"
+                        " ON CONFLICT (kind, COALESCE(embedding_set_key, ''))"
+                        " WHERE state IN ('queued', 'running') DO NOTHING RETURNING *",
+                        (kind, embedding_set_key, Jsonb(params or {}), requested_by,
+                         max_attempts),
+                    ).fetchone()
+                except psycopg.errors.CheckViolation:
+                    # The schema's CHECK lists the kinds (tested equal to chroma.operations.kinds).
+                    raise InvalidInput(f"unknown operation kind {kind!r}") from None
+                if row is not None:
+                    return Operation(**row), True
+                # The row lock orders this against the run's end (finish, release, defer):
+                # either the mark is set before the end reads it, or the operation is no
+                # longer active here and the loop queues a new one.
                 row = cur.execute(
-                    "INSERT INTO operations (kind, embedding_set_key, params, requested_by,"
-                    " max_attempts) VALUES (%s, %s, %s, %s, %s)"
-                    " ON CONFLICT (kind, COALESCE(embedding_set_key, ''))"
-                    " WHERE state IN ('queued', 'running') DO NOTHING RETURNING *",
-                    (kind, embedding_set_key, Jsonb(params or {}), requested_by, max_attempts),
+                    "UPDATE operations SET rerun_requested = rerun_requested OR state = 'running'"
+                    " WHERE kind = %s AND COALESCE(embedding_set_key, '') = COALESCE(%s, '')"
+                    " AND state IN ('queued', 'running') RETURNING *",
+                    (kind, embedding_set_key),
                 ).fetchone()
-            except psycopg.errors.CheckViolation:
-                # The schema's CHECK lists the kinds (tested equal to chroma.operations.kinds).
-                raise InvalidInput(f"unknown operation kind {kind!r}") from None
             if row is not None:
-                return Operation(**row), True
-            row = cur.execute(
-                "SELECT * FROM operations WHERE kind = %s"
-                " AND COALESCE(embedding_set_key, '') = COALESCE(%s, '')"
-                " AND state IN ('queued', 'running')",
-                (kind, embedding_set_key),
-            ).fetchone()
-        if row is None:  # it finished between the two statements: queue afresh
-            return self.enqueue(kind, embedding_set_key, params=params,
-                                requested_by=requested_by, max_attempts=max_attempts)
-        return Operation(**row), False
+                return Operation(**row), False
 
     def claim(self, owner: str, kinds: Sequence[str], lease_s: float) -> Operation | None:
         """Take the oldest claimable operation of ``kinds`` (queued, or its lease expired)."""
         with self.db.transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
             # A cancelled operation whose worker vanished is simply cancelled.
-            cur.execute(
+            ended = cur.execute(
                 "UPDATE operations SET state = 'cancelled', finished_at = now(),"
                 " lease_owner = NULL WHERE state = 'running' AND lease_expires_at < now()"
-                " AND cancel_requested"
-            )
+                " AND cancel_requested RETURNING id"
+            ).fetchall()
             # Operations whose worker vanished too often give up instead of looping.
             lost = cur.execute(
                 "UPDATE operations SET state = 'failed', finished_at = now(),"
@@ -166,6 +197,7 @@ class Operations:
                     " WHERE operation_id = ANY(%s) AND finished_at IS NULL",
                     ([r["id"] for r in lost],),
                 )
+            _queue_reruns(cur, [r["id"] for r in (*ended, *lost)])
             row = cur.execute(
                 "SELECT id, state FROM operations WHERE kind = ANY(%s) AND ("
                 "  state = 'queued' OR (state = 'running' AND lease_expires_at < now()))"
@@ -184,7 +216,8 @@ class Operations:
                 "UPDATE operations SET state = 'running', lease_owner = %s,"
                 " lease_expires_at = now() + make_interval(secs => %s),"
                 " attempts = attempts + 1, started_at = COALESCE(started_at, now()),"
-                " message = NULL WHERE id = %s RETURNING *",
+                # This run reads the feed after this commit: it covers earlier marks.
+                " rerun_requested = false, message = NULL WHERE id = %s RETURNING *",
                 (owner, lease_s, row["id"]),
             ).fetchone()
             cur.execute(
@@ -216,7 +249,7 @@ class Operations:
             row = conn.execute(
                 "UPDATE operations SET state = 'queued', lease_owner = NULL,"
                 " lease_expires_at = NULL, attempts = GREATEST(attempts - 1, 0),"
-                " message = 'interrupted by shutdown; queued again'"
+                " rerun_requested = false, message = 'interrupted by shutdown; queued again'"
                 " WHERE id = %s AND lease_owner = %s AND state = 'running' RETURNING id",
                 (op_id, owner),
             ).fetchone()
@@ -251,16 +284,85 @@ class Operations:
                 " finished_at = CASE WHEN %s THEN NULL ELSE now() END,"
                 " retry_at = CASE WHEN %s THEN now() + make_interval(secs => %s) END,"
                 " progress = CASE WHEN %s = 'succeeded' THEN 1 ELSE progress END,"
+                " outage_since = NULL, outage_retries = 0,"
+                " rerun_requested = rerun_requested AND NOT %s,"
                 " result = %s, error = %s WHERE id = %s",
                 ("queued" if retry else state, retry, retry, retry_delay_s(row[0]), state,
-                 Jsonb(result) if result else None, error, op_id),
+                 retry, Jsonb(result) if result else None, error, op_id),
             )
             conn.execute(
                 "UPDATE operation_runs SET outcome = %s, finished_at = now()"
                 " WHERE operation_id = %s AND owner = %s AND finished_at IS NULL",
                 (state, op_id, owner),
             )
+            if not retry:  # a retry reads the feed again: it covers a mark itself
+                _queue_reruns(conn.cursor(row_factory=dict_row), [op_id])
         return True
+
+    def defer(
+        self, op_id: int, owner: str, reason: str, *, delay_s: float, giveup_s: float,
+        waiting_for: str = "the query engine",
+    ) -> str:
+        """Put back an operation whose dependency is unreachable, without spending an
+        attempt: ``deferred`` (claimable again after ``delay_s``), ``gave-up`` (failed:
+        the outage has lasted ``giveup_s`` already) or ``lost`` (not the lease owner).
+
+        The outage is timed by the database's clock from the first deferral, so it spans
+        workers and restarts."""
+        with self.db.transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(
+                "SELECT outage_since IS NOT NULL"
+                " AND now() - outage_since >= make_interval(secs => %s) AS give_up,"
+                " EXTRACT(EPOCH FROM now() - COALESCE(outage_since, now())) AS lasted"
+                " FROM operations WHERE id = %s AND lease_owner = %s AND state = 'running'"
+                " FOR UPDATE",
+                (giveup_s, op_id, owner),
+            ).fetchone()
+            if row is None:
+                return "lost"
+            if row["give_up"]:
+                cur.execute(
+                    "UPDATE operations SET state = 'failed', lease_owner = NULL,"
+                    " lease_expires_at = NULL, finished_at = now(), error = %s,"
+                    " message = NULL WHERE id = %s",
+                    (f"gave up: {waiting_for} was unreachable for {float(row['lasted']):.0f} s"
+                     f" (CHROMA_OPERATION_OUTAGE_GIVEUP_S={giveup_s:g}): {reason}", op_id),
+                )
+                outcome = "failed"
+            else:
+                cur.execute(
+                    "UPDATE operations SET state = 'queued', lease_owner = NULL,"
+                    " lease_expires_at = NULL, attempts = GREATEST(attempts - 1, 0),"
+                    " retry_at = now() + make_interval(secs => %(d)s),"
+                    " outage_since = COALESCE(outage_since, now()),"
+                    " outage_retries = outage_retries + 1, rerun_requested = false,"
+                    " message = 'waiting for ' || %(w)s || ': ' || %(r)s || '; retry at '"
+                    "  || to_char((now() + make_interval(secs => %(d)s)) AT TIME ZONE 'UTC',"
+                    "             'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+                    "  || ', giving up after ' || %(g)s || ' s of outage'"
+                    " WHERE id = %(id)s",
+                    {"d": delay_s, "w": waiting_for, "r": reason, "g": f"{giveup_s:g}",
+                     "id": op_id},
+                )
+                outcome = "unreachable"
+            cur.execute(
+                "UPDATE operation_runs SET outcome = %s, finished_at = now()"
+                " WHERE operation_id = %s AND owner = %s AND finished_at IS NULL",
+                (outcome, op_id, owner),
+            )
+            if outcome == "failed":
+                _queue_reruns(cur, [op_id])
+        return "gave-up" if outcome == "failed" else "deferred"
+
+    def wants_wakeup(self, kind: str, embedding_set_key: str) -> bool:
+        """Nothing of ``kind`` is queued or running for the set, and its last one did not
+        fail or get cancelled (a give-up waits for the next change, or a person)."""
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT state FROM operations WHERE kind = %s AND embedding_set_key = %s"
+                " ORDER BY id DESC LIMIT 1", (kind, embedding_set_key),
+            ).fetchone()
+        return row is None or row[0] == "succeeded"
 
     def cancel(self, op_id: int) -> Operation:
         """Cancel: a queued operation at once; a running one when its worker next checks."""
@@ -363,3 +465,18 @@ class Operations:
         with self.db.transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute("SELECT * FROM components ORDER BY kind, name").fetchall()
         return [ComponentRow(**row) for row in rows]
+
+
+def _queue_reruns(cur: psycopg.Cursor[Any], op_ids: Sequence[int]) -> None:
+    """Queue a new run of each ended operation that was asked to run again meanwhile
+    (``rerun_requested``); call in the transaction that ended them."""
+    if not op_ids:
+        return
+    cur.execute(
+        "INSERT INTO operations (kind, embedding_set_key, params, requested_by, max_attempts)"
+        " SELECT kind, embedding_set_key, params, 'rerun of #' || id, max_attempts"
+        " FROM operations WHERE id = ANY(%s) AND rerun_requested"
+        " AND state IN ('succeeded', 'failed', 'cancelled') ORDER BY id"
+        " ON CONFLICT DO NOTHING",
+        (list(op_ids),),
+    )

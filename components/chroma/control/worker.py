@@ -4,6 +4,13 @@ One loop per worker process (``chroma worker``; under ``chroma run`` one per wor
 component). The heartbeat thread extends the lease every ``lease_s / 3`` seconds and
 carries progress; it interrupts the handler when a cancel is requested or the lease is
 lost. SIGTERM finishes the current step and gives the operation back to the queue.
+
+A dependency outage delays an operation, it does not end it: a handler that fails with
+:class:`chroma.errors.Unreachable` (the query engine refused the connection, timed out,
+answered 502-504) is put back in the queue without spending an attempt, after a capped
+exponential back-off (:func:`chroma.catalog.operations.outage_retry_delay_s`), until the
+outage has lasted ``Settings.operation_outage_giveup_s``; it then reads the whole change
+feed it missed meanwhile.
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from chroma.catalog import Catalog, Database, Operation, Operations, apply_migrations
+from chroma.catalog.operations import outage_retry_delay_s
 from chroma.clock import SYSTEM_CLOCK, Clock
+from chroma.errors import Unreachable
 from chroma.operations.context import Interrupted, OperationContext
 from chroma.operations.kinds import OperationKind, OperationUnavailable, kind_of
 from chroma.settings import Settings
@@ -135,6 +144,11 @@ class Worker:
         except Interrupted as exc:
             return exc.reason, None, None
         except Exception as exc:
+            outage = _unreachable(exc)
+            if outage is not None:
+                log.warning("operation %s #%d: dependency unreachable: %s",
+                            ctx.operation.kind, ctx.operation.id, outage)
+                return "unreachable", None, str(outage)
             log.exception("operation %s #%d failed", ctx.operation.kind, ctx.operation.id)
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
             return "failed", None, detail
@@ -151,6 +165,15 @@ class Worker:
             ops.finish(op.id, self.owner, "cancelled")
         elif outcome == "unavailable":  # retrying cannot help
             ops.finish(op.id, self.owner, "failed", error=error, retryable=False)
+        elif outcome == "unreachable":  # waiting can: no attempt spent, until the give-up
+            settings = self.services.settings
+            verdict = ops.defer(
+                op.id, self.owner, error or "unreachable",
+                delay_s=outage_retry_delay_s(op.outage_retries,
+                                             settings.operation_outage_retry_max_s),
+                giveup_s=settings.operation_outage_giveup_s)
+            log.warning("operation #%d: %s", op.id,
+                        "gave up waiting" if verdict == "gave-up" else verdict)
         else:
             ops.finish(op.id, self.owner, outcome, result=result, error=error)
 
@@ -177,6 +200,16 @@ class Worker:
                 log.warning("component heartbeat failed", exc_info=True)
             self.clock.wait(self._stopping, self.heartbeat_s)
         log.debug("worker %s ran %.0fs", self.name, self.clock.monotonic() - started)
+
+
+def _unreachable(exc: BaseException) -> Unreachable | None:
+    """The :class:`Unreachable` that ``exc`` is, or was raised from (``raise ... from``)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, Unreachable):
+            return seen
+        seen = seen.__cause__
+    return None
 
 
 def run_worker(name: str, kinds: Sequence[str]) -> None:

@@ -109,6 +109,9 @@ def recommend_one(job: LabellingJob, *, full: bool = False) -> dict[str, Any]:
     """Score the set's new production records (or all of them) into the queue."""
     changes, queue, key = job.catalog.changes, job.catalog.queue, job.key
     if not queue.training_files(key):
+        # Consumed all the same: the set must not look behind for ever (a training
+        # record committed after this read triggers another run).
+        changes.mark_scored(key, changes.latest_seq(key))
         return {"skipped": "no training records yet: nothing to compare production with"}
     source, index_version = _neighbour_source(job)
     fitted = fit_mhb_of(job)

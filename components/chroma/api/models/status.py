@@ -26,14 +26,23 @@ class ComponentPublic(BaseModel):
 
 
 class IndexStatus(BaseModel):
+    """Freshness of one embedding set: its change feed against what consumed it."""
+
     embedding_set_key: str
     index_version: int | None
     indexed_count: int
-    indexed_seq: int
-    latest_seq: int
-    stale: bool
+    indexed_seq: int = Field(description="Change number the vector index has applied up to.")
+    latest_seq: int = Field(description="Head of the set's change feed (its latest change).")
+    stale: bool = Field(description="The index lags behind the change feed.")
     index_updated_at: datetime | None
     mhb_version: int | None
+    scored_seq: int = Field(
+        description="Change number the labelling queue (recommend) has consumed up to.")
+    index_lag: int = Field(
+        description="Changes (records logged or tagged, deletions) the index has not applied.")
+    queue_lag: int = Field(
+        description="Changes the labelling queue has not consumed. Every change is covered"
+        " by a later index and recommend run without further traffic (DESIGN.md 12).")
 
 
 class StatusPublic(BaseModel):

@@ -1,4 +1,5 @@
-"""``GET /api/v1/status``: every component, the queue, index freshness per embedding set."""
+"""``GET /api/v1/status``: every component, the queue, and per embedding set how far the
+index and the labelling queue lag behind its change feed."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import chroma
 from chroma.api.deps import CatalogDep, OperationsDep, SettingsDep
 from chroma.api.models import ComponentPublic, IndexStatus, StatusPublic
 from chroma.api.routers.operations import public
-from chroma.catalog import ComponentRow
+from chroma.catalog import Catalog, ComponentRow
 
 router = APIRouter(prefix="/api/v1", tags=["status"])
 
@@ -33,6 +34,19 @@ def component_public(row: ComponentRow, now: datetime) -> ComponentPublic:
     )
 
 
+def embedding_set_status(catalog: Catalog) -> list[IndexStatus]:
+    """Index freshness per set, with what the index and the queue lag behind the feed."""
+    lags = {lag.key: lag for lag in catalog.changes.feed_lag()}
+    out = []
+    for row in catalog.index_freshness():
+        lag = lags.get(row["embedding_set_key"])
+        out.append(IndexStatus(
+            **row, stale=row["latest_seq"] > row["indexed_seq"],
+            scored_seq=lag.scored_seq if lag else 0, index_lag=lag.index_lag if lag else 0,
+            queue_lag=lag.queue_lag if lag else 0))
+    return out
+
+
 @router.get("/status", response_model=StatusPublic)
 def status(
     operations: OperationsDep, catalog: CatalogDep, settings: SettingsDep
@@ -44,9 +58,6 @@ def status(
         version=chroma.__version__,
         components=[component_public(row, now) for row in operations.components()],
         queue_depth=operations.queue_depth(),
-        embedding_sets=[
-            IndexStatus(**row, stale=row["latest_seq"] > row["indexed_seq"])
-            for row in catalog.index_freshness()
-        ],
+        embedding_sets=embedding_set_status(catalog),
         recent_operations=[public(op) for op in operations.list(limit=10)],
     )
