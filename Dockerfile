@@ -9,8 +9,11 @@ WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
 COPY components ./components
 COPY operator ./operator
+# `--python` names the target venv: uv ignores VIRTUAL_ENV here and would install
+# into the build interpreter, leaving /opt/chroma empty (tests/unit/test_dockerfile.py).
 RUN python -m uv venv /opt/chroma \
- && VIRTUAL_ENV=/opt/chroma python -m uv pip install --no-cache -c constraints.txt .
+ && python -m uv pip install --no-cache -c constraints.txt --python /opt/chroma/bin/python . \
+ && /opt/chroma/bin/python -c "import chroma.cli.main, chroma_operator.main, scipy"
 
 FROM python:3.11-slim
 LABEL org.opencontainers.image.title="chroma-service" \
