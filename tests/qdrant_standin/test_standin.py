@@ -13,7 +13,6 @@ from collections.abc import Iterator
 import httpx
 import numpy as np
 import pytest
-
 import uvicorn
 from qdrant_client import QdrantClient, models
 
