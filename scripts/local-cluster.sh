@@ -84,7 +84,8 @@ start_daemon() { # name binary args...: start in the background, record the PID
   local name="$1"; shift
   running "$name" && return 0
   mkdir -p "$RUN" "$LOGS"
-  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
+  # fd 9 is the state lock: daemons must not inherit it.
+  setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null 9>&- &
   echo $! >"$RUN/$name.pid"
 }
 
@@ -397,6 +398,9 @@ state = "$RUN/containerd"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$PAUSE_IMAGE"
   enable_selinux = false
+  # This sandbox lacks CAP_SYS_RESOURCE: a negative oom_score_adj (kubelet asks -998 for
+  # the pause container) fails in runc init. Clamp to containerd's own value instead.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -539,7 +543,7 @@ cleanup_iptables() {
     # Rules in built-in chains that jump to CNI-/KUBE- chains, then those chains.
     iptables -t "$table" -S 2>/dev/null | grep -E '^-A [A-Z]+ .*-j (CNI|KUBE)-' |
       grep -E '^-A (INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING) ' | sed 's/^-A /-D /' |
-      while read -r rule; do eval "iptables -t $table $rule" 2>/dev/null || true; done
+      while read -r rule; do eval "iptables -t $table $rule" 2>/dev/null || true; done || true
     for chain in $(iptables -t "$table" -S 2>/dev/null | sed -n 's/^-N \(\(CNI\|KUBE\)-[^ ]*\)$/\1/p'); do
       iptables -t "$table" -F "$chain" 2>/dev/null || true
     done
@@ -553,7 +557,8 @@ unmount_under() { # every mount below a directory, deepest first
   local dir="$1"
   [ -d "$dir" ] || return 0
   awk -v d="$dir" '$5 == d || index($5, d "/") == 1 {print $5}' /proc/self/mountinfo |
-    sort -r | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done
+    sort -r | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null || true; done ||
+    true
 }
 
 cmd_down() {
@@ -572,7 +577,7 @@ cmd_down() {
         while read -r ns name; do
           [ -n "$name" ] && kubectl_ -n "$ns" patch "$kind" "$name" --type merge \
             -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
-        done
+        done || true
     done
   fi
   stop_daemon coredns 5
