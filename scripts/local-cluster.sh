@@ -71,7 +71,8 @@ done_phase() { echo "ok ($(($(date +%s) - phase_start))s) ${1:-}" >&2; }
 log() { echo "local-cluster: $*" >&2; }
 die() { echo "local-cluster: error: $*" >&2; exit 1; }
 
-# -- helpers ----------------------------------------------------------------------
+# -- helpers (no `grep -q` after a pipe: with pipefail, the writer's SIGPIPE fails it) --
+# ----------------------------------------------------------------------
 
 running() { # name: is the recorded PID alive?
   local pid
@@ -137,7 +138,7 @@ install_packages() {
   local need=() pkg
   for pkg in docker.io containerd runc containernetworking-plugins iptables conntrack \
     debootstrap openssl; do
-    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" ||
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep "install ok installed" >/dev/null ||
       need+=("$pkg")
   done
   if [ "${#need[@]}" -gt 0 ]; then
@@ -244,20 +245,8 @@ build_images() {
   phase images
   local base ctx
   base="$(base_image)"
-  DOCKER_BUILDKIT=0 docker build -q --network host -t "$IMAGE" "$ROOT" >"$LOGS/image-build.log" 2>&1 ||
-    die "docker build of $IMAGE failed (see $LOGS/image-build.log)"
-  # The tools image: the project image plus moto (S3) and the Qdrant stand-in; its build
-  # context is a small directory, so the project's .dockerignore stays as it is.
-  ctx="$STATE/tools-context"
-  rm -rf "$ctx" && mkdir -p "$ctx/tests"
-  cp "$ROOT/constraints.txt" "$ROOT/tests/e2e/images/tools.Dockerfile" "$ctx/"
-  cp "$ROOT/tests/__init__.py" "$ctx/tests/"
-  cp -r "$ROOT/tests/qdrant_standin" "$ctx/tests/"
-  find "$ctx" -name __pycache__ -prune -exec rm -rf {} +
-  DOCKER_BUILDKIT=0 docker build -q --network host --build-arg "BASE=$IMAGE" \
-    -f "$ctx/tools.Dockerfile" -t "$TOOLS_IMAGE" "$ctx" >"$LOGS/tools-build.log" 2>&1 ||
-    die "docker build of $TOOLS_IMAGE failed (see $LOGS/tools-build.log)"
-  rm -rf "$ctx"
+  CHROMA_E2E_IMAGE="$IMAGE" CHROMA_E2E_TOOLS_IMAGE="$TOOLS_IMAGE" CHROMA_E2E_BUILD_LOGS="$LOGS" \
+    "$ROOT/scripts/build-e2e-images.sh" || die "building the e2e images failed"
   if ! docker image inspect "$PAUSE_IMAGE" >/dev/null 2>&1 ||
     [ "$(docker image inspect -f '{{index .Config.Labels "chroma.source"}}' "$PAUSE_IMAGE")" != \
       "$(sha256sum "$ROOT/scripts/cluster/pause.c" | cut -c1-16)" ]; then
@@ -322,7 +311,7 @@ EOF
 host_network() {
   # The node address lives on lo (this kernel may have no dummy netdev); pods reach it
   # through the bridge and the host routes it locally.
-  ip addr show dev lo | grep -q " $NODE_IP/32" || ip addr add "$NODE_IP/32" dev lo
+  ip addr show dev lo | grep " $NODE_IP/32" >/dev/null || ip addr add "$NODE_IP/32" dev lo
   if [ ! -f "$STATE/sysctl.saved" ]; then
     {
       echo "net.ipv4.ip_forward=$(sysctl -n net.ipv4.ip_forward)"
@@ -478,7 +467,7 @@ import_images() { # the images into the node's containerd, when their IDs change
   local img id want=()
   for img in "$PAUSE_IMAGE" "$IMAGE" "$TOOLS_IMAGE"; do
     id="$(docker image inspect -f '{{.Id}}' "$img")"
-    ctr_ images ls -q 2>/dev/null | grep -qx "$img" &&
+    ctr_ images ls -q 2>/dev/null | grep -x "$img" >/dev/null &&
       [ "$(cat "$STATE/imported.$(echo "$img" | tr '/:' '__')" 2>/dev/null)" = "$id" ] ||
       want+=("$img")
   done
@@ -509,7 +498,7 @@ start_node() {
   start_daemon coredns "$COREDNS" -conf "$STATE/Corefile"
   wait_until 180 "node $NODE_NAME Ready" \
     sh -c "'$BIN/kubectl' --kubeconfig '$KUBECONFIG_FILE' get node $NODE_NAME \
-      -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -qx True"
+      -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -x True >/dev/null"
   wait_until 60 "the default ServiceAccount" kubectl_ -n default get serviceaccount default
   done_phase "node $NODE_NAME Ready; images $imported"
 }
@@ -535,7 +524,7 @@ cleanup_iptables() {
   local table chain
   for table in filter nat mangle; do
     # Our own FORWARD rules, by their comment.
-    while iptables -t "$table" -S 2>/dev/null | grep -q -- "--comment \"\?$TAG"; do
+    while iptables -t "$table" -S 2>/dev/null | grep -- "--comment \"\?$TAG" >/dev/null; do
       local rule
       rule="$(iptables -t "$table" -S | grep -- "--comment \"\?$TAG" | head -1 | sed 's/^-A /-D /')"
       eval "iptables -t $table $rule" || break
@@ -620,7 +609,7 @@ cmd_down() {
   local ns
   for ns in $(ip netns list 2>/dev/null | awk '/^cni-/{print $1}'); do ip netns delete "$ns" 2>/dev/null || true; done
   ip link show "$BRIDGE" >/dev/null 2>&1 && ip link delete "$BRIDGE" 2>/dev/null || true
-  ip addr show dev lo | grep -q " $NODE_IP/32" && ip addr del "$NODE_IP/32" dev lo || true
+  ip addr show dev lo | grep " $NODE_IP/32" >/dev/null && ip addr del "$NODE_IP/32" dev lo || true
   if [ -f "$STATE/sysctl.saved" ]; then
     sysctl -q -p "$STATE/sysctl.saved" >/dev/null 2>&1 || true
   fi
@@ -642,7 +631,7 @@ cmd_status() {
     fi
   done
   if [ "$ok" = 0 ] && kubectl_ get node "$NODE_NAME" \
-    -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -qx True; then
+    -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null | grep -x True >/dev/null; then
     echo "node $NODE_NAME: Ready (KUBECONFIG=$KUBECONFIG_FILE)"
     return 0
   fi

@@ -1,8 +1,12 @@
-"""End to end in kind: the chart installed with the image built from this checkout, a
-ChromaCluster on MinIO + PostgreSQL. Log training and production embeddings through the
-API Service, the implicit index runs (also as IndexJobs the API submits), the labelling
-queue ranks the outliers first; a re-index through the annotation; scale and suspend
-through the custom resource; ``helm test`` passes. Skipped without Docker (conftest)."""
+"""End to end with real Pods (tests/e2e/conftest.py picks the cluster: the local one-node
+cluster, an existing one, or kind): the chart installed with the image built from this
+checkout, its operator Pod reconciling a ChromaCluster on S3 + PostgreSQL Pods and a
+managed Qdrant (the stand-in). Log training and production embeddings through the API
+Service, the implicit index runs (also as IndexJobs the API submits), the labelling queue
+ranks the outliers first, /query answers; a re-index through the annotation; a Dataset
+resource; scale and suspend through the custom resource; an API Pod and the operator Pod
+deleted under load; ``helm upgrade`` to an External Qdrant rolls the Pods; ``helm test``;
+``helm uninstall`` leaves nothing stuck. The tests share one deployment and run in order."""
 
 from __future__ import annotations
 
@@ -15,9 +19,10 @@ import pytest
 from chroma.client import Client
 from chroma.keys import embedding_set_key
 
-from .conftest import CLUSTER, RELEASE, Deployed, wait_for
+from .conftest import CLUSTER, NAMESPACE, RELEASE, Deployed, wait_for
 
-pytestmark = [pytest.mark.kind, pytest.mark.slow]
+# The first test pays for the cluster and the deployment (cold: the whole local build).
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 ES = {"model": "kind-e2e", "version": "1"}
 DIM = 16
@@ -25,11 +30,11 @@ CLASSES = ("cat", "dog", "fox")
 
 
 def cluster_status(deployed: Deployed) -> dict:
-    return json.loads(deployed.kubectl("get", "chromacluster", CLUSTER, "-o", "json"))["status"]
+    return deployed.status()
 
 
 def test_helm_test_and_printer_columns(deployed: Deployed) -> None:
-    out = deployed.helm("test", RELEASE, "-n", "chroma-e2e", "--logs")  # fails if the pod does
+    out = deployed.helm("test", RELEASE, "-n", NAMESPACE, "--logs")  # fails if the pod does
     assert "healthz 200" in out, out
     table = deployed.kubectl("get", "chromacluster")
     assert table.split()[:4] == ["NAME", "PHASE", "READY", "API"], table
