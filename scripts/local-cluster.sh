@@ -324,12 +324,12 @@ host_network() {
   sysctl -qw net.ipv4.ip_forward=1
   [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] &&
     sysctl -qw net.bridge.bridge-nf-call-iptables=1
-  local dir
-  for dir in "-s $POD_CIDR" "-d $POD_CIDR"; do
-    # shellcheck disable=SC2086
-    iptables -C FORWARD $dir -m comment --comment "$TAG" -j ACCEPT 2>/dev/null ||
-      iptables -I FORWARD 1 $dir -m comment --comment "$TAG" -j ACCEPT
-  done
+  # Pods talk to each other, to Services (DNAT to pods) and to the node; nothing else:
+  # traffic leaves the machine only for package registries, never from a Pod.
+  iptables -C FORWARD -s "$POD_CIDR" -m comment --comment "$TAG" -j REJECT 2>/dev/null ||
+    iptables -I FORWARD 1 -s "$POD_CIDR" -m comment --comment "$TAG" -j REJECT
+  iptables -C FORWARD -s "$POD_CIDR" -d "$POD_CIDR" -m comment --comment "$TAG" -j ACCEPT \
+    2>/dev/null || iptables -I FORWARD 1 -s "$POD_CIDR" -d "$POD_CIDR" -m comment --comment "$TAG" -j ACCEPT
 }
 
 start_control_plane() {
@@ -463,11 +463,18 @@ cluster.local:53 in-addr.arpa:53 ip6.arpa:53 {
 EOF
 }
 
+full_name() { # an image reference as containerd stores it (docker.io/library/...)
+  case "$1" in
+    */*) case "${1%%/*}" in *.*|*:*|localhost) echo "$1" ;; *) echo "docker.io/$1" ;; esac ;;
+    *) echo "docker.io/library/$1" ;;
+  esac
+}
+
 import_images() { # the images into the node's containerd, when their IDs changed
   local img id want=()
   for img in "$PAUSE_IMAGE" "$IMAGE" "$TOOLS_IMAGE"; do
     id="$(docker image inspect -f '{{.Id}}' "$img")"
-    ctr_ images ls -q 2>/dev/null | grep -x "$img" >/dev/null &&
+    ctr_ images ls -q 2>/dev/null | grep -x "$(full_name "$img")" >/dev/null &&
       [ "$(cat "$STATE/imported.$(echo "$img" | tr '/:' '__')" 2>/dev/null)" = "$id" ] ||
       want+=("$img")
   done
@@ -493,9 +500,14 @@ start_node() {
     --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" --v=1
   start_daemon kube-proxy "$BIN/kube-proxy" --kubeconfig "$KUBECONFIG_FILE" \
     --hostname-override "$NODE_NAME" --proxy-mode iptables --cluster-cidr "$POD_CIDR" \
-    --conntrack-max-per-core 0 --metrics-bind-address 127.0.0.1:0 \
-    --healthz-bind-address 127.0.0.1:0
+    --conntrack-max-per-core 0 --metrics-bind-address 127.0.0.1:10249 \
+    --healthz-bind-address 127.0.0.1:10256
   start_daemon coredns "$COREDNS" -conf "$STATE/Corefile"
+  wait_until 60 "kube-proxy's rules" iptables -t nat -S KUBE-SERVICES
+  local name
+  for name in containerd kubelet kube-proxy coredns; do
+    running "$name" || die "$name exited (see $LOGS/$name.log)"
+  done
   wait_until 180 "node $NODE_NAME Ready" \
     sh -c "'$BIN/kubectl' --kubeconfig '$KUBECONFIG_FILE' get node $NODE_NAME \
       -o jsonpath='{.status.conditions[?(@.type==\"Ready\")].status}' | grep -x True >/dev/null"
