@@ -11,6 +11,7 @@ deleted under load; ``helm upgrade`` to an External Qdrant rolls the Pods; ``hel
 from __future__ import annotations
 
 import json
+import time
 
 import httpx
 import numpy as np
@@ -19,7 +20,7 @@ import pytest
 from chroma.client import Client
 from chroma.keys import embedding_set_key
 
-from .conftest import CLUSTER, NAMESPACE, RELEASE, Deployed, wait_for
+from .conftest import CHART, CLUSTER, IMAGE, NAMESPACE, RELEASE, Deployed, wait_for
 
 # The first test pays for the cluster and the deployment (cold: the whole local build).
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(3600)]
@@ -108,3 +109,201 @@ def test_scale_and_suspend_through_the_custom_resource(deployed: Deployed) -> No
 
     patch({"suspend": False, "api": {"replicas": 1}})
     wait_for(lambda: cluster_status(deployed)["phase"] == "Ready", 600, "Ready again")
+
+
+def patch_spec(deployed: Deployed, spec: dict) -> None:
+    deployed.kubectl("patch", "chromacluster", CLUSTER, "--type", "merge",
+                     "-p", json.dumps({"spec": spec}))
+
+
+def ready_replicas(deployed: Deployed, kind: str, name: str) -> int:
+    return int(deployed.jsonpath(kind, name, ".status.readyReplicas") or 0)
+
+
+def pod_names(deployed: Deployed, component: str) -> set[str]:
+    pods = deployed.kube.get("pods", "-l", f"app.kubernetes.io/component={component}")
+    return {p["metadata"]["name"] for p in pods["items"]
+            if not p["metadata"].get("deletionTimestamp")}
+
+
+def test_a_dataset_resource_is_registered_in_the_catalog(deployed: Deployed) -> None:
+    dataset = {
+        "apiVersion": "chroma.dev/v1alpha1", "kind": "Dataset",
+        "metadata": {"name": "registered-e2e"},
+        "spec": {"cluster": CLUSTER, "split": "production",
+                 "embeddingSet": {"model": "kind-e2e", "version": "1"},
+                 "description": "registered by the e2e tier"},
+    }
+    deployed.kubectl("apply", "-f", "-", input=json.dumps(dataset))
+    wait_for(lambda: (deployed.kube.get("dataset", "registered-e2e").get("status") or {})
+             .get("registered") is True, 300, "Dataset registered-e2e status.registered")
+    # The catalog has it: through the API Service, as a client sees it.
+    with deployed.kube.port_forward(f"service/{CLUSTER}-api", 8000) as url, \
+            Client(url, progress=False) as client:
+        info = client.dataset("registered-e2e")
+        assert "registered-e2e" in json.dumps(info), info
+        assert "production" in json.dumps(info), info
+
+
+# Runs inside the cluster (the project image): logs small batches through the API Service
+# for a while, printing each acknowledged batch; errors are retried with new ids.
+STREAM_CLIENT = r"""
+import sys, time, httpx
+url, dataset, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+es = {"model": "stream-e2e", "version": "1"}
+deadline, n, acked, failed = time.time() + seconds, 0, 0, 0
+with httpx.Client(timeout=15) as http:
+    while time.time() < deadline:
+        ids = [f"b{n}-{k}" for k in range(10)]
+        n += 1
+        body = {"embedding_set": es, "dataset": dataset, "split": "production",
+                "records": [{"id": i, "embedding": [float(k), 1.0, 2.0, float(n % 5)]}
+                            for k, i in enumerate(ids)]}
+        try:
+            status = http.post(url + "/api/v1/log", json=body).status_code
+        except httpx.HTTPError as exc:
+            status = type(exc).__name__
+        if status in (200, 201):
+            acked += 1
+            print("ACK", time.time(), ",".join(ids), flush=True)
+        else:
+            failed += 1
+            print("ERR", time.time(), status, flush=True)
+            time.sleep(0.2)
+        time.sleep(0.05)
+print("DONE", acked, failed, flush=True)
+"""
+
+
+def stream_job(image: str, pull_policy: str, dataset: str, seconds: int) -> dict:
+    return {
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "log-stream"},
+        "spec": {"backoffLimit": 0, "template": {"spec": {
+            "restartPolicy": "Never", "automountServiceAccountToken": False,
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 10001,
+                                "seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [{
+                "name": "client", "image": image, "imagePullPolicy": pull_policy,
+                "command": ["python", "-c", STREAM_CLIENT,
+                            f"http://{CLUSTER}-api:8000", dataset, str(seconds)],
+                "securityContext": {"allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True,
+                                    "capabilities": {"drop": ["ALL"]}},
+            }],
+        }}},
+    }
+
+
+def test_acknowledged_records_survive_an_api_pod_deleted_while_streaming(
+        deployed: Deployed) -> None:
+    patch_spec(deployed, {"api": {"replicas": 2}})
+    wait_for(lambda: ready_replicas(deployed, "deployment", f"{CLUSTER}-api") == 2, 300,
+             "2 API pods ready")
+    dataset = "stream-e2e"
+    deployed.kubectl("delete", "job", "log-stream", "--ignore-not-found", "--wait=true")
+    deployed.kubectl("apply", "-f", "-", input=json.dumps(
+        stream_job(IMAGE, deployed.kube.pull_policy, dataset, 45)))
+
+    def logs() -> str:
+        return deployed.kubectl("logs", "job/log-stream")
+
+    wait_for(lambda: logs().count("ACK") >= 10, 180, "the client streaming acknowledged logs")
+    victim = sorted(pod_names(deployed, "api"))[0]
+    deployed.kubectl("delete", "pod", victim, "--wait=false")
+    deleted_at = time.time()
+    wait_for(lambda: "DONE" in logs(), 240, "the streaming client to finish")
+    lines = logs().splitlines()
+    acked = {i for line in lines if line.startswith("ACK") for i in line.split()[2].split(",")}
+    acks_after = [line for line in lines
+                  if line.startswith("ACK") and float(line.split()[1]) > deleted_at + 2]
+    assert acks_after, "the stream did not go on after the API pod was deleted"
+    assert victim not in pod_names(deployed, "api")
+    # Every acknowledged record is readable, through a fresh forward to a live pod.
+    wait_for(lambda: ready_replicas(deployed, "deployment", f"{CLUSTER}-api") == 2, 300,
+             "the API back to 2 ready pods")
+    with deployed.kube.port_forward(f"service/{CLUSTER}-api", 8000) as url, \
+            Client(url, progress=False) as client:
+        stored = {r["id"] for r in client.iter_records(dataset)}
+    missing = acked - stored
+    assert not missing, f"{len(missing)} of {len(acked)} acknowledged records lost: " \
+                        f"{sorted(missing)[:10]}"
+    patch_spec(deployed, {"api": {"replicas": 1}})
+
+
+def test_the_operator_pod_deleted_mid_reconcile_converges(deployed: Deployed) -> None:
+    operator_pods = "app.kubernetes.io/component=operator"
+    before = {p["metadata"]["name"] for p in
+              deployed.kube.get("pods", "-l", operator_pods)["items"]}
+    patch_spec(deployed, {"workers": {"replicas": 2}})
+    deployed.kubectl("delete", "pod", "-l", operator_pods, "--wait=false")
+    wait_for(lambda: ready_replicas(deployed, "deployment", f"{CLUSTER}-worker") == 2, 300,
+             "2 worker pods ready after the operator restart")
+    new = wait_for(lambda: {p["metadata"]["name"] for p in
+                            deployed.kube.get("pods", "-l", operator_pods)["items"]
+                            if p["status"].get("phase") == "Running"} - before,
+                   300, "a new operator pod")
+    assert new
+
+    def converged() -> bool:
+        body = deployed.kube.get("chromacluster", CLUSTER)
+        status = body.get("status") or {}
+        return (status.get("phase") == "Ready"
+                and status.get("observedGeneration") == body["metadata"]["generation"]
+                and status["components"]["workers"]["ready"] == 2)
+
+    wait_for(converged, 300, "status converged on the new spec")
+    patch_spec(deployed, {"workers": {"replicas": 1}})
+    wait_for(lambda: deployed.jsonpath("deployment", f"{CLUSTER}-worker", ".spec.replicas")
+             == "1", 120, "workers back to 1")
+
+
+def test_helm_upgrade_to_an_external_qdrant_rolls_the_pods(deployed: Deployed) -> None:
+    """The second Qdrant mode: External (the stand-in Deployment of backing.yaml)."""
+    before = pod_names(deployed, "api")
+    external = "http://qdrant-standin:6333"
+    deployed.helm("upgrade", RELEASE, str(CHART), "-n", NAMESPACE, "-f", str(deployed.values),
+                  "--set", "cluster.spec.qdrant.mode=External",
+                  "--set", f"cluster.spec.qdrant.url={external}", "--wait", "--timeout", "10m")
+    wait_for(lambda: deployed.jsonpath("configmap", f"{CLUSTER}-config",
+                                       ".data.CHROMA_QDRANT_URL") == external, 120,
+             "the ConfigMap pointing at the external Qdrant")
+    wait_for(lambda: not deployed.kube.get("statefulsets")["items"], 180,
+             "the managed Qdrant StatefulSet removed")
+    wait_for(lambda: (now := pod_names(deployed, "api")) and not now & before
+             and ready_replicas(deployed, "deployment", f"{CLUSTER}-api") >= 1, 300,
+             "new API pods (rolled by the configuration change)")
+    deployed.wait_ready()
+    es = {"model": "external-e2e", "version": "1"}
+    rng = np.random.default_rng(5)
+    vectors = rng.normal(size=(60, DIM))
+    with deployed.kube.port_forward(f"service/{CLUSTER}-api", 8000) as url, \
+            Client(url, progress=False) as client:
+        client.log_many(vectors, embedding_set=es, dataset="external-prod", split="production",
+                        ids=[f"x{i}" for i in range(60)])
+
+        def answered() -> list:
+            return client.query(es, vectors[7], k=3)[0]
+
+        neighbours = wait_for(answered, 600, "the index on the external Qdrant answering")
+        assert neighbours[0]["dataset"] == "external-prod"
+        assert neighbours[0]["id"] == "x7", neighbours
+    with deployed.kube.port_forward("service/qdrant-standin", 6333) as qdrant:
+        names = [c["name"] for c in
+                 httpx.get(f"{qdrant}/collections", timeout=10).json()["result"]["collections"]]
+    assert any(name.startswith(f"chroma_{embedding_set_key(es)}") for name in names), names
+
+
+def test_helm_uninstall_leaves_nothing_stuck(deployed: Deployed) -> None:
+    """Last: the pre-delete hook deletes the ChromaCluster and Datasets while the operator
+    still runs, so nothing keeps a finalizer and the namespace goes away."""
+    assert deployed.kube.get("chromaclusters")["items"]
+    deployed.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "10m")
+    for kind in ("chromaclusters", "datasets", "indexjobs"):
+        assert not deployed.kube.get(kind)["items"], f"{kind} left after uninstall"
+    # The cluster's children go with their owner (garbage collection).
+    wait_for(lambda: not pod_names(deployed, "api") and not pod_names(deployed, "worker"), 300,
+             "the cluster's API and worker pods gone")
+    deployed.kubectl("delete", "namespace", NAMESPACE, "--wait=false", namespace=None)
+    wait_for(lambda: NAMESPACE not in deployed.kubectl("get", "namespaces", "-o", "name",
+                                                       namespace=None), 300,
+             f"namespace {NAMESPACE} deleted (nothing stuck Terminating)")
