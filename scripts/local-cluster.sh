@@ -91,6 +91,7 @@ start_daemon() { # name binary args...: start in the background, record the PID
 }
 
 stop_daemon() { # name [timeout]: TERM, wait, KILL, by the recorded PID only
+  # (`down` does not need graceful shutdowns: the whole cluster goes away)
   local name="$1" timeout="${2:-20}" pid i
   [ -f "$RUN/$name.pid" ] || return 0
   pid="$(cat "$RUN/$name.pid")"
@@ -583,7 +584,7 @@ cmd_down() {
   fi
   stop_daemon coredns 5
   stop_daemon kube-proxy 5
-  stop_daemon kubelet 20
+  stop_daemon kubelet 10
   # Every Pod container and sandbox, then containerd (which removes the shims' mounts).
   if running containerd; then
     local task
@@ -592,19 +593,19 @@ cmd_down() {
     for task in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks delete -f "$task" >/dev/null 2>&1 || true; done
     for task in $(ctr_ containers ls -q 2>/dev/null); do ctr_ containers delete "$task" >/dev/null 2>&1 || true; done
   fi
-  stop_daemon containerd 20
+  stop_daemon containerd 10
   # containerd-shim processes outlive containerd by design: stop the ones of our root.
   local pid
   for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $CTR_SOCK" 2>/dev/null); do
     kill -KILL "$pid" 2>/dev/null || true
   done
-  stop_daemon kube-scheduler 10
-  stop_daemon kube-controller-manager 10
-  stop_daemon kube-apiserver 20
-  stop_daemon etcd 10
+  stop_daemon kube-scheduler 3
+  stop_daemon kube-controller-manager 3
+  stop_daemon kube-apiserver 5
+  stop_daemon etcd 5
   if [ -f "$RUN/dockerd.pid" ]; then
     docker ps -q 2>/dev/null | xargs -r docker rm -f >/dev/null 2>&1 || true
-    stop_daemon dockerd 30
+    stop_daemon dockerd 20
     # The containerd dockerd started for itself.
     for pid in $(pgrep -f "containerd --config /var/run/docker/containerd/containerd.toml" 2>/dev/null); do
       kill -TERM "$pid" 2>/dev/null || true

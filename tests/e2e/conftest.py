@@ -321,8 +321,16 @@ def apply_backing(kube: Kube) -> None:
                  timeout=320)
 
 
+def remove_release(kube: Kube) -> None:
+    """The release (its uninstall hook releases the finalizers), then the namespace."""
+    with contextlib.suppress(subprocess.CalledProcessError):  # no release: nothing to do
+        kube.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "5m")
+    delete_namespace(kube)
+
+
 def delete_namespace(kube: Kube) -> None:
-    """Best effort at the end of a session: the namespace and anything finalised in it."""
+    """The namespace, after clearing finalizers of anything the operator can no longer
+    release (a run interrupted before the uninstall hook could run)."""
     for kind in ("datasets.chroma.dev", "indexjobs.chroma.dev", "chromaclusters.chroma.dev"):
         try:
             names = kube.kubectl("get", kind, "-o", "name").split()
@@ -363,8 +371,7 @@ class Deployed:
 def deployed(kube: Kube) -> Iterator[Deployed]:
     """Backing services as Pods, then ``helm install`` and the ChromaCluster Ready."""
     workdir = Path(tempfile.mkdtemp(prefix="chroma-e2e-"))
-    kube.kubectl("delete", "namespace", NAMESPACE, "--ignore-not-found", "--wait=true",
-                 timeout=300, namespace=None)
+    remove_release(kube)  # what a kept (CHROMA_E2E_KEEP=1) or interrupted run left
     kube.kubectl("create", "namespace", NAMESPACE, namespace=None)
     try:
         if needs_static_pv(kube):
@@ -377,10 +384,7 @@ def deployed(kube: Kube) -> Iterator[Deployed]:
         yield env
     finally:
         if os.environ.get("CHROMA_E2E_KEEP") != "1":
-            # Already gone when the uninstall test ran.
-            with contextlib.suppress(subprocess.CalledProcessError):
-                kube.helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "5m")
-            delete_namespace(kube)
+            remove_release(kube)
             for cleanup in kube.cleanups:
                 cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
