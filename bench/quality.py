@@ -51,14 +51,15 @@ from sklearn.preprocessing import StandardScaler
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info as shared_machine_info
 
-from chroma.mhb import fit_mhb, score_mhb
-from chroma.recommend import (
+from chroma.scoring import (
     DEFAULT_WEIGHTS,
     RecommendParams,
     compute_signals,
+    fit_mhb,
     fit_reference,
     prioritise,
     rank_order,
+    score_mhb,
     select_diverse,
 )
 

@@ -34,13 +34,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info as shared_machine_info
 
-from chroma.mhb import fit_mhb, score_mhb
-from chroma.recommend import (
+from chroma.scoring import (
     compute_signals,
+    fit_mhb,
     fit_reference,
     prioritise,
     rank_order,
     score_matrix,
+    score_mhb,
 )
 
 N_CLASSES = 12

@@ -8,9 +8,13 @@ cause); the API maps them to HTTP status codes in one place (``chroma.api.errors
     │   ├── MalformedBody   400      empty body, malformed JSON or Arrow
     │   ├── UnsupportedType 415      a Content-Type we do not read
     │   └── PayloadTooLarge 413
+    ├── Unauthorized        401      no API key, or one the server does not know
+    ├── Forbidden           403      a known API key whose scope does not cover the route
     ├── NotFound            404
     ├── Conflict            409      e.g. a dataset bound to another embedding set
     └── Unavailable         503      a backing service (catalog, store, index) is down
+        ├── Unreachable     503      it did not answer (refused, timed out): retry later
+        └── UnsupportedVersion 503   it answers, but runs a version we do not support
 """
 
 from __future__ import annotations
@@ -18,12 +22,16 @@ from __future__ import annotations
 __all__ = [
     "ChromaError",
     "Conflict",
+    "Forbidden",
     "InvalidInput",
     "MalformedBody",
     "NotFound",
     "PayloadTooLarge",
+    "Unauthorized",
     "Unavailable",
+    "Unreachable",
     "UnsupportedType",
+    "UnsupportedVersion",
 ]
 
 
@@ -67,6 +75,21 @@ class PayloadTooLarge(InvalidInput):
     code = "payload_too_large"
 
 
+class Unauthorized(ChromaError):
+    """The request carries no API key, or one the server does not know (send
+    ``Authorization: Bearer <key>``; the client reads ``CHROMA_API_KEY``)."""
+
+    status_code = 401
+    code = "unauthorized"
+
+
+class Forbidden(ChromaError):
+    """The API key is known but its scope (read < write < admin) does not cover the route."""
+
+    status_code = 403
+    code = "forbidden"
+
+
 class NotFound(ChromaError):
     """The named resource does not exist."""
 
@@ -86,3 +109,17 @@ class Unavailable(ChromaError):
 
     status_code = 503
     code = "unavailable"
+
+
+class Unreachable(Unavailable):
+    """The backing service did not answer (connection refused or reset, timeout, 502-504).
+
+    The same request may succeed later unchanged, so a caller may retry it with backoff
+    (unlike a plain ``Unavailable``, e.g. a refused API key or a failed collection)."""
+
+
+class UnsupportedVersion(Unavailable):
+    """The backing service answers but runs a version outside the supported range.
+
+    Retrying cannot help: an operator must deploy a supported version. The message names
+    the version found and the supported range."""

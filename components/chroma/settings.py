@@ -69,6 +69,29 @@ class Settings(BaseSettings):
     qdrant_url: str | None = None
     """Qdrant server URL for the ``remote`` backend."""
 
+    qdrant_api_key: SecretStr | None = None
+    """API key of the Qdrant server (``remote`` backend), sent with every request; unset for
+    an open server. In a cluster the operator generates one. Never logged (``SecretStr``)."""
+
+    api_keys_file: Path | None = None
+    """File of API keys, one ``<scope> <key>`` per line (scope ``read``, ``write`` or
+    ``admin``; ``#`` starts a comment): what a Kubernetes Secret mounts. Re-read when it
+    changes (checked at most once a second), no restart needed. Set (even to an empty
+    file): every route but ``/health`` and ``/ready`` needs a key. See ``chroma.api.auth``."""
+
+    api_keys: SecretStr | None = None
+    """API keys inline, the same ``<scope> <key>`` lines separated by newlines or commas;
+    added to ``api_keys_file``'s. Keys are at least 32 characters (``chroma keys new``).
+    Unset with no file: no keys, allowed only on a loopback ``host`` (or ``insecure``)."""
+
+    metrics_public: bool = False
+    """``true``: ``GET /metrics`` answers without a key (for a scraper inside a trusted
+    network). Default: it needs a ``read`` key once keys are configured."""
+
+    insecure: bool = False
+    """``true`` (or ``--insecure``): accept binding a non-loopback ``host`` with no API
+    keys, leaving every route open to whoever can reach it. Default refuses to start."""
+
     index_trigger_debounce_s: float = Field(default=1.0, ge=0)
     """After a commit queues an ``index`` operation, further commits of the same embedding
     set within this many seconds do not ask again (the queue coalesces anyway)."""
@@ -83,7 +106,7 @@ class Settings(BaseSettings):
     recommend_exact_knn_max: int = Field(default=100_000, ge=0)
     """Up to this many training records, ``recommend`` finds each production record's
     nearest training records exactly, in memory (faster than the index there; see
-    ``chroma.recommender.exact``); above it, through the query engine. 0: always the index."""
+    ``chroma.labelling.training``); above it, through the query engine. 0: always the index."""
 
     api_workers: int = Field(default=1, ge=1)
     """API processes ``chroma run`` starts (they are stateless; group commit is per process)."""
@@ -109,7 +132,7 @@ class Settings(BaseSettings):
     """What starts a newly queued operation besides the queue: ``queue`` (default: the
     workers pull it) or ``indexjob`` (cluster mode: also submit an ``IndexJob`` custom
     resource with the pod's ServiceAccount; the operator sets this). See
-    ``chroma.control.launchers``."""
+    ``chroma.operations.launchers``."""
 
     cluster_name: str | None = None
     """Name of the ChromaCluster this process belongs to (cluster mode; set by the

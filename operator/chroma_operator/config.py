@@ -8,7 +8,8 @@ handlers.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 
 def _float(name: str, default: float) -> float:
@@ -33,9 +34,17 @@ class OperatorSettings:
     http_timeout_seconds: float = 10.0
     """CHROMA_OPERATOR_HTTP_TIMEOUT: timeout of calls to a cluster's API. Default 10 s."""
 
-    failpoint: str = ""
-    """CHROMA_OPERATOR_FAILPOINT: test hook; ``after-job-create`` makes the process exit
-    right after creating a Job and before recording it, to prove restarts are safe."""
+    api_key_seed: str | None = field(default=None, repr=False)
+    """CHROMA_OPERATOR_API_KEY_SEED: a secret of the operator's own (the chart keeps one in
+    a Secret it mounts as this variable). From it and a cluster's uid the operator derives
+    that cluster's operator key, writes it into the keys Secret it generates and sends it
+    when registering Datasets, so it never needs to read a Secret. Unset: the generated
+    keys Secret holds the user's admin key only and Dataset calls carry no key."""
+
+    namespace: str | None = None
+    """CHROMA_OPERATOR_NAMESPACE (else the namespace of the pod's service account, when
+    in a cluster): where the operator runs. Each cluster's NetworkPolicy lets this
+    namespace reach the API, because the operator registers Datasets through it."""
 
     @classmethod
     def from_env(cls) -> OperatorSettings:
@@ -44,5 +53,16 @@ class OperatorSettings:
             dataset_sync_seconds=_float("CHROMA_OPERATOR_DATASET_SYNC_SECONDS", 60.0),
             api_url=os.environ.get("CHROMA_OPERATOR_API_URL") or None,
             http_timeout_seconds=_float("CHROMA_OPERATOR_HTTP_TIMEOUT", 10.0),
-            failpoint=os.environ.get("CHROMA_OPERATOR_FAILPOINT", ""),
+            api_key_seed=os.environ.get("CHROMA_OPERATOR_API_KEY_SEED") or None,
+            namespace=os.environ.get("CHROMA_OPERATOR_NAMESPACE") or _pod_namespace(),
         )
+
+
+_SA_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+
+
+def _pod_namespace() -> str | None:
+    try:
+        return _SA_NAMESPACE.read_text().strip() or None
+    except OSError:
+        return None

@@ -1,7 +1,8 @@
 """The operator's only door to the Kubernetes API (besides kopf's own watching).
 
 Owns: server-side apply with the ``chroma-operator`` field manager, get / create / delete /
-list of any kind the operator writes, and merge patches of custom resources' ``status``.
+list of any kind the operator writes, create-if-absent without reading (for Secrets: the
+operator may create them but never read them), and merge patches of custom resources' ``status``.
 Errors are translated at this edge into ``KubeError`` and its subclasses, chaining the
 cause. Called by ``chroma_operator.reconcile``; sync (kopf runs sync handlers in threads).
 
@@ -31,6 +32,7 @@ PLURALS: dict[tuple[str, str], str] = {
     ("apps/v1", "StatefulSet"): "statefulsets",
     ("batch/v1", "Job"): "jobs",
     ("networking.k8s.io/v1", "Ingress"): "ingresses",
+    ("networking.k8s.io/v1", "NetworkPolicy"): "networkpolicies",
     ("rbac.authorization.k8s.io/v1", "Role"): "roles",
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): "rolebindings",
     (c.API_VERSION, c.CLUSTER_KIND): c.CLUSTER_PLURAL,
@@ -138,6 +140,19 @@ class Kube:
             if existing is None:  # deleted in between: let the caller retry
                 raise
             return existing, False
+
+    def create_if_absent(self, obj: Body) -> bool:
+        """Create ``obj`` unless an object of that name exists; True when created.
+
+        Never reads the existing object (409 is the answer), so it works with ``create``
+        permission alone: how the operator makes Secrets it must not be able to read."""
+        meta = obj["metadata"]
+        path = resource_path(obj["apiVersion"], obj["kind"], meta["namespace"])
+        try:
+            self._request("POST", path, query=[("fieldManager", c.FIELD_MANAGER)], body=obj)
+        except Conflict:
+            return False
+        return True
 
     def delete(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
         """Delete with background propagation; False when it was already gone."""

@@ -4,7 +4,8 @@ The control plane starts once per session from ``KUBEBUILDER_ASSETS`` (set by
 scripts/test.sh through scripts/envtest-assets.sh); without it every test here is
 skipped with the reason. Each test gets its own namespace, and ``operator`` starts
 ``python -m chroma_operator`` for that namespace (a subprocess, so tests can kill and
-restart it). No kubelet or controllers run: tests patch child status to simulate pods.
+restart it; ``failpoint=`` starts it through ``failpoints.py`` to crash it on purpose).
+No kubelet or controllers run: tests patch child status to simulate pods.
 """
 
 from __future__ import annotations
@@ -71,12 +72,14 @@ def operator_factory(
         env: dict[str, str] | None = None,
         kubeconfig: Path | None = None,
         namespace_: str | None = namespace,
+        failpoint: str | None = None,
     ) -> OperatorProcess:
         op = OperatorProcess(
             kubeconfig=kubeconfig or control_plane.admin_kubeconfig,
             log_path=tmp_path / f"operator-{len(started)}.log",
             namespace=namespace_,
             env=env or {},
+            failpoint=failpoint,
         )
         started.append(op)
         return op.start()

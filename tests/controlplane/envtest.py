@@ -92,6 +92,9 @@ PLURALS = {
     "StatefulSet": ("apps/v1", "statefulsets"),
     "Job": ("batch/v1", "jobs"),
     "Ingress": ("networking.k8s.io/v1", "ingresses"),
+    "NetworkPolicy": ("networking.k8s.io/v1", "networkpolicies"),
+    "Pod": ("v1", "pods"),
+    "PodDisruptionBudget": ("policy/v1", "poddisruptionbudgets"),
     "Role": ("rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": ("rbac.authorization.k8s.io/v1", "rolebindings"),
     "ClusterRole": ("rbac.authorization.k8s.io/v1", "clusterroles"),
@@ -161,6 +164,22 @@ class Api:
     def delete(self, kind: str, namespace: str | None, name: str) -> None:
         with contextlib.suppress(ApiError):
             self.request("DELETE", path_for(kind, namespace, name))
+
+    def dry_run_apply(self, obj: Body) -> list[str]:
+        """Server-side apply ``obj`` with ``dryRun=All``: admission runs (PodSecurity
+        included), nothing is stored. Returns the ``Warning`` headers of the answer;
+        raises ``ApiError`` when the object is refused."""
+        meta = obj["metadata"]
+        resp = self.http.request(
+            "PATCH",
+            path_for(obj["kind"], meta.get("namespace"), meta["name"]),
+            content=json.dumps(obj),
+            headers={"Content-Type": "application/apply-patch+yaml"},
+            params={"fieldManager": "test-dry-run", "dryRun": "All", "force": "true"},
+        )
+        if resp.status_code >= 400:
+            raise ApiError(resp.status_code, resp.json() if resp.content else {})
+        return resp.headers.get_list("warning")
 
     def table(self, kind: str, namespace: str) -> Body:
         return self.request(
@@ -356,12 +375,16 @@ class ControlPlane:
 
 @dataclass
 class OperatorProcess:
-    """``python -m chroma_operator`` as a subprocess, logging to a file."""
+    """``python -m chroma_operator`` as a subprocess, logging to a file.
+
+    With ``failpoint``, ``python -m tests.controlplane.failpoints FAILPOINT`` instead: the
+    same operator with that crash injected (see ``failpoints.py``)."""
 
     kubeconfig: Path
     log_path: Path
     namespace: str | None = None
     env: dict[str, str] = field(default_factory=dict)
+    failpoint: str | None = None
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
@@ -374,7 +397,10 @@ class OperatorProcess:
             **self.env,
         }
         env.pop("KUBERNETES_SERVICE_HOST", None)
-        args = [sys.executable, "-m", "chroma_operator", "--verbose"]
+        entry = ["tests.controlplane.failpoints", self.failpoint] if self.failpoint else [
+            "chroma_operator"
+        ]
+        args = [sys.executable, "-m", *entry, "--verbose"]
         args += ["--namespace", self.namespace] if self.namespace else ["--all-namespaces"]
         log = open(self.log_path, "ab")  # noqa: SIM115 (closed by the process's end)
         self.proc = subprocess.Popen(

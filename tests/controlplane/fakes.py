@@ -16,6 +16,8 @@ class FakeChromaApi:
 
     def __init__(self, allow_put: bool = True) -> None:
         self.allow_put = allow_put
+        self.keys: set[str] | None = None
+        """Bearer keys accepted; None (default) accepts calls without any (auth off)."""
         self.datasets: dict[str, dict[str, Any]] = {}
         self.puts: list[tuple[str, dict[str, Any]]] = []
         fake = self
@@ -32,7 +34,19 @@ class FakeChromaApi:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def _refused(self) -> bool:
+                """401 as the real API answers a missing or unknown key (DESIGN §11)."""
+                if fake.keys is None:
+                    return False
+                given = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+                if given in fake.keys:
+                    return False
+                self._send(401, {"detail": "missing or unknown API key"})
+                return True
+
             def do_GET(self) -> None:
+                if self._refused():
+                    return
                 name = self.path.rsplit("/", 1)[-1]
                 if self.path.startswith("/api/v1/datasets/") and name in fake.datasets:
                     self._send(200, fake.datasets[name])
@@ -40,6 +54,8 @@ class FakeChromaApi:
                     self._send(404, {"detail": "no such dataset"})
 
             def do_PUT(self) -> None:
+                if self._refused():
+                    return
                 if not fake.allow_put:
                     self._send(405, {"detail": "Method Not Allowed"})
                     return

@@ -10,10 +10,12 @@ tier) and the test patches child status to simulate ready pods.
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -86,6 +88,20 @@ def test_schema_violations_stop_helm_install(control_plane: ControlPlane, namesp
                              "--kubeconfig", str(control_plane.admin_kubeconfig)).stdout
 
 
+def resolve_env(api: Api, namespace: str, var: dict[str, Any]) -> str:
+    """The value the kubelet would give an environment variable of the chart's pod."""
+    if "value" in var:
+        return str(var["value"])
+    source = var["valueFrom"]
+    if "fieldRef" in source:
+        assert source["fieldRef"]["fieldPath"] == "metadata.namespace", source
+        return namespace
+    ref = source["secretKeyRef"]
+    secret = api.get("Secret", namespace, ref["name"])
+    assert secret is not None, f"Secret {ref['name']} of the chart not installed"
+    return base64.b64decode(secret["data"][ref["key"]]).decode()
+
+
 def test_helm_install_then_the_operator_reconciles_the_cluster_from_values(
     control_plane: ControlPlane,
     api: Api,
@@ -136,7 +152,9 @@ def test_helm_install_then_the_operator_reconciles_the_cluster_from_values(
         (container,) = deployment["spec"]["template"]["spec"]["containers"]
         assert container["command"] == ["chroma-operator"]
         assert container["args"][0] == f"--namespace={namespace}"
-        env = {e["name"]: e["value"] for e in container["env"]}
+        env = {e["name"]: resolve_env(api, namespace, e) for e in container["env"]}
+        assert env["CHROMA_OPERATOR_NAMESPACE"] == namespace
+        assert len(env["CHROMA_OPERATOR_API_KEY_SEED"]) == 48  # the chart's seed Secret
         sa_kubeconfig = control_plane.service_account_kubeconfig(
             namespace, operator_name, tmp_path / "chart-sa.kubeconfig")
         op = operator_factory(kubeconfig=sa_kubeconfig, env=env, namespace_=namespace)
@@ -150,8 +168,15 @@ def test_helm_install_then_the_operator_reconciles_the_cluster_from_values(
             ("Service", "vals-api"),
             ("Deployment", "vals-worker"),
             ("StatefulSet", "vals-qdrant"),
+            ("Secret", "vals-api-keys"),
+            ("Secret", "vals-qdrant-api-key"),
+            ("NetworkPolicy", "vals-chroma"),
         ):
             wait_for(lambda k=kind, n=name: api.get(k, namespace, n), what=f"{kind} {name}")
+        # With the chart's seed, the generated keys file also lists the operator's key.
+        keys = base64.b64decode(api.get("Secret", namespace, "vals-api-keys")["data"]["keys"])
+        assert [line.split()[0] for line in keys.decode().splitlines()] == [
+            "admin", "#", "admin"]
         api_deployment = api.get("Deployment", namespace, "vals-api")
         assert api_deployment["spec"]["replicas"] == 2
         (api_container,) = api_deployment["spec"]["template"]["spec"]["containers"]
@@ -188,6 +213,8 @@ def test_helm_install_then_the_operator_reconciles_the_cluster_from_values(
                                ("Deployment", namespace, operator_name)):
             wait_for(lambda k=kind, s=ns, n=name: api.get(k, s, n) is None,
                      what=f"{kind} {name} uninstalled")
+        # The seed stays (resource-policy keep): a reinstall keeps the keys valid.
+        assert api.get("Secret", namespace, f"{operator_name}-api-key-seed") is not None
         log = op.log()
         assert "Forbidden" not in log and " 403" not in log, log[-3000:]
         assert "Traceback" not in log, log[-3000:]

@@ -451,7 +451,7 @@ def test_an_apply_pinned_to_a_stale_read_is_refused_and_read_again(
     import kubernetes
 
     from chroma_operator.kube import Conflict, Kube
-    from chroma_operator.reconcile import _apply_observed
+    from chroma_operator.reconcile.cluster import _apply_observed
 
     kube = Kube(kubernetes.config.new_client_from_config(
         config_file=str(control_plane.admin_kubeconfig)))

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from . import failpoints
 from .envtest import Api, ApiError, OperatorProcess, cluster_body, indexjob_body, wait_for
 
 pytestmark = pytest.mark.controlplane
@@ -290,8 +291,8 @@ def test_restart_mid_flight_creates_no_duplicates(
     make_cluster(api, namespace)
     api.create(indexjob_body("ij-crash", namespace, "c1", embeddingSet=KEY))
     # This operator dies right after creating the Job, before recording anything.
-    crashing = operator_factory(env={"CHROMA_OPERATOR_FAILPOINT": "after-job-create"})
-    assert crashing.wait_exit(timeout=60) == 17
+    crashing = operator_factory(failpoint="after-job-create")
+    assert crashing.wait_exit(timeout=60) == failpoints.EXIT_CODE
     job = api.get("Job", namespace, "ij-crash")
     assert job is not None
     assert "jobName" not in (indexjob(api, namespace, "ij-crash").get("status") or {})

@@ -14,8 +14,8 @@ import pytest
 
 from chroma.api.services import IMPLICIT_OPERATIONS
 from chroma.catalog import Operation
-from chroma.control.launchers import IndexJobLauncher, indexjob_name, make_launcher
 from chroma.keys import embedding_set_key
+from chroma.operations.launchers import IndexJobLauncher, indexjob_name, make_launcher
 from chroma.settings import Settings
 from tests.conftest import ServerProcess
 

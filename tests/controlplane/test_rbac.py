@@ -43,9 +43,12 @@ def test_operator_works_under_its_least_privilege_service_account(
     )
     token = yaml.safe_load(kubeconfig.read_text())["users"][0]["user"]["token"]
     sa_api = Api(control_plane.url, token)
-    # Least privilege: no Secrets at all, no deleting Jobs.
+    # Least privilege: no reading Secrets (get or list), no deleting Jobs.
     with pytest.raises(ApiError) as info:
         sa_api.get("Secret", namespace, "chroma-pg")
+    assert info.value.status == 403
+    with pytest.raises(ApiError) as info:
+        sa_api.list("Secret", namespace)
     assert info.value.status == 403
     with pytest.raises(ApiError) as info:
         sa_api.request("DELETE", f"/apis/batch/v1/namespaces/{namespace}/jobs/x")
@@ -65,6 +68,11 @@ def test_operator_works_under_its_least_privilege_service_account(
             ("Service", "c1-qdrant"),
             ("Service", "c1-api"),
             ("ServiceAccount", "c1-api"),
+            ("NetworkPolicy", "c1-chroma"),
+            ("NetworkPolicy", "c1-qdrant"),
+            # generated with "create" alone: the operator never reads them
+            ("Secret", "c1-api-keys"),
+            ("Secret", "c1-qdrant-api-key"),
         ):
             wait_for(lambda k=kind, n=name: api.get(k, namespace, n), what=f"{kind} {name}")
         for kind, name, ready in (

@@ -89,14 +89,13 @@ def test_latest_seq_waits_for_a_writer_holding_lower_numbers(
 
     import psycopg
 
-    from chroma.catalog import Changes
     from chroma.catalog.changes import writing_changes
 
     es = {"model": "catalog-seq", "run": uid}
     key = embedding_set_key(es)
     dataset_id = catalog.bind(key, es, 4, f"seq-{uid}", "training")
     commit(catalog, dataset_id, f"{uid}/first.parquet", ["b"], label="x")
-    changes = Changes(catalog.db)
+    changes = catalog.changes
 
     with psycopg.connect(database_url) as writer_a:
         writing_changes(writer_a)
@@ -125,12 +124,12 @@ def test_queue_upsert_round_trips_and_rescoring_replaces(catalog: Catalog, uid: 
     """The labelling queue's COPY path: every field back as written; a rescore replaces."""
     import numpy as np
 
-    from chroma.catalog import Recommendations, ScoredRow
+    from chroma.catalog import ScoredRow
 
     es = {"model": "queue-copy", "run": uid}
     key = embedding_set_key(es)
     catalog.bind(key, es, 4, f"queue-{uid}", "production")
-    queue = Recommendations(catalog.db)
+    queue = catalog.queue
     at = datetime(2026, 11, 26, 9, 30, 0, 250000, tzinfo=UTC)
 
     def scored(i: int, score: float) -> ScoredRow:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from chroma.index import IndexConfig, IndexedRecord, SearchFilter, open_query_engine
-from chroma.recommender.exact import TrainingNeighbours
+from chroma.labelling.training import TrainingNeighbours, TrainingSet
 
 pytestmark = pytest.mark.integration
 
@@ -30,8 +30,9 @@ def test_training_neighbours_match_the_engine(tmp_path: Path, distance: str) -> 
 
     stored = training / np.linalg.norm(training, axis=1, keepdims=True) if (
         distance == "cosine") else training
-    exact = TrainingNeighbours(stored, [("train", f"t{i}") for i in range(300)],
-                               [f"c{i % 3}" for i in range(300)], [None] * 300, distance)
+    exact = TrainingNeighbours(TrainingSet(
+        [("train", f"t{i}") for i in range(300)], [f"c{i % 3}" for i in range(300)],
+        [None] * 300, stored, distance=distance))
     queries = rng.normal(size=(25, DIM)).astype(np.float32)
     ours = exact.search("k", queries, 7)
     theirs = engine.search("k", queries, 7, SearchFilter(split="training"))
@@ -45,8 +46,9 @@ def test_training_neighbours_match_the_engine(tmp_path: Path, distance: str) -> 
 
 
 def test_fewer_training_records_than_k() -> None:
-    exact = TrainingNeighbours(np.eye(3, dtype=np.float32), [("t", "a"), ("t", "b"), ("t", "c")],
-                               ["x", "y", None], [None, None, "z"], "cosine")
+    exact = TrainingNeighbours(TrainingSet(
+        [("t", "a"), ("t", "b"), ("t", "c")], ["x", "y", None], [None, None, "z"],
+        np.eye(3, dtype=np.float32), distance="cosine"))
     hits = exact.search("k", np.array([[1.0, 0.1, 0.0]], dtype=np.float32), 10)
     assert [n.record_id for n in hits[0]] == ["a", "b", "c"]
     assert hits[0][0].distance < hits[0][1].distance
@@ -56,15 +58,14 @@ def test_fewer_training_records_than_k() -> None:
 def test_the_array_path_answers_like_the_search_path(distance: str) -> None:
     """``knn_inputs`` takes ``knn_answer`` from a training source; through ``search`` (what
     it does for the index) the answer must be the same, self-exclusion included."""
-    from chroma.recommender.neighbours import knn_inputs
+    from chroma.labelling.neighbours import knn_inputs
 
     rng = np.random.default_rng(4)
     vectors = rng.normal(size=(120, DIM)).astype(np.float32)
-    exact = TrainingNeighbours(
-        vectors / np.linalg.norm(vectors, axis=1, keepdims=True) if distance == "cosine"
-        else vectors, [("t", f"r{i}") for i in range(120)],
+    exact = TrainingNeighbours(TrainingSet(
+        [("t", f"r{i}") for i in range(120)],
         [f"c{i % 4}" if i % 5 else None for i in range(120)],
-        [f"p{i % 3}" for i in range(120)], distance)
+        [f"p{i % 3}" for i in range(120)], vectors, distance=distance))
 
     class SearchOnly:  # what the index offers: search, nothing else
         def search(self, key: str, queries: np.ndarray, k: int = 10,

@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from chroma.catalog import Catalog, Changes, Database, Operations, apply_migrations
-from chroma.control.context import OperationContext
+from chroma.catalog import Catalog, Database, Operations, apply_migrations
 from chroma.index import SearchFilter
-from chroma.indexer import index_config, open_reader
-from chroma.indexer.operations import run_index, run_reindex
+from chroma.index.hosting import index_config, open_reader
 from chroma.ingest import GroupCommitter
 from chroma.ingest.validation import LogBatch
 from chroma.keys import embedding_set_key
+from chroma.operations.context import OperationContext
+from chroma.operations.indexing import run_index, run_reindex
 from chroma.settings import Settings
 from chroma.storage import RecordBatch, open_store
 
@@ -75,7 +75,7 @@ def parts(request: pytest.FixtureRequest, own_database_url: str,
     db.open()
     catalog = Catalog(db)
     committer = GroupCommitter(catalog, open_store(settings))
-    yield Parts(settings, catalog, Operations(db), committer,
+    yield Parts(settings, catalog, catalog.operations, committer,
                 {"model": "indexer-backends", "run": os.urandom(4).hex()})
     db.close()
 
@@ -123,9 +123,9 @@ def test_index_then_changes_then_reindex(parts: Parts) -> None:
     vectors = np.vstack([vectors[keep], more])
     assert searched(parts, query, 10) == nearest(ids, vectors, query, 10)
     assert sorted(searched(parts, query, 10, tags_any=("hot",))) == ["p1", "p2", "p3"]
-    state = Changes(parts.catalog.db).index_state(parts.key)
+    state = parts.catalog.changes.index_state(parts.key)
     assert state is not None and state.indexed_count == 449
-    assert state.indexed_seq == Changes(parts.catalog.db).latest_seq(parts.key)
+    assert state.indexed_seq == parts.catalog.changes.latest_seq(parts.key)
 
     # nothing changed: an index operation is a no-op; a reindex switches versions
     assert parts.run("index")["upserted"] == 0
@@ -146,8 +146,8 @@ def test_the_hosted_reader_answers_like_the_engine(tmp_path: Path) -> None:
     """The unix-socket host and client: same hits, same error classes, a clear 'down'."""
     from chroma.errors import InvalidInput, NotFound
     from chroma.index import IndexConfig, IndexedRecord, open_query_engine
-    from chroma.indexer.host import IndexHost
-    from chroma.indexer.reader import HostedReader, IndexHostDown
+    from chroma.index.hosting.host import IndexHost
+    from chroma.index.hosting.reader import HostedReader, IndexHostDown
 
     engine = open_query_engine(IndexConfig(backend="edge", path=tmp_path / "index"))
     rng = np.random.default_rng(2)
@@ -187,8 +187,8 @@ def test_the_hosted_reader_waits_out_a_host_killed_mid_request(tmp_path: Path) -
     import threading
 
     from chroma.index import IndexConfig, IndexedRecord, open_query_engine
-    from chroma.indexer.host import IndexHost
-    from chroma.indexer.reader import HostedReader
+    from chroma.index.hosting.host import IndexHost
+    from chroma.index.hosting.reader import HostedReader
 
     path = tmp_path / "host.sock"
     dying = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from chroma.catalog import Catalog, Database, Operations, apply_migrations
+from chroma.catalog import Catalog, Database, apply_migrations
 from chroma.control.worker import Worker, WorkerServices
 from chroma.ingest import GroupCommitter
 from chroma.ingest.validation import LogBatch
@@ -25,9 +25,9 @@ def worker(own_database_url: str, tmp_path) -> Iterator[tuple[Worker, GroupCommi
     db = Database(own_database_url)
     db.open()
     store = open_store(settings)
-    services = WorkerServices(settings, db, Catalog(db), Operations(db), store)
-    yield Worker(services, "test-worker", ["compact", "expire"]), GroupCommitter(
-        Catalog(db), store)
+    catalog = Catalog(db)
+    services = WorkerServices(settings, db, catalog, catalog.operations, store)
+    yield Worker(services, "test-worker", ["compact", "expire"]), GroupCommitter(catalog, store)
     db.close()
 
 
@@ -66,11 +66,18 @@ def test_compact_merges_small_files_of_the_set(worker) -> None:
     for i in range(4):
         committer.commit(_batch(es, "many-files", "production", [f"r{i}"]))
     op, _ = runner.services.operations.enqueue("compact", embedding_set_key(es),
-                                               params={"grace_s": 0})
+                                               params={"grace_s": 60})  # the minimum
     assert runner.run_one()
     done = runner.services.operations.get(op.id)
     assert done.state == "succeeded", done.error
     assert done.result["files_merged"] == 4 and done.result["records_moved"] == 4
-    assert done.result["retired_deleted"] == 4
+    assert done.result["retired_deleted"] == 0  # retired just now: within the grace
+    with runner.services.catalog.db.transaction() as conn:
+        conn.execute("UPDATE files SET retired_at = now() - interval '2 minutes'"
+                     " WHERE retired_at IS NOT NULL")
+    again, _ = runner.services.operations.enqueue("compact", embedding_set_key(es),
+                                                  params={"grace_s": 60})
+    assert runner.run_one()
+    assert runner.services.operations.get(again.id).result["retired_deleted"] == 4
     rows = runner.services.catalog.list_records("many-files")
     assert len({r.file_path for r in rows}) == 1 and len(rows) == 4

@@ -1,4 +1,4 @@
-"""chroma.control.launchers without a cluster: names, bodies against the CRD, settings,
+"""chroma.operations.launchers without a cluster: names, bodies against the CRD, settings,
 error handling, and the API's implicit trigger calling the launcher once per new operation.
 The real API server is exercised in tests/controlplane/test_launcher.py."""
 
@@ -14,11 +14,13 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 
+from chroma import indexjob as ij
 from chroma.api.services import IMPLICIT_OPERATIONS, Services
 from chroma.catalog import Operation
-from chroma.control import launchers
-from chroma.control.launchers import (
-    INDEXJOB_OPERATIONS,
+from chroma.ingest import CommitResult
+from chroma.operations import launchers
+from chroma.operations.kinds import INDEXJOB_KINDS
+from chroma.operations.launchers import (
     IndexJobLauncher,
     LauncherConfigError,
     QueueLauncher,
@@ -26,7 +28,6 @@ from chroma.control.launchers import (
     indexjob_name,
     make_launcher,
 )
-from chroma.ingest import CommitResult
 from chroma.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,7 +73,7 @@ def launcher_with(api: FakeCustomObjects) -> IndexJobLauncher:
 
 def test_operations_match_the_crd_enum() -> None:
     enum = SCHEMA["properties"]["spec"]["properties"]["operation"]["enum"]
-    assert tuple(enum) == INDEXJOB_OPERATIONS
+    assert tuple(enum) == INDEXJOB_KINDS
 
 
 def test_name_is_deterministic_bounded_and_distinct_per_operation() -> None:
@@ -118,20 +119,16 @@ def test_body_shows_the_params_the_crd_can_hold() -> None:
 
 def test_body_params_stay_within_the_crd_limits() -> None:
     spec_schema = SCHEMA["properties"]["spec"]["properties"]["params"]
-    many = {f"p{i:02d}": i for i in range(launchers.MAX_PARAMS + 3)}
+    many = {f"p{i:02d}": i for i in range(ij.MAX_PARAMS + 3)}
     body = indexjob_body(operation(params=many), "prod", "ml")
-    assert len(body["spec"]["params"]) == spec_schema["maxProperties"] == launchers.MAX_PARAMS
+    assert len(body["spec"]["params"]) == spec_schema["maxProperties"] == ij.MAX_PARAMS
     assert body["metadata"]["annotations"]["chroma.dev/params-omitted"] == "p32,p33,p34"
-    assert spec_schema["additionalProperties"]["maxLength"] == launchers.MAX_PARAM_STRING
+    assert spec_schema["additionalProperties"]["maxLength"] == ij.MAX_PARAM_STRING
 
 
-def test_param_keys_match_what_the_operator_accepts() -> None:
-    from chroma_operator import constants as operator_constants
+def test_params_the_launcher_keeps_are_params_the_operator_accepts() -> None:
     from chroma_operator.manifests import params_problem
 
-    assert launchers.PARAM_KEY.pattern == operator_constants.PARAM_KEY_PATTERN
-    assert launchers.MAX_PARAMS == operator_constants.MAX_PARAMS
-    assert launchers.MAX_PARAM_STRING == operator_constants.MAX_PARAM_STRING
     kept, _ = launchers.indexjob_params({"ok": 1, "a=b": 1, "": 1, "x" * 64: 1, "ok\n": 1})
     assert kept == {"ok": 1} and params_problem(kept) is None
 

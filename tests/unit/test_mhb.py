@@ -11,7 +11,7 @@ from scipy.spatial.distance import mahalanobis
 from sklearn.covariance import OAS, EmpiricalCovariance, LedoitWolf, ledoit_wolf
 
 from chroma.errors import InvalidInput
-from chroma.mhb import (
+from chroma.scoring import (
     GLOBAL_CLASS,
     ArtifactError,
     class_indices,
@@ -24,7 +24,7 @@ from chroma.mhb import (
     shrunk_covariance,
     training_fingerprint,
 )
-from chroma.mhb import _model as mhb_model
+from chroma.scoring import mahalanobis as mhb_model
 
 
 def _blobs(seed: int = 0, n: int = 240, d: int = 6, offset: float = 0.0):

@@ -16,6 +16,7 @@ from chroma_operator.manifests import (
     InvalidParams,
     OperationRequest,
     build_children,
+    build_generated_secrets,
     build_job,
     build_requested_indexjob,
     params_problem,
@@ -55,6 +56,8 @@ def test_every_child_is_owned_labelled_and_namespaced() -> None:
         ("Deployment", "demo-worker"),
         ("Service", "demo-qdrant"),
         ("StatefulSet", "demo-qdrant"),
+        ("NetworkPolicy", "demo-chroma"),
+        ("NetworkPolicy", "demo-qdrant"),
     }
     for obj in wanted:
         meta = obj["metadata"]
@@ -87,7 +90,8 @@ def test_api_deployment_runs_chroma_serve_with_secrets_by_reference() -> None:
     env = {e["name"]: e for e in ctr["env"]}
     assert env["CHROMA_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "pg", "key": "dsn"}
     assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "s3"
-    assert all("value" not in e for e in ctr["env"]), "credentials must never be inlined"
+    inline = {e["name"] for e in ctr["env"] if "value" in e}
+    assert inline == {"CHROMA_API_KEYS_FILE"}, "credentials must never be inlined"
     assert ctr["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert (
@@ -198,6 +202,14 @@ def test_job_runs_the_operation_with_cluster_image_and_config() -> None:
     assert ctr["image"] == "chroma-service:2.0"
     assert ctr["args"] == ["op", "run", "fit-mhb", "--embedding-set", "k" * 40, "--local"]
     assert ctr["envFrom"] == [{"configMapRef": {"name": "demo-config"}}]
+    # Only what the operation uses: catalog, S3 and Qdrant keys; no API keys, no token.
+    assert {e["name"] for e in ctr["env"]} == {
+        "CHROMA_DATABASE_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+        "CHROMA_QDRANT_API_KEY",
+    }
+    assert [m["mountPath"] for m in ctr["volumeMounts"]] == ["/tmp"]
+    assert all("secret" not in v for v in pod["volumes"])
+    assert pod["automountServiceAccountToken"] is False
 
 
 def indexjob(**spec: Any) -> dict[str, Any]:
@@ -284,5 +296,153 @@ def test_builder_defaults_agree_with_crd_defaults() -> None:
         "storage.credentialsSecret.accessKeyIdKey": spec.storage.access_key_id_key,
         "storage.credentialsSecret.secretAccessKeyKey": spec.storage.secret_access_key_key,
         "database.secret.key": spec.database.key,
+        "qdrant.apiKeySecret.key": spec.qdrant.api_key_key,
+        "auth.enabled": spec.auth.enabled,
+        "networkPolicy.enabled": spec.network_policy.enabled,
+        "networkPolicy.egress.restrict": spec.network_policy.egress.restrict,
     }
     assert defaults == mapping
+
+
+# -- Security (DESIGN §11): keys, Qdrant key, NetworkPolicies ------------------------------
+
+
+def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {e["name"]: e for e in container["env"]}
+
+
+def test_api_pods_mount_the_generated_keys_read_only() -> None:
+    objs = by_kind(build_children(cluster())[0])
+    pod = objs[("Deployment", "demo-api")]["spec"]["template"]["spec"]
+    (ctr,) = pod["containers"]
+    assert env_of(ctr)["CHROMA_API_KEYS_FILE"]["value"] == "/etc/chroma/api-keys/keys"
+    assert "CHROMA_INSECURE" not in env_of(ctr)
+    (mount,) = [m for m in ctr["volumeMounts"] if m["name"] == "api-keys"]
+    assert mount == {"name": "api-keys", "mountPath": "/etc/chroma/api-keys", "readOnly": True}
+    assert "subPath" not in mount  # a subPath mount would never see an edited key file
+    (vol,) = [v for v in pod["volumes"] if v["name"] == "api-keys"]
+    assert vol["secret"]["secretName"] == "demo-api-keys"
+    assert vol["secret"]["items"] == [{"key": "keys", "path": "keys"}]
+    worker = objs[("Deployment", "demo-worker")]["spec"]["template"]["spec"]
+    assert "CHROMA_API_KEYS_FILE" not in env_of(worker["containers"][0])
+    assert all("secret" not in v for v in worker["volumes"])
+
+
+def test_named_keys_secret_and_auth_off() -> None:
+    named = by_kind(build_children(cluster(auth={"secretName": "mine"}))[0])
+    pod = named[("Deployment", "demo-api")]["spec"]["template"]["spec"]
+    (vol,) = [v for v in pod["volumes"] if v["name"] == "api-keys"]
+    assert vol["secret"]["secretName"] == "mine"
+    off = by_kind(build_children(cluster(auth={"enabled": False}))[0])
+    (ctr,) = off[("Deployment", "demo-api")]["spec"]["template"]["spec"]["containers"]
+    assert env_of(ctr)["CHROMA_INSECURE"]["value"] == "true"
+    assert "CHROMA_API_KEYS_FILE" not in env_of(ctr)
+    assert [m["name"] for m in ctr["volumeMounts"]] == ["tmp"]
+
+
+def test_generated_secrets_hold_one_admin_key_and_the_qdrant_key() -> None:
+    keys = iter(["k" * 43, "q" * 43])
+    secrets = {s["metadata"]["name"]: s for s in build_generated_secrets(cluster(), keys.__next__)}
+    assert set(secrets) == {"demo-api-keys", "demo-qdrant-api-key"}
+    api_keys = secrets["demo-api-keys"]
+    assert api_keys["stringData"] == {"keys": "admin " + "k" * 43 + "\n", "api-key": "k" * 43}
+    assert api_keys["metadata"]["ownerReferences"][0]["uid"] == "uid-1"
+    assert secrets["demo-qdrant-api-key"]["stringData"] == {"api-key": "q" * 43}
+    # A named Secret, auth off, or an External Qdrant without a key: nothing generated.
+    assert build_generated_secrets(
+        cluster(auth={"secretName": "mine"}, qdrant={"apiKeySecret": {"name": "qk"}}), str
+    ) == []
+    assert build_generated_secrets(
+        cluster(auth={"enabled": False}, qdrant={"mode": "External", "url": "http://q:6333"}),
+        str,
+    ) == []
+
+
+def test_generated_key_is_long_enough_and_random() -> None:
+    from chroma_operator.reconcile.cluster import new_key
+
+    a, b = new_key(), new_key()
+    assert len(a) >= 32 and a != b
+
+
+def test_qdrant_key_reaches_qdrant_and_every_chroma_pod() -> None:
+    objs = by_kind(build_children(cluster())[0])
+    ref = {"secretKeyRef": {"name": "demo-qdrant-api-key", "key": "api-key"}}
+    (qdrant,) = objs[("StatefulSet", "demo-qdrant")]["spec"]["template"]["spec"]["containers"]
+    assert env_of(qdrant)["QDRANT__SERVICE__API_KEY"]["valueFrom"] == ref
+    for name in ("demo-api", "demo-worker"):
+        (ctr,) = objs[("Deployment", name)]["spec"]["template"]["spec"]["containers"]
+        assert env_of(ctr)["CHROMA_QDRANT_API_KEY"]["valueFrom"] == ref
+    external = by_kind(build_children(cluster(qdrant={
+        "mode": "External", "url": "http://q:6333", "apiKeySecret": {"name": "qk", "key": "k"},
+    }))[0])
+    (ctr,) = external[("Deployment", "demo-api")]["spec"]["template"]["spec"]["containers"]
+    assert env_of(ctr)["CHROMA_QDRANT_API_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "qk", "key": "k"}}
+    keyless = by_kind(build_children(cluster(qdrant={"mode": "External", "url": "http://q"}))[0])
+    (ctr,) = keyless[("Deployment", "demo-api")]["spec"]["template"]["spec"]["containers"]
+    assert "CHROMA_QDRANT_API_KEY" not in env_of(ctr)
+
+
+def test_network_policies_default_to_the_namespace_and_chroma_pods() -> None:
+    wanted, unwanted = build_children(cluster(), operator_namespace="chroma-system")
+    objs = by_kind(wanted)
+    chroma = objs[("NetworkPolicy", "demo-chroma")]["spec"]
+    assert chroma["policyTypes"] == ["Ingress"]  # egress open by default
+    (rule,) = chroma["ingress"]
+    assert rule["ports"] == [{"port": 8000, "protocol": "TCP"}]
+    assert rule["from"] == [
+        {"podSelector": {}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "chroma-system"}}},
+    ]
+    qdrant = objs[("NetworkPolicy", "demo-qdrant")]["spec"]
+    assert qdrant["podSelector"]["matchLabels"][c.LABEL_COMPONENT] == "qdrant"
+    (rule,) = qdrant["ingress"]
+    (peer,) = rule["from"]
+    assert peer["podSelector"]["matchLabels"] == {c.LABEL_NAME: "chroma", c.LABEL_INSTANCE: "demo"}
+    assert peer["podSelector"]["matchExpressions"][0]["values"] == ["api", "worker", "operation"]
+    assert {p["port"] for p in rule["ports"]} == {6333, 6334}
+    # Chroma pods of the cluster carry the labels the policies select on.
+    for kind, name in (("Deployment", "demo-api"), ("Deployment", "demo-worker")):
+        labels = objs[(kind, name)]["spec"]["template"]["metadata"]["labels"]
+        assert peer["podSelector"]["matchLabels"].items() <= labels.items()
+    assert not [u for u in unwanted if u[1] == "NetworkPolicy"]
+
+
+def test_network_policy_options() -> None:
+    peers = [{"namespaceSelector": {"matchLabels": {"team": "ml"}}}]
+    wanted, _ = build_children(cluster(networkPolicy={
+        "apiFrom": peers,
+        "ingressControllerNamespace": "ingress-nginx",
+        "egress": {"restrict": True, "allow": [{"ports": [{"port": 5432}]}]},
+    }))
+    objs = by_kind(wanted)
+    chroma = objs[("NetworkPolicy", "demo-chroma")]["spec"]
+    assert chroma["ingress"][0]["from"] == [
+        *peers,
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+    ]
+    assert chroma["policyTypes"] == ["Ingress", "Egress"]
+    egress_ports = [p["port"] for r in chroma["egress"] for p in r["ports"]]
+    assert egress_ports == [53, 53, 5432, 6333, 6334]
+    assert objs[("NetworkPolicy", "demo-qdrant")]["spec"]["egress"][0]["ports"][0]["port"] == 53
+    wanted, unwanted = build_children(cluster(networkPolicy={"enabled": False}))
+    assert not [o for o in wanted if o["kind"] == "NetworkPolicy"]
+    assert ("networking.k8s.io/v1", "NetworkPolicy", "demo-chroma") in unwanted
+    assert ("networking.k8s.io/v1", "NetworkPolicy", "demo-qdrant") in unwanted
+
+
+def test_operator_key_is_derived_per_cluster_and_listed_after_the_users() -> None:
+    from chroma_operator.manifests import operator_api_key
+
+    body = cluster()
+    key = operator_api_key("seed-1", body)
+    assert len(key) >= 32 and key == operator_api_key("seed-1", body)
+    other_uid = {**body, "metadata": {**body["metadata"], "uid": "uid-2"}}
+    assert key != operator_api_key("seed-2", body)
+    assert key != operator_api_key("seed-1", other_uid)  # a recreated cluster: a new key
+    (api_keys, _) = build_generated_secrets(body, lambda: "u" * 43, operator_key=key)
+    lines = api_keys["stringData"]["keys"].splitlines()
+    assert lines[0] == "admin " + "u" * 43  # the user's key first; `api-key` is it alone
+    assert lines[1].startswith("# ") and lines[2] == f"admin {key}"
+    assert api_keys["stringData"]["api-key"] == "u" * 43

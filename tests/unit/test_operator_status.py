@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import typing
+from pathlib import Path
 from typing import Any
 
+import pytest
+import yaml
+
 from chroma_operator import status as st
+from chroma_operator import status_types as stt
 
 
 def cluster(spec: dict[str, Any] | None = None, status: dict[str, Any] | None = None) -> dict:
@@ -141,3 +148,75 @@ def test_dataset_status() -> None:
     assert (s["phase"], s["recordCount"], s["lastLog"]) == ("Ready", 5, "L")
     s = st.dataset_status(ds, False, None, "down", "t")
     assert s["phase"] == "Unavailable"
+
+
+# -- The status contract (status_types) against crds/ -----------------------------------
+
+CRDS = Path(__file__).resolve().parents[2] / "crds"
+
+
+def crd_status(plural: str) -> dict[str, Any]:
+    crd = yaml.safe_load((CRDS / f"chroma.dev_{plural}.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return schema["properties"]["status"]["properties"]  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("plural", "typed"),
+    [
+        ("chromaclusters", stt.ClusterStatus),
+        ("indexjobs", stt.IndexJobStatus),
+        ("datasets", stt.DatasetStatus),
+    ],
+)
+def test_status_types_name_every_crd_status_field(plural: str, typed: type) -> None:
+    assert set(typing.get_type_hints(typed)) == set(crd_status(plural))
+    cond = crd_status(plural)["conditions"]["items"]["properties"]
+    assert set(typing.get_type_hints(stt.Condition)) == set(cond)
+    assert set(typing.get_args(stt.ConditionStatus)) == set(cond["status"]["enum"])
+
+
+def test_cluster_status_nested_types_are_the_crds() -> None:
+    status = crd_status("chromaclusters")
+    assert set(typing.get_type_hints(stt.LastOperation)) == set(
+        status["lastOperation"]["properties"])
+    assert set(typing.get_type_hints(stt.ComponentCounts)) == set(
+        status["components"]["additionalProperties"]["properties"])
+    assert set(typing.get_type_hints(stt.ClusterAuth)) == set(status["auth"]["properties"])
+
+
+def test_derived_statuses_use_only_the_typed_keys() -> None:
+    children = {"api": workload(2), "workers": workload(1), "qdrant": workload(1)}
+    for status, typed in [
+        (st.cluster_status(cluster(), children, "t"), stt.ClusterStatus),
+        (st.indexjob_status(indexjob(), job(active=1, startTime="s"), "t"), stt.IndexJobStatus),
+        (st.indexjob_waiting(indexjob(), "ClusterSuspended", "m", "t"), stt.IndexJobStatus),
+        (st.dataset_status({"metadata": {}}, True, {"record_count": 1}, None, "t"),
+         stt.DatasetStatus),
+    ]:
+        assert set(status) <= set(typing.get_type_hints(typed)), set(status)
+
+
+def test_condition_types_are_listed_in_order() -> None:
+    s = st.cluster_status(cluster(), {}, "t")
+    assert [c["type"] for c in s["conditions"]] == list(stt.ClusterCondition)
+    ij = st.indexjob_status(indexjob(), None, "t")
+    assert [c["type"] for c in ij["conditions"]] == list(stt.IndexJobCondition)
+    ds = st.dataset_status({"metadata": {}}, False, None, None, "t")
+    assert [c["type"] for c in ds["conditions"]] == list(stt.DatasetCondition)
+
+
+def test_waiting_and_refused_indexjobs_carry_their_reason_in_conditions() -> None:
+    waiting = st.indexjob_waiting(indexjob(), stt.IndexJobReason.CLUSTER_SUSPENDED, "later", "t")
+    assert (waiting["phase"], waiting["phaseReason"]) == ("Pending", "ClusterSuspended")
+    assert {c["reason"] for c in waiting["conditions"]} == {"ClusterSuspended"}
+    assert all(c["status"] == "False" for c in waiting["conditions"])
+    refused = st.indexjob_refused(indexjob(), stt.IndexJobReason.INVALID_PARAMS, "bad", "t")
+    assert (refused["phase"], refused["attempts"]) == ("Failed", 0)
+    assert conds(refused)["Finished"]["status"] == "True"
+    assert conds(refused)["Succeeded"]["status"] == "False"
+
+
+def test_phases_are_plain_strings_in_json() -> None:
+    s = st.cluster_status(cluster(), {}, "t")
+    assert json.loads(json.dumps(s))["phase"] == "Progressing" == s["phase"]

@@ -10,14 +10,14 @@ from scipy.special import softmax
 from scipy.stats import entropy, percentileofscore
 
 from chroma.errors import InvalidInput
-from chroma.mhb import fit_mhb, score_mhb
-from chroma.recommend import (
+from chroma.scoring import (
     RecommendParams,
     ScoringReference,
     SignalReference,
     assess,
     combine,
     compute_signals,
+    fit_mhb,
     fit_reference,
     knn_distance,
     neighbour_disagreement,
@@ -25,6 +25,7 @@ from chroma.recommend import (
     prioritise,
     rank_order,
     score_matrix,
+    score_mhb,
     select_diverse,
 )
 

@@ -1,7 +1,8 @@
 """The REST API (FastAPI): routers per resource, assembled in :func:`create_app`.
 
 Owns: HTTP — routing, request/response models (the contract in ``chroma-api.yaml``),
-mapping :mod:`chroma.errors` to status codes in one place, readiness.
+mapping :mod:`chroma.errors` to status codes in one place, readiness, API keys and the
+scope each route needs (:mod:`chroma.api.auth`).
 Must not touch: storage formats or SQL directly; it calls ingest, catalog and storage.
 Called by: ``chroma serve`` / ``chroma run`` (uvicorn) and tests.
 """

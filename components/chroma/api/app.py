@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic.json_schema import models_json_schema
 
 import chroma
+from chroma.api.auth import authorize, document_security, make_guard
 from chroma.api.errors import install_error_handlers
 from chroma.api.metrics import Metrics, MetricsMiddleware
 from chroma.api.responses import ORJSONResponse
@@ -58,7 +59,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         summary="Log model embeddings, index them, rank production inputs worth labelling.",
         lifespan=lifespan,
         default_response_class=ORJSONResponse,
+        dependencies=[Depends(authorize)],  # the scope of each route: chroma.api.auth
     )
+    app.state.auth = make_guard(settings)
     app_metrics = Metrics()
     app.state.metrics = app_metrics
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)
@@ -99,8 +102,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         components.pop(name, None)
     schema = _replace_refs(schema, "#/components/schemas/HTTPValidationError",
                            "#/components/schemas/ErrorBody")
-    app.openapi_schema = schema
-    return schema
+    app.openapi_schema = document_security(schema)
+    return app.openapi_schema
 
 
 def _replace_refs(node: Any, old: str, new: str) -> Any:

@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from chroma.catalog import Catalog, Database, Operations, apply_migrations
-from chroma.control.launchers import OperationLauncher, QueueLauncher, make_launcher
 from chroma.ingest import CommitResult, GroupCommitter
-from chroma.recommender import Assessor
+from chroma.labelling import Assessor
+from chroma.operations.launchers import OperationLauncher, QueueLauncher, make_launcher
 from chroma.settings import Settings
 from chroma.storage import FileStore, open_store
 
@@ -62,7 +62,7 @@ class Services:
         name = os.environ.get("CHROMA_COMPONENT_NAME") or (
             "api" if settings.mode == "embedded" else f"api@{socket.gethostname()}"
         )
-        services = cls(settings, db, catalog, store, committer, Operations(db), name,
+        services = cls(settings, db, catalog, store, committer, catalog.operations, name,
                        launcher=make_launcher(settings))
         committer.on_commit = services.after_commit
         committer.start()

@@ -1,9 +1,15 @@
 """The generic database: PostgreSQL through psycopg, one SQL dialect everywhere.
 
 Owns: the schema (versioned migrations under ``migrations/``, applied at start-up with
-yoyo), embedding sets, datasets, the file manifest, the record index and its change
-sequence, and (later migrations) operations and recommendations.
-Must not touch: file contents (``chroma.storage``) or the vector index.
+yoyo) and every SQL statement of the project (an import-linter contract keeps psycopg
+inside this package). :class:`Catalog` answers for embedding sets, datasets, the file
+manifest and the record index, and carries one repository per other concern, built once:
+``catalog.changes`` (the change feed, index state), ``catalog.queue`` (MHB versions and
+the labelling queue), ``catalog.operations`` (the operation queue, components) and
+``catalog.live`` (the live check of search hits).
+
+Must not touch: file contents (``chroma.storage``), the vector index, operation kinds
+(the table in ``chroma.operations`` says which exist).
 Called by: every component that needs to know what exists.
 """
 
@@ -13,11 +19,11 @@ from chroma.catalog.catalog import (
     DatasetInfo,
     EmbeddingSetInfo,
     FileCommit,
-    RecordRow,
 )
-from chroma.catalog.changes import ChangedRecord, Changes, DeletedRecord, IndexState
+from chroma.catalog.changes import Changes, DeletedRecord, IndexState
 from chroma.catalog.database import Database, apply_migrations
-from chroma.catalog.operations import OPERATION_KINDS, ComponentRow, Operation, Operations
+from chroma.catalog.live import LiveRecords, RecordRef
+from chroma.catalog.operations import ComponentRow, Operation, Operations
 from chroma.catalog.recommendations import (
     MHBVersion,
     QueueEntry,
@@ -25,11 +31,10 @@ from chroma.catalog.recommendations import (
     RecommendationState,
     ScoredRow,
 )
+from chroma.catalog.records import StoredRecord
 
 __all__ = [
-    "OPERATION_KINDS",
     "Catalog",
-    "ChangedRecord",
     "Changes",
     "CommitOutcome",
     "ComponentRow",
@@ -39,13 +44,15 @@ __all__ = [
     "EmbeddingSetInfo",
     "FileCommit",
     "IndexState",
+    "LiveRecords",
     "MHBVersion",
     "Operation",
     "Operations",
     "QueueEntry",
     "RecommendationState",
     "Recommendations",
-    "RecordRow",
+    "RecordRef",
     "ScoredRow",
+    "StoredRecord",
     "apply_migrations",
 ]

@@ -20,9 +20,13 @@ import psycopg
 import pyarrow as pa
 from psycopg.rows import dict_row
 
-from chroma.catalog.changes import writing_changes
+from chroma.catalog.changes import Changes, writing_changes
 from chroma.catalog.copying import copy_csv, pg_text_array
 from chroma.catalog.database import Database
+from chroma.catalog.live import LiveRecords
+from chroma.catalog.operations import Operations
+from chroma.catalog.recommendations import Recommendations
+from chroma.catalog.records import STORED_RECORD_COLUMNS, StoredRecord
 from chroma.errors import Conflict, InvalidInput, NotFound
 from chroma.keys import embedding_set_key
 
@@ -32,7 +36,6 @@ __all__ = [
     "DatasetInfo",
     "EmbeddingSetInfo",
     "FileCommit",
-    "RecordRow",
 ]
 
 
@@ -83,26 +86,11 @@ class CommitOutcome:
     updated: int
 
 
-@dataclass(frozen=True)
-class RecordRow:
-    dataset: str
-    record_id: str
-    file_path: str
-    row_index: int
-    input_uri: str | None
-    inference_class: str | None
-    label_class: str | None
-    tags: list[str]
-    logged_at: datetime
-    change_seq: int
-
-
 _RECORD_ROWS = (
-    "SELECT r.record_id, f.path, r.row_index, r.input_uri, r.inference_class,"
-    " r.label_class, r.tags, r.logged_at, r.change_seq"
-    " FROM records r JOIN files f ON f.id = r.file_id"
+    f"SELECT {STORED_RECORD_COLUMNS}"
+    " FROM records r JOIN datasets d ON d.id = r.dataset_id JOIN files f ON f.id = r.file_id"
 )
-"""The columns of :class:`RecordRow` (after its dataset), where each record's row is."""
+"""Every :class:`StoredRecord` of the record index; callers add the WHERE clause."""
 
 _INCOMING_COLUMNS = [
     "record_id", "row_index", "input_uri", "inference_class", "label_class", "tags"]
@@ -119,6 +107,11 @@ class Catalog:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        # The repositories of the other tables, built once, sharing the pool.
+        self.changes = Changes(db)
+        self.queue = Recommendations(db)
+        self.operations = Operations(db)
+        self.live = LiveRecords(db)
 
     # -- embedding sets and datasets ---------------------------------------------------
 
@@ -203,6 +196,16 @@ class Catalog:
         return int(dataset_id)
 
     def list_embedding_sets(self) -> list[EmbeddingSetInfo]:
+        return self._embedding_sets()
+
+    def get_embedding_set(self, key: str) -> EmbeddingSetInfo:
+        found = self._embedding_sets(key)
+        if not found:
+            raise NotFound(f"no embedding set {key}")
+        return found[0]
+
+    def _embedding_sets(self, key: str | None = None) -> list[EmbeddingSetInfo]:
+        """Every embedding set with its record counts per split, or the one keyed ``key``."""
         with self.db.transaction() as conn:
             rows = conn.execute(
                 "SELECT e.key, e.fields, e.dimension, e.distance, e.created_at, e.first_log,"
@@ -210,7 +213,9 @@ class Catalog:
                 " COALESCE(SUM(d.record_count) FILTER (WHERE d.split = 'training'), 0),"
                 " COALESCE(SUM(d.record_count) FILTER (WHERE d.split = 'production'), 0)"
                 " FROM embedding_sets e LEFT JOIN datasets d ON d.embedding_set_key = e.key"
-                " GROUP BY e.key ORDER BY e.created_at, e.key"
+                " WHERE %(key)s::text IS NULL OR e.key = %(key)s"
+                " GROUP BY e.key ORDER BY e.created_at, e.key",
+                {"key": key},
             ).fetchall()
         return [
             EmbeddingSetInfo(
@@ -220,12 +225,6 @@ class Catalog:
             )
             for r in rows
         ]
-
-    def get_embedding_set(self, key: str) -> EmbeddingSetInfo:
-        for info in self.list_embedding_sets():
-            if info.key == key:
-                return info
-        raise NotFound(f"no embedding set {key}")
 
     def list_datasets(self, embedding_set_key: str | None = None) -> list[DatasetInfo]:
         query = "SELECT * FROM datasets"
@@ -333,7 +332,7 @@ class Catalog:
 
     def list_records(
         self, dataset: str, *, after: str | None = None, limit: int = 100
-    ) -> list[RecordRow]:
+    ) -> list[StoredRecord]:
         """A page of a dataset's live records in id order (keyset pagination)."""
         info = self.get_dataset(dataset)
         with self.db.transaction() as conn:
@@ -343,9 +342,9 @@ class Catalog:
                 " ORDER BY r.record_id LIMIT %s",
                 (info.id, after, after, limit),
             ).fetchall()
-        return [RecordRow(dataset, *row) for row in rows]
+        return [StoredRecord(*row) for row in rows]
 
-    def get_records(self, dataset: str, record_ids: Sequence[str]) -> list[RecordRow]:
+    def get_records(self, dataset: str, record_ids: Sequence[str]) -> list[StoredRecord]:
         info = self.get_dataset(dataset)
         with self.db.transaction() as conn:
             rows = conn.execute(
@@ -353,7 +352,7 @@ class Catalog:
                 " WHERE r.dataset_id = %s AND r.record_id = ANY(%s)",
                 (info.id, list(record_ids)),
             ).fetchall()
-        return [RecordRow(dataset, *row) for row in rows]
+        return [StoredRecord(*row) for row in rows]
 
     # -- changes to records ------------------------------------------------------------
 

@@ -23,9 +23,10 @@ import psycopg
 from psycopg.rows import dict_row
 
 from chroma.catalog.database import Database
+from chroma.catalog.records import STORED_RECORD_COLUMNS, StoredRecord
 
 __all__ = [
-    "CHANGE_WRITERS_LOCK", "ChangedRecord", "Changes", "DeletedRecord", "IndexState",
+    "CHANGE_WRITERS_LOCK", "Changes", "DeletedRecord", "IndexState",
     "writing_changes",
 ]
 
@@ -36,23 +37,6 @@ CHANGE_WRITERS_LOCK = 0x6368_726F_6D61_0001
 def writing_changes(conn: psycopg.Connection) -> None:
     """Call first in a transaction that takes ``change_seq`` numbers (see module doc)."""
     conn.execute("SELECT pg_advisory_xact_lock_shared(%s)", (CHANGE_WRITERS_LOCK,))
-
-
-@dataclass(frozen=True)
-class ChangedRecord:
-    """A live record, as of its latest change, with where its row is stored."""
-
-    dataset: str
-    split: str
-    record_id: str
-    file_path: str
-    row_index: int
-    input_uri: str | None
-    inference_class: str | None
-    label_class: str | None
-    tags: list[str]
-    logged_at: datetime
-    change_seq: int
 
 
 @dataclass(frozen=True)
@@ -95,13 +79,11 @@ class Changes:
     def records_since(
         self, embedding_set_key: str, after_seq: int = 0, *, limit: int = 50_000,
         split: str | None = None, up_to_seq: int | None = None,
-    ) -> list[ChangedRecord]:
+    ) -> list[StoredRecord]:
         """Live records whose latest change is after ``after_seq``, in change order."""
         with self.db.transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(
-                "SELECT d.name AS dataset, d.split, r.record_id, f.path AS file_path,"
-                " r.row_index, r.input_uri, r.inference_class, r.label_class, r.tags,"
-                " r.logged_at, r.change_seq"
+                f"SELECT {STORED_RECORD_COLUMNS}"
                 " FROM records r JOIN datasets d ON d.id = r.dataset_id"
                 " JOIN files f ON f.id = r.file_id"
                 " WHERE d.embedding_set_key = %(k)s AND r.change_seq > %(after)s"
@@ -111,12 +93,12 @@ class Changes:
                 {"k": embedding_set_key, "after": after_seq, "upto": up_to_seq,
                  "split": split, "limit": limit},
             ).fetchall()
-        return [ChangedRecord(**row) for row in rows]
+        return [StoredRecord(**row) for row in rows]
 
     def iter_records_since(
         self, embedding_set_key: str, after_seq: int = 0, *, page: int = 50_000,
         split: str | None = None, up_to_seq: int | None = None,
-    ) -> Iterator[list[ChangedRecord]]:
+    ) -> Iterator[list[StoredRecord]]:
         """Pages of :meth:`records_since` until exhausted."""
         cursor = after_seq
         while True:

@@ -13,16 +13,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from chroma.catalog.database import Database
 from chroma.errors import Conflict, InvalidInput, NotFound
 
-__all__ = ["OPERATION_KINDS", "ComponentRow", "Operation", "Operations"]
+__all__ = ["ComponentRow", "Operation", "Operations", "retry_delay_s"]
 
-OPERATION_KINDS = ("index", "reindex", "fit-mhb", "recommend", "compact", "expire", "sleep")
 TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+def retry_delay_s(attempts: int) -> float:
+    """Back-off before a failed operation may be claimed again: 2, 4, 8 ... seconds.
+
+    The policy is here, in Python, so it can be tested alone; the clock it is added to is
+    the database's ``now()`` (see :meth:`Operations.finish`), shared by every worker."""
+    return 2.0 ** attempts
 
 
 @dataclass(frozen=True)
@@ -81,8 +89,6 @@ class Operations:
 
         Returns (operation, created).
         """
-        if kind not in OPERATION_KINDS:
-            raise InvalidInput(f"unknown operation kind {kind!r}; known: {list(OPERATION_KINDS)}")
         with self.db.transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
             if embedding_set_key is not None:
                 known = cur.execute(
@@ -90,13 +96,17 @@ class Operations:
                 ).fetchone()
                 if known is None:
                     raise NotFound(f"no embedding set {embedding_set_key}")
-            row = cur.execute(
-                "INSERT INTO operations (kind, embedding_set_key, params, requested_by,"
-                " max_attempts) VALUES (%s, %s, %s, %s, %s)"
-                " ON CONFLICT (kind, COALESCE(embedding_set_key, ''))"
-                " WHERE state IN ('queued', 'running') DO NOTHING RETURNING *",
-                (kind, embedding_set_key, Jsonb(params or {}), requested_by, max_attempts),
-            ).fetchone()
+            try:
+                row = cur.execute(
+                    "INSERT INTO operations (kind, embedding_set_key, params, requested_by,"
+                    " max_attempts) VALUES (%s, %s, %s, %s, %s)"
+                    " ON CONFLICT (kind, COALESCE(embedding_set_key, ''))"
+                    " WHERE state IN ('queued', 'running') DO NOTHING RETURNING *",
+                    (kind, embedding_set_key, Jsonb(params or {}), requested_by, max_attempts),
+                ).fetchone()
+            except psycopg.errors.CheckViolation:
+                # The schema's CHECK lists the kinds (tested equal to chroma.operations.kinds).
+                raise InvalidInput(f"unknown operation kind {kind!r}") from None
             if row is not None:
                 return Operation(**row), True
             row = cur.execute(
@@ -201,7 +211,7 @@ class Operations:
         """Record the outcome, if ``owner`` still holds the lease.
 
         A retryable failure goes back to the queue (until ``max_attempts``) and waits
-        2, 4, 8 ... seconds before it can be claimed again."""
+        :func:`retry_delay_s` (2, 4, 8 ... seconds) before it can be claimed again."""
         assert state in TERMINAL
         with self.db.transaction() as conn:
             row = conn.execute(
@@ -218,7 +228,7 @@ class Operations:
                 " retry_at = CASE WHEN %s THEN now() + make_interval(secs => %s) END,"
                 " progress = CASE WHEN %s = 'succeeded' THEN 1 ELSE progress END,"
                 " result = %s, error = %s WHERE id = %s",
-                ("queued" if retry else state, retry, retry, 2.0 ** row[0], state,
+                ("queued" if retry else state, retry, retry, retry_delay_s(row[0]), state,
                  Jsonb(result) if result else None, error, op_id),
             )
             conn.execute(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Annotated, Any
 
@@ -12,7 +11,8 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from chroma.catalog import OPERATION_KINDS
+from chroma import indexjob as ij
+from chroma.operations.kinds import KIND_NAMES, kind_of, validate_params
 
 op_app = typer.Typer(
     no_args_is_help=True,
@@ -22,12 +22,19 @@ op_app = typer.Typer(
 console = Console()
 
 UrlOpt = Annotated[str, typer.Option(envvar="CHROMA_URL", help="API base URL.")]
+ApiKeyOpt = Annotated[str | None, typer.Option(
+    "--api-key", envvar="CHROMA_API_KEY", show_default=False,
+    help="API key sent as 'Authorization: Bearer <key>' (prefer the variable: a flag's "
+         "value shows in the process list).")]
 DEFAULT_URL = "http://127.0.0.1:8000"
 
 
-def _request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Response:
+def _request(method: str, url: str, path: str, api_key: str | None = None,
+             **kwargs: Any) -> httpx.Response:
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        answer = httpx.request(method, f"{url.rstrip('/')}{path}", timeout=30, **kwargs)
+        answer = httpx.request(method, f"{url.rstrip('/')}{path}", timeout=30,
+                               headers=headers, **kwargs)
     except httpx.TransportError as exc:
         console.print(f"[red]cannot reach {url}[/red] ({exc}); is `chroma run` running? "
                       "(--url or CHROMA_URL point elsewhere)")
@@ -36,8 +43,8 @@ def _request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Response:
     return answer
 
 
-def _get(url: str, path: str, **params: Any) -> Any:
-    return _request("GET", url, path, params=params).json()
+def _get(url: str, path: str, api_key: str | None, **params: Any) -> Any:
+    return _request("GET", url, path, api_key, params=params).json()
 
 
 def _raise_for(answer: httpx.Response) -> None:
@@ -46,7 +53,7 @@ def _raise_for(answer: httpx.Response) -> None:
             message = answer.json().get("message", answer.text)
         except ValueError:
             message = answer.text
-        console.print(f"[red]error {answer.status_code}[/red]: {message}")
+        console.print(f"[red]error {answer.status_code}[/red]: {message}", soft_wrap=True)
         raise typer.Exit(1)
 
 
@@ -60,9 +67,9 @@ def _ago(seconds: float | None) -> str:
     return f"{seconds / 3600:.1f}h"
 
 
-def status(url: UrlOpt = DEFAULT_URL) -> None:
+def status(url: UrlOpt = DEFAULT_URL, api_key: ApiKeyOpt = None) -> None:
     """Print each component (state, pid, uptime, heartbeat, restarts) and the queue."""
-    body = _get(url, "/api/v1/status")
+    body = _get(url, "/api/v1/status", api_key)
     table = Table(title=f"Chroma {body['version']} ({body['mode']})")
     for column in ("component", "state", "pid", "uptime", "heartbeat", "restarts", "takes"):
         table.add_column(column)
@@ -85,7 +92,7 @@ def status(url: UrlOpt = DEFAULT_URL) -> None:
 
 @op_app.command("run")
 def op_run(
-    kind: Annotated[str, typer.Argument(help=f"One of: {', '.join(OPERATION_KINDS)}.")],
+    kind: Annotated[str, typer.Argument(help=f"One of: {', '.join(KIND_NAMES)}.")],
     embedding_set: Annotated[str | None, typer.Option(help="Embedding set key.")] = None,
     param: Annotated[list[str] | None, typer.Option(
         help="key=value, repeatable. A value that is JSON is read as JSON (60, 0.5, true, "
@@ -95,27 +102,28 @@ def op_run(
         help="Execute here against the catalog (CHROMA_DATABASE_URL), not via a worker: "
              "what a Kubernetes Job of an IndexJob runs.")] = False,
     url: UrlOpt = DEFAULT_URL,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Start an operation (or join the active one of the same kind and set)."""
     params = _parse_params(param or [])
     if local:
         raise typer.Exit(_run_local(kind, embedding_set, params))
-    answer = _request("POST", url, "/api/v1/operations",
+    answer = _request("POST", url, "/api/v1/operations", api_key,
                       json={"kind": kind, "embedding_set_key": embedding_set, "params": params})
     op = answer.json()
     verb = "started" if answer.status_code == 201 else "joined active"
     console.print(f"{verb} operation #{op['id']} ({op['kind']})")
     if wait:
-        op = _follow(url, op["id"])
+        op = _follow(url, op["id"], api_key)
         _print_outcome(op)
         raise typer.Exit(0 if op["state"] == "succeeded" else 1)
 
 
-def _follow(url: str, op_id: int) -> dict[str, Any]:
+def _follow(url: str, op_id: int, api_key: str | None) -> dict[str, Any]:
     with tqdm(total=100, unit="%", desc=f"operation #{op_id}",
               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
         while True:
-            op = _get(url, f"/api/v1/operations/{op_id}")
+            op = _get(url, f"/api/v1/operations/{op_id}", api_key)
             bar.n = round(op["progress"] * 100)
             bar.set_postfix_str(f"{op['state']} {op['message'] or ''}".strip())
             bar.refresh()
@@ -139,6 +147,8 @@ def _run_local(kind: str, embedding_set: str | None, params: dict[str, Any]) -> 
     from chroma.control.worker import Worker, WorkerServices
     from chroma.settings import Settings
 
+    kind_of(kind)  # an unknown kind fails here, before anything is queued
+    validate_params(kind, params)
     services = WorkerServices.open(Settings())
     try:
         op, _ = services.operations.enqueue(kind, embedding_set, params=params,
@@ -167,10 +177,11 @@ def op_list(
     kind: Annotated[str | None, typer.Option()] = None,
     limit: Annotated[int, typer.Option(min=1, max=1000)] = 20,
     url: UrlOpt = DEFAULT_URL,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Recent operations, newest first."""
     params = {k: v for k, v in {"state": state, "kind": kind, "limit": limit}.items() if v}
-    body = _get(url, "/api/v1/operations", **params)
+    body = _get(url, "/api/v1/operations", api_key, **params)
     table = Table()
     for column in ("id", "kind", "embedding set", "state", "progress", "attempts", "duration",
                    "by"):
@@ -183,53 +194,38 @@ def op_list(
 
 
 @op_app.command("cancel")
-def op_cancel(operation_id: int, url: UrlOpt = DEFAULT_URL) -> None:
+def op_cancel(operation_id: int, url: UrlOpt = DEFAULT_URL, api_key: ApiKeyOpt = None) -> None:
     """Cancel an operation (queued: at once; running: at its next progress report)."""
-    answer = _request("POST", url, f"/api/v1/operations/{operation_id}/cancel")
+    answer = _request("POST", url, f"/api/v1/operations/{operation_id}/cancel", api_key)
     console.print(f"operation #{operation_id}: cancel requested ({answer.json()['state']})")
 
 
 def worker(
     name: Annotated[str, typer.Option(help="Component name shown in status.")] = "worker",
     kinds: Annotated[str, typer.Option(help="Comma-separated operation kinds to take.")]
-    = ",".join(OPERATION_KINDS),
+    = ",".join(KIND_NAMES),
 ) -> None:
     """Run a worker that takes queued operations (the cluster's worker Deployment runs this)."""
     from chroma.control.worker import run_worker
 
     chosen = [k.strip() for k in kinds.split(",") if k.strip()]
-    unknown = set(chosen) - set(OPERATION_KINDS)
+    unknown = set(chosen) - set(KIND_NAMES)
     if unknown:
         raise typer.BadParameter(f"unknown kinds {sorted(unknown)}")
     run_worker(name, chosen)
 
 
 def _parse_params(pairs: list[str]) -> dict[str, Any]:
-    """``key=value`` pairs (split at the first ``=``) -> the operation's params."""
+    """``key=value`` pairs -> the operation's params, read as the IndexJob contract writes
+    them (``chroma.indexjob.parse_param``: JSON values as JSON, anything else as text)."""
     params: dict[str, Any] = {}
     for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"--param takes key=value, not {pair!r}")
-        params[key] = _param_value(value)
+        try:
+            key, value = ij.parse_param(pair)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+        params[key] = value
     return params
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _param_value(text: str) -> Any:
-    """JSON when ``text`` is JSON, else ``text`` itself.
-
-    So every JSON value survives a Job's args (the operator writes IndexJob
-    ``spec.params`` this way: ``true`` stays a bool, ``"60"`` a string) while plain
-    ``key=value`` keeps working for numbers and words. NaN and Infinity are not JSON
-    (the catalog's jsonb refuses them), so they stay text."""
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError):
-        return text
 
 
 def recommend(
@@ -238,13 +234,14 @@ def recommend(
     dataset: Annotated[list[str] | None, typer.Option(help="Only these datasets.")] = None,
     diverse: Annotated[bool, typer.Option(help="Skip near-duplicates.")] = False,
     url: UrlOpt = DEFAULT_URL,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Print the production records most worth labelling, with why."""
     params: dict[str, Any] = {"embedding_set_key": embedding_set, "limit": top,
                               "diverse": diverse}
     if dataset:
         params["dataset"] = dataset
-    body = _get(url, "/api/v1/recommendations", **params)
+    body = _get(url, "/api/v1/recommendations", api_key, **params)
     table = Table(title=f"{body['total']} records in the queue (MHB v{body['mhb_version']})")
     for column in ("#", "score", "pctl", "dataset", "id", "class", "input", "why"):
         table.add_column(column)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -30,6 +31,8 @@ __all__ = ["Client"]
 ARROW_CONTENT_TYPE = "application/vnd.apache.arrow.stream"
 _ERROR_BY_STATUS: dict[int, type[errors.ChromaError]] = {
     400: errors.MalformedBody,
+    401: errors.Unauthorized,
+    403: errors.Forbidden,
     404: errors.NotFound,
     409: errors.Conflict,
     413: errors.PayloadTooLarge,
@@ -48,6 +51,9 @@ class Client:
 
     Args:
         url: base URL of the API.
+        api_key: sent as ``Authorization: Bearer <key>``; default ``CHROMA_API_KEY`` from
+            the environment, else none (a server on loopback without keys needs none).
+            A refused key raises ``chroma.errors.Unauthorized`` (401) or ``Forbidden`` (403).
         timeout: seconds per request.
         batch_size: records per request when logging many.
         bulk_threshold: batches of at least this many records go as Arrow IPC, not JSON.
@@ -58,6 +64,7 @@ class Client:
         self,
         url: str = "http://127.0.0.1:8000",
         *,
+        api_key: str | None = None,
         timeout: float = 120.0,
         batch_size: int = 20_000,
         bulk_threshold: int = 1_000,
@@ -67,7 +74,9 @@ class Client:
         self.batch_size = batch_size
         self.bulk_threshold = bulk_threshold
         self.progress = progress
-        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        api_key = api_key or os.environ.get("CHROMA_API_KEY") or None
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
 
     def close(self) -> None:
         self._http.close()

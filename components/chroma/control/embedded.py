@@ -10,13 +10,14 @@ from typing import IO
 
 import uvicorn
 
-from chroma.catalog import Database, Operations, apply_migrations
+from chroma.catalog import Catalog, Database, apply_migrations
 from chroma.control.supervisor import ChildSpec, Supervisor
 from chroma.control.worker import run_worker
 from chroma.locks import LockHeld, hold_pid_lock
+from chroma.operations.kinds import WORKERS
 from chroma.settings import Settings
 
-__all__ = ["WORKERS", "DataDirLocked", "child_specs", "lock_data_dir", "run_embedded", "serve_api"]
+__all__ = ["DataDirLocked", "child_specs", "lock_data_dir", "run_embedded", "serve_api"]
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +34,6 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
         raise DataDirLocked(
             f"{data_dir} is in use by chroma run ({held.owner}); stop it first or use --data-dir"
         ) from None
-
-
-WORKERS: dict[str, tuple[str, ...]] = {
-    "indexer": ("index", "reindex"),
-    "mhb": ("fit-mhb",),
-    "recommender": ("recommend",),
-    "compactor": ("compact", "expire", "sleep"),
-}
-"""Worker processes ``chroma run`` starts, and the operation kinds each one takes."""
 
 
 def child_specs() -> list[ChildSpec]:
@@ -75,7 +67,7 @@ def run_embedded() -> None:
     db = Database(dsn, max_size=2)
     db.open()
     try:
-        Supervisor(child_specs(), Operations(db)).run()
+        Supervisor(child_specs(), Catalog(db).operations).run()
     finally:
         db.close()
         lock.close()

@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import signal
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import Any
 
 from chroma.catalog import Operations
+from chroma.clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["ChildSpec", "Supervisor", "restart_delay"]
 
@@ -53,15 +54,24 @@ def restart_delay(failures_in_a_row: int, *, base_s: float = 0.5, cap_s: float =
 
 
 class Supervisor:
-    """Runs children until a signal asks it to stop."""
+    """Runs children until a signal asks it to stop.
+
+    ``processes`` (spawn by default) and ``clock`` (the system clock by default) are seams
+    for tests: fake children and time that moves only when the test says, so the restart
+    back-off is tested without processes or sleeps.
+    """
 
     stable_after_s = 30.0
     stop_timeout_s = 20.0
 
-    def __init__(self, specs: Sequence[ChildSpec], operations: Operations | None = None) -> None:
+    def __init__(
+        self, specs: Sequence[ChildSpec], operations: Operations | None = None, *,
+        processes: BaseContext | None = None, clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
         self.children = [_Child(spec) for spec in specs]
         self.operations = operations
-        self._ctx = mp.get_context("spawn")
+        self._ctx = processes if processes is not None else mp.get_context("spawn")
+        self.clock = clock
         self._stopping = False
 
     def request_stop(self, *_: object) -> None:
@@ -75,7 +85,7 @@ class Supervisor:
         try:
             while not self._stopping:
                 self._check_children()
-                time.sleep(0.2)
+                self.clock.sleep(0.2)
         finally:
             self._stop_all()
 
@@ -84,13 +94,13 @@ class Supervisor:
         process = self._ctx.Process(target=spec.target, args=spec.args, name=spec.name)
         process.start()
         child.process = process
-        child.started_at = time.monotonic()
+        child.started_at = self.clock.monotonic()
         child.restart_at = None
         log.info("started %s (pid %s)", spec.name, process.pid)
         self._record(spec, "starting", restarts=child.restarts, pid=process.pid)
 
     def _check_children(self) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         for child in self.children:
             process = child.process
             if child.restart_at is not None:
@@ -116,10 +126,10 @@ class Supervisor:
         for child in alive:
             assert child.process is not None
             child.process.terminate()
-        deadline = time.monotonic() + self.stop_timeout_s
+        deadline = self.clock.monotonic() + self.stop_timeout_s
         for child in alive:
             assert child.process is not None
-            child.process.join(max(0.0, deadline - time.monotonic()))
+            child.process.join(max(0.0, deadline - self.clock.monotonic()))
             if child.process.is_alive():
                 log.warning("%s did not stop in time; killing it", child.spec.name)
                 child.process.kill()

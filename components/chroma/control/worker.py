@@ -13,15 +13,15 @@ import os
 import signal
 import socket
 import threading
-import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from chroma.catalog import Catalog, Database, Operation, Operations, apply_migrations
-from chroma.control.context import Interrupted, OperationContext
-from chroma.control.handlers import OperationUnavailable, resolve_handler
+from chroma.clock import SYSTEM_CLOCK, Clock
+from chroma.operations.context import Interrupted, OperationContext
+from chroma.operations.kinds import OperationKind, OperationUnavailable, kind_of
 from chroma.settings import Settings
 from chroma.storage import FileStore, open_store
 
@@ -46,18 +46,28 @@ class WorkerServices:
         apply_migrations(dsn)
         db = Database(dsn, max_size=4)
         db.open()
-        return cls(settings, db, Catalog(db), Operations(db), open_store(settings))
+        catalog = Catalog(db)
+        return cls(settings, db, catalog, catalog.operations, open_store(settings))
 
     def close(self) -> None:
         self.db.close()
 
 
+KindLookup = Callable[[str], OperationKind]
+"""Finds an operation kind's table entry; raises ``OperationUnavailable`` for an unknown one."""
+
+
 class Worker:
-    """Claims and runs operations of ``kinds`` until :meth:`stop`."""
+    """Claims and runs operations of ``kinds`` until :meth:`stop`.
+
+    ``lookup`` (the kinds table by default) and ``clock`` (the system clock by default) are
+    seams for tests: a handler table of their own, and time that moves only when they say.
+    """
 
     def __init__(
         self, services: WorkerServices, name: str, kinds: Sequence[str], *,
         lease_s: float = 15.0, poll_s: float = 0.5, heartbeat_s: float = 2.0,
+        lookup: KindLookup = kind_of, clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.services = services
         self.name = name
@@ -65,6 +75,8 @@ class Worker:
         self.lease_s = lease_s
         self.poll_s = poll_s
         self.heartbeat_s = heartbeat_s
+        self.lookup = lookup
+        self.clock = clock
         self.owner = f"{name}@{socket.gethostname()}:{os.getpid()}"
         self._stopping = threading.Event()
         self._current: OperationContext | None = None
@@ -85,7 +97,7 @@ class Worker:
                 log.exception("worker %s: claiming failed", self.name)
                 ran = False
             if not ran:
-                self._stopping.wait(self.poll_s)
+                self.clock.wait(self._stopping, self.poll_s)
         ops.component_state(self.name, "worker", "stopped")
 
     def run_one(self, operation: Operation | None = None) -> bool:
@@ -113,7 +125,7 @@ class Worker:
 
     def _execute(self, ctx: OperationContext) -> tuple[str, dict[str, Any] | None, str | None]:
         try:
-            handler = resolve_handler(ctx.operation.kind)
+            handler = self.lookup(ctx.operation.kind).handler
         except OperationUnavailable as exc:
             return "unavailable", None, exc.message
         try:
@@ -144,7 +156,7 @@ class Worker:
 
     def _lease_heartbeat(self, ctx: OperationContext, done: threading.Event) -> None:
         ops = self.services.operations
-        while not done.wait(min(self.lease_s / 3, self.heartbeat_s)):
+        while not self.clock.wait(done, min(self.lease_s / 3, self.heartbeat_s)):
             try:
                 verdict = ops.heartbeat(ctx.operation.id, self.owner, self.lease_s,
                                         ctx.progress_value, ctx.progress_message)
@@ -155,7 +167,7 @@ class Worker:
                 ctx.stop(verdict)
 
     def _component_heartbeat(self) -> None:
-        started = time.time()
+        started = self.clock.monotonic()
         while not self._stopping.is_set():
             try:
                 self.services.operations.component_heartbeat(
@@ -163,8 +175,8 @@ class Worker:
                     kinds=self.kinds)
             except Exception:
                 log.warning("component heartbeat failed", exc_info=True)
-            self._stopping.wait(self.heartbeat_s)
-        log.debug("worker %s ran %.0fs", self.name, time.time() - started)
+            self.clock.wait(self._stopping, self.heartbeat_s)
+        log.debug("worker %s ran %.0fs", self.name, self.clock.monotonic() - started)
 
 
 def run_worker(name: str, kinds: Sequence[str]) -> None:
@@ -188,7 +200,7 @@ def run_worker(name: str, kinds: Sequence[str]) -> None:
 def _host_index(settings: Settings) -> None:
     """The indexer hosts the embedded index from its start, so searches need not wait
     for the first index operation to open it."""
-    from chroma.indexer.host import hosted_engine
+    from chroma.index.hosting.host import hosted_engine
 
     try:
         hosted_engine(settings)

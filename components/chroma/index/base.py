@@ -210,7 +210,9 @@ class QueryEngine(ABC):
         way. Edge: runs in the calling process and, in qdrant-edge-py 0.9, holds the GIL
         while it builds, so other threads of that process wait (call it from the indexer,
         or rebuild with ``reindex``, whose graph is built in a child process). Remote:
-        waits until the server's own optimizers are done (collection status green).
+        waits until the server's own optimizers are done (collection status green),
+        triggering them when the server left them pending (grey, after a restart), for at
+        most ``IndexConfig.optimize_timeout_s``; then ``Unavailable``.
         """
 
     @abstractmethod

@@ -10,10 +10,18 @@ collection. Old collections stay until ``drop_old_versions``.
 ``url=":memory:"`` or a ``path`` without ``url`` selects qdrant-client's *local mode*, the
 test stand-in for a server (brute force; fine below ~20k points). It is not thread-safe,
 so calls are serialised with a lock in that mode only.
+
+Server versions: the first call that reaches a server reads its version (``GET /``) and
+refuses one older than ``MIN_SERVER_VERSION`` with ``UnsupportedVersion``; newer than
+``TESTED_MAX_SERVER_VERSION`` works with a warning. Opening the engine touches no network,
+so an unreachable server surfaces per call as ``Unreachable`` and the API can start and
+report not-ready.
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -25,7 +33,15 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from chroma.errors import ChromaError, Conflict, InvalidInput, NotFound, Unavailable
+from chroma.errors import (
+    ChromaError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    Unavailable,
+    Unreachable,
+    UnsupportedVersion,
+)
 from chroma.index.base import (
     CollectionInfo,
     Distance,
@@ -48,7 +64,41 @@ from chroma.index.base import (
 from chroma.index.config import IndexConfig
 from chroma.keys import point_id
 
-__all__ = ["RemoteQueryEngine"]
+__all__ = [
+    "MIN_SERVER_VERSION",
+    "PAYLOAD_INDEX_HNSW_SINCE",
+    "TESTED_MAX_SERVER_VERSION",
+    "RemoteQueryEngine",
+    "ServerVersion",
+]
+
+log = logging.getLogger(__name__)
+
+ServerVersion = tuple[int, int, int]
+"""``(major, minor, patch)`` of a Qdrant server."""
+
+MIN_SERVER_VERSION: ServerVersion = (1, 12, 0)
+"""Oldest Qdrant server this backend talks to; older ones are refused (``UnsupportedVersion``).
+
+Every request it sends exists from 1.12 on, and every field qdrant-client 1.20 requires in
+the answers it reads is in 1.12's (checked against Qdrant's OpenAPI documents v1.12.x to
+v1.19.x, not against a running 1.12 server): the batched Query API (since 1.10), the grey
+collection status, ``payload_m`` in the HNSW config, keyword and float payload indexes.
+1.12 because the operator deployed 1.12.4 until Nov 2026, so existing clusters keep
+working; qdrant-client itself is tested only against the three latest minor versions."""
+
+TESTED_MAX_SERVER_VERSION: tuple[int, int] = (1, 19)
+"""Newest ``(major, minor)`` run against a real server (v1.19.0 by hand, with qdrant-client
+1.20: the query, recommendation and quickstart system tests pass). A newer server is used,
+with a warning in the log, because Qdrant keeps its REST API backwards compatible."""
+
+PAYLOAD_INDEX_HNSW_SINCE: ServerVersion = (1, 17, 0)
+"""First server whose keyword/float payload-index parameters take ``enable_hnsw``. Older
+servers get plain ``keyword``/``float`` indexes and, when ``IndexConfig.filter_graph`` is
+off, ``payload_m=0`` in the collection's HNSW config: the same effect for all fields at once
+(a 1.12 server builds per-value links only ``if payload_m > 0``)."""
+
+_VERSION_PATTERN = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 
 _QDRANT_DISTANCE = {
     "cosine": models.Distance.COSINE,
@@ -61,6 +111,11 @@ _CHROMA_DISTANCE: dict[models.Distance, Distance] = {
 _KEYWORD_FIELDS = ("dataset", "split", "inference_class", "label_class", "tags")
 _VERSION_SEPARATOR = "__v"
 _GREEN_POLL_S = 0.2
+_GREEN_POLL_MAX_S = 2.0  # a long build is polled gently, not five times a second
+_GREY_RETRIGGER_S = 5.0  # a still-grey collection is nudged again after this long
+_ALIAS_POLL_S = 0.05
+# Statuses a server (or a proxy in front of it) answers while it cannot serve for a moment.
+_TRANSIENT_STATUSES = (502, 503, 504)
 
 
 @contextmanager
@@ -76,12 +131,24 @@ def _translate_errors(action: str) -> Iterator[None]:
             raise NotFound(f"{action}: {detail}") from exc
         if exc.status_code in (400, 422):
             raise InvalidInput(f"{action}: {detail}") from exc
+        if exc.status_code == 409:  # e.g. a collection created concurrently by another process
+            raise Conflict(f"{action}: {detail}") from exc
+        if exc.status_code in (401, 403):
+            raise Unavailable(
+                f"{action}: Qdrant refused the API key ({exc.status_code}); "
+                "check CHROMA_QDRANT_API_KEY"
+            ) from exc
+        if exc.status_code in _TRANSIENT_STATUSES:
+            raise Unreachable(f"{action}: Qdrant answered {exc.status_code}: {detail}") from exc
         raise Unavailable(f"{action}: Qdrant answered {exc.status_code}: {detail}") from exc
     except (ResponseHandlingException, httpx.HTTPError, ConnectionError, TimeoutError) as exc:
-        raise Unavailable(f"{action}: Qdrant is unreachable: {exc}") from exc
+        raise Unreachable(f"{action}: Qdrant is unreachable: {exc}") from exc
     except ValueError as exc:  # local mode reports missing collections and bad input so
-        if "not found" in str(exc).lower():
+        message = str(exc).lower()
+        if "not found" in message:
             raise NotFound(f"{action}: {exc}") from exc
+        if "already exists" in message:  # where a server answers 409
+            raise Conflict(f"{action}: {exc}") from exc
         raise InvalidInput(f"{action}: {exc}") from exc
     except RuntimeError as exc:  # local mode after close, grpc failures
         raise Unavailable(f"{action}: {exc}") from exc
@@ -90,29 +157,46 @@ def _translate_errors(action: str) -> Iterator[None]:
 class RemoteQueryEngine(QueryEngine):
     """``QueryEngine`` over a Qdrant server (or qdrant-client local mode in tests)."""
 
-    def __init__(self, config: IndexConfig) -> None:
+    def __init__(self, config: IndexConfig, *, client: QdrantClient | None = None) -> None:
+        """``client``: an already built qdrant-client to use instead of one made from
+        ``config`` (tests put a fault-injecting double of the server there)."""
         self._config = config
         self._local_mode = config.url is None or config.url == ":memory:"
-        if config.url == ":memory:":
-            client = QdrantClient(location=":memory:")
-        elif config.url is None:
-            client = QdrantClient(path=str(config.path))
-        else:
-            # No start-up version probe: an unreachable server surfaces per call as
-            # Unavailable, so the API can start and report not-ready instead of crashing.
-            client = QdrantClient(
-                url=config.url,
-                api_key=config.api_key,
-                timeout=max(1, round(config.timeout_s)),
-                check_compatibility=False,
-            )
-        self._client = client
+        self._client = client if client is not None else _make_client(config)
         self._serialise: AbstractContextManager[Any] = (
             threading.RLock() if self._local_mode else nullcontext()
         )
         # Shape of each key's live collection, so a search needs no metadata round trip.
         self._shapes: dict[str, tuple[int, Distance]] = {}
         self._closed = False
+        # Read from the server on first use; local mode speaks the client's own version.
+        self._server_version: ServerVersion | None = None
+        self._version_lock = threading.Lock()
+
+    @property
+    def server_version(self) -> ServerVersion | None:
+        """The server's version once a call has reached it (``None`` before, and in local mode)."""
+        return self._server_version
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Unavailable("the query engine is closed")
+        if not self._local_mode and self._server_version is None:
+            self._connect()
+
+    def _connect(self) -> None:
+        """Read the server's version once; refuse an unsupported one before using it."""
+        with self._version_lock:
+            if self._server_version is not None:
+                return
+            with _translate_errors("reading the Qdrant server version"):
+                reported = self._client.info().version
+            version = check_server_version(reported)
+            self._server_version = version
+
+    def _supports_payload_index_hnsw(self) -> bool:
+        version = self._server_version
+        return version is None or version >= PAYLOAD_INDEX_HNSW_SINCE
 
     # -- names ------------------------------------------------------------------------
 
@@ -138,10 +222,6 @@ class RemoteQueryEngine(QueryEngine):
     def _version_of(self, key: str, collection: str) -> int:
         return int(collection[len(self._alias(key)) + len(_VERSION_SEPARATOR) :])
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise Unavailable("the query engine is closed")
-
     # -- shape cache ------------------------------------------------------------------
 
     def _shape(self, key: str) -> tuple[int, Distance]:
@@ -154,8 +234,11 @@ class RemoteQueryEngine(QueryEngine):
     # -- building a version -----------------------------------------------------------
 
     def _create_version(self, key: str, version: int, dimension: int, distance: Distance) -> str:
+        """Create one version's collection with its payload indexes; ``Conflict`` if it exists."""
         name = self._version_name(key, version)
         config = self._config
+        graph = config.filter_graph  # see IndexConfig.filter_graph
+        per_field = self._supports_payload_index_hnsw()
         with self._serialise, _translate_errors(f"creating collection {name}"):
             self._client.create_collection(
                 collection_name=name,
@@ -166,26 +249,14 @@ class RemoteQueryEngine(QueryEngine):
                     m=config.hnsw_m,
                     ef_construct=config.hnsw_ef_construct,
                     full_scan_threshold=config.full_scan_threshold_kb,
+                    # Servers before 1.17 cannot switch the links off per field: all at once.
+                    payload_m=None if per_field or graph else 0,
                 ),
             )
             if self._local_mode:
                 return name  # local mode scans exactly and warns that indexes do nothing
-            graph = config.filter_graph  # see IndexConfig.filter_graph
-            for field_name in _KEYWORD_FIELDS:
-                self._client.create_payload_index(
-                    name,
-                    field_name,
-                    models.KeywordIndexParams(
-                        type=models.KeywordIndexType.KEYWORD, enable_hnsw=graph
-                    ),
-                    wait=True,
-                )
-            self._client.create_payload_index(
-                name,
-                "logged_at",
-                models.FloatIndexParams(type=models.FloatIndexType.FLOAT, enable_hnsw=graph),
-                wait=True,
-            )
+            for field_name, schema in _payload_schemas(graph, per_field):
+                self._client.create_payload_index(name, field_name, schema, wait=True)
         return name
 
     def _write_points(
@@ -210,18 +281,47 @@ class RemoteQueryEngine(QueryEngine):
         return len(records)
 
     def _wait_until_indexed(self, collection: str) -> None:
-        """Block until the server reports the collection green (optimizers done)."""
-        deadline = time.monotonic() + self._config.timeout_s * 120
+        """Block until the server reports the collection green (optimizers done).
+
+        Grey means optimizations are pending but not triggered, as after a server restart
+        mid-build; it stays grey until an update arrives, so an empty optimizers-config
+        update (Qdrant's documented trigger) is sent, again every few seconds while grey.
+        Gives up after ``IndexConfig.optimize_timeout_s`` with ``Unavailable`` naming the
+        status: a wait is bounded even when the server never finishes.
+        """
+        bound = self._config.optimize_timeout_s
+        started = time.monotonic()
+        poll = _GREEN_POLL_S
+        last_trigger = -_GREY_RETRIGGER_S
         while True:
-            with self._serialise, _translate_errors(f"reading collection {collection}"):
-                status = self._client.get_collection(collection).status
+            status = self._collection_status(collection)
+            now = time.monotonic()
             if status == models.CollectionStatus.GREEN:
                 return
             if status == models.CollectionStatus.RED:
                 raise Unavailable(f"Qdrant reports collection {collection} as failed (red)")
-            if time.monotonic() > deadline:
-                raise Unavailable(f"collection {collection} still {status.value} after waiting")
-            time.sleep(_GREEN_POLL_S)
+            if status == models.CollectionStatus.GREY and now - last_trigger >= _GREY_RETRIGGER_S:
+                self._trigger_optimizers(collection)
+                last_trigger = now
+            if now - started + poll > bound:
+                raise Unavailable(
+                    f"collection {collection} still {status.value} after {now - started:.0f} s "
+                    f"(bound: index optimize_timeout_s={bound:g}); its points stay searchable "
+                    "(exactly, until indexed): retry optimize later"
+                )
+            time.sleep(poll)
+            poll = min(poll * 1.5, _GREEN_POLL_MAX_S)
+
+    def _collection_status(self, collection: str) -> models.CollectionStatus:
+        with self._serialise, _translate_errors(f"reading collection {collection}"):
+            return self._client.get_collection(collection).status
+
+    def _trigger_optimizers(self, collection: str) -> None:
+        log.info("collection %s is grey (optimizations pending): triggering them", collection)
+        with self._serialise, _translate_errors(f"triggering optimizers of {collection}"):
+            self._client.update_collection(
+                collection_name=collection, optimizers_config=models.OptimizersConfigDiff()
+            )
 
     def _point_alias_at(self, key: str, collection: str, previous: str | None) -> None:
         alias = self._alias(key)
@@ -248,16 +348,7 @@ class RemoteQueryEngine(QueryEngine):
         check_dimension(dimension)
         check_distance(distance)
         if self._live_collection(key) is None:
-            version = max(self._versions(key), default=0) + 1
-            name = self._create_version(key, version, dimension, distance)
-            try:
-                self._point_alias_at(key, name, None)
-            except ChromaError:
-                # Another process won the race and created the alias: use theirs.
-                with self._serialise, _translate_errors(f"dropping {name}"):
-                    self._client.delete_collection(name)
-                if self._live_collection(key) is None:
-                    raise
+            self._create_first_version(key, dimension, distance)
         info = self.collection_info(key)
         if (info.dimension, info.distance) != (dimension, distance):
             raise Conflict(
@@ -265,6 +356,45 @@ class RemoteQueryEngine(QueryEngine):
                 f"distance, not {dimension} and {distance}"
             )
         return info
+
+    def _create_first_version(self, key: str, dimension: int, distance: Distance) -> None:
+        """Create a version and point the alias at it, tolerating concurrent creators.
+
+        Processes that pick the same version number race on ``create_collection``: the
+        losers get 409 (``Conflict``) and wait for the winner's alias. One that picked
+        another number checks the alias before and after pointing it, and defers to a
+        collection already live. Qdrant overwrites an existing alias without a
+        compare-and-set, so two creators whose alias updates land within one round trip
+        of each other can still disagree; the later one wins and the other's collection
+        is left for ``drop_old_versions``.
+        """
+        version = max(self._versions(key), default=0) + 1
+        try:
+            name = self._create_version(key, version, dimension, distance)
+        except Conflict:
+            self._await_alias(key, self._version_name(key, version))
+            return
+        if self._live_collection(key) is None:
+            try:
+                self._point_alias_at(key, name, None)
+            except ChromaError:
+                if self._live_collection(key) is None:
+                    raise
+        live = self._live_collection(key)
+        if live != name:  # another creator's collection is live: use theirs, drop ours
+            with self._serialise, _translate_errors(f"dropping {name}"):
+                self._client.delete_collection(name)
+
+    def _await_alias(self, key: str, collection: str) -> None:
+        """Wait (up to ``timeout_s``) for a concurrent creator of ``collection`` to alias it."""
+        deadline = time.monotonic() + self._config.timeout_s
+        while self._live_collection(key) is None:
+            if time.monotonic() > deadline:
+                raise Unavailable(
+                    f"collection {collection} was created by another process, which did not "
+                    f"make it live within {self._config.timeout_s:g} s; retry"
+                )
+            time.sleep(_ALIAS_POLL_S)
 
     def collection_info(self, key: str) -> CollectionInfo:
         self._check_open()
@@ -445,6 +575,76 @@ class RemoteQueryEngine(QueryEngine):
         self._closed = True
         with self._serialise, _translate_errors("closing the Qdrant client"):
             self._client.close()
+
+
+def _make_client(config: IndexConfig) -> QdrantClient:
+    """The qdrant-client ``config`` names; no network until the first call."""
+    if config.url == ":memory:":
+        return QdrantClient(location=":memory:")
+    if config.url is None:
+        return QdrantClient(path=str(config.path))
+    # qdrant-client's own check (within one minor version) is off: ours reads the version
+    # on first use, refuses below MIN_SERVER_VERSION and warns past the tested maximum.
+    return QdrantClient(
+        url=config.url,
+        api_key=config.api_key,
+        timeout=max(1, round(config.timeout_s)),
+        check_compatibility=False,
+    )
+
+
+def parse_server_version(reported: str | None) -> ServerVersion | None:
+    """``"1.12.4"`` (or ``"v1.19.0-dev"``) as ``(1, 12, 4)``; ``None`` when unreadable."""
+    match = _VERSION_PATTERN.match((reported or "").strip())
+    if match is None:
+        return None
+    major, minor, patch = (int(part) for part in match.groups())
+    return major, minor, patch
+
+
+def check_server_version(reported: str | None) -> ServerVersion:
+    """The parsed version; ``UnsupportedVersion`` below the minimum, a warning past the
+    tested maximum."""
+    version = parse_server_version(reported)
+    supported = (
+        f"{_dotted(MIN_SERVER_VERSION)} or newer (tested up to "
+        f"{_dotted(TESTED_MAX_SERVER_VERSION)}.x)"
+    )
+    if version is None:
+        raise UnsupportedVersion(
+            f"the Qdrant server reports version {reported!r}, which is not a version "
+            f"number; Chroma needs Qdrant {supported}"
+        )
+    if version < MIN_SERVER_VERSION:
+        raise UnsupportedVersion(
+            f"the Qdrant server runs {_dotted(version)}; Chroma needs Qdrant {supported}. "
+            "Deploy a newer Qdrant image"
+        )
+    if version[:2] > TESTED_MAX_SERVER_VERSION:
+        log.warning(
+            "the Qdrant server runs %s, newer than the newest version Chroma was tested "
+            "with (%s.x); continuing",
+            _dotted(version),
+            _dotted(TESTED_MAX_SERVER_VERSION),
+        )
+    return version
+
+
+def _dotted(version: tuple[int, ...]) -> str:
+    return ".".join(str(part) for part in version)
+
+
+def _payload_schemas(graph: bool, per_field: bool) -> list[tuple[str, Any]]:
+    """Payload index per filtered field: with ``enable_hnsw`` where the server takes it,
+    else the plain type (``_create_version`` then sets ``payload_m`` instead)."""
+    keyword: Any = models.PayloadSchemaType.KEYWORD
+    number: Any = models.PayloadSchemaType.FLOAT
+    if per_field:
+        keyword = models.KeywordIndexParams(
+            type=models.KeywordIndexType.KEYWORD, enable_hnsw=graph
+        )
+        number = models.FloatIndexParams(type=models.FloatIndexType.FLOAT, enable_hnsw=graph)
+    return [(name, keyword) for name in _KEYWORD_FIELDS] + [("logged_at", number)]
 
 
 def _qdrant_filter(search_filter: SearchFilter | None) -> models.Filter | None:

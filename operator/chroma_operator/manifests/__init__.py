@@ -4,7 +4,14 @@ Owns: every object the operator writes, as data. No I/O, no kopf: the reconciler
 (``chroma_operator.reconcile``) applies what these return. Unit-tested without servers.
 """
 
-from chroma_operator.manifests.cluster import build_children, names
+from chroma_operator.manifests.cluster import (
+    api_keys_secret,
+    build_children,
+    build_generated_secrets,
+    names,
+    operator_api_key,
+    qdrant_api_key_ref,
+)
 from chroma_operator.manifests.indexjob import (
     InvalidOperationRequest,
     InvalidParams,
@@ -22,9 +29,13 @@ __all__ = [
     "InvalidOperationRequest",
     "InvalidParams",
     "OperationRequest",
+    "api_keys_secret",
     "build_children",
+    "build_generated_secrets",
     "build_job",
     "build_requested_indexjob",
     "names",
+    "operator_api_key",
     "params_problem",
+    "qdrant_api_key_ref",
 ]

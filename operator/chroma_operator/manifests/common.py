@@ -12,9 +12,24 @@ import hashlib
 import json
 from typing import Any
 
+from chroma.indexjob import label_value
 from chroma_operator import constants as c
 
 Body = dict[str, Any]
+
+__all__ = [
+    "Body",
+    "container_security_context",
+    "label_value",
+    "labels",
+    "metadata",
+    "owner_reference",
+    "pod_security_context",
+    "resources",
+    "selector_labels",
+    "short_hash",
+    "tmp_volume",
+]
 
 RUN_AS_USER = 10001
 
@@ -41,15 +56,8 @@ def labels(cluster: str, component: str, version: str | None = None) -> dict[str
     return out
 
 
-def label_value(value: str) -> str:
-    """A label-safe version of ``value`` (<= 63 chars, alphanumeric ends)."""
-    cleaned = "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in value)
-    if len(cleaned) > 63:
-        cleaned = cleaned[:52] + "-" + short_hash(value, 10)
-    return cleaned.strip("-_.") or "x"
-
-
 def short_hash(value: Any, length: int = 10) -> str:
+    """SHA-1 prefix of ``value`` (JSON of it, keys sorted, when it is not a string)."""
     data = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     return hashlib.sha1(data.encode()).hexdigest()[:length]
 

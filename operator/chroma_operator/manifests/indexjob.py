@@ -1,21 +1,19 @@
 """Builders for one-shot operations: the IndexJob an annotation asks for, and its Job.
 
-Owns: parsing the ``chroma.dev/operation`` annotation of a ChromaCluster, the
-deterministic name of the IndexJob it requests (so a restarted operator re-creates
-nothing), and the ``batch/v1`` Job that runs ``chroma op run KIND`` with the cluster's
-image and configuration, its ``spec.params`` rendered as ``--param key=value`` arguments
-that ``chroma op run`` reads back to the same values. Pure; called by
-``chroma_operator.reconcile``.
+Owns: parsing the ``chroma.dev/operation`` annotation of a ChromaCluster into the
+IndexJob it requests (owned by the cluster), and the ``batch/v1`` Job that runs
+``chroma op run KIND`` with the cluster's image and configuration. Names, ``spec.params``
+rules and the ``--param key=value`` rendering are the IndexJob contract of
+``chroma.indexjob`` (shared with the API's launcher and ``chroma op run``), used here,
+not restated. Pure; called by ``chroma_operator.reconcile``.
 """
 
 from __future__ import annotations
 
-import json
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from chroma import indexjob as ij
+from chroma.indexjob import InvalidParams, param_args, param_problem
 from chroma_operator import constants as c
 from chroma_operator.manifests.cluster import chroma_container
 from chroma_operator.manifests.common import (
@@ -24,65 +22,27 @@ from chroma_operator.manifests.common import (
     labels,
     owner_reference,
     pod_security_context,
-    short_hash,
     tmp_volume,
 )
 from chroma_operator.manifests.spec import ClusterSpec, IndexJobSpec
 
-MAX_NAME = 63
+__all__ = [
+    "InvalidOperationRequest",
+    "InvalidParams",
+    "OperationRequest",
+    "build_job",
+    "build_requested_indexjob",
+    "job_name",
+    "params_problem",
+    "requested_indexjob_name",
+]
+
+params_problem = param_problem
+"""Why an IndexJob's ``spec.params`` cannot become ``--param`` arguments (or None)."""
 
 
 class InvalidOperationRequest(ValueError):
     """The ``chroma.dev/operation`` annotation cannot be understood."""
-
-
-class InvalidParams(ValueError):
-    """An IndexJob's ``spec.params`` cannot be passed to ``chroma op run`` unchanged."""
-
-
-_PARAM_KEY = re.compile(c.PARAM_KEY_PATTERN)
-
-
-def params_problem(params: Mapping[str, Any]) -> str | None:
-    """Why ``params`` cannot become ``--param`` arguments, or None when they can.
-
-    Only keys are checked: the CRD already limits the values (scalars, bounded strings)
-    but cannot check keys, and a key holding ``=`` would be split in the wrong place."""
-    bad = sorted(k for k in params if not _PARAM_KEY.fullmatch(k))
-    if bad:
-        return (
-            f"spec.params keys {', '.join(repr(k) for k in bad)} are not valid: keys are 1-63 "
-            "characters, letters, digits, _ . - and start with a letter or _"
-        )
-    return None
-
-
-def param_value_text(value: Any) -> str:
-    """The text after ``key=`` that ``chroma op run --param`` reads back as ``value``.
-
-    The CLI reads a value as JSON when it is JSON and as plain text otherwise, so a
-    string that is not JSON stays readable as it is (``ledoit_wolf``) and everything else
-    is written as JSON: ``60``, ``0.5``, ``true``, and ``"60"`` for a string that would
-    otherwise read back as a number."""
-    if isinstance(value, str):
-        try:
-            json.loads(value)
-        except ValueError:
-            return value
-        except RecursionError:
-            pass  # deeply nested brackets: quote it, the CLI reads a JSON string back
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-
-
-def param_args(params: Mapping[str, Any]) -> list[str]:
-    """``--param key=value`` for every param, sorted by key (a stable Job spec)."""
-    problem = params_problem(params)
-    if problem:
-        raise InvalidParams(problem)
-    args: list[str] = []
-    for key in sorted(params):
-        args += ["--param", f"{key}={param_value_text(params[key])}"]
-    return args
 
 
 @dataclass(frozen=True)
@@ -110,22 +70,10 @@ class OperationRequest:
         return cls(parts[0], parts[1], parts[2] if len(parts) == 3 else "", value.strip())
 
 
-def bounded_name(*parts: str, digest_of: str) -> str:
-    """``part-part-<hash>`` cut to a valid object (and label) name length."""
-    suffix = short_hash(digest_of, 8)
-    stem = "-".join(p for p in parts if p).lower()
-    stem = "".join(ch if ch.isalnum() or ch == "-" else "-" for ch in stem)
-    stem = stem[: MAX_NAME - len(suffix) - 1].strip("-")
-    return f"{stem}-{suffix}"
-
-
 def requested_indexjob_name(cluster: Body, request: OperationRequest) -> str:
     """Deterministic: the same annotation on the same cluster always names the same IndexJob."""
-    return bounded_name(
-        cluster["metadata"]["name"],
-        request.operation,
-        digest_of=f"{cluster['metadata']['uid']}/{request.raw}",
-    )
+    meta = cluster["metadata"]
+    return ij.requested_indexjob_name(meta["name"], meta["uid"], request.operation, request.raw)
 
 
 def build_requested_indexjob(cluster: Body, request: OperationRequest) -> Body:
@@ -153,14 +101,16 @@ def build_requested_indexjob(cluster: Body, request: OperationRequest) -> Body:
 
 
 def job_name(indexjob: Body) -> str:
-    name: str = indexjob["metadata"]["name"]
-    if len(name) <= MAX_NAME:
-        return name
-    return bounded_name(name, digest_of=indexjob["metadata"]["uid"])
+    """Name of the Job that runs ``indexjob`` (fixed by the IndexJob: restart-safe)."""
+    meta = indexjob["metadata"]
+    return ij.job_name(meta["name"], meta["uid"])
 
 
 def build_job(indexjob: Body, cluster: Body) -> Body:
     """The Job that runs ``indexjob`` with ``cluster``'s image and configuration.
+
+    It gets only what the operation uses: the ConfigMap, the PostgreSQL, S3 and Qdrant
+    key Secrets; never the API keys file (it serves nothing) nor a service account token.
 
     Raises ``InvalidParams`` when ``spec.params`` has a key ``--param`` cannot carry."""
     spec = IndexJobSpec.from_dict(indexjob["spec"])
@@ -196,6 +146,8 @@ def build_job(indexjob: Body, cluster: Body) -> Body:
             "spec": {
                 "restartPolicy": "Never",
                 "serviceAccountName": f"{cluster_name}-api",
+                # ``op run --local`` never calls the Kubernetes API: no token in the pod.
+                "automountServiceAccountToken": False,
                 "securityContext": pod_security_context(),
                 "containers": [container],
                 "volumes": [volume],

@@ -64,6 +64,11 @@ class QdrantSpec:
     """Size of each Qdrant PVC. Default 10Gi."""
     storage_class_name: str | None = None
     resources: Resources = field(default_factory=dict)
+    api_key_secret: str | None = None
+    """Secret holding the Qdrant API key (``apiKeySecret.name``). None: a Managed Qdrant
+    gets a generated ``<cluster>-qdrant-api-key``; an External one is called without a key."""
+    api_key_key: str = c.QDRANT_API_KEY_KEY
+    """Key of the API key inside that Secret. Default ``api-key``."""
 
     @property
     def managed(self) -> bool:
@@ -91,6 +96,39 @@ class DatabaseSpec:
 
 
 @dataclass(frozen=True)
+class AuthSpec:
+    enabled: bool = True
+    """API keys on the API (DESIGN §11). Default true; false runs the API with
+    ``CHROMA_INSECURE=true`` (anyone who reaches the Service may do anything)."""
+    secret_name: str | None = None
+    """An existing Secret whose ``keys`` entry is the keys file (``<scope> <key>`` lines).
+    None: the operator generates ``<cluster>-api-keys`` once (one admin key)."""
+
+
+@dataclass(frozen=True)
+class EgressSpec:
+    restrict: bool = False
+    """Limit the egress of Chroma pods to DNS, this cluster's Qdrant and ``allow``.
+    Default false: egress is open (PostgreSQL, S3 and the Kubernetes API are often
+    outside the cluster, at addresses the operator cannot know)."""
+    allow: tuple[dict[str, Any], ...] = ()
+    """Extra NetworkPolicy egress rules when ``restrict`` (PostgreSQL, S3, an external
+    Qdrant, the Kubernetes API for IndexJob launches)."""
+
+
+@dataclass(frozen=True)
+class NetworkPolicySpec:
+    enabled: bool = True
+    """Create the cluster's NetworkPolicies. Default true."""
+    api_from: tuple[dict[str, Any], ...] = ()
+    """NetworkPolicy peers allowed to reach the API port. Empty (default): pods of the
+    cluster's own namespace."""
+    ingress_controller_namespace: str | None = None
+    """Namespace of the ingress controller, also allowed to reach the API."""
+    egress: EgressSpec = field(default_factory=EgressSpec)
+
+
+@dataclass(frozen=True)
 class ClusterSpec:
     image: str = c.DEFAULT_IMAGE
     image_pull_policy: str = "IfNotPresent"
@@ -101,6 +139,8 @@ class ClusterSpec:
     qdrant: QdrantSpec = field(default_factory=QdrantSpec)
     storage: StorageSpec = field(default_factory=StorageSpec)
     database: DatabaseSpec = field(default_factory=DatabaseSpec)
+    auth: AuthSpec = field(default_factory=AuthSpec)
+    network_policy: NetworkPolicySpec = field(default_factory=NetworkPolicySpec)
 
     @classmethod
     def from_dict(cls, spec: dict[str, Any] | None) -> ClusterSpec:
@@ -114,6 +154,10 @@ class ClusterSpec:
         creds = st.get("credentialsSecret") or {}
         db = spec.get("database") or {}
         db_secret = db.get("secret") or {}
+        qd_key = qd.get("apiKeySecret") or {}
+        auth = spec.get("auth") or {}
+        netpol = spec.get("networkPolicy") or {}
+        egress = netpol.get("egress") or {}
         return cls(
             image=spec.get("image") or c.DEFAULT_IMAGE,
             image_pull_policy=spec.get("imagePullPolicy") or "IfNotPresent",
@@ -142,6 +186,8 @@ class ClusterSpec:
                 storage_size=qd_storage.get("size") or "10Gi",
                 storage_class_name=qd_storage.get("storageClassName"),
                 resources=dict(qd.get("resources") or {}),
+                api_key_secret=qd_key.get("name"),
+                api_key_key=qd_key.get("key") or c.QDRANT_API_KEY_KEY,
             ),
             storage=StorageSpec(
                 url=st.get("url") or "",
@@ -154,6 +200,19 @@ class ClusterSpec:
                 secret_name=db_secret.get("name") or "",
                 key=db_secret.get("key") or "uri",
             ),
+            auth=AuthSpec(
+                enabled=bool(auth.get("enabled", True)),
+                secret_name=auth.get("secretName"),
+            ),
+            network_policy=NetworkPolicySpec(
+                enabled=bool(netpol.get("enabled", True)),
+                api_from=tuple(dict(p) for p in netpol.get("apiFrom") or ()),
+                ingress_controller_namespace=netpol.get("ingressControllerNamespace"),
+                egress=EgressSpec(
+                    restrict=bool(egress.get("restrict", False)),
+                    allow=tuple(dict(r) for r in egress.get("allow") or ()),
+                ),
+            ),
         )
 
 
@@ -162,7 +221,7 @@ class IndexJobSpec:
     cluster: str
     """Name of the ChromaCluster (same namespace) whose image and configuration run the job."""
     operation: str
-    """One of ``constants.OPERATIONS``."""
+    """One of ``chroma.indexjob.OPERATIONS`` (the CRD enum)."""
     embedding_set: str
     """The embedding set key the operation works on."""
     backoff_limit: int = 3

@@ -22,7 +22,7 @@ from chroma.api.models import (
     TagRecords,
 )
 from chroma.api.responses import ORJSONResponse
-from chroma.catalog import DatasetInfo, RecordRow
+from chroma.catalog import DatasetInfo, StoredRecord
 from chroma.ingest.models import DATASET_NAME_PATTERN
 from chroma.storage import FileStore
 
@@ -139,8 +139,8 @@ def tag_records(
     return TaggedRecords(updated=updated, count=len(updated))
 
 
-def _read_embeddings(store: FileStore, rows: list[RecordRow]) -> dict[str, list[float]]:
-    by_file: dict[str, list[RecordRow]] = defaultdict(list)
+def _read_embeddings(store: FileStore, rows: list[StoredRecord]) -> dict[str, list[float]]:
+    by_file: dict[str, list[StoredRecord]] = defaultdict(list)
     for row in rows:
         by_file[row.file_path].append(row)
     found: dict[str, list[float]] = {}

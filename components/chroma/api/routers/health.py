@@ -1,6 +1,9 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes: open to anyone (no API key), so they say what is down,
+never why (the why, which may name hosts or paths, goes to the server log)."""
 
 from __future__ import annotations
+
+import logging
 
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
@@ -12,6 +15,7 @@ from chroma.errors import ChromaError, NotFound
 from chroma.settings import Settings
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger(__name__)
 
 
 @router.get("/health", response_model=Health)
@@ -26,7 +30,7 @@ async def health() -> Health:
     responses={503: {"model": Readiness, "description": "A backing service is unreachable."}},
 )
 async def ready(services: ServicesDep) -> ORJSONResponse:
-    """200 once the catalog and the store are reachable, else 503 with what is not."""
+    """200 once the catalog and the store are reachable, else 503 saying which is not."""
     checks: dict[str, str] = {}
     probes = [("catalog", services.db.check), ("store", services.store.check)]
     if services.settings.index_backend == "remote":  # a server we cannot work without
@@ -36,7 +40,8 @@ async def ready(services: ServicesDep) -> ORJSONResponse:
             await run_in_threadpool(probe)
             checks[name] = "ok"
         except ChromaError as exc:
-            checks[name] = exc.message
+            log.warning("readiness: %s unavailable: %s", name, exc.message)
+            checks[name] = "unavailable (see the server log)"
     ok = all(value == "ok" for value in checks.values())
     body = Readiness(status="ready" if ok else "unavailable", checks=checks)
     return ORJSONResponse(body.model_dump(), status_code=200 if ok else 503)
@@ -47,7 +52,7 @@ def probe_index(settings: Settings) -> None:
 
     Embedded mode is not probed: its index is hosted by the indexer worker, which
     ``chroma run`` starts beside the API, and writes do not need it."""
-    from chroma.indexer import open_reader
+    from chroma.index.hosting import open_reader
 
     try:
         open_reader(settings).count("chroma-ready-probe")

@@ -15,7 +15,7 @@ from chroma.errors import PayloadTooLarge, UnsupportedType
 from chroma.ingest import parse_arrow_log, parse_json_log
 from chroma.ingest.arrow import ARROW_CONTENT_TYPE
 from chroma.ingest.validation import LogBatch
-from chroma.recommender import Assessor
+from chroma.labelling import Assessor
 
 router = APIRouter(prefix="/api/v1", tags=["log"])
 

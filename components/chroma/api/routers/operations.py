@@ -10,6 +10,7 @@ from chroma.api.deps import OperationsDep, ServicesDep
 from chroma.api.models import ErrorBody, OperationCreate, OperationPublic, OperationsPublic
 from chroma.api.responses import ORJSONResponse
 from chroma.catalog import Operation
+from chroma.operations.kinds import validate_params
 
 router = APIRouter(prefix="/api/v1/operations", tags=["operations"])
 
@@ -45,6 +46,7 @@ def start_operation(
     body: OperationCreate, operations: OperationsDep, services: ServicesDep
 ) -> ORJSONResponse:
     """Queue an operation (201), or answer the active one of the same kind and set (200)."""
+    validate_params(body.kind, body.params)
     op, created = operations.enqueue(body.kind, body.embedding_set_key, params=body.params)
     if created:
         services.launcher.submit(op)

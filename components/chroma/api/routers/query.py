@@ -1,23 +1,22 @@
 """``POST /api/v1/query``: k nearest neighbours by vector(s) or by a stored record.
 
-Reads through ``chroma.indexer.open_reader`` (the index host in embedded mode, the
-Qdrant server in the cluster) and checks the hits against the catalog, so a record
-deleted since the last index operation is never answered and tags and classes are
-current. Filters apply to what the index holds (fresh after the implicit ``index``
-operation that every commit queues).
+HTTP only: the search itself is ``chroma.search.search_live``, which reads through
+``chroma.index.hosting.open_reader`` (the index host in embedded mode, the Qdrant server
+in the cluster) and checks the hits against the catalog, so a record deleted since the
+last index operation is never answered and tags and classes are current. Filters apply
+to what the index holds (fresh after the implicit ``index`` operation that every commit
+queues).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
 
-import numpy as np
 from fastapi import APIRouter
 
 from chroma.api.deps import CatalogDep, OperationsDep, SettingsDep, StoreDep
 from chroma.api.models import ErrorBody
-from chroma.api.query_models import (
+from chroma.api.models.query import (
     Neighbour,
     QueryFilter,
     QueryRequest,
@@ -25,19 +24,13 @@ from chroma.api.query_models import (
     QueryResult,
 )
 from chroma.catalog import Catalog, Operations
-from chroma.errors import InvalidInput, NotFound, Unavailable
+from chroma.errors import InvalidInput, NotFound
 from chroma.index import SearchFilter
-from chroma.index.base import MAX_K
-from chroma.indexer import embedding_set_shape, live_records, open_reader
+from chroma.index.hosting import open_reader
 from chroma.keys import embedding_set_key
-from chroma.storage import FileStore, read_embeddings
+from chroma.search import Hit, IndexNotBuilt, check_queries, record_vector, search_live
 
 router = APIRouter(prefix="/api/v1", tags=["query"])
-
-OVERFETCH = 16
-"""Extra hits asked of the index per query, to make up for records deleted since the
-last index operation (dropped after the catalog check)."""
-
 
 @router.post(
     "/query",
@@ -55,46 +48,38 @@ def query(
 ) -> QueryResponse:
     """The ``k`` nearest records to each query vector, nearest first, with filters."""
     key = _resolve_key(body, catalog)
-    dimension, distance = embedding_set_shape(catalog.db, key)
+    dimension, distance = catalog.live.shape(key)
     if dimension is None:
         raise NotFound(f"embedding set {key} has no records yet")
     exclude: tuple[tuple[str, str], ...] = ()
     if body.record_id is not None:
         assert body.dataset is not None
-        queries = _record_vector(catalog, store, key, body.dataset, body.record_id)
+        queries = record_vector(catalog, store, key, body.dataset, body.record_id)
         exclude = ((body.dataset, body.record_id),)
     else:
         vectors = [body.embedding] if body.embedding is not None else body.embeddings or []
-        queries = _as_queries(vectors, dimension, key)
+        queries = check_queries(vectors, dimension, key)
     search_filter = _search_filter(body.filter, exclude)
     reader = open_reader(settings, operations=operations)
     try:
-        hits = reader.search(key, queries, min(body.k + OVERFETCH, MAX_K), search_filter)
-    except NotFound as exc:  # records exist but the index was never built
+        hits = search_live(catalog, reader, key, queries, body.k, search_filter)
+    except IndexNotBuilt:
         _queue_index(operations, key)
-        raise Unavailable(
-            f"the index of embedding set {key} is not built yet; an index operation is "
-            "queued, retry shortly") from exc
-    refs = list({(n.dataset, n.record_id) for row in hits for n in row})
-    live = live_records(catalog.db, refs)
-    results = []
-    for row in hits:
-        neighbours = []
-        for hit in row:
-            record = live.get((hit.dataset, hit.record_id))
-            if record is None:
-                continue  # deleted since it was indexed
-            neighbours.append(Neighbour(
-                id=record.record_id, dataset=record.dataset, split=record.split,
-                distance=hit.distance, input_uri=record.input_uri,
-                payload={"inference_class": record.inference_class,
-                         "label_class": record.label_class, "tags": list(record.tags),
-                         "logged_at": record.logged_at.isoformat()},
-            ))
-            if len(neighbours) == body.k:
-                break
-        results.append(QueryResult(neighbours=neighbours))
-    return QueryResponse(embedding_set_key=key, distance=distance, results=results)
+        raise
+    return QueryResponse(embedding_set_key=key, distance=distance,
+                         results=[QueryResult(neighbours=[_neighbour(h) for h in row])
+                                  for row in hits])
+
+
+def _neighbour(hit: Hit) -> Neighbour:
+    record = hit.record
+    return Neighbour(
+        id=record.record_id, dataset=record.dataset, split=record.split,
+        distance=hit.distance, input_uri=record.input_uri,
+        payload={"inference_class": record.inference_class,
+                 "label_class": record.label_class, "tags": list(record.tags),
+                 "logged_at": record.logged_at.isoformat()},
+    )
 
 
 def _resolve_key(body: QueryRequest, catalog: Catalog) -> str:
@@ -107,30 +92,6 @@ def _resolve_key(body: QueryRequest, catalog: Catalog) -> str:
         if key is not None:
             return key
     raise InvalidInput("name the embedding set: embedding_set_key or embedding_set")
-
-
-def _record_vector(
-    catalog: Catalog, store: FileStore, key: str, dataset: str, record_id: str
-) -> np.ndarray:
-    if catalog.get_dataset(dataset).embedding_set_key != key:
-        raise InvalidInput(f"dataset {dataset!r} is not in embedding set {key}")
-    record = live_records(catalog.db, [(dataset, record_id)]).get((dataset, record_id))
-    if record is None:
-        raise NotFound(f"no record {record_id!r} in dataset {dataset!r}")
-    return read_embeddings(store, [(record.file_path, record.row_index)])
-
-
-def _as_queries(vectors: Sequence[Sequence[float]], dimension: int, key: str) -> np.ndarray:
-    for i, vector in enumerate(vectors):
-        if len(vector) != dimension:
-            which = "query embedding" if len(vectors) == 1 else f"query embedding {i}"
-            raise InvalidInput(
-                f"{which} has dimension {len(vector)} but embedding set {key} has "
-                f"dimension {dimension}")
-    matrix = np.asarray(vectors, dtype=np.float32)
-    if not np.isfinite(matrix).all():
-        raise InvalidInput("query embeddings contain NaN or infinite values")
-    return matrix
 
 
 def _search_filter(given: QueryFilter | None, exclude: tuple[tuple[str, str], ...]) -> SearchFilter:

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import json
 from datetime import datetime
 from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
@@ -19,29 +16,11 @@ from chroma.api.models import (
     RecommendationItem,
     RecommendationPage,
 )
-from chroma.catalog import Catalog, QueueEntry, Recommendations
-from chroma.errors import InvalidInput
-from chroma.recommend import select_diverse
-from chroma.storage import FileStore, read_embeddings
+from chroma.catalog import Catalog, QueueEntry
+from chroma.labelling.queue import QueueFilter, read_page
+from chroma.storage import FileStore
 
 router = APIRouter(prefix="/api/v1/recommendations", tags=["recommendations"])
-
-DIVERSE_WINDOW = 5
-"""A diverse page picks ``limit`` items from the next ``limit * DIVERSE_WINDOW`` by score."""
-
-
-def _encode_cursor(entry: QueueEntry) -> str:
-    raw = json.dumps([entry.score, entry.dataset_id, entry.record_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def _decode_cursor(cursor: str) -> tuple[float, int, str]:
-    try:
-        score, dataset_id, record_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        return float(score), int(dataset_id), str(record_id)
-    except (ValueError, TypeError) as exc:
-        raise InvalidInput("cursor is not one this API returned") from exc
-
 
 def _item(entry: QueueEntry) -> RecommendationItem:
     return RecommendationItem(
@@ -85,36 +64,14 @@ def _page(
     datasets: list[str], classes: list[str], tags: list[str], logged_from: datetime | None,
     logged_until: datetime | None, diverse: bool,
 ) -> RecommendationPage:
-    catalog.get_embedding_set(key)  # 404 for an unknown set
-    queue = Recommendations(catalog.db)
-    window = limit * DIVERSE_WINDOW if diverse else limit
-    entries = queue.page(
-        key, limit=window, after=_decode_cursor(cursor) if cursor else None, skip=skip,
-        datasets=datasets, classes=classes, tags=tags, logged_from=logged_from,
-        logged_until=logged_until,
-    )
-    next_cursor = _encode_cursor(entries[-1]) if len(entries) == window else None
-    if diverse and len(entries) > limit:
-        entries = _diverse(catalog, store, entries, limit)
-    state = queue.state(key)
+    page = read_page(catalog, store, key, limit=limit, cursor=cursor, skip=skip,
+                     where=QueueFilter(datasets, classes, tags, logged_from, logged_until),
+                     diverse=diverse)
     return RecommendationPage(
-        items=[_item(e) for e in entries], next_cursor=next_cursor, total=queue.count(key),
-        mhb_version=state.mhb_version if state else None,
-        updated_at=state.updated_at if state else None,
+        items=[_item(e) for e in page.entries], next_cursor=page.next_cursor, total=page.total,
+        mhb_version=page.state.mhb_version if page.state else None,
+        updated_at=page.state.updated_at if page.state else None,
     )
-
-
-def _diverse(catalog: Catalog, store: FileStore, entries: list[QueueEntry],
-             limit: int) -> list[QueueEntry]:
-    locations = []
-    for entry in entries:
-        (row,) = catalog.get_records(entry.dataset, [entry.record_id]) or [None]
-        locations.append((row.file_path, row.row_index) if row else None)
-    keep = [i for i, loc in enumerate(locations) if loc is not None]
-    vectors = read_embeddings(store, [locations[i] for i in keep])  # type: ignore[misc]
-    scores = np.array([entries[i].score for i in keep])
-    chosen = select_diverse(vectors, scores, limit)
-    return [entries[keep[i]] for i in chosen]
 
 
 @router.post(
@@ -125,5 +82,5 @@ def _diverse(catalog: Catalog, store: FileStore, entries: list[QueueEntry],
 def mark_labelled(body: MarkLabelled, catalog: CatalogDep) -> LabelledRecords:
     """Take records out of the queue (logging their ``label_class`` does so too)."""
     catalog.get_dataset(body.dataset)
-    updated = Recommendations(catalog.db).mark_labelled(body.dataset, body.ids)
+    updated = catalog.queue.mark_labelled(body.dataset, body.ids)
     return LabelledRecords(updated=updated, count=len(updated))

@@ -1,0 +1,88 @@
+"""``/api/v1/datasets``: datasets, their record pages, deletion and tags."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chroma.ingest.models import EmbeddingSetFields
+
+__all__ = [
+    "DatasetPublic",
+    "DatasetRegister",
+    "DatasetsPublic",
+    "DeleteRecords",
+    "DeletedRecords",
+    "RecordPublic",
+    "RecordsPage",
+    "TagRecords",
+    "TaggedRecords",
+]
+
+
+class DatasetPublic(BaseModel):
+    name: str
+    embedding_set_key: str | None = Field(
+        description="Null for a dataset registered ahead of its first record.")
+    split: str
+    record_count: int
+    retention_days: int | None
+    description: str | None = None
+    created_at: datetime
+    last_log: datetime | None
+
+
+class DatasetRegister(BaseModel):
+    """Register (or update) a dataset ahead of its records: the operator's Dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+    split: Literal["training", "production"]
+    embedding_set: EmbeddingSetFields | None = None
+    retention_days: int | None = Field(
+        default=None, gt=0, description="Production records older than this are expired.")
+    description: str | None = Field(default=None, max_length=1000)
+
+
+class DatasetsPublic(BaseModel):
+    data: list[DatasetPublic]
+    count: int
+
+
+class RecordPublic(BaseModel):
+    id: str
+    dataset: str
+    input_uri: str | None
+    inference_class: str | None
+    label_class: str | None
+    tags: list[str]
+    logged_at: datetime
+    embedding: list[float] | None = None
+
+
+class RecordsPage(BaseModel):
+    data: list[RecordPublic]
+    next_cursor: str | None = Field(description="Pass as `after` to get the next page.")
+
+
+class DeleteRecords(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ids: list[str] = Field(min_length=1, max_length=100_000)
+
+
+class DeletedRecords(BaseModel):
+    deleted: list[str]
+    count: int
+
+
+class TagRecords(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    ids: list[str] = Field(min_length=1, max_length=100_000)
+    add: list[str] = Field(default_factory=list)
+    remove: list[str] = Field(default_factory=list)
+
+
+class TaggedRecords(BaseModel):
+    updated: list[str]
+    count: int

@@ -1,0 +1,241 @@
+"""``open_reader(settings)``: the read side of the query engine, in any process, any mode.
+
+Callers (``POST /api/v1/query``, the recommender) get a :class:`QueryReader` and never
+branch on the mode:
+
+* embedded (``index_backend=edge``): a :class:`HostedReader`, a client of the index host
+  that runs inside the indexer worker (``chroma.index.hosting.host``); in the indexer worker
+  itself, the hosted engine;
+* cluster (``index_backend=remote``): the remote engine, straight to the Qdrant server.
+
+When no host is listening (the indexer worker has not run an index operation since it
+started, or it is restarting), the reader queues an ``index`` operation for the
+embedding set, which makes the worker open the index and host it, and waits up to
+``Settings.index_host_wait_s`` before answering ``Unavailable``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import socket
+import threading
+import time
+from typing import Any, Protocol
+
+import numpy as np
+
+from chroma.errors import NotFound, Unavailable
+from chroma.index import CollectionInfo, Neighbour, RecordRef, SearchFilter, open_query_engine
+from chroma.index.hosting.config import index_config
+from chroma.index.hosting.host import engine_in_process, socket_path
+from chroma.index.hosting.wire import (
+    filter_to_wire,
+    neighbour_from_wire,
+    raise_from_header,
+    recv_frame,
+    send_frame,
+)
+from chroma.settings import Settings
+
+
+class OperationQueue(Protocol):
+    """Where a reader queues an ``index`` operation to wake the host (the catalog's
+    ``Operations``; typed here so the index never imports the catalog)."""
+
+    def enqueue(self, kind: str, embedding_set_key: str | None, *,
+                requested_by: str = ...) -> tuple[Any, bool]: ...
+
+__all__ = ["HostedReader", "IndexHostDown", "QueryReader", "open_reader"]
+
+log = logging.getLogger(__name__)
+
+
+class IndexHostDown(Unavailable):
+    """No process hosts the embedded index right now."""
+
+
+class QueryReader(Protocol):
+    """What searching needs from the query engine; ``QueryEngine`` satisfies it."""
+
+    def search(
+        self, key: str, queries: np.ndarray, k: int = 10, filter: SearchFilter | None = None
+    ) -> list[list[Neighbour]]: ...
+
+    def get_vector(self, key: str, ref: RecordRef) -> np.ndarray: ...
+
+    def count(self, key: str, filter: SearchFilter | None = None) -> int: ...
+
+    def collection_info(self, key: str) -> CollectionInfo: ...
+
+    def close(self) -> None: ...
+
+
+class HostedReader:
+    """A :class:`QueryReader` over the index host's unix socket (thread-safe, pooled)."""
+
+    def __init__(
+        self, path: str, *, timeout_s: float = 30.0, wait_s: float = 10.0,
+        operations: OperationQueue | None = None,
+    ) -> None:
+        self.path = path
+        self.timeout_s = timeout_s
+        self.wait_s = wait_s
+        self.operations = operations
+        self._idle: queue.SimpleQueue[socket.socket] = queue.SimpleQueue()
+        self._closed = False
+        self._woken: dict[str, float] = {}
+        self._woken_lock = threading.Lock()
+
+    # -- QueryReader ------------------------------------------------------------------
+
+    def search(
+        self, key: str, queries: np.ndarray, k: int = 10, filter: SearchFilter | None = None
+    ) -> list[list[Neighbour]]:
+        matrix = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
+        if matrix.ndim == 1:
+            matrix = matrix[np.newaxis, :]
+        header, _ = self._call(
+            key, {"op": "search", "key": key, "k": k, "filter": filter_to_wire(filter),
+                  "shape": list(matrix.shape)}, matrix.tobytes())
+        return [[neighbour_from_wire(n) for n in row] for row in header["hits"]]
+
+    def get_vector(self, key: str, ref: RecordRef) -> np.ndarray:
+        header, body = self._call(
+            key, {"op": "get_vector", "key": key, "dataset": ref[0], "record_id": ref[1]})
+        return np.frombuffer(body, dtype=np.float32).reshape(header["shape"]).copy()
+
+    def count(self, key: str, filter: SearchFilter | None = None) -> int:
+        header, _ = self._call(key, {"op": "count", "key": key, "filter": filter_to_wire(filter)})
+        return int(header["count"])
+
+    def collection_info(self, key: str) -> CollectionInfo:
+        header, _ = self._call(key, {"op": "collection_info", "key": key})
+        return CollectionInfo(**header["info"])
+
+    def close(self) -> None:
+        self._closed = True
+        self._drain()
+
+    # -- transport --------------------------------------------------------------------
+
+    def _call(
+        self, key: str, header: dict[str, Any], body: bytes = b""
+    ) -> tuple[dict[str, Any], bytes]:
+        """One request; stale connections are dropped, a missing or dying host woken.
+
+        Every request is a read, so repeating one after a lost connection is harmless: a
+        host killed mid-request (its socket still accepted for a moment) is waited for
+        like a host that is not listening yet. Only a timeout is final: the host is alive
+        but busy, and asking again would double the wait.
+        """
+        if self._closed:
+            raise Unavailable("the index reader is closed")
+        deadline: float | None = None
+        while True:
+            pooled = False
+            try:
+                sock, pooled = self._connection()
+                frame = self._exchange(sock, header, body)
+            except TimeoutError as exc:
+                raise Unavailable(f"the index host did not answer in {self.timeout_s:g} s",
+                                  details=str(exc)) from exc
+            except OSError as exc:
+                self._drain()  # the host restarted or died: every pooled connection is stale
+                if pooled:
+                    continue
+                if deadline is None:
+                    deadline = time.monotonic() + self.wait_s
+                    self._wake(key)
+                if time.monotonic() >= deadline:
+                    raise IndexHostDown(
+                        "the embedded index is not being served (the indexer worker is "
+                        "starting or restarting); an index operation was queued, retry shortly",
+                        details=str(exc)) from exc
+                time.sleep(0.1)
+                continue
+            self._idle.put(sock)
+            raise_from_header(frame[0])
+            return frame
+
+    @staticmethod
+    def _exchange(
+        sock: socket.socket, header: dict[str, Any], body: bytes
+    ) -> tuple[dict[str, Any], bytes]:
+        """Send one request frame and read its answer; the socket is closed on failure."""
+        try:
+            send_frame(sock, header, body)
+            frame = recv_frame(sock)
+            if frame is None:
+                raise ConnectionError("the index host closed the connection")
+            return frame
+        except OSError:
+            sock.close()
+            raise
+
+    def _connection(self) -> tuple[socket.socket, bool]:
+        """An idle pooled connection (``True``) or a new one (``False``)."""
+        try:
+            return self._idle.get_nowait(), True
+        except queue.Empty:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout_s)
+        try:
+            sock.connect(self.path)
+        except OSError:
+            sock.close()
+            raise
+        return sock, False
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                self._idle.get_nowait().close()
+            except queue.Empty:
+                return
+
+    def _wake(self, key: str) -> None:
+        """Queue an ``index`` operation: the worker that runs it opens and hosts the index."""
+        if self.operations is None:
+            return
+        with self._woken_lock:
+            now = time.monotonic()
+            if now - self._woken.get(key, -1e9) < 5.0:
+                return
+            self._woken[key] = now
+        try:
+            op, created = self.operations.enqueue("index", key, requested_by="query")
+        except NotFound:
+            return
+        except Exception:  # waking is best effort; the wait below decides
+            log.warning("could not queue an index operation to wake the host", exc_info=True)
+            return
+        if created:
+            log.info("index host down: queued index operation #%d for %s", op.id, key)
+
+
+_readers: dict[Any, QueryReader] = {}
+_readers_lock = threading.Lock()
+
+
+def open_reader(settings: Settings, *, operations: OperationQueue | None = None) -> QueryReader:
+    """The process's reader for ``settings`` (cached; thread-safe; do not close it).
+
+    ``operations`` lets an embedded reader wake the index host by queueing an ``index``
+    operation when none is listening.
+    """
+    config = index_config(settings)
+    with _readers_lock:
+        reader = _readers.get(config)
+        if reader is not None:
+            return reader
+        if (hosted := engine_in_process(settings)) is not None:
+            reader = hosted  # this process writes the index (e.g. the indexer): share it
+        elif config.backend != "edge":
+            reader = open_query_engine(config)
+        else:
+            reader = HostedReader(str(socket_path(settings)),
+                                  wait_s=settings.index_host_wait_s, operations=operations)
+        _readers[config] = reader
+        return reader

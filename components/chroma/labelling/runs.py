@@ -1,0 +1,163 @@
+"""The labelling runs: fit MHB, and score production records into the queue.
+
+``recommend`` is incremental: only production records changed since the last run are
+scored, unless the MHB model or the index version changed (or ``full`` is asked), which
+rebuilds the reference and rescores everything. Records with a ``label_class`` are kept
+out of the queue.
+
+The nearest training records come from memory (``TrainingNeighbours``, exact) for sets
+with up to ``Settings.recommend_exact_knn_max`` training records, else from the query
+engine; only the latter makes a run wait for the index and tie the queue to its version.
+
+Owns: what one run over one embedding set does (:class:`LabellingJob`). Must not touch
+the operation queue or process control: ``chroma.operations.labelling`` runs these as
+operation handlers and passes progress reporting in.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from chroma.catalog import Catalog, ScoredRow, StoredRecord
+from chroma.labelling.neighbours import NeighbourSource, open_neighbour_source
+from chroma.labelling.scorer import (
+    FittedModel,
+    TrainingSetLoader,
+    ensure_mhb,
+    fit_scoring_reference,
+    signals_for,
+)
+from chroma.labelling.training import TrainingNeighbours, exact_training_source, parse_scores
+from chroma.scoring import MHBModel, ScoringReference, assess
+from chroma.settings import Settings
+from chroma.storage import FileStore, read_columns
+
+__all__ = ["LabellingJob", "Progress", "fit_mhb_of", "recommend_one"]
+
+Progress = Callable[[float, str], None]
+"""Reports (fraction done, message); may raise to interrupt the run."""
+
+INDEX_WAIT_S = 120.0
+"""How long ``recommend`` waits for the index to catch up before scoring anyway."""
+
+PAGE = 20_000
+
+
+def _no_progress(fraction: float, message: str) -> None:
+    return None
+
+
+@dataclass
+class LabellingJob:
+    """One labelling run over one embedding set: what it reads, writes and reports to.
+
+    The training set is read at most once per job, by whoever needs it first (MHB fit,
+    exact neighbours, scoring reference)."""
+
+    catalog: Catalog
+    store: FileStore
+    settings: Settings
+    key: str
+    progress: Progress = _no_progress
+    training: TrainingSetLoader = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.training = TrainingSetLoader(self.catalog, self.store, self.key)
+
+
+def fit_mhb_of(job: LabellingJob) -> FittedModel:
+    """Fit (or keep) the MHB model of the set's training data."""
+    return ensure_mhb(job.catalog, job.store, job.key, job.training)
+
+
+def _wait_for_index(job: LabellingJob) -> int | None:
+    changes = job.catalog.changes
+    deadline = time.monotonic() + INDEX_WAIT_S
+    while True:
+        state = changes.index_state(job.key)
+        latest = changes.latest_seq(job.key)
+        if state is not None and state.indexed_seq >= latest:
+            return state.version
+        if time.monotonic() > deadline:
+            return state.version if state else None
+        job.progress(0.0, "waiting for the index to catch up")
+        time.sleep(1.0)
+
+
+def _neighbour_source(job: LabellingJob) -> tuple[NeighbourSource | None, int | None]:
+    """Where this run's kNN answers come from, and the index version they depend on
+    (None when they do not depend on the index)."""
+    exact = exact_training_source(job.training.count(), job.settings.recommend_exact_knn_max,
+                                  job.training)
+    if exact is not None:
+        return exact, None
+    source = open_neighbour_source(job.settings)
+    return source, (_wait_for_index(job) if source is not None else None)
+
+
+def recommend_one(job: LabellingJob, *, full: bool = False) -> dict[str, Any]:
+    """Score the set's new production records (or all of them) into the queue."""
+    changes, queue, key = job.catalog.changes, job.catalog.queue, job.key
+    if not queue.training_files(key):
+        return {"skipped": "no training records yet: nothing to compare production with"}
+    source, index_version = _neighbour_source(job)
+    fitted = fit_mhb_of(job)
+    job.progress(0.05, f"MHB v{fitted.version.version}")
+    state = queue.state(key)
+    full = (
+        full or state is None or state.reference is None
+        or state.mhb_version != fitted.version.version or state.index_version != index_version
+    )
+    if full:
+        reference = fit_scoring_reference(fitted.model, source, key, job.training())
+        after = 0
+    else:
+        assert state is not None and state.reference is not None
+        reference = ScoringReference.from_dict(state.reference)
+        after = state.scored_seq
+    upto = changes.latest_seq(key)
+    total = max(changes.live_count(key), 1)
+    scored = 0
+    for page in changes.iter_records_since(key, after, split="production", up_to_seq=upto,
+                                           page=PAGE):
+        rows = _score_page(job, fitted.model, source, page, reference)
+        queue.upsert(key, rows, fitted.version.version)
+        scored += len(rows)
+        job.progress(0.1 + 0.85 * min(scored / total, 1.0), f"scored {scored} records")
+    deleted = changes.deletions_since(key, after, up_to_seq=upto)
+    queue.remove(key, [(d.dataset, d.record_id) for d in deleted])
+    queue.save_state(key, mhb_version=fitted.version.version, index_version=index_version,
+                     reference=reference.to_dict(), scored_seq=upto)
+    knn = ("exact" if isinstance(source, TrainingNeighbours)
+           else "index" if source is not None else None)
+    return {"scored": scored, "removed": len(deleted), "full_refresh": full,
+            "mhb_version": fitted.version.version, "knn": knn}
+
+
+def _score_page(
+    job: LabellingJob, model: MHBModel, source: NeighbourSource | None,
+    page: list[StoredRecord], reference: ScoringReference,
+) -> list[ScoredRow]:
+    columns = read_columns(job.store, [(r.file_path, r.row_index) for r in page],
+                           ["embedding", "scores"])
+    vectors = np.asarray(columns["embedding"])
+    signals, _ = signals_for(model, source, job.key, vectors,
+                             [r.inference_class for r in page],
+                             [parse_scores(s) for s in columns["scores"]])
+    assessments = assess(signals, reference)
+    return [
+        ScoredRow(
+            dataset=r.dataset, record_id=r.record_id,
+            score=a.score if np.isfinite(a.score) else 0.0,
+            percentile=a.percentile if np.isfinite(a.percentile) else 0.0,
+            verdict=a.verdict, signals=a.signals, raw_signals=a.raw_signals,
+            input_uri=r.input_uri, inference_class=r.inference_class, tags=list(r.tags),
+            logged_at=r.logged_at, labelled=r.label_class is not None,
+        )
+        for r, a in zip(page, assessments, strict=True)
+    ]

@@ -1,0 +1,134 @@
+"""Shared by the labelling runs and the ``/log`` assessment: records in, signals out.
+
+Owns: keeping the MHB model of a set's training data (fit only when the training data
+changed), the raw signals of a batch of records, and the scoring reference (training
+records scored exactly like production). The maths is ``chroma.scoring``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from chroma.catalog import Catalog, MHBVersion
+from chroma.errors import NotFound
+from chroma.labelling.neighbours import KnnAnswer, NeighbourSource, knn_inputs
+from chroma.labelling.training import TrainingSet
+from chroma.scoring import (
+    MHBModel,
+    ScoringReference,
+    compute_signals,
+    dump_model,
+    fit_mhb,
+    fit_reference,
+    load_model,
+    resolve_labels,
+    score_matrix,
+    score_mhb,
+    training_fingerprint,
+)
+from chroma.storage import FileStore
+
+__all__ = [
+    "KNN_K",
+    "REFERENCE_SAMPLE",
+    "FittedModel",
+    "ensure_mhb",
+    "fit_scoring_reference",
+    "signals_for",
+]
+
+KNN_K = 10
+"""Training neighbours per record for the kNN signals."""
+
+REFERENCE_SAMPLE = 5_000
+"""Training records scored to build the rank-normalisation reference (plenty: ~1e-2
+percentile resolution)."""
+
+
+@dataclass(frozen=True)
+class FittedModel:
+    version: MHBVersion
+    model: MHBModel
+    refitted: bool
+
+
+def ensure_mhb(
+    catalog: Catalog, store: FileStore, key: str, training: TrainingSetLoader,
+) -> FittedModel:
+    """The MHB model of the set's current training data, fitting it only if it changed
+    (``training`` is called, and the set read, only then)."""
+    files = catalog.queue.training_files(key)
+    if not files:
+        raise NotFound(f"embedding set {key} has no training records to fit MHB on")
+    fingerprint = training_fingerprint({str(f): n for f, n in files},
+                                       params={"method": "ledoit_wolf"})
+    latest = catalog.queue.latest_mhb(key)
+    if latest is not None and latest.fingerprint == fingerprint:
+        return FittedModel(latest, load_model(store.read_bytes(latest.path)), refitted=False)
+    data = training()
+    model = fit_mhb(data.vectors, resolve_labels(data.labels, data.predicted),
+                    fingerprint=fingerprint)
+    path = f"{key}/_mhb/{fingerprint[:16]}.mhb"
+    store.write_bytes(path, dump_model(model, metadata={"embedding_set_key": key}))
+    catalog.queue.add_mhb(key, path, fingerprint, len(data))
+    version = catalog.queue.latest_mhb(key)
+    assert version is not None
+    return FittedModel(version, model, refitted=True)
+
+
+def signals_for(
+    model: MHBModel, source: NeighbourSource | None, key: str, vectors: np.ndarray,
+    predicted: Sequence[str | None], scores: Sequence[dict[str, float] | None],
+    exclude: Sequence[tuple[str, str]] | None = None,
+) -> tuple[dict[str, np.ndarray], KnnAnswer | None]:
+    """Every raw signal available for a batch of records, and their training neighbours."""
+    predicted_or_none = list(predicted) if any(p is not None for p in predicted) else None
+    mhb = score_mhb(model, vectors, predicted_or_none)
+    knn = knn_inputs(source, key, vectors, KNN_K, exclude)
+    matrix = None
+    if any(s for s in scores):
+        matrix, _ = score_matrix(list(scores))
+    signals = compute_signals(
+        mhb, knn_distances=knn.distances if knn else None, scores=matrix,
+        predicted_class=list(predicted) if knn is not None else None,
+        neighbour_labels=knn.labels if knn else None,
+    )
+    return signals, knn
+
+
+def fit_scoring_reference(
+    model: MHBModel, source: NeighbourSource | None, key: str, training: TrainingSet,
+    *, seed: int = 0,
+) -> ScoringReference:
+    """The reference: training records scored exactly like production (their label as the
+    prediction, themselves excluded from their neighbours)."""
+    rows = training.sample(REFERENCE_SAMPLE, seed=seed)
+    signals, _ = signals_for(
+        model, source, key, training.vectors[rows],
+        [training.labels[i] or training.predicted[i] for i in rows],
+        [training.scores[i] for i in rows],
+        exclude=[training.refs[i] for i in rows],
+    )
+    return fit_reference(signals)
+
+
+class TrainingSetLoader:
+    """Reads a set's :class:`TrainingSet` on first call, then returns the same one."""
+
+    def __init__(self, catalog: Catalog, store: FileStore, key: str) -> None:
+        self.catalog, self.store, self.key = catalog, store, key
+        self._loaded: TrainingSet | None = None
+
+    def __call__(self) -> TrainingSet:
+        if self._loaded is None:
+            self._loaded = TrainingSet.load(self.catalog, self.store, self.key)
+        return self._loaded
+
+    def count(self) -> int:
+        """Live training records, from the manifest (no read of the data)."""
+        if self._loaded is not None:
+            return len(self._loaded)
+        return sum(count for _, count in self.catalog.queue.training_files(self.key))

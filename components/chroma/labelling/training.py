@@ -1,0 +1,148 @@
+"""The training records of an embedding set, read once per run, and exact kNN over them.
+
+A ``recommend`` run needs the training data three times: to fit MHB (when it changed),
+to score the scoring reference (a sample of it), and to answer each production record's
+nearest training records. :class:`TrainingSet` reads the records and their ``embedding``
+and ``scores`` columns from the store once; the job (``chroma.labelling.runs``) and the
+assessor cache hold it for everyone who needs it.
+
+Nearest training records: through the query engine that is one filtered HNSW search per
+record in the index host (~730 records/s end to end with 20k training records, ``bench/
+refresh.py``); in memory (:class:`TrainingNeighbours`, ``chroma.scoring.nearest``) it is
+exact and a matrix product, several times faster up to ~100k records. So the labelling
+runs use the memory path below ``Settings.recommend_exact_knn_max`` training records
+(:func:`exact_training_source`: the one decision, shared with the assessor) and the
+query engine above.
+
+Owns: loading a set's training records and vectors, and the search over them. Must not
+touch the index; it answers like ``QueryEngine.search`` (``Neighbour``s, the index's
+distances).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from chroma.catalog import Catalog, StoredRecord
+from chroma.index import Neighbour
+from chroma.labelling.neighbours import KnnAnswer
+from chroma.scoring import ExactNearest
+from chroma.storage import FileStore, read_columns
+
+__all__ = ["TrainingNeighbours", "TrainingSet", "exact_training_source", "parse_scores"]
+
+
+def parse_scores(raw: Any) -> dict[str, float] | None:
+    """A record's stored ``scores`` (JSON text or a mapping) as class -> probability."""
+    if raw is None:
+        return None
+    parsed = json.loads(raw) if isinstance(raw, str) else raw
+    return {str(k): float(v) for k, v in parsed.items()} if parsed else None
+
+
+@dataclass
+class TrainingSet:
+    """Every live training record of one embedding set, with its vector and scores."""
+
+    refs: list[tuple[str, str]]
+    """(dataset, record id) per row."""
+    labels: list[str | None]
+    predicted: list[str | None]
+    vectors: np.ndarray
+    """(n, d) float32, as logged."""
+    scores: list[dict[str, float] | None] = field(default_factory=list)
+    distance: str = "cosine"
+
+    @classmethod
+    def load(cls, catalog: Catalog, store: FileStore, key: str) -> TrainingSet:
+        rows: list[StoredRecord] = [
+            r for page in catalog.changes.iter_records_since(key, 0, split="training")
+            for r in page]
+        columns = read_columns(store, [(r.file_path, r.row_index) for r in rows],
+                               ["embedding", "scores"])
+        return cls(
+            refs=[(r.dataset, r.record_id) for r in rows],
+            labels=[r.label_class for r in rows],
+            predicted=[r.inference_class for r in rows],
+            vectors=np.asarray(columns["embedding"], dtype=np.float32).reshape(len(rows), -1),
+            scores=[parse_scores(s) for s in columns["scores"]],
+            distance=catalog.get_embedding_set(key).distance,
+        )
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def sample(self, size: int, *, seed: int = 0) -> list[int]:
+        """Up to ``size`` row numbers, in order, drawn without replacement."""
+        if len(self) <= size:
+            return list(range(len(self)))
+        return sorted(np.random.default_rng(seed).choice(len(self), size, replace=False))
+
+
+class TrainingNeighbours:
+    """A :class:`~chroma.labelling.neighbours.NeighbourSource` over training vectors."""
+
+    def __init__(self, training: TrainingSet) -> None:
+        self.training = training
+        self.exact = ExactNearest(training.vectors, training.distance)
+        # The class a neighbour votes for: its label, else what the model predicted.
+        self.classes = [label or predicted for label, predicted
+                        in zip(training.labels, training.predicted, strict=True)]
+
+    def __len__(self) -> int:
+        return len(self.training)
+
+    def search(
+        self, key: str, queries: np.ndarray, k: int = 10, filter: Any = None
+    ) -> list[list[Neighbour]]:
+        """The ``k`` nearest training records of each query row, nearest first.
+
+        ``filter`` is ignored: every vector here is a training record, which is all the
+        recommender ever asks for."""
+        rows, distances = self.exact.nearest(queries, k)
+        return [[self._neighbour(int(i), float(d)) for i, d in zip(ids, ds, strict=True)]
+                for ids, ds in zip(rows, distances, strict=True)]
+
+    def knn_answer(
+        self, queries: np.ndarray, k: int, exclude: Sequence[tuple[str, str]] | None = None
+    ) -> KnnAnswer:
+        """What ``knn_inputs`` makes of :meth:`search`, straight from the arrays (no
+        ``Neighbour`` per hit: they were a sixth of a refresh)."""
+        rows, found = self.exact.nearest(queries, k + (1 if exclude is not None else 0))
+        refs_of = self.training.refs
+        distances = np.full((len(rows), k), np.nan)
+        labels: list[list[str | None]] = []
+        refs: list[list[tuple[str, str]]] = []
+        for row, (ids, row_distances) in enumerate(zip(rows.tolist(), found.tolist(),
+                                                       strict=True)):
+            own = exclude[row] if exclude is not None else None
+            kept = [(i, d) for i, d in zip(ids, row_distances, strict=True)
+                    if refs_of[i] != own][:k]
+            distances[row, :len(kept)] = [d for _, d in kept]
+            labels.append([self.classes[i] for i, _ in kept])
+            refs.append([refs_of[i] for i, _ in kept])
+        return KnnAnswer(distances, labels, refs)
+
+    def _neighbour(self, row: int, distance: float) -> Neighbour:
+        dataset, record_id = self.training.refs[row]
+        return Neighbour(record_id=record_id, dataset=dataset, split="training",
+                         distance=distance, input_uri=None,
+                         payload={"label_class": self.training.labels[row],
+                                  "inference_class": self.training.predicted[row]})
+
+
+def exact_training_source(
+    training_count: int, limit: int, training: Callable[[], TrainingSet]
+) -> TrainingNeighbours | None:
+    """The in-memory source when the set has 1..``limit`` training records
+    (``Settings.recommend_exact_knn_max``), else None: use the query engine. The one
+    decision, so that a ``recommend`` run and the assessments on ``/log`` agree.
+    ``training`` loads (or returns the loaded) set only when it is needed."""
+    if not 0 < training_count <= limit:
+        return None
+    return TrainingNeighbours(training())

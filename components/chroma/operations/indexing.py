@@ -1,0 +1,213 @@
+"""The ``index`` and ``reindex`` operations (named in ``chroma.operations.kinds``).
+
+Both read the catalog's change feed (``catalog.changes``) from the last consumed
+``change_seq`` up to a snapshot taken at the start, read vectors from the parquet store
+and write through :func:`chroma.index.hosting.host.hosted_engine`, then record what the index
+holds in ``index_state`` (shown by ``GET /api/v1/status``). Point ids are deterministic,
+so re-running either after a crash or a retry is harmless.
+
+* ``index`` (incremental, queued implicitly after commits): upserts records changed since
+  ``indexed_seq`` (new, re-logged or re-tagged), deletes deleted ones. A missing index,
+  or one of another dimension or metric, is built in full instead. When too many points
+  are outside the HNSW graph it builds the graph (see ``Settings.index_rebuild_ratio``).
+* ``reindex`` (full): builds a new version from every live record, switches to it
+  atomically, re-applies what changed during the build, drops older versions.
+
+An operation with no ``embedding_set_key`` covers every embedding set that has records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from chroma.catalog import Changes, EmbeddingSetInfo, StoredRecord
+from chroma.errors import NotFound
+from chroma.index import CollectionInfo, IndexedRecord, QueryEngine
+from chroma.index.base import check_distance
+from chroma.index.hosting.host import hosted_engine
+from chroma.operations.context import OperationContext
+from chroma.storage import read_embeddings
+
+__all__ = ["index_embedding_set", "reindex_embedding_set", "run_index", "run_reindex"]
+
+PAGE = 5_000
+"""Records read from the catalog and the store per batch (5000 x 128 floats = 2.5 MB)."""
+
+
+@dataclass
+class _Step:
+    """Reports progress of one embedding set as a slice [start, end) of the operation."""
+
+    ctx: OperationContext
+    start: float
+    end: float
+
+    def __call__(self, fraction: float, message: str) -> None:
+        self.ctx.progress(self.start + (self.end - self.start) * min(fraction, 1.0), message)
+
+
+def run_index(ctx: OperationContext) -> dict[str, Any]:
+    """Incremental index of the operation's embedding set (or of every set)."""
+    return _each_set(ctx, index_embedding_set)
+
+
+def run_reindex(ctx: OperationContext) -> dict[str, Any]:
+    """Full re-index with an atomic switch, of the operation's embedding set (or every set)."""
+    return _each_set(ctx, reindex_embedding_set)
+
+
+def _each_set(ctx: OperationContext, action: Any) -> dict[str, Any]:
+    engine = hosted_engine(ctx.settings)
+    key = ctx.operation.embedding_set_key
+    sets = ([ctx.catalog.get_embedding_set(key)] if key is not None
+            else ctx.catalog.list_embedding_sets())
+    sets = [s for s in sets if s.dimension is not None]  # no record yet: nothing to index
+    results: dict[str, Any] = {}
+    for i, info in enumerate(sets):
+        step = _Step(ctx, i / len(sets), (i + 1) / len(sets))
+        results[info.key] = action(ctx, engine, info, step)
+    ctx.progress(1.0, f"indexed {len(sets)} embedding set(s)")
+    return {"embedding_sets": results}
+
+
+# -- one embedding set -----------------------------------------------------------------
+
+
+def index_embedding_set(
+    ctx: OperationContext, engine: QueryEngine, info: EmbeddingSetInfo, step: _Step
+) -> dict[str, Any]:
+    """Apply the changes since ``indexed_seq``; rebuild instead when there is no usable index."""
+    changes = ctx.catalog.changes
+    distance = check_distance(info.distance)
+    try:
+        live = engine.collection_info(info.key)
+    except NotFound:
+        live = None
+    if live is None or (live.dimension, live.distance) != (info.dimension, distance):
+        return reindex_embedding_set(ctx, engine, info, step)
+    state = changes.index_state(info.key)
+    after = state.indexed_seq if state is not None else 0
+    snapshot = changes.latest_seq(info.key)
+    upserted, deleted = _apply_changes(ctx, engine, changes, info.key, after, snapshot, step)
+    graph = _maintain_graph(ctx, engine, info, step)
+    if graph == "rebuilt":
+        return {**reindex_summary(changes, engine, info.key), "upserted": upserted,
+                "deleted": deleted, "graph": graph}
+    current = engine.collection_info(info.key)
+    changes.record_index_state(info.key, collection=info.key, version=current.version,
+                               indexed_seq=snapshot, indexed_count=current.points)
+    return {"version": current.version, "indexed_seq": snapshot, "points": current.points,
+            "upserted": upserted, "deleted": deleted, "graph": graph}
+
+
+MAX_REBUILDS = 3
+"""Full builds one operation runs in a row while records keep arriving during each."""
+
+
+def reindex_embedding_set(
+    ctx: OperationContext, engine: QueryEngine, info: EmbeddingSetInfo, step: _Step,
+    *, rebuilds: int = 1,
+) -> dict[str, Any]:
+    """Build a new version from every live record, switch, catch up, drop old versions.
+
+    When the catch-up left more than ``index_exact_scan_max`` points outside the graph
+    (records kept arriving during the build), the graph is brought up to date as the
+    ``index`` operation does: another build, at most ``MAX_REBUILDS`` in a row."""
+    assert info.dimension is not None
+    changes = ctx.catalog.changes
+    distance = check_distance(info.distance)
+    snapshot = changes.latest_seq(info.key)
+    total = max(changes.live_count(info.key), 1)
+
+    def batches() -> Iterator[tuple[Sequence[IndexedRecord], np.ndarray]]:
+        done = 0
+        for page in changes.iter_records_since(info.key, 0, page=PAGE, up_to_seq=snapshot):
+            step(0.8 * done / total, f"building: {done}/{total} records")  # may interrupt
+            yield _indexed(page), _vectors(ctx, page)
+            done += len(page)
+        step(0.8, f"building the graph of {done} records")
+
+    engine.reindex(info.key, info.dimension, distance, batches())
+    # Writes made meanwhile went to the previous version: apply them to the new one.
+    caught_up = changes.latest_seq(info.key)
+    upserted, deleted = _apply_changes(ctx, engine, changes, info.key, snapshot, caught_up,
+                                       _Step(ctx, step.start + 0.85 * (step.end - step.start),
+                                             step.end))
+    dropped = engine.drop_old_versions(info.key)
+    current = engine.collection_info(info.key)
+    changes.record_index_state(info.key, collection=info.key, version=current.version,
+                               indexed_seq=caught_up, indexed_count=current.points)
+    result = {"version": current.version, "indexed_seq": caught_up, "points": current.points,
+              "built_from_seq": snapshot, "caught_up": upserted + deleted,
+              "dropped_versions": dropped, "graph": "rebuilt", "builds": rebuilds}
+    if upserted > ctx.settings.index_exact_scan_max:
+        graph = _maintain_graph(ctx, engine, info, step, rebuilds=rebuilds)
+        if graph != "unchanged":
+            return {**result, **reindex_summary(changes, engine, info.key), "graph": graph,
+                    "builds": rebuilds + (graph == "rebuilt")}
+    return result
+
+
+def reindex_summary(changes: Changes, engine: QueryEngine, key: str) -> dict[str, Any]:
+    state = changes.index_state(key)
+    current: CollectionInfo = engine.collection_info(key)
+    return {"version": current.version, "points": current.points,
+            "indexed_seq": state.indexed_seq if state else 0}
+
+
+def _apply_changes(
+    ctx: OperationContext, engine: QueryEngine, changes: Changes, key: str,
+    after: int, up_to: int, step: _Step,
+) -> tuple[int, int]:
+    """Upsert records changed in (after, up_to], delete records deleted in it."""
+    if up_to <= after:
+        return 0, 0
+    span = up_to - after
+    upserted = 0
+    for page in changes.iter_records_since(key, after, page=PAGE, up_to_seq=up_to):
+        upserted += engine.upsert(key, _indexed(page), _vectors(ctx, page))
+        step((page[-1].change_seq - after) / span * 0.9, f"upserted {upserted} records")
+    gone = changes.deletions_since(key, after, up_to_seq=up_to)
+    if gone:
+        engine.delete(key, [(d.dataset, d.record_id) for d in gone])
+    step(0.95, f"upserted {upserted}, deleted {len(gone)}")
+    return upserted, len(gone)
+
+
+def _maintain_graph(
+    ctx: OperationContext, engine: QueryEngine, info: EmbeddingSetInfo, step: _Step,
+    *, rebuilds: int = 0,
+) -> str:
+    """Keep exact-scanned points bounded: nothing, ``optimized`` in place, or ``rebuilt``."""
+    settings = ctx.settings
+    current = engine.collection_info(info.key)
+    unindexed = current.points - current.indexed_points
+    if unindexed <= settings.index_exact_scan_max:
+        return "unchanged"
+    if (settings.index_backend == "edge" and rebuilds < MAX_REBUILDS
+            and unindexed >= settings.index_rebuild_ratio * max(current.points, 1)):
+        reindex_embedding_set(ctx, engine, info, step, rebuilds=rebuilds + 1)
+        return "rebuilt"
+    step(0.96, f"building the graph over {unindexed} new points")
+    engine.optimize(info.key)  # remote: waits for the server's own optimizers
+    return "optimized"
+
+
+def _indexed(page: Sequence[StoredRecord]) -> list[IndexedRecord]:
+    return [
+        IndexedRecord(
+            dataset=r.dataset, record_id=r.record_id, split=r.split,  # type: ignore[arg-type]
+            input_uri=r.input_uri, inference_class=r.inference_class,
+            label_class=r.label_class, tags=tuple(r.tags or ()),
+            logged_at=r.logged_at.timestamp(),
+        )
+        for r in page
+    ]
+
+
+def _vectors(ctx: OperationContext, page: Sequence[StoredRecord]) -> np.ndarray:
+    return read_embeddings(ctx.store, [(r.file_path, r.row_index) for r in page])

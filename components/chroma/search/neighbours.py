@@ -1,0 +1,79 @@
+"""The nearest live records: index hits checked against the catalog."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from chroma.catalog import Catalog, StoredRecord
+from chroma.errors import InvalidInput, NotFound, Unavailable
+from chroma.index import SearchFilter
+from chroma.index.base import MAX_K
+from chroma.index.hosting import QueryReader
+from chroma.storage import FileStore, read_embeddings
+
+__all__ = ["OVERFETCH", "Hit", "IndexNotBuilt", "check_queries", "record_vector", "search_live"]
+
+OVERFETCH = 16
+"""Extra hits asked of the index per query, to make up for records deleted since the
+last index operation (dropped after the catalog check)."""
+
+
+class IndexNotBuilt(Unavailable):
+    """The set has records but its index was never built (an ``index`` run will)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    record: StoredRecord
+    distance: float
+
+
+def check_queries(vectors: Sequence[Sequence[float]], dimension: int, key: str) -> np.ndarray:
+    """The query vectors as a float32 matrix; ``InvalidInput`` naming what is wrong."""
+    for i, vector in enumerate(vectors):
+        if len(vector) != dimension:
+            which = "query embedding" if len(vectors) == 1 else f"query embedding {i}"
+            raise InvalidInput(
+                f"{which} has dimension {len(vector)} but embedding set {key} has "
+                f"dimension {dimension}")
+    matrix = np.asarray(vectors, dtype=np.float32)
+    if not np.isfinite(matrix).all():
+        raise InvalidInput("query embeddings contain NaN or infinite values")
+    return matrix
+
+
+def record_vector(
+    catalog: Catalog, store: FileStore, key: str, dataset: str, record_id: str
+) -> np.ndarray:
+    """The stored vector of one live record of ``key``, as a (1, d) matrix."""
+    if catalog.get_dataset(dataset).embedding_set_key != key:
+        raise InvalidInput(f"dataset {dataset!r} is not in embedding set {key}")
+    record = catalog.live.lookup([(dataset, record_id)]).get((dataset, record_id))
+    if record is None:
+        raise NotFound(f"no record {record_id!r} in dataset {dataset!r}")
+    return read_embeddings(store, [(record.file_path, record.row_index)])
+
+
+def search_live(
+    catalog: Catalog, reader: QueryReader, key: str, queries: np.ndarray, k: int,
+    search_filter: SearchFilter,
+) -> list[list[Hit]]:
+    """The ``k`` nearest live records of each query row, nearest first.
+
+    ``IndexNotBuilt`` when the set's index does not exist yet."""
+    try:
+        rows = reader.search(key, queries, min(k + OVERFETCH, MAX_K), search_filter)
+    except NotFound as exc:  # records exist but the index was never built
+        raise IndexNotBuilt(
+            f"the index of embedding set {key} is not built yet; an index operation is "
+            "queued, retry shortly") from exc
+    live = catalog.live.lookup(list({(n.dataset, n.record_id) for row in rows for n in row}))
+    results = []
+    for row in rows:
+        hits = [Hit(live[ref], n.distance) for n in row
+                if (ref := (n.dataset, n.record_id)) in live]  # else deleted since indexed
+        results.append(hits[:k])
+    return results
