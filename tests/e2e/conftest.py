@@ -24,6 +24,7 @@ sets it), the local cluster's binaries, or PATH.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -349,6 +350,20 @@ class Deployed:
 
     kube: Kube
     values: Path
+    keys_secret: str = f"{CLUSTER}-api-keys"
+    api_key: str | None = None
+
+    @property
+    def auth_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def read_api_key(self) -> None:
+        """The admin key the operator generated (auth is on by default)."""
+        secret = (self.status().get("auth") or {}).get("secretName") or self.keys_secret
+        self.keys_secret = secret
+        encoded = wait_for(lambda: self.jsonpath("secret", secret, ".data.api-key"), 120,
+                           f"the API key Secret {secret}")
+        self.api_key = base64.b64decode(encoded).decode()
 
     def kubectl(self, *args: str, **kwargs: Any) -> str:
         return self.kube.kubectl(*args, **kwargs)
@@ -381,6 +396,7 @@ def deployed(kube: Kube) -> Iterator[Deployed]:
         env.helm("install", RELEASE, str(CHART), "-n", NAMESPACE, "-f", str(env.values),
                  "--wait", "--timeout", "10m")
         env.wait_ready()
+        env.read_api_key()
         yield env
     finally:
         if os.environ.get("CHROMA_E2E_KEEP") != "1":

@@ -50,7 +50,7 @@ def test_log_index_and_recommend(deployed: Deployed, api_url: str) -> None:
     normal_labels = rng.integers(0, 3, size=200)
     normal = centres[normal_labels] + rng.normal(size=(200, DIM))
     outliers = rng.normal(size=(10, DIM)) * 1.5 + 15.0
-    with Client(api_url, progress=False) as client:
+    with Client(api_url, api_key=deployed.api_key, progress=False) as client:
         client.log_many(train, embedding_set=ES, dataset="kind-train", split="training",
                         label_classes=[CLASSES[c] for c in labels])
         ids = [f"n{i}" for i in range(200)] + [f"ood{i}" for i in range(10)]
@@ -60,6 +60,7 @@ def test_log_index_and_recommend(deployed: Deployed, api_url: str) -> None:
 
         def recommended() -> bool:
             ops = httpx.get(f"{api_url}/api/v1/operations", params={"kind": "recommend"},
+                            headers=deployed.auth_headers,
                             timeout=10).json()["data"]
             return bool(ops) and ops[0]["state"] == "succeeded"
 
@@ -82,7 +83,8 @@ def test_log_index_and_recommend(deployed: Deployed, api_url: str) -> None:
 
 def test_reindex_through_the_annotation(deployed: Deployed, api_url: str) -> None:
     key = embedding_set_key(ES)
-    wait_for(lambda: httpx.get(f"{api_url}/api/v1/embeddingsets", timeout=10).json(), 60,
+    wait_for(lambda: httpx.get(f"{api_url}/api/v1/embeddingsets", timeout=10,
+                               headers=deployed.auth_headers).json()["data"], 60,
              "embedding sets")
     deployed.kubectl("annotate", "chromacluster", CLUSTER, f"chroma.dev/operation=reindex/{key}")
     name = wait_for(lambda: (cluster_status(deployed).get("lastOperation") or {})
@@ -139,7 +141,7 @@ def test_a_dataset_resource_is_registered_in_the_catalog(deployed: Deployed) -> 
              .get("registered") is True, 300, "Dataset registered-e2e status.registered")
     # The catalog has it: through the API Service, as a client sees it.
     with deployed.kube.port_forward(f"service/{CLUSTER}-api", 8000) as url, \
-            Client(url, progress=False) as client:
+            Client(url, api_key=deployed.api_key, progress=False) as client:
         info = client.dataset("registered-e2e")
         assert "registered-e2e" in json.dumps(info), info
         assert "production" in json.dumps(info), info
@@ -148,11 +150,12 @@ def test_a_dataset_resource_is_registered_in_the_catalog(deployed: Deployed) -> 
 # Runs inside the cluster (the project image): logs small batches through the API Service
 # for a while, printing each acknowledged batch; errors are retried with new ids.
 STREAM_CLIENT = r"""
-import sys, time, httpx
+import os, sys, time, httpx
 url, dataset, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+headers = {"Authorization": f"Bearer {os.environ['CHROMA_API_KEY']}"}
 es = {"model": "stream-e2e", "version": "1"}
 deadline, n, acked, failed = time.time() + seconds, 0, 0, 0
-with httpx.Client(timeout=15) as http:
+with httpx.Client(timeout=15, headers=headers) as http:
     while time.time() < deadline:
         ids = [f"b{n}-{k}" for k in range(10)]
         n += 1
@@ -175,7 +178,8 @@ print("DONE", acked, failed, flush=True)
 """
 
 
-def stream_job(image: str, pull_policy: str, dataset: str, seconds: int) -> dict:
+def stream_job(image: str, pull_policy: str, dataset: str, seconds: int,
+               keys_secret: str) -> dict:
     return {
         "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "log-stream"},
         "spec": {"backoffLimit": 0, "template": {"spec": {
@@ -186,6 +190,8 @@ def stream_job(image: str, pull_policy: str, dataset: str, seconds: int) -> dict
                 "name": "client", "image": image, "imagePullPolicy": pull_policy,
                 "command": ["python", "-c", STREAM_CLIENT,
                             f"http://{CLUSTER}-api:8000", dataset, str(seconds)],
+                "env": [{"name": "CHROMA_API_KEY", "valueFrom": {"secretKeyRef": {
+                    "name": keys_secret, "key": "api-key"}}}],
                 "securityContext": {"allowPrivilegeEscalation": False,
                                     "readOnlyRootFilesystem": True,
                                     "capabilities": {"drop": ["ALL"]}},
@@ -202,7 +208,7 @@ def test_acknowledged_records_survive_an_api_pod_deleted_while_streaming(
     dataset = "stream-e2e"
     deployed.kubectl("delete", "job", "log-stream", "--ignore-not-found", "--wait=true")
     deployed.kubectl("apply", "-f", "-", input=json.dumps(
-        stream_job(IMAGE, deployed.kube.pull_policy, dataset, 45)))
+        stream_job(IMAGE, deployed.kube.pull_policy, dataset, 45, deployed.keys_secret)))
 
     def logs() -> str:
         return deployed.kubectl("logs", "job/log-stream")
@@ -222,7 +228,7 @@ def test_acknowledged_records_survive_an_api_pod_deleted_while_streaming(
     wait_for(lambda: ready_replicas(deployed, "deployment", f"{CLUSTER}-api") == 2, 300,
              "the API back to 2 ready pods")
     with deployed.kube.port_forward(f"service/{CLUSTER}-api", 8000) as url, \
-            Client(url, progress=False) as client:
+            Client(url, api_key=deployed.api_key, progress=False) as client:
         stored = {r["id"] for r in client.iter_records(dataset)}
     missing = acked - stored
     assert not missing, f"{len(missing)} of {len(acked)} acknowledged records lost: " \
@@ -279,7 +285,7 @@ def test_helm_upgrade_to_an_external_qdrant_rolls_the_pods(deployed: Deployed) -
     rng = np.random.default_rng(5)
     vectors = rng.normal(size=(60, DIM))
     with deployed.kube.port_forward(f"service/{CLUSTER}-api", 8000) as url, \
-            Client(url, progress=False) as client:
+            Client(url, api_key=deployed.api_key, progress=False) as client:
         client.log_many(vectors, embedding_set=es, dataset="external-prod", split="production",
                         ids=[f"x{i}" for i in range(60)])
 
