@@ -2,7 +2,7 @@
 # Builds the two images of the e2e tier with the local Docker engine (no root needed):
 #   $CHROMA_E2E_IMAGE        (default chroma-service:e2e)    the project's Dockerfile
 #   $CHROMA_E2E_TOOLS_IMAGE  (default chroma-e2e-tools:e2e)  tests/e2e/images/tools.Dockerfile:
-#                            the project image + moto (S3) + the Qdrant stand-in
+#                            moto (S3) + the Qdrant stand-in, on the same base image
 # Used by scripts/local-cluster.sh (images phase) and by the kind fixtures of tests/e2e.
 # Builds use the host network (the local cluster's dockerd has no bridge).
 # Logs go to $CHROMA_E2E_BUILD_LOGS (default: a temporary directory); stdout stays quiet.
@@ -27,7 +27,7 @@ cp "$ROOT/constraints.txt" "$ROOT/tests/e2e/images/tools.Dockerfile" "$ctx/"
 cp "$ROOT/tests/__init__.py" "$ctx/tests/"
 cp -r "$ROOT/tests/qdrant_standin" "$ctx/tests/"
 find "$ctx" -name __pycache__ -prune -exec rm -rf {} +
-docker build -q --network host --build-arg "BASE=$IMAGE" -f "$ctx/tools.Dockerfile" \
+docker build -q --network host -f "$ctx/tools.Dockerfile" \
   -t "$TOOLS_IMAGE" "$ctx" >"$LOGS/tools-build.log" 2>&1 || {
   tail -30 "$LOGS/tools-build.log" >&2
   echo "build-e2e-images: docker build of $TOOLS_IMAGE failed (see $LOGS/tools-build.log)" >&2
