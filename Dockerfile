@@ -9,9 +9,10 @@ WORKDIR /src
 # `--python` names the target venv: uv ignores VIRTUAL_ENV here and would install
 # into the build interpreter, leaving /opt/chroma empty (tests/unit/test_dockerfile.py).
 # Dependencies first (their layer is reused while only our code changes), then our code.
-COPY pyproject.toml constraints.txt README.md ./
+COPY pyproject.toml constraints.txt ./
 RUN python -m uv venv /opt/chroma \
  && python -m uv pip install --no-cache -c constraints.txt --python /opt/chroma/bin/python -r pyproject.toml
+COPY README.md ./
 COPY components ./components
 COPY operator ./operator
 RUN python -m uv pip install --no-cache -c constraints.txt --python /opt/chroma/bin/python --no-deps . \
