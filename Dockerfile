@@ -6,11 +6,17 @@ FROM python:3.11-slim AS build
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 RUN python -m pip install "uv==0.13.9"
 WORKDIR /src
-COPY pyproject.toml constraints.txt README.md ./
+# `--python` names the target venv: uv ignores VIRTUAL_ENV here and would install
+# into the build interpreter, leaving /opt/chroma empty (tests/unit/test_dockerfile.py).
+# Dependencies first (their layer is reused while only our code changes), then our code.
+COPY pyproject.toml constraints.txt ./
+RUN python -m uv venv /opt/chroma \
+ && python -m uv pip install --no-cache -c constraints.txt --python /opt/chroma/bin/python -r pyproject.toml
+COPY README.md ./
 COPY components ./components
 COPY operator ./operator
-RUN python -m uv venv /opt/chroma \
- && VIRTUAL_ENV=/opt/chroma python -m uv pip install --no-cache -c constraints.txt .
+RUN python -m uv pip install --no-cache -c constraints.txt --python /opt/chroma/bin/python --no-deps . \
+ && /opt/chroma/bin/python -c "import chroma.cli.main, chroma_operator.main, scipy"
 
 FROM python:3.11-slim
 LABEL org.opencontainers.image.title="chroma-service" \

@@ -7,7 +7,7 @@ VENV ?= .venv
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint envtest-assets clean
+.PHONY: install run test e2e cluster-up cluster-down lint envtest-assets clean
 
 install: $(STAMP)
 
@@ -21,9 +21,23 @@ run: install
 	$(VENV)/bin/chroma run
 
 # The whole suite: unit, integration (real PostgreSQL, S3 endpoint, Qdrant),
-# control plane (real kube-apiserver + etcd), kind e2e (skips without Docker).
+# control plane (real kube-apiserver + etcd), e2e with real Pods (the local one-node
+# cluster of scripts/local-cluster.sh, brought up and torn down around the run; kind or
+# an existing cluster elsewhere; skips saying why where none can be had).
 test: install
 	scripts/test.sh
+
+# Only the e2e tier (same cluster handling as `make test`).
+e2e: install
+	scripts/test.sh tests/e2e
+
+# The local one-node cluster on its own (e.g. to keep it between e2e runs:
+# `make cluster-up`, then `CHROMA_E2E_KEEP=1 make e2e` as often as needed).
+cluster-up: install
+	scripts/local-cluster.sh up
+
+cluster-down:
+	scripts/local-cluster.sh down
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -184,3 +184,90 @@ def test_pinned_install_and_a_lean_context() -> None:
 def test_the_checker_catches_missing_entry_points(argv: list[str]) -> None:
     with pytest.raises(AssertionError):
         assert_runs(argv)
+
+
+def uv_installs(text: str) -> list[str]:
+    return [args for kw, args in instructions(text) if kw == "RUN" and "uv pip install" in args]
+
+
+def test_uv_installs_into_the_image_venv_by_name() -> None:
+    """uv 0.13 ignores ``VIRTUAL_ENV=...`` on the command line of ``python -m uv``: it
+    installs into the interpreter that runs it, and the copied /opt/chroma venv is empty.
+    Every ``uv pip install`` must name its target with ``--python``."""
+    installs = uv_installs(DOCKERFILE.read_text())
+    assert installs, "the Dockerfile installs nothing with uv"
+    for args in installs:
+        assert re.search(r"--python[ =]/opt/chroma/bin/python\b", args), args
+
+
+def test_the_venv_check_catches_virtual_env_installs() -> None:
+    before = (
+        "FROM python:3.11-slim\n"
+        "RUN python -m uv venv /opt/chroma \\\n"
+        " && VIRTUAL_ENV=/opt/chroma python -m uv pip install --no-cache -c constraints.txt .\n"
+    )
+    (args,) = uv_installs(before)
+    assert not re.search(r"--python[ =]/opt/chroma/bin/python\b", args)
+
+
+def imported_top_level_modules(root: Path) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    for path in root.rglob("*.py"):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return names
+
+
+def runtime_closure() -> set[str]:
+    """Normalised names of the runtime dependencies and everything they require."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    from packaging.requirements import Requirement
+
+    def norm(name: str) -> str:
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    pending = [Requirement(r) for r in tomllib.loads(
+        (REPO / "pyproject.toml").read_text())["project"]["dependencies"]]
+    seen: set[str] = set()
+    while pending:
+        req = pending.pop()
+        name = norm(req.name)
+        if name in seen:
+            continue
+        seen.add(name)
+        try:
+            children = requires(req.name) or []
+        except PackageNotFoundError:
+            continue
+        for child in children:
+            parsed = Requirement(child)
+            extras = req.extras
+            if parsed.marker is None or parsed.marker.evaluate({"extra": ""}) or any(
+                    parsed.marker.evaluate({"extra": e}) for e in extras):
+                pending.append(parsed)
+    return seen
+
+
+def test_every_third_party_import_is_a_runtime_dependency() -> None:
+    """The image installs only ``project.dependencies``: a module the service imports
+    from a dev extra (scipy once was) makes ``chroma serve`` die in the image."""
+    import sys
+    from importlib.metadata import packages_distributions
+
+    dists = packages_distributions()
+    closure = runtime_closure()
+    ours = {"chroma", "chroma_operator"}
+    missing = {}
+    for root in (REPO / "components", REPO / "operator"):
+        for module in imported_top_level_modules(root) - ours - set(sys.stdlib_module_names):
+            providers = {re.sub(r"[-_.]+", "-", d).lower() for d in dists.get(module, [])}
+            if not providers & closure:
+                missing[module] = sorted(providers) or ["<not installed>"]
+    assert not missing, f"imported at run time but not a runtime dependency: {missing}"

@@ -200,6 +200,15 @@ def build() -> Schema:
                    "then": {"required": ["spec"],
                             "properties": {"spec": {"required": required_when_enabled}}}},
             ),
+            "uninstall": obj(
+                "The pre-delete hook that deletes chroma.dev resources while the operator "
+                "still runs.", {
+                    "deleteResources": {"type": "boolean",
+                                        "description": "Run the hook. Default true."},
+                    "timeoutSeconds": integer(
+                        "Seconds to wait for each kind to be finalised. Default 300.",
+                        minimum=10),
+                }),
             "tests": obj("The helm test Pod.", {
                 "enabled": {"type": "boolean", "description": "Render it. Default true."},
             }),
