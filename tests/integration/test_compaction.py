@@ -218,3 +218,34 @@ def test_an_expired_claim_is_swept_and_its_late_commit_refused(parts, uid: str) 
             input_uris=[None], inference_classes=[None], label_classes=[None], tags=[[]],
             logged_at=datetime.now(UTC))])
     assert catalog.list_records(dataset) == []
+
+
+# -- repair: a file deleted behind Chroma's back ------------------------------------------
+
+
+def test_compaction_repairs_a_file_missing_from_the_store_instead_of_failing(
+        parts, uid: str) -> None:
+    """Decided: the records whose only copy is gone are deleted from the catalog (as
+    deletions, so the index drops them), logged and reported; the rest is compacted."""
+    catalog, store, committer = parts
+    dataset = f"lost-{uid}"
+    for i in range(3):
+        committer.commit(batch(dataset, [f"r{i}a", f"r{i}b"], float(i)))
+    lost_path = catalog.get_records(dataset, ["r1a"])[0].file_path
+    store.delete(lost_path)  # behind Chroma's back
+    seq_before = catalog.changes.latest_seq(embedding_set_key(ES))
+
+    result = compact_dataset(catalog, store, dataset, small_file_rows=100)
+
+    assert [(f.path, sorted(f.record_ids)) for f in result.lost] == [
+        (lost_path, ["r1a", "r1b"])]
+    assert result.files_merged == 2 and result.records_moved == 4
+    assert read_all(catalog, store, dataset) == {"r0a": 0.0, "r0b": 0.0, "r2a": 2.0, "r2b": 2.0}
+    assert catalog.get_dataset(dataset).record_count == 4
+    deleted = catalog.changes.deletions_since(embedding_set_key(ES), seq_before)
+    assert sorted(d.record_id for d in deleted if d.dataset == dataset) == ["r1a", "r1b"]
+    # Later compactions no longer meet the missing file.
+    committer.commit(batch(dataset, ["r3"], 3.0))
+    again = compact_dataset(catalog, store, dataset, small_file_rows=100)
+    assert again.lost == [] and again.files_merged == 2
+    assert read_all(catalog, store, dataset)["r3"] == 3.0

@@ -74,3 +74,22 @@ def test_compact_merges_small_files_of_the_set(worker) -> None:
     assert done.result["retired_deleted"] == 4
     rows = runner.services.catalog.list_records("many-files")
     assert len({r.file_path for r in rows}) == 1 and len(rows) == 4
+
+
+def test_compact_succeeds_and_reports_records_whose_file_was_deleted(worker) -> None:
+    runner, committer = worker
+    es = {"model": "compact-lost"}
+    for i in range(3):
+        committer.commit(_batch(es, "lost-files", "production", [f"r{i}"]))
+    catalog, store = runner.services.catalog, runner.services.store
+    lost_path = catalog.get_records("lost-files", ["r1"])[0].file_path
+    store.delete(lost_path)  # behind Chroma's back
+
+    for attempt in range(2):  # the first repairs; the next no longer meets the file
+        op, _ = runner.services.operations.enqueue("compact", embedding_set_key(es),
+                                                   params={"grace_s": 0})
+        assert runner.run_one()
+        done = runner.services.operations.get(op.id)
+        assert done.state == "succeeded", done.error
+        assert done.result["records_lost"] == (1 if attempt == 0 else 0)
+    assert sorted(r.record_id for r in catalog.list_records("lost-files")) == ["r0", "r2"]
