@@ -40,7 +40,9 @@ from chroma.storage.files import temporary_target
 
 __all__ = [
     "CompactionResult",
+    "LostFile",
     "SweepResult",
+    "abandon",
     "compact_dataset",
     "merge_live_rows",
     "sweep",
