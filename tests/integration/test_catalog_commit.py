@@ -34,6 +34,7 @@ def catalog(database_url: str) -> Iterator[Catalog]:
 def commit(catalog: Catalog, dataset_id: int, path: str, ids: list[str],
            *, label: str) -> list[int]:
     n = len(ids)
+    catalog.claim_files([path])  # as every writer does before writing the file
     outcome = catalog.commit_files([FileCommit(
         dataset_id=dataset_id, path=path, size_bytes=1, record_ids=ids,
         input_uris=[AWKWARD[i % len(AWKWARD)] if i % 3 else None for i in range(n)],

@@ -1,11 +1,13 @@
 """The group committer's own logic: grouping, per-request failure isolation, ack after durable.
 
 The catalog and the file store are small in-memory test doubles of the two interfaces the
-committer uses (``Catalog.bind`` / ``Catalog.commit_files`` and ``FileStore.write_table``),
-doubles of our own interfaces, which is fine for unit tests of our own logic. The
-doubles keep the one promise the committer relies on: ``commit_files`` calls
-``files_durable()`` last, before it commits, and commits nothing if that raises. The real
-catalog and store are exercised in tests/integration (e.g. test_log_api.py).
+committer uses (``Catalog.bind`` / ``claim_files`` / ``commit_files`` / ``release_claims``
+and ``FileStore.write_table`` / ``delete``), doubles of our own interfaces, which is fine
+for unit tests of our own logic. The doubles keep the promises the committer relies on:
+``commit_files`` takes the paths' claims (refusing unclaimed ones), calls
+``files_durable()`` last, before it commits, and commits nothing if that raises. The
+real catalog and store are exercised in tests/integration (e.g. test_log_api.py,
+test_compaction.py, test_commit_isolation.py).
 
 Ordering is proved with ``threading.Event`` gates (hold the file write or the catalog
 commit, check the future is not done, release), never with sleeps. Grouping uses a window
@@ -25,7 +27,7 @@ import pyarrow as pa
 import pytest
 
 from chroma.catalog import CommitOutcome, FileCommit
-from chroma.errors import Conflict, Unavailable
+from chroma.errors import Conflict, InvalidInput, Unavailable
 from chroma.ingest.committer import CommitResult, GroupCommitter
 from chroma.ingest.validation import LogBatch
 from chroma.storage import RecordBatch
@@ -46,6 +48,17 @@ class CatalogDouble:
         self.committed: list[list[FileCommit]] = []
         self.in_commit = threading.Event()  # set once the files are durable, before COMMIT
         self.hold_commit: threading.Event | None = None
+        self.claims: set[str] = set()
+        self.commit_attempts: list[list[str]] = []  # record ids of each attempted commit
+        self.refused_ids: set[str] = set()  # a commit holding one is refused as bad data
+
+    def claim_files(self, paths: Sequence[str]) -> None:
+        self.claims.update(paths)
+
+    def release_claims(self, paths: Sequence[str]) -> list[str]:
+        released = [p for p in paths if p in self.claims]
+        self.claims.difference_update(released)
+        return released
 
     def bind(self, key: str, fields: dict[str, Any], dimension: int, dataset: str,
              split: str) -> int:
@@ -57,13 +70,19 @@ class CatalogDouble:
     def commit_files(self, commits: Sequence[FileCommit], *,
                      files_durable: Callable[[], Sequence[int]] | None = None,
                      ) -> list[CommitOutcome]:
+        self.commit_attempts.append(sorted(i for c in commits for i in c.record_ids))
         if self.commit_error is not None:
             raise self.commit_error
+        bad = self.refused_ids.intersection(i for c in commits for i in c.record_ids)
+        if bad:
+            raise InvalidInput(f"the catalog refused a record: {sorted(bad)[0]}")
+        assert {c.path for c in commits} <= self.claims, "every path is claimed first"
         assert files_durable is not None
         files_durable()  # as the real one: last, before COMMIT; raising commits nothing
         self.in_commit.set()
         if self.hold_commit is not None:
             assert self.hold_commit.wait(WAIT_S)
+        self.claims.difference_update(c.path for c in commits)
         self.committed.append(list(commits))
         self.events.append("catalog committed")
         return [CommitOutcome(file_id=i, inserted=len(c.record_ids), updated=0)
@@ -89,6 +108,9 @@ class StoreDouble:
         self.files[relpath] = table
         self.events.append("file durable")
         return table.nbytes
+
+    def delete(self, relpath: str) -> None:
+        self.files.pop(relpath, None)
 
 
 @pytest.fixture
@@ -248,6 +270,47 @@ def test_a_group_with_nothing_accepted_commits_nothing(
     assert catalog.committed == [] and store.files == {}
 
 
+@pytest.mark.parametrize("culprit", [0, 2, 4])
+def test_one_requests_refused_data_fails_only_that_request(
+        make_committer, catalog: CatalogDouble, store: StoreDouble,
+        committed_groups: list[list[CommitResult]], culprit: int) -> None:
+    catalog.refused_ids.add(f"r{culprit}-bad")
+    requests = [[batch([f"r{i}-a", f"r{i}-bad" if i == culprit else f"r{i}-b"])]
+                for i in range(5)]
+    committer = make_committer(window_s=LONG_WINDOW_S, max_records=10)
+
+    futures = submit_concurrently(committer, requests)
+
+    with pytest.raises(InvalidInput, match=f"r{culprit}-bad"):
+        futures[culprit].result(WAIT_S)
+    good = [f.result(WAIT_S) for i, f in enumerate(futures) if i != culprit]
+    assert sorted(i for r in good for i in r.ids) == sorted(
+        i for n, [b] in enumerate(requests) if n != culprit for i in b.records.ids)
+    committed = sorted(i for commits in catalog.committed for c in commits
+                       for i in c.record_ids)
+    assert committed == sorted(i for r in good for i in r.ids)
+    assert catalog.commit_attempts[0] == sorted(
+        i for [b] in requests for i in b.records.ids), "first tried as one group"
+    assert sum(len(g) for g in committed_groups) == 4  # every good request told once
+    # The refused attempts left neither files nor claims behind.
+    assert sorted(store.files) == sorted(c.path for cs in catalog.committed for c in cs)
+    assert catalog.claims == set()
+
+
+def test_an_outage_fails_the_whole_group_at_once_without_retrying(
+        make_committer, catalog: CatalogDouble, store: StoreDouble) -> None:
+    catalog.commit_error = Unavailable("catalog database error: connection lost")
+    committer = make_committer(window_s=LONG_WINDOW_S, max_records=4)
+
+    futures = submit_concurrently(committer, [[batch([f"r{i}"])] for i in range(4)])
+
+    for future in futures:
+        with pytest.raises(Unavailable, match="connection lost"):
+            future.result(WAIT_S)
+    assert len(catalog.commit_attempts) == 1
+    assert store.files == {} and catalog.claims == set()
+
+
 # -- ack only after durable -----------------------------------------------------------------
 
 
@@ -300,6 +363,7 @@ def test_a_catalog_failure_fails_the_whole_group_with_unavailable(
         with pytest.raises(Unavailable, match="server closed the connection"):
             future.result(WAIT_S)
     assert committed_groups == [] and committer.stats["commits"] == 0
+    assert len(catalog.commit_attempts) == 1, "an unexplained failure is not retried"
 
 
 def test_a_catalog_chroma_error_reaches_every_request_as_it_is(

@@ -5,12 +5,24 @@ written; that single transaction adds the manifest rows and upserts the record i
 and commits only once the files are durable, so a crash leaves at worst an orphan file
 (removed by the sweep in ``chroma.ingest.compaction``), never an acknowledged record
 that is missing.
+
+Files in flight are protected by **claims** (table ``file_claims``): a writer claims each
+path (:meth:`Catalog.claim_files`, committed) before it writes the file; the transaction
+that records the file takes the claim (deletes it) and refuses to commit without it. The
+sweep keeps every path that is in the manifest or claimed, and may delete a claimed file
+only once it has deleted the expired claim itself (:meth:`Catalog.expire_claims`). One
+claim row, deleted by exactly one party, decides each file's fate: a sweep can never
+remove a file a commit still references, whatever the processes, clocks or crashes.
+
+PostgreSQL refusing a record's data (``psycopg.DataError``: e.g. a NUL byte in a string)
+becomes :class:`InvalidInput`, so the write path can tell a bad request from an outage.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,7 +39,7 @@ from chroma.catalog.live import LiveRecords
 from chroma.catalog.operations import Operations, json_safe
 from chroma.catalog.recommendations import Recommendations
 from chroma.catalog.records import STORED_RECORD_COLUMNS, StoredRecord
-from chroma.errors import Conflict, InvalidInput, NotFound
+from chroma.errors import Conflict, InvalidInput, NotFound, Unavailable
 from chroma.keys import embedding_set_key
 
 __all__ = [
@@ -37,6 +49,13 @@ __all__ = [
     "EmbeddingSetInfo",
     "FileCommit",
 ]
+
+CLAIM_LEASE_S = 3600.0
+"""How long a claim protects a file being written (seconds, on the database's clock).
+
+Not a correctness bound: a writer slower than its lease finds its claim gone and fails
+its commit (503, nothing acknowledged); the lease only bounds how long the file of a
+writer that crashed stays in the store."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +142,8 @@ class Catalog:
         The set's dimension is fixed by its first record; a dataset is bound to one set and
         one split. One transaction: a refused request leaves nothing behind.
         """
-        with self.db.transaction() as conn:
+        with _refusing_bad_data("the embedding set or dataset"), \
+                self.db.transaction() as conn:
             self._ensure_embedding_set(conn, key, fields)
             (stored_dimension,) = conn.execute(
                 "UPDATE embedding_sets SET dimension = COALESCE(dimension, %s) WHERE key = %s"
@@ -256,8 +276,14 @@ class Catalog:
         files are durable and returns their sizes in bytes (which replace the commits'
         ``size_bytes``), so the caller's file writes overlap the catalog work. If it
         raises, nothing is committed.
+
+        Every path must have been claimed (:meth:`claim_files`); the claims are taken
+        first, so a sweep that comes for them meanwhile waits for this transaction. A
+        claim gone (expired and swept) is :class:`Unavailable` and commits nothing. Data
+        PostgreSQL refuses is :class:`InvalidInput`.
         """
-        with self.db.transaction() as conn:
+        with _refusing_bad_data("a record"), self.db.transaction() as conn:
+            _take_claims(conn, [commit.path for commit in commits])
             writing_changes(conn)
             _lock_sets_then_datasets(conn, [commit.dataset_id for commit in commits])
             outcomes = [self._commit_one(conn, commit) for commit in commits]
@@ -458,9 +484,12 @@ class Catalog:
 
         A record changed since the compactor read it (it now lives in a newer file) is
         left alone; the old files are retired, not deleted, so in-flight readers finish.
-        Returns how many records moved.
+        ``new_path`` must have been claimed (:meth:`claim_files`), as for
+        :meth:`commit_files`. Returns how many records moved; if none did (a concurrent
+        compaction moved them first), the new file is retired at once.
         """
         with self.db.transaction() as conn:
+            _take_claims(conn, [new_path])
             (new_id,) = conn.execute(
                 "INSERT INTO files (dataset_id, path, row_count, size_bytes)"
                 " VALUES (%s, %s, %s, %s) RETURNING id",
@@ -479,9 +508,8 @@ class Catalog:
                     dataset_id,
                 ),
             ).rowcount
-            conn.execute(
-                "UPDATE files SET retired_at = now() WHERE id = ANY(%s)", (list(old_file_ids),)
-            )
+            retire = [*old_file_ids, new_id] if moved == 0 else list(old_file_ids)
+            conn.execute("UPDATE files SET retired_at = now() WHERE id = ANY(%s)", (retire,))
         return moved
 
     def retire_files(self, file_ids: Sequence[int]) -> None:
@@ -513,10 +541,81 @@ class Catalog:
 
     # -- housekeeping --------------------------------------------------------------------
 
-    def known_file_paths(self) -> set[str]:
-        """Paths of every file the manifest knows (live, or retired but not yet removed)."""
+    def drop_lost_file(self, file_id: int) -> list[str]:
+        """Repair after a file vanished from the store behind our back: delete the records
+        whose live version was in it (logged as deletions, so the index and the queue drop
+        them too) and forget the file. Returns the ids of the records lost."""
         with self.db.transaction() as conn:
-            return {r[0] for r in conn.execute("SELECT path FROM files").fetchall()}
+            writing_changes(conn)
+            dataset = conn.execute(
+                "SELECT dataset_id FROM files WHERE id = %s", (file_id,)).fetchone()
+            if dataset is None:
+                return []  # forgotten meanwhile (a sweep after a concurrent compaction)
+            lost = _delete_where(conn, int(dataset[0]), "file_id = %s", file_id)
+            conn.execute("DELETE FROM files WHERE id = %s", (file_id,))
+        return lost
+
+    # -- claims on files being written (see the module docstring) -------------------------
+
+    def claim_files(self, paths: Sequence[str], *, lease_s: float = CLAIM_LEASE_S) -> None:
+        """Claim ``paths`` before writing them; committed when this returns."""
+        with self.db.transaction() as conn:
+            conn.execute(
+                "INSERT INTO file_claims (path, expires_at)"
+                " SELECT unnest(%s::text[]), now() + make_interval(secs => %s)",
+                (list(paths), lease_s),
+            )
+
+    def release_claims(self, paths: Sequence[str]) -> list[str]:
+        """Give up claims after a failed write or commit; returns the paths released,
+        whose files the caller may delete. A path whose claim was taken by a commit that
+        did go through (e.g. the connection dropped during COMMIT) is not returned."""
+        return self._delete_claims("path = ANY(%s)", list(paths))
+
+    def expire_claims(self) -> list[str]:
+        """Delete expired claims (writers that crashed, or outlived their lease); returns
+        their paths, whose files no commit can reference any more."""
+        return self._delete_claims("expires_at < now()", None)
+
+    def _delete_claims(self, condition: str, value: object) -> list[str]:
+        params = () if value is None else (value,)
+        with self.db.transaction() as conn:
+            return [r[0] for r in conn.execute(
+                f"DELETE FROM file_claims WHERE {condition} RETURNING path", params,
+            ).fetchall()]
+
+    # -- housekeeping --------------------------------------------------------------------
+
+    def known_file_paths(self) -> set[str]:
+        """Paths the sweep must keep: every file the manifest knows (live, or retired but
+        not yet removed) and every claimed one. One statement, so one snapshot: a commit
+        that turns a claim into a manifest row is seen either before or after, whole."""
+        with self.db.transaction() as conn:
+            return {r[0] for r in conn.execute(
+                "SELECT path FROM files UNION ALL SELECT path FROM file_claims").fetchall()}
+
+
+def _take_claims(conn: psycopg.Connection, paths: Sequence[str]) -> None:
+    """Delete the claims on ``paths`` in the committing transaction, or refuse to commit."""
+    taken = {r[0] for r in conn.execute(
+        "DELETE FROM file_claims WHERE path = ANY(%s) RETURNING path", (list(paths),),
+    ).fetchall()}
+    missing = sorted(set(paths) - taken)
+    if missing:
+        raise Unavailable(
+            f"file {missing[0]} has no claim (it expired and a sweep took it, or it was "
+            "never claimed); nothing was committed, send the records again"
+        )
+
+
+@contextmanager
+def _refusing_bad_data(what: str) -> Iterator[None]:
+    """PostgreSQL refusing a value (SQLSTATE class 22, e.g. a NUL byte in a string) is
+    the request's fault, not an outage: :class:`InvalidInput`, the cause chained."""
+    try:
+        yield
+    except psycopg.DataError as exc:
+        raise InvalidInput(f"the catalog refused {what}: {exc}") from exc
 
 
 def _lock_sets_then_datasets(conn: psycopg.Connection, dataset_ids: Sequence[int]) -> None:

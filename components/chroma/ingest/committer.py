@@ -2,12 +2,21 @@
 
 A single thread owns the commit loop. It takes the first waiting request, collects
 others for ``window`` seconds (or until ``max_records``), checks each against the
-catalog (a request that fails its checks fails alone), writes one durable file per
-dataset, and records all files and records in one catalog transaction. The file writes
-run on their own threads while the transaction fills the record index (parquet
-encoding and fsync release the GIL; PostgreSQL is another process); the transaction
-commits only after every file is durable. Only then are the requests' futures
-resolved, so an acknowledgement always means "durable".
+catalog (a request that fails its checks fails alone), claims one file path per dataset
+in the catalog (so no sweep can take the files before they are recorded: see
+``chroma.ingest.compaction``), writes the files durably, and records all files and
+records in one catalog transaction. The file writes run on their own threads while the
+transaction fills the record index (parquet encoding and fsync release the GIL;
+PostgreSQL is another process); the transaction commits only after every file is
+durable. Only then are the requests' futures resolved, so an acknowledgement always
+means "durable". A failed commit releases its claims and removes its files.
+
+One request's bad data must not fail the others: if the catalog refuses the group for
+a reason that is some request's fault (a :class:`ChromaError` other than
+:class:`Unavailable`, e.g. ``InvalidInput`` for a value PostgreSQL will not store), the
+group is split in halves and each half committed on its own, recursively, so only the
+culprit fails with that error and everyone else commits (log2(n) extra transactions, on
+this rare path only). An outage (:class:`Unavailable`) fails the whole group with 503.
 """
 
 from __future__ import annotations
@@ -27,6 +36,7 @@ import pyarrow as pa
 
 from chroma.catalog import Catalog, FileCommit
 from chroma.errors import ChromaError, Unavailable
+from chroma.ingest.compaction import abandon
 from chroma.ingest.validation import LogBatch
 from chroma.storage import FileStore, RecordBatch, batch_to_table
 
@@ -145,6 +155,12 @@ class GroupCommitter:
             self._commit_group(group)
 
     def _commit_group(self, group: list[_Pending]) -> None:
+        accepted = self._accept(group)
+        if accepted:
+            self._commit_isolating(accepted)
+
+    def _accept(self, group: list[_Pending]) -> list[tuple[_Pending, list[int]]]:
+        """The requests that pass their checks, with their dataset ids; the others fail."""
         accepted: list[tuple[_Pending, list[int]]] = []
         for pending in group:
             try:
@@ -157,11 +173,21 @@ class GroupCommitter:
                 pending.future.set_exception(Unavailable(f"commit failed: {exc}"))
                 continue
             accepted.append((pending, dataset_ids))
-        if not accepted:
-            return
+        return accepted
+
+    def _commit_isolating(self, accepted: list[tuple[_Pending, list[int]]]) -> None:
+        """Commit ``accepted`` as one group; if it is refused for some request's fault,
+        commit each half on its own (module docstring), down to the culprit."""
         try:
             results = self._write(accepted)
         except Exception as exc:
+            if _requests_fault(exc) and len(accepted) > 1:
+                log.warning("a group of %d requests was refused (%s); committing it in "
+                            "halves to isolate the culprit", len(accepted), exc)
+                half = len(accepted) // 2
+                self._commit_isolating(accepted[:half])
+                self._commit_isolating(accepted[half:])
+                return
             error = exc if isinstance(exc, ChromaError) else Unavailable(f"commit failed: {exc}")
             if not isinstance(exc, ChromaError):
                 log.exception("group commit failed")
@@ -198,15 +224,14 @@ class GroupCommitter:
                 by_dataset.setdefault(dataset_id, []).append(batch)
 
         commits: list[FileCommit] = []
-        writes: list[Future[int]] = []
+        tables: list[pa.Table] = []
         for dataset_id, batches in by_dataset.items():
             records = RecordBatch.concat([b.records for b in batches]).keep_last_per_id()
             path = (
                 f"{batches[0].embedding_set_key}/{batches[0].dataset}/"
                 f"part-{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}.parquet"
             )
-            writes.append(self._file_writers.submit(
-                self.store.write_table, path, batch_to_table(records, stamp)))
+            tables.append(batch_to_table(records, stamp))
             commits.append(
                 FileCommit(
                     dataset_id=dataset_id,
@@ -220,11 +245,17 @@ class GroupCommitter:
                     logged_at=now,
                 )
             )
+        paths = [commit.path for commit in commits]
+        self.catalog.claim_files(paths)  # committed before any file exists
+        writes = [self._file_writers.submit(self.store.write_table, path, table)
+                  for path, table in zip(paths, tables, strict=True)]
         try:
             outcomes = self.catalog.commit_files(
                 commits, files_durable=lambda: [write.result() for write in writes])
-        finally:
-            wait(writes)  # a failed commit leaves no write running behind it (orphans only)
+        except BaseException:
+            wait(writes)  # no write may run on behind the clean-up
+            abandon(self.catalog, self.store, paths)
+            raise
         inserted_by_dataset = {
             c.dataset_id: o.inserted for c, o in zip(commits, outcomes, strict=True)
         }
@@ -245,3 +276,9 @@ class GroupCommitter:
                     )
             results.append(result)
         return results
+
+
+def _requests_fault(exc: BaseException) -> bool:
+    """Whether a failed group commit is some request's fault (retry without it) rather
+    than an outage (fail everyone with 503, retrying would only add load)."""
+    return isinstance(exc, ChromaError) and not isinstance(exc, Unavailable)

@@ -31,19 +31,28 @@ def run_sleep(ctx: OperationContext) -> dict[str, Any]:
 
 
 def run_compact(ctx: OperationContext) -> dict[str, Any]:
-    """Merge small files of every dataset of the embedding set, then sweep strays."""
+    """Merge small files of every dataset of the embedding set, then sweep strays.
+
+    Files found missing from the store are repaired (their records deleted from the
+    catalog, see ``chroma.ingest.compaction``) and reported under ``lost``: path -> the
+    number of records lost with it; the operation still succeeds."""
     datasets = ctx.catalog.list_datasets(ctx.operation.embedding_set_key)
     params = CompactParams.model_validate(ctx.operation.params)
     merged = moved = 0
+    lost: dict[str, int] = {}
     for i, dataset in enumerate(datasets):
         result = compact_dataset(ctx.catalog, ctx.store, dataset.name,
                                  small_file_rows=params.small_file_rows)
         merged += result.files_merged
         moved += result.records_moved
+        lost.update({f.path: len(f.record_ids) for f in result.lost})
         ctx.progress((i + 1) / (len(datasets) + 1), f"compacted {dataset.name}")
     swept = sweep(ctx.catalog, ctx.store, grace_s=params.grace_s)
     return {"datasets": len(datasets), "files_merged": merged, "records_moved": moved,
-            "retired_deleted": swept.retired_deleted, "orphans_deleted": swept.orphans_deleted}
+            "records_lost": sum(lost.values()), "lost": lost,
+            "retired_deleted": swept.retired_deleted, "orphans_deleted": swept.orphans_deleted,
+            "expired_claims": swept.expired_claims,
+            "temporary_deleted": swept.temporary_deleted}
 
 
 def run_expire(ctx: OperationContext) -> dict[str, Any]:
