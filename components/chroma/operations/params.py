@@ -48,8 +48,8 @@ class CompactParams(NoParams):
     small_file_rows: int = Field(default=100_000, ge=1, le=2**31 - 1,
                                  description="Files with fewer live rows are merged.")
     grace_s: float = Field(default=3600.0, ge=MIN_GRACE_S, le=10 * 365 * 86400,
-                           description="Retired files older than this are deleted "
-                                       "(at least 60 s).")
+                           description="Retired files (and leftovers no write claims) older "
+                                       "than this are deleted (at least 60 s).")
 
 
 class RecommendParams(NoParams):

@@ -1,4 +1,4 @@
--- depends: 0005_record_index_without_foreign_keys
+-- depends: 0006_wakeups
 -- Files being written. A writer claims a path here, in a transaction of its own that
 -- commits BEFORE the file is written; the transaction that records the file in `files`
 -- deletes the claim (and refuses to commit if the claim is gone). The sweep keeps every
