@@ -42,6 +42,22 @@ def test_helm_test_and_printer_columns(deployed: Deployed) -> None:
     assert "Ready" in table
 
 
+def test_the_service_answers_only_with_the_generated_key(deployed: Deployed,
+                                                        api_url: str) -> None:
+    """Auth is on by default: through the Service, no key and a wrong key are 401 with
+    ``WWW-Authenticate: Bearer``; the key the operator generated reads; /health is open."""
+    assert deployed.api_key, "the operator's generated keys Secret holds a key"
+    status = f"{api_url}/api/v1/status"
+    anonymous = httpx.get(status, timeout=30)
+    assert anonymous.status_code == 401, anonymous.text
+    assert anonymous.headers.get("www-authenticate") == "Bearer"
+    wrong = httpx.get(status, headers={"Authorization": "Bearer " + "x" * 40}, timeout=30)
+    assert wrong.status_code == 401, wrong.text
+    keyed = httpx.get(status, headers=deployed.auth_headers, timeout=30)
+    assert keyed.status_code == 200, keyed.text
+    assert httpx.get(f"{api_url}/health", timeout=30).status_code == 200
+
+
 def test_log_index_and_recommend(deployed: Deployed, api_url: str) -> None:
     rng = np.random.default_rng(11)
     centres = rng.normal(size=(3, DIM)) * 6
