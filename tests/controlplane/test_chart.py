@@ -207,7 +207,9 @@ def test_helm_install_then_the_operator_reconciles_the_cluster_from_values(
         api.delete("ChromaCluster", namespace, "vals")
         wait_for(lambda: api.get("ChromaCluster", namespace, "vals") is None,
                  what="ChromaCluster deleted by the chart's operator")
-        helm("uninstall", release, "-n", namespace, "--kubeconfig", kubeconfig)
+        # --no-hooks: envtest runs no Pods, so the chart's pre-delete hook Job (which does
+        # this deletion itself) would never finish; tests/e2e runs the hook for real.
+        helm("uninstall", release, "-n", namespace, "--kubeconfig", kubeconfig, "--no-hooks")
         for kind, ns, name in (("ClusterRole", None, operator_name),
                                ("RoleBinding", namespace, operator_name),
                                ("Deployment", namespace, operator_name)):
@@ -219,7 +221,8 @@ def test_helm_install_then_the_operator_reconciles_the_cluster_from_values(
         assert "Forbidden" not in log and " 403" not in log, log[-3000:]
         assert "Traceback" not in log, log[-3000:]
     finally:
-        helm("uninstall", release, "-n", namespace, "--kubeconfig", kubeconfig, check=False)
+        helm("uninstall", release, "-n", namespace, "--kubeconfig", kubeconfig, "--no-hooks",
+             check=False)
 
 
 def test_default_install_binds_the_operator_cluster_wide_and_nothing_more(
@@ -251,5 +254,6 @@ def test_default_install_binds_the_operator_cluster_wide_and_nothing_more(
                 as_operator.request(method, path)
             assert info.value.status == 403, (method, path)
     finally:
-        helm("uninstall", release, "-n", namespace, "--kubeconfig", kubeconfig, check=False)
+        helm("uninstall", release, "-n", namespace, "--kubeconfig", kubeconfig, "--no-hooks",
+             check=False)
     assert api.get("ClusterRoleBinding", None, f"{release}-chroma-operator") is None
