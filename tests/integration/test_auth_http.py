@@ -334,7 +334,11 @@ def test_a_store_failure_answers_without_paths_and_logs_them(
         answer = httpx.get(f"{server.url}/api/v1/datasets/paths-d/records",
                            params={"include_embeddings": "true"},
                            headers={"x-request-id": "req-42"})
-        ready = httpx.get(f"{server.url}/ready")
+        # /ready reuses a store probe for PROBE_TTL_S (2 s): wait for the next probe.
+        answers: list[httpx.Response] = []
+        wait_for(lambda: answers.append(httpx.get(f"{server.url}/ready")) or
+                 answers[-1].status_code == 503, 30, "/ready to see the broken store")
+        ready = answers[-1]
     finally:
         server.stop()
     assert answer.status_code == 503
