@@ -86,8 +86,9 @@ def test_compaction_merges_live_rows_and_keeps_every_record(parts, uid: str) -> 
     assert {r.file_path for r in rows} == {result.new_path}
     assert catalog.get_dataset(dataset).record_count == 12
 
-    # Retired files disappear after the grace period; the merged one stays.
-    assert sweep(catalog, store, grace_s=0).retired_deleted == 6
+    # Retired files disappear after the grace period; the merged one stays. (The catalog is
+    # shared with the other tests of the session, whose retired files go too: at least 6.)
+    assert sweep(catalog, store, grace_s=0).retired_deleted >= 6
     remaining = [p for p in store.list_files() if f"/{dataset}/" in p]
     assert remaining == [result.new_path]
     assert read_all(catalog, store, dataset) == before
