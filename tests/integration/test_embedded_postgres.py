@@ -75,11 +75,25 @@ def test_sigkill_of_the_supervisor_alone_leaves_no_process(system: System) -> No
     try:
         wait_for(lambda: not postmasters_of(system.data_dir), GONE_WITHIN_S,
                  "the postmaster to follow its supervisor")
-        wait_for(lambda: not any(map(running, children)), GONE_WITHIN_S,
-                 "the API and workers to follow their supervisor")
+        try:
+            wait_for(lambda: not any(map(running, children)), GONE_WITHIN_S,
+                     "the API and workers to follow their supervisor")
+        except AssertionError as exc:
+            survivors = ", ".join(describe(pid) for pid in children if running(pid))
+            raise AssertionError(f"{exc}; still running: {survivors}") from None
     finally:
         with contextlib.suppress(ProcessLookupError):  # whatever is left if the test failed
             os.killpg(system.process.pid, signal.SIGKILL)
+
+
+def describe(pid: int) -> str:
+    """``pid``, its command line and its threads' wait channels, for a failure message."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return f"{pid} (gone)"
+    return f"{pid} [{cmdline[-80:]}] wchan={wchan}"
 
 
 def running(pid: int) -> bool:
