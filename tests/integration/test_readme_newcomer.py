@@ -204,6 +204,7 @@ def test_a_newcomer_gets_a_first_recommendation(server) -> None:
     assert assessment["id"] == "curl-1" and assessment["verdict"] in ("label", "ok")
 
     answer = json.loads(_json_part(find(outputs, "/api/v1/query")))
+    assert "results" in answer, answer
     neighbours = answer["results"][0]["neighbours"]
     assert len(neighbours) == 3
     assert all(n["dataset"] == "quickstart-train" for n in neighbours), neighbours
