@@ -1,4 +1,4 @@
-"""Quickstart: log a training set and production traffic, then read the labelling queue.
+"""Quickstart: log a training set and production traffic, read the labelling queue, search.
 
 Start the server first (`make run`), then, in the project's venv (`source .venv/bin/activate`):
 
@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from chroma.client import Client
+from chroma.errors import Unavailable
 
 url = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("CHROMA_URL", "http://127.0.0.1:8000")
 model = {"model": "resnet50", "version": "3", "layer": "avgpool"}
@@ -63,3 +64,16 @@ with Client(url, batch_size=1000) as client:
     for item in items:
         print(f"  {item['id']:<8} score={item['score']:.3f} verdict={item['verdict']:<5} "
               f"{item['input_uri']}")
+
+    # Search: the training records nearest to the queue's head (the index is built in the
+    # background too; until its first version exists a search answers 503 Unavailable).
+    head = items[0]["id"]
+    while True:
+        try:
+            (hits,) = client.query(model, record_id=head, dataset="quickstart-prod", k=3)
+            break
+        except Unavailable:
+            if time.monotonic() - started > 300:
+                raise
+            time.sleep(1)
+    print(f"nearest to {head}: " + ", ".join(f"{h['id']} ({h['distance']:.3f})" for h in hits))

@@ -45,6 +45,7 @@ def test_quickstart_twice_keeps_its_counts_and_shows_the_queue(system: System) -
         # The queue's best are the 50 records logged "from somewhere new" (req-450 on).
         top = re.findall(r"^  req-(\d+) +score=", done.stdout, re.M)
         assert len(top) == 5 and all(int(i) >= 450 for i in top), done.stdout
+        assert re.search(rf"^nearest to req-{top[0]}: train-\d+ ", done.stdout, re.M)
     # The README promises a progress bar for the training upload (three batches).
     assert "log quickstart-train: 100%" in first.stderr and "3000/3000" in first.stderr
     counts = system.get("/api/v1/embeddingsets")["data"][0]["counts"]

@@ -27,7 +27,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -69,21 +68,12 @@ def test_the_readme_marks_the_newcomer_path() -> None:
     assert "make test" not in steps  # never recursion into the whole suite
 
 
-def _cache_dir(tool: list[str]) -> str | None:
-    done = subprocess.run(tool, capture_output=True, text=True, check=False)
-    return done.stdout.strip() or None if done.returncode == 0 else None
-
-
 def newcomer_env(home: Path, port: int) -> dict[str, str]:
+    real_cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("CHROMA_", "VIRTUAL_ENV", "PYTHON", "XDG_", "PYENV_VERSION"))}
-    caches = {
-        "UV_CACHE_DIR": _cache_dir([sys.executable, "-m", "uv", "cache", "dir"]),
-        "PIP_CACHE_DIR": _cache_dir([sys.executable, "-m", "pip", "cache", "dir"]),
-    }
-    for name, value in caches.items():
-        if value and name not in env:
-            env[name] = value
+    env.setdefault("UV_CACHE_DIR", str(real_cache / "uv"))
+    env.setdefault("PIP_CACHE_DIR", str(real_cache / "pip"))
     env.update(HOME=str(home), PATH=f"/usr/bin:/bin:{os.environ.get('PATH', '')}",
                CHROMA_PORT=str(port), CHROMA_URL=f"http://127.0.0.1:{port}")
     return env
@@ -196,6 +186,7 @@ def test_a_newcomer_gets_a_first_recommendation(server) -> None:
     first = re.search(r"^  (req-\d+) +score=(\S+) verdict=label", quickstart, re.M)
     assert first is not None, quickstart
     assert "log quickstart-train: 100%" in stderr  # the progress bar the README shows
+    assert re.search(rf"^nearest to {first.group(1)}: train-\d+", quickstart, re.M), quickstart
 
     assert "api" in find(outputs, "chroma status")
 
