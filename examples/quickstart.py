@@ -70,7 +70,8 @@ with Client(url, batch_size=1000) as client:
     head = items[0]["id"]
     while True:
         try:
-            (hits,) = client.query(model, record_id=head, dataset="quickstart-prod", k=3)
+            (hits,) = client.query(model, record_id=head, dataset="quickstart-prod", k=3,
+                                   filter={"split": "training"})
             break
         except Unavailable:
             if time.monotonic() - started > 300:
