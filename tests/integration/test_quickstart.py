@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,12 +22,19 @@ QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart.py"
 
 @pytest.fixture
 def system(tmp_path: Path) -> Iterator[System]:
-    """Its own embedded PostgreSQL and data directory: the counts are the quickstart's only."""
-    chroma = System(tmp_path / "data", {"CHROMA_WORKER_POLL_S": "0.2"}, tmp_path / "run.log",
+    """Its own embedded PostgreSQL and data directory: the counts are the quickstart's only.
+
+    Not under pytest's tmp dirs: as root the server runs as its own OS user, and pytest
+    makes its directory private to root again whenever any pytest starts.
+    """
+    root = Path(tempfile.mkdtemp(prefix="chroma-quickstart-"))
+    root.chmod(0o755)
+    chroma = System(root / "data", {"CHROMA_WORKER_POLL_S": "0.2"}, tmp_path / "run.log",
                     free_port())
     chroma.start()
     yield chroma
     chroma.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def run_quickstart(url: str) -> subprocess.CompletedProcess[str]:

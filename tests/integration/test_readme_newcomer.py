@@ -27,6 +27,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -80,16 +81,24 @@ def newcomer_env(home: Path, port: int) -> dict[str, str]:
 
 
 @pytest.fixture
-def clone(tmp_path: Path) -> Path:
+def clone() -> Iterator[Path]:
+    """A fresh clone and an empty home, beside each other.
+
+    Not under pytest's tmp dirs: as root the server runs as its own OS user, and pytest
+    makes its directory private to root again whenever any pytest starts.
+    """
     if not SYSTEM_PYTHON.exists() or subprocess.run(
             [SYSTEM_PYTHON, "-c", "import sys; sys.exit(sys.version_info[:2] != (3, 11))"],
             check=False).returncode != 0:
         pytest.skip("the README's path needs the system's python3 to be 3.11")
     if shutil.which("git") is None or shutil.which("make") is None:
         pytest.skip("needs git and make")
-    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(tmp_path / "repo")], check=True)
-    (tmp_path / "home").mkdir()
-    return tmp_path / "repo"
+    root = Path(tempfile.mkdtemp(prefix="chroma-newcomer-"))
+    root.chmod(0o755)
+    subprocess.run(["git", "clone", "--quiet", str(ROOT), str(root / "repo")], check=True)
+    (root / "home").mkdir()
+    yield root / "repo"
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @dataclass
