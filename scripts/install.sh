@@ -70,7 +70,7 @@ fi
 # uv's summary lines (resolved, downloading, installed) show it is alive; the full
 # output (one line per package) only on failure.
 begin
-say "packages: installing from constraints.txt (the first time downloads ~1 GB)"
+say "packages: installing the pins of constraints.txt (~1 GB in $VENV; downloaded once)"
 status=0
 "$VENV/bin/python" -m uv pip install --python "$VENV/bin/python" -e '.[dev,bench]' \
     -c constraints.txt 2>&1 | tee "$LOG" |
