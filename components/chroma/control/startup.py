@@ -42,9 +42,13 @@ def detail_to_file(log_dir: Path) -> Path | None:
     root = logging.getLogger()
     if root.isEnabledFor(logging.DEBUG):
         return None
-    log_dir.mkdir(parents=True, exist_ok=True)
     path = log_dir / "startup.log"
-    to_file = logging.FileHandler(path, encoding="utf-8")
+    try:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(path, encoding="utf-8")
+    except OSError as exc:  # e.g. a read-only data dir: then the detail stays on the terminal
+        log.warning("start-up detail stays here: cannot write %s (%s)", path, exc)
+        return None
     to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     forward = _Forward(logging.WARNING)
     for name in DETAIL_LOGGERS:
