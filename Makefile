@@ -1,24 +1,24 @@
 # Two entry points a newcomer needs: `make run` and `make test`.
 # Everything else (a virtualenv, pinned packages, test servers, control-plane
 # binaries) is installed or started by these targets, so a fresh machine needs
-# only python3.11, make and (for the control-plane tests) Go.
+# only Python 3.11 with its venv module, make and (for the control-plane tests) Go.
+# Nothing is installed into the Python that starts it (scripts/install.sh).
 SHELL := /bin/bash
 VENV ?= .venv
-UV_VERSION := 0.13.9
+PYTHON ?=
 STAMP := $(VENV)/.installed
 
 .PHONY: install run test e2e cluster-up cluster-down lint envtest-assets clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
-	python3 -m uv --version 2>/dev/null | grep -q "$(UV_VERSION)" || python3 -m pip install --quiet "uv==$(UV_VERSION)"
-	python3 -m uv venv --quiet --allow-existing --python python3.11 $(VENV)
-	python3 -m uv pip install --quiet --python $(VENV)/bin/python -e '.[dev,bench]' -c constraints.txt
-	touch $(STAMP)
+$(STAMP): pyproject.toml constraints.txt scripts/install.sh
+	@VENV=$(VENV) PYTHON=$(PYTHON) scripts/install.sh
+	@touch $(STAMP)
 
+# `make run ARGS="--port 8001"` (or CHROMA_PORT=8001 make run): options of `chroma run`.
 run: install
-	$(VENV)/bin/chroma run
+	@$(VENV)/bin/chroma run $(ARGS)
 
 # The whole suite: unit, integration (real PostgreSQL, S3 endpoint, Qdrant),
 # control plane (real kube-apiserver + etcd), e2e with real Pods (the local one-node

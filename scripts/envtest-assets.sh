@@ -42,6 +42,37 @@ VENV_PY="${CHROMA_VENV_PYTHON:-$ROOT/.venv/bin/python}"
 
 log() { echo "envtest-assets: $*" >&2; }
 
+# watch LABEL TOTAL OUT CMD...: runs CMD with its output in OUT and, every 30 s while it
+# runs, logs how long it has taken and, with TOTAL > 0, how many lines of OUT there are out
+# of TOTAL (`go build -v` writes one line per package it compiles). On failure the tail
+# of OUT is shown.
+watch() {
+  local label=$1 total=$2 out=$3 start now next pid status=0 done_lines
+  shift 3
+  start=$(date +%s)
+  next=$((start + ${CHROMA_ENVTEST_PROGRESS_S:-30}))
+  "$@" >"$out" 2>&1 &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    sleep 1
+    now=$(date +%s)
+    if [ "$now" -ge "$next" ] && kill -0 "$pid" 2>/dev/null; then
+      next=$((now + ${CHROMA_ENVTEST_PROGRESS_S:-30}))
+      if [ "$total" -gt 0 ]; then
+        done_lines=$(grep -cv '\.go:' "$out" || true)
+        log "$label: $done_lines of ~$total packages compiled, $(((now - start) / 60))m$(((now - start) % 60))s"
+      else
+        log "$label: still running, $(((now - start) / 60))m$(((now - start) % 60))s"
+      fi
+    fi
+  done
+  wait "$pid" || status=$?
+  if [ "$status" -ne 0 ]; then
+    tail -n 40 "$out" >&2
+  fi
+  return "$status"
+}
+
 mkdir -p "$BIN"
 # One builder at a time (parallel test runs share the cache).
 exec 9>"$CACHE/.lock"
@@ -49,7 +80,7 @@ flock 9
 
 # Builds the given k8s.io/kubernetes/cmd/<name> commands into $BIN.
 build_k8s() {
-  local wrapper="$CACHE/wrapper" gomod go_directive start cmd
+  local wrapper="$CACHE/wrapper" gomod go_directive start cmd total
   if ! command -v go >/dev/null 2>&1; then
     log "go not found: cannot build $* (set KUBEBUILDER_ASSETS instead)"
     return 1
@@ -57,8 +88,10 @@ build_k8s() {
   start=$(date +%s)
   log "building $* v$K8S_VERSION in $wrapper (first run only; many minutes on 2 cores)"
   rm -rf "$wrapper" && mkdir -p "$wrapper" && cd "$wrapper" || return 1
-  gomod="$(go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" |
-    sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
+  log "downloading k8s.io/kubernetes@v$K8S_VERSION (go mod download)"
+  watch "go mod download" 0 "$CACHE/download.json" \
+    go mod download -json "k8s.io/kubernetes@v$K8S_VERSION" || true
+  gomod="$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p' "$CACHE/download.json")"
   [ -f "$gomod" ] || { log "could not download k8s.io/kubernetes@v$K8S_VERSION"; return 1; }
   go_directive="$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$gomod" | head -1)"
   {
@@ -82,17 +115,22 @@ build_k8s() {
     echo
     for cmd in "$@"; do echo "import _ \"k8s.io/kubernetes/cmd/$cmd\""; done
   } >tools.go
-  log "resolving modules (go mod tidy)"
-  GOFLAGS=-mod=mod go mod tidy >&2 || { log "go mod tidy failed"; return 1; }
+  log "resolving modules (go mod tidy; downloads the first time)"
+  GOFLAGS=-mod=mod watch "go mod tidy" 0 "$CACHE/tidy.log" go mod tidy ||
+    { log "go mod tidy failed"; return 1; }
   for cmd in "$@"; do
-    log "compiling (go build k8s.io/kubernetes/cmd/$cmd)"
-    CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -o "$BIN/$cmd.tmp" \
+    total=$(GOFLAGS=-mod=mod go list -deps "k8s.io/kubernetes/cmd/$cmd" 2>/dev/null | wc -l) ||
+      total=0
+    log "compiling k8s.io/kubernetes/cmd/$cmd ($total packages; progress every 30 s)"
+    CGO_ENABLED=0 GOFLAGS=-mod=mod watch "$cmd" "$total" "$CACHE/build-$cmd.log" \
+      go build -v -trimpath -o "$BIN/$cmd.tmp" \
       -ldflags "-s -w \
         -X k8s.io/component-base/version.gitVersion=v$K8S_VERSION \
         -X k8s.io/component-base/version.gitMajor=${K8S_VERSION%%.*} \
         -X k8s.io/component-base/version.gitMinor=$(echo "$K8S_VERSION" | cut -d. -f2) \
         -X k8s.io/component-base/version.gitTreeState=clean" \
-      "k8s.io/kubernetes/cmd/$cmd" >&2 || { log "go build of $cmd failed"; return 1; }
+      "k8s.io/kubernetes/cmd/$cmd" || { log "go build of $cmd failed"; return 1; }
+    log "$cmd compiled ($(grep -cv '\.go:' "$CACHE/build-$cmd.log" || true) packages not cached)"
     mv "$BIN/$cmd.tmp" "$BIN/$cmd" || return 1
   done
   cd "$ROOT" || return 1

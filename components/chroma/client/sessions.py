@@ -21,6 +21,12 @@ if TYPE_CHECKING:
 __all__ = ["ProductionSession", "Session", "TrainingSession"]
 
 _OPTIONAL = ("input_uri", "inference_class", "label_class", "scores", "tags", "metadata")
+# log_many's per-record columns -> the record field; and -> Client.log_many's argument.
+_PLURAL = {"input_uris": "input_uri", "inference_classes": "inference_class",
+           "label_classes": "label_class", "scores": "scores", "tags": "tags",
+           "metadatas": "metadata", "metadata": "metadata"}
+_CLIENT_ARG = {name: "metadata" if field == "metadata" else name
+               for name, field in _PLURAL.items()}
 
 
 class Session:
@@ -63,15 +69,31 @@ class Session:
         return record_id
 
     def log_many(self, embeddings: np.ndarray, **columns: Sequence[Any] | None) -> list[str]:
-        """Buffer many records; ``columns`` are per-record lists named as in :meth:`log`."""
-        ids = list(columns.pop("ids", None) or [uuid.uuid4().hex for _ in range(len(embeddings))])
-        plural = {f"{name}s" if not name.endswith("s") else name: name for name in _OPTIONAL}
-        plural["inference_classes"] = "inference_class"
-        plural["label_classes"] = "label_class"
-        for i, vector in enumerate(np.asarray(embeddings, dtype=np.float32)):
-            fields = {plural[k]: v[i] for k, v in columns.items() if v is not None and
-                      v[i] is not None}
-            self.log(vector, id=ids[i], **fields)
+        """Log many records; ``columns`` are per-record lists named as in :meth:`log`, plural.
+
+        Online, they go straight to :meth:`Client.log_many` (after what is buffered), so a
+        large array is sent in batches with one progress bar; offline they are buffered.
+        """
+        matrix = np.asarray(embeddings, dtype=np.float32)
+        ids = list(columns.pop("ids", None) or [uuid.uuid4().hex for _ in range(len(matrix))])
+        unknown = set(columns) - set(_PLURAL)
+        if unknown:
+            raise TypeError(f"unknown record columns {sorted(unknown)}; known: {sorted(_PLURAL)}")
+        if self.local or self.client is None:
+            for i, vector in enumerate(matrix):
+                fields = {_PLURAL[k]: v[i] for k, v in columns.items()
+                          if v is not None and v[i] is not None}
+                self.log(vector, id=ids[i], **fields)
+            return ids
+        self.flush()  # records logged before these are sent first
+        per_record = {_CLIENT_ARG[k]: v for k, v in columns.items() if v is not None}
+        if "tags" in per_record:
+            per_record["tags"] = [t or [] for t in per_record["tags"]]
+        answer = self.client.log_many(matrix, embedding_set=self.embedding_set,
+                                      dataset=self.dataset, split=self.split, ids=ids,
+                                      **per_record)
+        self.sent += answer["count"]
+        self.responses.append(answer)
         return ids
 
     def flush(self) -> dict[str, Any] | None:

@@ -14,19 +14,24 @@ import multiprocessing as mp
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 import uvicorn
 
 from chroma.catalog import Catalog, Database, apply_migrations
+from chroma.control.startup import announce_ready, detail_to_file, quiet_server_banner, since
 from chroma.control.supervisor import ChildSpec, Supervisor, Watched
 from chroma.control.worker import run_worker
 from chroma.locks import LockHeld, hold_pid_lock
 from chroma.logs import configure_logging, logging_config
 from chroma.operations.kinds import WORKERS
 from chroma.settings import Settings
+
+if TYPE_CHECKING:
+    from chroma.catalog.embedded import EmbeddedPostgres
 
 __all__ = ["DataDirLocked", "child_specs", "lock_data_dir", "run_embedded", "serve_api"]
 
@@ -61,6 +66,7 @@ def api_process() -> None:
     stop_with_parent()
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)  # a spawned child starts bare
+    quiet_server_banner()  # the supervisor logs 'api: ... ready' instead
     serve_api(settings)
 
 
@@ -95,20 +101,23 @@ def stop_with_parent() -> None:
 
 def run_embedded() -> None:
     """Everything on one machine: PostgreSQL (unless a DSN is set), the API and workers."""
+    start = time.monotonic()
     settings = Settings()
     try:
         lock = lock_data_dir(settings.data_dir)
     except DataDirLocked as exc:
         print(f"chroma run: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    detail = detail_to_file(settings.data_dir / "logs")
+    if detail is not None:
+        log.info("chroma run: data in %s (start-up detail: %s)",
+                 settings.data_dir.resolve(), detail)
     postgres = None
     try:
         if settings.database_url is None:
-            from chroma.catalog.embedded import EmbeddedPostgres
-
-            postgres = EmbeddedPostgres(settings.postgres_dir)
-            os.environ["CHROMA_DATABASE_URL"] = postgres.start()  # children inherit it
-            log.info("embedded PostgreSQL ready under %s", settings.postgres_dir)
+            postgres = _start_postgres(settings.postgres_dir)
+            os.environ["CHROMA_DATABASE_URL"] = postgres.dsn  # children inherit it
+        announce_ready(settings.host, settings.port, start)
         supervise(os.environ["CHROMA_DATABASE_URL"], [postgres] if postgres else [])
     finally:
         if postgres is not None:  # after the children: they finish their commits first
@@ -116,9 +125,29 @@ def run_embedded() -> None:
         lock.close()  # last: a new chroma run may take the directory only now
 
 
+def _start_postgres(pgdata: Path) -> EmbeddedPostgres:
+    """Start the embedded PostgreSQL, saying in one line what it took."""
+    from chroma.catalog.embedded import EmbeddedPostgres, root_os_user
+
+    began = time.monotonic()
+    fresh = not (pgdata / "PG_VERSION").exists()
+    os_user = root_os_user()
+    if os_user is not None:
+        log.info("postgres: running as root, so PostgreSQL runs as OS user %s (%s)",
+                 os_user.name, "exists" if os_user.exists else "creating it with useradd")
+    postgres = EmbeddedPostgres(pgdata)
+    postgres.start()
+    log.info("postgres: %s in %s (%s)", "initialised and started" if fresh else "started",
+             since(began), pgdata)
+    return postgres
+
+
 def supervise(dsn: str, watched: list[Watched]) -> None:
     """Migrate the catalog, then run the children (and watch ``watched``) until a signal."""
-    apply_migrations(dsn)  # once, before the children start
+    began = time.monotonic()
+    applied = apply_migrations(dsn)  # once, before the children start
+    log.info("catalog: %s in %s", f"{len(applied)} migrations applied" if applied
+             else "migrations up to date", since(began))
     # Status records are advisory: while the catalog is down they must not hold up the
     # loop that restarts it.
     db = Database(dsn, max_size=2, connect_timeout=1.0)
