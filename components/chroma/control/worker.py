@@ -243,6 +243,8 @@ def run_workers(loops: Mapping[str, Sequence[str]]) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
+    threading.current_thread().name = workers[0].name
+    _name_log_records_after_their_loop(set(loops))
     threads = [threading.Thread(target=w.run_forever, name=w.name) for w in workers[1:]]
     for thread in threads:
         thread.start()
@@ -253,6 +255,20 @@ def run_workers(loops: Mapping[str, Sequence[str]]) -> None:
         for thread in threads:
             thread.join()
         services.close()
+
+
+def _name_log_records_after_their_loop(names: set[str]) -> None:
+    """A record logged by a worker loop's thread names that worker where the log format
+    names the process (as when each worker was a process of its own)."""
+    make = logging.getLogRecordFactory()
+
+    def named(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        if record.threadName in names:
+            record.processName = record.threadName
+        return record
+
+    logging.setLogRecordFactory(named)
 
 
 def _host_index(settings: Settings) -> None:
