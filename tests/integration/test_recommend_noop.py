@@ -73,6 +73,8 @@ def test_a_run_with_nothing_new_reads_nothing_and_new_records_are_still_scored(
     monkeypatch.setattr(training_module.TrainingSet, "load", classmethod(counted))
     again = recommend_one(LabellingJob(catalog, store, settings, KEY))
     assert again["scored"] == 0 and "skipped" in again
+    assert again["knn"] == first["knn"] == "exact"  # reported as a run that scored would
+    assert again["mhb_version"] == first["mhb_version"]
     assert loads == []  # nothing new: the training set was not read
 
     committer.commit([_batch("prod", "production", rng.normal(size=(2, 4)), 5)])

@@ -85,7 +85,7 @@ def ensure_mhb(
     limits = limits or mhb_limits(Settings())
     fingerprint, latest = current_mhb(catalog, key, limits)
     if latest is not None:
-        return FittedModel(latest, load_model(store.read_bytes(latest.path)), refitted=False)
+        return FittedModel(latest, _loaded_model(catalog, store, key, latest), refitted=False)
     data = training()
     model = fit_mhb(data.vectors, resolve_labels(data.labels, data.predicted),
                     fingerprint=fingerprint, limits=limits)
@@ -99,6 +99,28 @@ def ensure_mhb(
     version = catalog.queue.latest_mhb(key)
     assert version is not None
     return FittedModel(version, model, refitted=True)
+
+
+_models: dict[tuple[str, str], tuple[MHBVersion, MHBModel]] = {}
+"""The MHB model last loaded in this process, by (catalog DSN, set), with its scoring
+factors once derived (a Cholesky per class: seconds per run at a dozen classes). One
+model at a time: a model may be hundreds of MiB (``CHROMA_MHB_MAX_MODEL_BYTES``)."""
+
+_MODELS_KEPT = 1
+
+
+def _loaded_model(catalog: Catalog, store: FileStore, key: str,
+                  version: MHBVersion) -> MHBModel:
+    where = (catalog.db.dsn, key)
+    kept = _models.get(where)
+    if kept is not None and kept[0] == version:
+        return kept[1]
+    model = load_model(store.read_bytes(version.path))
+    _models.pop(where, None)
+    while len(_models) >= _MODELS_KEPT:  # the oldest loaded first
+        _models.pop(next(iter(_models)))
+    _models[where] = (version, model)
+    return model
 
 
 def current_mhb(
