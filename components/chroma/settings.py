@@ -141,6 +141,11 @@ class Settings(BaseSettings):
     nearest training records exactly, in memory (faster than the index there; see
     ``chroma.labelling.training``); above it, through the query engine. 0: always the index."""
 
+    recommend_training_cache_bytes: int = Field(default=256 * 2**20, ge=0)
+    """A recommender keeps the last set's training vectors (and their normalised copy)
+    between runs while their training data is unchanged, up to this size: an incremental
+    ``recommend`` then reads only the new records. 0: read them every run."""
+
     mhb_max_dimension: int = Field(default=4096, ge=1)
     """Largest embedding dimension an MHB model is fitted for; above it ``fit-mhb`` and
     ``recommend`` fail with a message naming this limit. The tied and background
@@ -173,6 +178,11 @@ class Settings(BaseSettings):
 
     api_workers: int = Field(default=1, ge=1)
     """API processes ``chroma run`` starts (they are stateless; group commit is per process)."""
+
+    worker_processes: Literal["shared", "separate"] = "shared"
+    """``chroma run``'s workers (indexer, mhb, recommender, compactor): ``shared`` runs
+    their loops as threads of one process (one resident copy of the libraries; a crash
+    restarts all four), ``separate`` one process each (isolated; ~4x the memory)."""
 
     @field_validator("storage_url")
     @classmethod

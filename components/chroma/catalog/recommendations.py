@@ -5,15 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-import pyarrow as pa
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from chroma.catalog.copying import copy_csv, pg_text_array
 from chroma.catalog.database import Database
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["MHBVersion", "QueueEntry", "RecommendationState", "Recommendations", "ScoredRow"]
 
@@ -241,6 +243,8 @@ def _json(value: dict[str, float]) -> str:
 
 
 def _scored_table(rows: Sequence[ScoredRow]) -> pa.Table:
+    import pyarrow as pa
+
     """``rows`` as the columns of ``incoming_scores`` (JSON and ``text[]`` as text)."""
     return pa.table({
         "dataset": pa.array([r.dataset for r in rows], pa.string()),

@@ -15,16 +15,13 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
-
-import uvicorn
 
 from chroma.catalog import Catalog, Database, apply_migrations
 from chroma.control.startup import announce_ready, detail_to_file, quiet_server_banner, since
 from chroma.control.supervisor import ChildSpec, Supervisor, Watched
-from chroma.control.worker import run_worker
 from chroma.locks import LockHeld, hold_pid_lock
 from chroma.logs import configure_logging, logging_config
 from chroma.operations.kinds import WORKERS
@@ -54,10 +51,18 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
         ) from None
 
 
-def child_specs() -> list[ChildSpec]:
+def child_specs(worker_processes: str = "shared") -> list[ChildSpec]:
+    """The API and the workers: every worker loop in one process (``shared``, the
+    default: a resident copy of the libraries instead of four), or one process each
+    (``separate``: a crash takes one worker down, not all; ``CHROMA_WORKER_PROCESSES``)."""
     specs = [ChildSpec("api", "api", api_process)]
+    if worker_processes == "shared":
+        every_kind = tuple(kind for kinds in WORKERS.values() for kind in kinds)
+        specs.append(ChildSpec("workers", "worker", workers_process, (dict(WORKERS),),
+                               every_kind, components=tuple(WORKERS)))
+        return specs
     for name, kinds in WORKERS.items():
-        specs.append(ChildSpec(name, "worker", worker_process, (name, kinds), kinds))
+        specs.append(ChildSpec(name, "worker", workers_process, ({name: kinds},), kinds))
     return specs
 
 
@@ -70,12 +75,15 @@ def api_process() -> None:
     serve_api(settings)
 
 
-def worker_process(name: str, kinds: Sequence[str]) -> None:
-    """Entry point of a worker child, logging as its parent does."""
+def workers_process(loops: Mapping[str, Sequence[str]]) -> None:
+    """Entry point of a worker child (one loop per ``name -> kinds``), logging as its
+    parent does."""
     stop_with_parent()
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    run_worker(name, kinds)
+    from chroma.control.worker import run_workers  # the supervisor never loads it
+
+    run_workers(loops)
 
 
 def stop_with_parent() -> None:
@@ -153,13 +161,16 @@ def supervise(dsn: str, watched: list[Watched]) -> None:
     db = Database(dsn, max_size=2, connect_timeout=1.0)
     db.open()
     try:
-        Supervisor(child_specs(), Catalog(db).operations, watched=watched).run()
+        specs = child_specs(Settings().worker_processes)
+        Supervisor(specs, Catalog(db).operations, watched=watched).run()
     finally:
         db.close()
 
 
 def serve_api(settings: Settings) -> None:
     """Run the API under uvicorn (settings travel to worker processes by environment)."""
+    import uvicorn  # here: the supervisor imports this module and needs no web server
+
     log.info(
         "Chroma API on http://%s:%s (store %s)",
         settings.host, settings.port, settings.resolved_storage_url,

@@ -1,10 +1,11 @@
 """``chroma run``'s supervisor: start the API and worker processes, restart the dead.
 
 Each child is a separate process (multiprocessing, spawn), so each can be tested and
-operated alone. A child that exits while the system is running is restarted after an
-exponential backoff (reset once it has stayed up for a while). SIGINT/SIGTERM stop the
-children gracefully (SIGTERM, then SIGKILL after a timeout): the API finishes in-flight
-commits, workers give their operation back to the queue.
+operated alone; one child may serve several status components (``chroma run``'s worker
+process runs every worker loop). A child that exits while the system is running is
+restarted after an exponential backoff (reset once it has stayed up for a while).
+SIGINT/SIGTERM stop the children gracefully (SIGTERM, then SIGKILL after a timeout): the
+API finishes in-flight commits, workers give their operation back to the queue.
 
 It also watches servers it did not spawn but the children need (:class:`Watched`: the
 embedded PostgreSQL): one found dead is started again with the same back-off. While it is
@@ -41,6 +42,13 @@ class ChildSpec:
     target: Callable[..., None]
     args: tuple[Any, ...] = ()
     operation_kinds: Sequence[str] = ()
+    components: Sequence[str] = ()
+    """The status components the process serves (default: its name alone); the
+    supervisor records its start, exit and restart for each of them."""
+
+    @property
+    def component_names(self) -> Sequence[str]:
+        return self.components or (self.name,)
 
 
 @dataclass
@@ -203,9 +211,10 @@ class Supervisor:
     def _record(self, spec: ChildSpec, state: str, **fields: Any) -> None:
         if self.operations is None:
             return
-        try:
-            self.operations.component_state(spec.name, spec.kind, state, **fields)
-        except ChromaError as exc:  # status is advisory; an outage needs no traceback
-            log.warning("could not record %s as %s: %s", spec.name, state, exc.message)
-        except Exception:  # supervision must go on without it
-            log.warning("could not record %s as %s", spec.name, state, exc_info=True)
+        for name in spec.component_names:
+            try:
+                self.operations.component_state(name, spec.kind, state, **fields)
+            except ChromaError as exc:  # status is advisory; an outage needs no traceback
+                log.warning("could not record %s as %s: %s", name, state, exc.message)
+            except Exception:  # supervision must go on without it
+                log.warning("could not record %s as %s", name, state, exc_info=True)

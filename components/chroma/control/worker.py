@@ -1,9 +1,10 @@
 """The worker loop: claim an operation, run its handler with a heartbeat, record the end.
 
-One loop per worker process (``chroma worker``; under ``chroma run`` one per worker
-component). The heartbeat thread extends the lease every ``lease_s / 3`` seconds and
-carries progress; it interrupts the handler when a cancel is requested or the lease is
-lost. SIGTERM finishes the current step and gives the operation back to the queue.
+One loop per worker component (``chroma worker`` runs one; under ``chroma run`` one
+process runs every component's loop, each in its own thread: :func:`run_workers`). The
+heartbeat thread extends the lease every ``lease_s / 3`` seconds and carries progress;
+it interrupts the handler when a cancel is requested or the lease is lost. SIGTERM
+finishes the current step and gives the operation back to the queue.
 
 A dependency outage delays an operation, it does not end it: a handler that fails with
 :class:`chroma.errors.Unreachable` (the query engine refused the connection, timed out,
@@ -21,7 +22,7 @@ import signal
 import socket
 import threading
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +35,7 @@ from chroma.operations.kinds import OperationKind, OperationUnavailable, kind_of
 from chroma.settings import Settings
 from chroma.storage import FileStore, open_store
 
-__all__ = ["Worker", "WorkerServices", "run_worker"]
+__all__ = ["Worker", "WorkerServices", "run_worker", "run_workers"]
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +49,14 @@ class WorkerServices:
     store: FileStore
 
     @classmethod
-    def open(cls, settings: Settings) -> WorkerServices:
+    def open(cls, settings: Settings, *, loops: int = 1) -> WorkerServices:
+        """``loops``: worker loops sharing it (each uses up to three connections at once:
+        claim or handler, lease heartbeat, component heartbeat; handlers rarely more)."""
         if settings.database_url is None:
             raise RuntimeError("CHROMA_DATABASE_URL is not set")
         dsn = settings.database_url.get_secret_value()
         apply_migrations(dsn)
-        db = Database(dsn, max_size=4)
+        db = Database(dsn, max_size=4 + 2 * (loops - 1))
         db.open()
         catalog = Catalog(db)
         return cls(settings, db, catalog, catalog.operations, open_store(settings))
@@ -213,21 +216,59 @@ def _unreachable(exc: BaseException) -> Unreachable | None:
 
 
 def run_worker(name: str, kinds: Sequence[str]) -> None:
-    """Entry point of a worker process: serve until SIGTERM/SIGINT."""
+    """Entry point of a worker process with one loop: serve until SIGTERM/SIGINT."""
+    run_workers({name: kinds})
+
+
+def run_workers(loops: Mapping[str, Sequence[str]]) -> None:
+    """Entry point of a worker process: one claim loop (thread) per ``name -> kinds``,
+    sharing this process's catalog pool, store and libraries, until SIGTERM/SIGINT.
+
+    Each loop is its own component (status, heartbeat, operation owner), so operations of
+    different loops still run side by side; one process instead of one per loop saves
+    a resident copy of Python, numpy, pyarrow and the rest per loop (``chroma run``)."""
+    label = ",".join(loops)
     logging.basicConfig(level=logging.INFO,
-                        format=f"%(asctime)s %(levelname)s [{name}] %(name)s %(message)s")
-    services = WorkerServices.open(Settings())
+                        format=f"%(asctime)s %(levelname)s [{label}] %(name)s %(message)s")
+    services = WorkerServices.open(Settings(), loops=len(loops))
     settings = services.settings
-    if "index" in kinds:
+    if any("index" in kinds for kinds in loops.values()):
         _host_index(settings)
-    worker = Worker(services, name, kinds, lease_s=settings.operation_lease_s,
-                    poll_s=settings.worker_poll_s)
+    workers = [Worker(services, name, kinds, lease_s=settings.operation_lease_s,
+                      poll_s=settings.worker_poll_s) for name, kinds in loops.items()]
+
+    def stop(*_: object) -> None:
+        for worker in workers:
+            worker.stop()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: worker.stop())
+        signal.signal(sig, stop)
+    threading.current_thread().name = workers[0].name
+    _name_log_records_after_their_loop(set(loops))
+    threads = [threading.Thread(target=w.run_forever, name=w.name) for w in workers[1:]]
+    for thread in threads:
+        thread.start()
     try:
-        worker.run_forever()
+        workers[0].run_forever()  # the main thread: it receives the signals
     finally:
+        stop()
+        for thread in threads:
+            thread.join()
         services.close()
+
+
+def _name_log_records_after_their_loop(names: set[str]) -> None:
+    """A record logged by a worker loop's thread names that worker where the log format
+    names the process (as when each worker was a process of its own)."""
+    make = logging.getLogRecordFactory()
+
+    def named(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = make(*args, **kwargs)
+        if record.threadName in names:
+            record.processName = record.threadName
+        return record
+
+    logging.setLogRecordFactory(named)
 
 
 def _host_index(settings: Settings) -> None:

@@ -29,6 +29,7 @@ from chroma.labelling.neighbours import NeighbourSource, open_neighbour_source
 from chroma.labelling.scorer import (
     FittedModel,
     TrainingSetLoader,
+    current_mhb,
     ensure_mhb,
     fit_scoring_reference,
     mhb_limits,
@@ -71,7 +72,9 @@ class LabellingJob:
     training: TrainingSetLoader = field(init=False)
 
     def __post_init__(self) -> None:
-        self.training = TrainingSetLoader(self.catalog, self.store, self.key)
+        self.training = TrainingSetLoader(
+            self.catalog, self.store, self.key,
+            keep_bytes=self.settings.recommend_training_cache_bytes)
 
 
 def fit_mhb_of(job: LabellingJob) -> FittedModel:
@@ -113,6 +116,11 @@ def recommend_one(job: LabellingJob, *, full: bool = False) -> dict[str, Any]:
         # record committed after this read triggers another run).
         changes.mark_scored(key, changes.latest_seq(key))
         return {"skipped": "no training records yet: nothing to compare production with"}
+    current = None if full else _up_to_date(job)
+    if current is not None:
+        mhb_version, knn = current
+        return {"scored": 0, "removed": 0, "full_refresh": False, "mhb_version": mhb_version,
+                "knn": knn, "skipped": "nothing new since the last run"}
     source, index_version = _neighbour_source(job)
     fitted = fit_mhb_of(job)
     job.progress(0.05, f"MHB v{fitted.version.version}")
@@ -145,6 +153,28 @@ def recommend_one(job: LabellingJob, *, full: bool = False) -> dict[str, Any]:
            else "index" if source is not None else None)
     return {"scored": scored, "removed": len(deleted), "full_refresh": full,
             "mhb_version": fitted.version.version, "knn": knn}
+
+
+def _up_to_date(job: LabellingJob) -> tuple[int, str] | None:
+    """(MHB version, kNN mode) when the queue already holds everything a run would write:
+    no change since the last run, the same MHB model, and (when kNN comes from the index)
+    the same index version; else None. A few small queries: a run with nothing to do
+    reads no training data and waits for no index."""
+    changes, queue, key = job.catalog.changes, job.catalog.queue, job.key
+    state = queue.state(key)
+    if state is None or state.reference is None or changes.latest_seq(key) > state.scored_seq:
+        return None
+    _, model = current_mhb(job.catalog, key, mhb_limits(job.settings))
+    if model is None or model.version != state.mhb_version:
+        return None
+    if 0 < job.training.count() <= job.settings.recommend_exact_knn_max:
+        # Exact kNN: the index does not matter.
+        return (model.version, "exact") if state.index_version is None else None
+    index = changes.index_state(key)
+    if (index is not None and index.indexed_seq >= state.scored_seq
+            and index.version == state.index_version):
+        return model.version, "index"
+    return None
 
 
 def _readable(

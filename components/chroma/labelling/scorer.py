@@ -39,6 +39,7 @@ __all__ = [
     "KNN_K",
     "REFERENCE_SAMPLE",
     "FittedModel",
+    "current_mhb",
     "ensure_mhb",
     "fit_scoring_reference",
     "mhb_limits",
@@ -82,14 +83,9 @@ def ensure_mhb(
     ``limits``: default from this process's settings (environment). A fit over them
     raises ``InvalidInput`` saying which limit: the operation fails with that message."""
     limits = limits or mhb_limits(Settings())
-    files = catalog.queue.training_files(key)
-    if not files:
-        raise NotFound(f"embedding set {key} has no training records to fit MHB on")
-    fingerprint = training_fingerprint({str(f): n for f, n in files},
-                                       params={"method": "ledoit_wolf", **limits.as_params()})
-    latest = catalog.queue.latest_mhb(key)
-    if latest is not None and latest.fingerprint == fingerprint:
-        return FittedModel(latest, load_model(store.read_bytes(latest.path)), refitted=False)
+    fingerprint, latest = current_mhb(catalog, key, limits)
+    if latest is not None:
+        return FittedModel(latest, _loaded_model(catalog, store, key, latest), refitted=False)
     data = training()
     model = fit_mhb(data.vectors, resolve_labels(data.labels, data.predicted),
                     fingerprint=fingerprint, limits=limits)
@@ -103,6 +99,43 @@ def ensure_mhb(
     version = catalog.queue.latest_mhb(key)
     assert version is not None
     return FittedModel(version, model, refitted=True)
+
+
+_models: dict[tuple[str, str], tuple[MHBVersion, MHBModel]] = {}
+"""The MHB model last loaded in this process, by (catalog DSN, set), with its scoring
+factors once derived (a Cholesky per class: seconds per run at a dozen classes). One
+model at a time: a model may be hundreds of MiB (``CHROMA_MHB_MAX_MODEL_BYTES``)."""
+
+_MODELS_KEPT = 1
+
+
+def _loaded_model(catalog: Catalog, store: FileStore, key: str,
+                  version: MHBVersion) -> MHBModel:
+    where = (catalog.db.dsn, key)
+    kept = _models.get(where)
+    if kept is not None and kept[0] == version:
+        return kept[1]
+    model = load_model(store.read_bytes(version.path))
+    _models.pop(where, None)
+    while len(_models) >= _MODELS_KEPT:  # the oldest loaded first
+        _models.pop(next(iter(_models)))
+    _models[where] = (version, model)
+    return model
+
+
+def current_mhb(
+    catalog: Catalog, key: str, limits: MHBLimits,
+) -> tuple[str, MHBVersion | None]:
+    """The fingerprint of the set's training data under ``limits``, and the stored model
+    fitted on exactly that (None: a fit is due). Two small queries, no data read."""
+    files = catalog.queue.training_files(key)
+    if not files:
+        raise NotFound(f"embedding set {key} has no training records to fit MHB on")
+    fingerprint = training_fingerprint({str(f): n for f, n in files},
+                                       params={"method": "ledoit_wolf", **limits.as_params()})
+    latest = catalog.queue.latest_mhb(key)
+    return fingerprint, (latest if latest is not None and latest.fingerprint == fingerprint
+                         else None)
 
 
 def signals_for(
@@ -141,17 +174,43 @@ def fit_scoring_reference(
     return fit_reference(signals)
 
 
-class TrainingSetLoader:
-    """Reads a set's :class:`TrainingSet` on first call, then returns the same one."""
+_kept: dict[tuple[str, str], tuple[list[tuple[int, int]], TrainingSet]] = {}
+"""The last training set a loader with ``keep_bytes`` read in this process, by (catalog
+DSN, set key), with the training files (id, live records) it was read from: the set's
+fingerprint, as for the MHB model."""
 
-    def __init__(self, catalog: Catalog, store: FileStore, key: str) -> None:
+
+class TrainingSetLoader:
+    """Reads a set's :class:`TrainingSet` on first call, then returns the same one.
+
+    ``keep_bytes`` > 0: the set (up to that many bytes of vectors) also outlives the
+    loader, for the next loader of the same set in this process, while the set's training
+    files are unchanged (one small query checks it). One set is kept at a time."""
+
+    def __init__(self, catalog: Catalog, store: FileStore, key: str, *,
+                 keep_bytes: int = 0) -> None:
         self.catalog, self.store, self.key = catalog, store, key
+        self.keep_bytes = keep_bytes
         self._loaded: TrainingSet | None = None
 
     def __call__(self) -> TrainingSet:
         if self._loaded is None:
-            self._loaded = TrainingSet.load(self.catalog, self.store, self.key)
+            self._loaded = self._kept_or_load()
         return self._loaded
+
+    def _kept_or_load(self) -> TrainingSet:
+        if self.keep_bytes <= 0:
+            return TrainingSet.load(self.catalog, self.store, self.key)
+        files = sorted(self.catalog.queue.training_files(self.key))
+        where = (self.catalog.db.dsn, self.key)
+        kept = _kept.get(where)
+        if kept is not None and kept[0] == files:
+            return kept[1]
+        _kept.clear()  # before the read: never two sets at once
+        loaded = TrainingSet.load(self.catalog, self.store, self.key)
+        if loaded.vectors.nbytes * 2 <= self.keep_bytes:  # with the normalised copy
+            _kept[where] = (files, loaded)
+        return loaded
 
     def count(self) -> int:
         """Live training records, from the manifest (no read of the data)."""

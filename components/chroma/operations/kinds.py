@@ -11,14 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
 from chroma.errors import ChromaError, InvalidInput
-from chroma.operations import indexing, labelling, maintenance
-from chroma.operations.context import OperationContext
 from chroma.operations.params import CompactParams, NoParams, RecommendParams, SleepParams
+
+if TYPE_CHECKING:
+    from chroma.operations.context import OperationContext
 
 __all__ = [
     "INDEXJOB_KINDS",
@@ -32,35 +34,48 @@ __all__ = [
     "validate_params",
 ]
 
-Handler = Callable[[OperationContext], dict[str, Any] | None]
+Handler = Callable[["OperationContext"], dict[str, Any] | None]
 
 
 @dataclass(frozen=True)
 class OperationKind:
     name: str
-    handler: Handler
+    handler_ref: Handler | str
+    """The handler, or its ``module:function`` imported on first use: the table is read
+    by processes that never run a handler (the supervisor, the API), and the handlers
+    pull in numpy, pyarrow and the index engine."""
     worker: str
-    """The ``chroma run`` worker process that takes it (one kind of work per process)."""
+    """The ``chroma run`` worker that takes it (one kind of work per worker loop)."""
     params: type[BaseModel]
     indexjob: bool
     """An ``IndexJob`` may carry it: in the cluster it can run as a Kubernetes Job."""
     summary: str
 
+    @property
+    def handler(self) -> Handler:
+        if not isinstance(self.handler_ref, str):
+            return self.handler_ref
+        module, function = self.handler_ref.split(":")
+        handler: Handler = getattr(import_module(module), function)
+        return handler
+
+
+_OPS = "chroma.operations"
 
 KINDS: dict[str, OperationKind] = {kind.name: kind for kind in (
-    OperationKind("index", indexing.run_index, "indexer", NoParams, True,
+    OperationKind("index", f"{_OPS}.indexing:run_index", "indexer", NoParams, True,
                   "Apply the change feed to the vector index."),
-    OperationKind("reindex", indexing.run_reindex, "indexer", NoParams, True,
+    OperationKind("reindex", f"{_OPS}.indexing:run_reindex", "indexer", NoParams, True,
                   "Build a new index version from every live record and switch to it."),
-    OperationKind("fit-mhb", labelling.run_fit_mhb, "mhb", NoParams, True,
+    OperationKind("fit-mhb", f"{_OPS}.labelling:run_fit_mhb", "mhb", NoParams, True,
                   "Fit the MHB model on the training records, if they changed."),
-    OperationKind("recommend", labelling.run_recommend, "recommender", RecommendParams, True,
-                  "Score new production records into the labelling queue."),
-    OperationKind("compact", maintenance.run_compact, "compactor", CompactParams, True,
+    OperationKind("recommend", f"{_OPS}.labelling:run_recommend", "recommender",
+                  RecommendParams, True, "Score new production records into the labelling queue."),
+    OperationKind("compact", f"{_OPS}.maintenance:run_compact", "compactor", CompactParams, True,
                   "Merge small parquet files; sweep retired and orphan files."),
-    OperationKind("expire", maintenance.run_expire, "compactor", NoParams, True,
+    OperationKind("expire", f"{_OPS}.maintenance:run_expire", "compactor", NoParams, True,
                   "Delete production records past their dataset's retention."),
-    OperationKind("sleep", maintenance.run_sleep, "compactor", SleepParams, False,
+    OperationKind("sleep", f"{_OPS}.maintenance:run_sleep", "compactor", SleepParams, False,
                   "Diagnostic: sleep, reporting progress."),
 )}
 

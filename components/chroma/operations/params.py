@@ -13,8 +13,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from chroma.ingest.validation import check_json_document
-
 __all__ = [
     "MAX_SLEEP_S", "MIN_GRACE_S", "CompactParams", "NoParams", "RecommendParams", "SleepParams",
 ]
@@ -35,6 +33,10 @@ class NoParams(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _storable(cls, data: Any) -> Any:
+        # Imported here: the kinds table (and so this module) is read by the supervisor,
+        # which must not load the ingest path's numpy.
+        from chroma.ingest.validation import check_json_document
+
         check_json_document(data, "params")
         return data
 

@@ -1,0 +1,232 @@
+"""Memory of an embedded ``chroma run``: RSS and PSS per process, idle and after a load.
+
+Starts ``chroma run`` on a fresh data directory (its own PostgreSQL), waits until every
+component is up and no operation is queued or running, then reads ``/proc/<pid>/
+smaps_rollup`` of every process it owns: the supervisor, its children (API, workers, the
+PostgreSQL watchdog) and the PostgreSQL server with its backends (which ``pg_ctl`` starts
+in a session of its own, found through ``postmaster.pid``). Each figure is the median of
+``--samples`` readings a second apart. RSS counts shared pages (libraries, PostgreSQL's
+shared buffers) once per process; PSS splits them among the processes sharing them, so
+the PSS sum is what the system really holds.
+
+With ``--records N`` it then logs N training records (``--dim``, Arrow bulk path), waits
+for the implicit operations (index, fit-mhb, recommend) to settle, and measures again.
+
+    .venv/bin/python bench/footprint.py [--records 100000] [--dim 128] [--samples 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_info
+
+MIB = 1024.0
+
+
+def start_system(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    chroma = str(Path(sys.executable).parent / "chroma")
+    log = open(workdir / "run.log", "ab")  # noqa: SIM115 - closed with the process
+    return subprocess.Popen(
+        [chroma, "run", "--port", str(port), "--data-dir", str(workdir / "data")],
+        env={**os.environ, "CHROMA_WORKER_POLL_S": "0.5"}, stdout=log,
+        stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_up(http: httpx.Client, proc: subprocess.Popen[bytes], workdir: Path) -> list[Any]:
+    """The status components once every one is up."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError((workdir / "run.log").read_text()[-3000:])
+        try:
+            components = http.get("/api/v1/status").json()["components"]
+            if components and all(c["state"] == "up" for c in components):
+                return components
+        except (httpx.TransportError, ValueError, KeyError):
+            pass
+        time.sleep(0.5)
+    raise RuntimeError("chroma run did not come up")
+
+
+def wait_idle(http: httpx.Client, quiet_s: float, timeout: float = 3600) -> None:
+    """Until no operation has been queued or running for ``quiet_s`` seconds."""
+    deadline = time.monotonic() + timeout
+    quiet_since: float | None = None
+    while time.monotonic() < deadline:
+        ops = http.get("/api/v1/operations", params={"limit": 500}).json()["data"]
+        if any(op["state"] in ("queued", "running") for op in ops):
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > quiet_s:
+            return
+        time.sleep(0.5)
+    raise RuntimeError("operations did not settle")
+
+
+def children_of() -> dict[int, list[int]]:
+    tree: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        tree.setdefault(parent, []).append(int(entry.name))
+    return tree
+
+
+def descendants(root: int, tree: dict[int, list[int]]) -> list[int]:
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(tree.get(pid, []))
+    return found
+
+
+def memory_kib(pid: int) -> tuple[int, int] | None:
+    """(RSS, PSS) in KiB, or None once the process is gone."""
+    fields: dict[str, int] = {}
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+            name, value = line.split(":", 1)
+            fields[name] = int(value.split()[0])
+    except (OSError, ValueError):
+        return None
+    return fields.get("Rss", 0), fields.get("Pss", 0)
+
+
+def describe(pid: int, names: dict[int, str], postmaster: int | None) -> str:
+    if pid in names:
+        return names[pid]
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return "?"
+    if pid == postmaster:
+        return "postgres (postmaster)"
+    if "_pgwatch" in cmdline:
+        return "postgres watchdog"
+    if cmdline.startswith("postgres:"):
+        return cmdline.strip()[:40]
+    if " run " in f" {cmdline} " and "chroma" in cmdline:
+        return "supervisor (chroma run)"
+    return cmdline.strip()[:40]
+
+
+def processes(root: int, data_dir: Path) -> list[int]:
+    tree = children_of()
+    pids = descendants(root, tree)
+    postmaster = postmaster_pid(data_dir)
+    if postmaster is not None and postmaster not in pids:
+        pids += descendants(postmaster, tree)
+    return pids
+
+
+def postmaster_pid(data_dir: Path) -> int | None:
+    try:
+        return int((data_dir / "postgres" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def measure(root: int, data_dir: Path, names: dict[int, str], samples: int) -> None:
+    """Print RSS and PSS per process (median of ``samples`` readings) and the sums."""
+    readings: dict[int, list[tuple[int, int]]] = {}
+    for i in range(samples):
+        for pid in processes(root, data_dir):
+            figures = memory_kib(pid)
+            if figures is not None:
+                readings.setdefault(pid, []).append(figures)
+        if i + 1 < samples:
+            time.sleep(1.0)
+    postmaster = postmaster_pid(data_dir)
+    rows = []
+    for pid, values in readings.items():
+        rss = statistics.median(v[0] for v in values) / MIB
+        pss = statistics.median(v[1] for v in values) / MIB
+        rows.append((describe(pid, names, postmaster), pid, rss, pss))
+    rows.sort(key=lambda r: -r[2])
+    print(f"  {'process':<42} {'pid':>8} {'RSS MiB':>9} {'PSS MiB':>9}")
+    for name, pid, rss, pss in rows:
+        print(f"  {name:<42} {pid:>8} {rss:>9.1f} {pss:>9.1f}")
+    pg = [r for r in rows if r[0].startswith("postgres")]
+    print(f"  {'sum (' + str(len(rows)) + ' processes)':<42} {'':>8} "
+          f"{sum(r[2] for r in rows):>9.1f} {sum(r[3] for r in rows):>9.1f}")
+    print(f"  {'  of which PostgreSQL (' + str(len(pg)) + ')':<42} {'':>8} "
+          f"{sum(r[2] for r in pg):>9.1f} {sum(r[3] for r in pg):>9.1f}")
+    print(f"  load average {os.getloadavg()}", flush=True)
+
+
+def load(url: str, records: int, dim: int) -> None:
+    import numpy as np
+
+    from chroma.client import Client
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(12, dim)) * 3
+    labels = rng.integers(0, len(centres), size=records)
+    vectors = (centres[labels] + rng.normal(size=(records, dim))).astype(np.float32)
+    with Client(url, progress=False) as client:
+        client.log_many(vectors, embedding_set={"model": "footprint-bench", "dim": dim},
+                        dataset="train", split="training",
+                        label_classes=[f"class-{c}" for c in labels])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--records", type=int, default=0, help="then log this many")
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--samples", type=int, default=5)
+    parser.add_argument("--settle", type=float, default=10.0,
+                        help="seconds without operations before measuring")
+    args = parser.parse_args()
+
+    print(machine_info(("numpy", "pyarrow", "qdrant-edge-py", "fastapi", "psycopg")))
+    workdir = Path(tempfile.mkdtemp(prefix="chroma-footprint-"))
+    port = 19000 + os.getpid() % 1000
+    url = f"http://127.0.0.1:{port}"
+    system = start_system(workdir, port)
+    try:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            components = wait_up(http, system, workdir)
+            names: dict[int, str] = {}
+            for c in components:  # one process may serve several components
+                if c.get("pid"):
+                    names[c["pid"]] = ",".join(filter(None, (names.get(c["pid"]), c["name"])))
+            wait_idle(http, args.settle)
+            print(f"\nidle, empty (after {args.settle:.0f} s without operations):")
+            measure(system.pid, workdir / "data", names, args.samples)
+            if args.records:
+                began = time.perf_counter()
+                load(url, args.records, args.dim)
+                wait_idle(http, args.settle)
+                print(f"\nafter {args.records:,} x {args.dim} training records (logged and "
+                      f"settled in {time.perf_counter() - began:.0f} s):")
+                measure(system.pid, workdir / "data", names, args.samples)
+    finally:
+        system.send_signal(signal.SIGTERM)
+        try:
+            system.wait(120)
+        except subprocess.TimeoutExpired:
+            os.killpg(system.pid, signal.SIGKILL)
+
+
+if __name__ == "__main__":
+    main()

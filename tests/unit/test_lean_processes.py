@@ -1,0 +1,52 @@
+"""What the long-lived processes of ``chroma run`` load: the supervisor (and the kinds
+table it reads) must not pull in the data libraries, which only the API and the worker
+process use. Each resident copy of numpy, pyarrow and the index engine costs tens of MiB
+of RSS per process (bench/footprint.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from chroma.control.embedded import child_specs
+from chroma.operations.kinds import WORKERS
+
+HEAVY = ("numpy", "pyarrow", "qdrant_edge", "uvicorn", "yoyo", "chroma.api.app",
+         "chroma.storage", "chroma.scoring")
+
+
+def _loaded_after(statement: str) -> list[str]:
+    probe = (f"import sys; {statement}; "
+             f"print(' '.join(m for m in {HEAVY!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True)
+    return out.stdout.split()
+
+
+@pytest.mark.parametrize("statement", [
+    "import chroma.cli.main, chroma.control.embedded",  # the supervisor's code
+    "import chroma.api.auth",  # its start-up key check
+    "import chroma.catalog",  # its status records
+    "import chroma.operations.kinds",  # the worker layout and kinds
+])
+def test_the_supervisor_loads_no_data_library(statement: str) -> None:
+    assert _loaded_after(statement) == []
+
+
+def test_a_handler_still_loads_on_use() -> None:
+    loaded = _loaded_after("from chroma.operations.kinds import KINDS; "
+                           "KINDS['recommend'].handler")
+    assert "numpy" in loaded
+
+
+def test_chroma_run_starts_one_worker_process_serving_every_worker_by_default() -> None:
+    shared = child_specs()
+    assert [s.name for s in shared] == ["api", "workers"]
+    assert list(shared[1].component_names) == list(WORKERS)
+    assert sorted(shared[1].operation_kinds) == sorted(k for ks in WORKERS.values()
+                                                       for k in ks)
+    separate = child_specs("separate")
+    assert [s.name for s in separate] == ["api", *WORKERS]
+    assert all(list(s.component_names) == [s.name] for s in separate)
