@@ -4,6 +4,7 @@ service control verbs (output: ``chroma.cli.output``; failures: ``CliError``).""
 from __future__ import annotations
 
 import sys
+import textwrap
 import time
 from typing import Annotated, Any
 
@@ -23,7 +24,16 @@ from chroma.cli.common import (
     choose_set,
     open_client,
 )
-from chroma.cli.output import Column, Format, ago, emit, key_column, print_document, short_key
+from chroma.cli.output import (
+    Column,
+    Format,
+    ago,
+    emit,
+    key_column,
+    print_document,
+    short_key,
+    terminal_width,
+)
 from chroma.client import Client
 from chroma.operations.kinds import KIND_NAMES, kind_of, validate_params
 
@@ -145,12 +155,16 @@ def _follow(client: Client, op_id: int) -> dict[str, Any]:
 
 
 def _print_outcome(op: dict[str, Any]) -> None:
+    """State, then the result's fields and the error as ``name: value`` lines, wrapped
+    (not cut: an error message is read whole) to the terminal's width."""
     print(f"operation #{op['id']} {op['state']} after {op['attempts']} attempt(s)"
           f" in {ago(op['duration_s'])}")
-    for name, value in (op.get("result") or {}).items():
-        print(f"  {name}: {_plain(value)}")
+    lines = [(name, _plain(value)) for name, value in (op.get("result") or {}).items()]
     if op.get("error"):
-        print(f"  error: {op['error']}")
+        lines.append(("error", op["error"]))
+    for name, text in lines:
+        print(textwrap.fill(f"{name}: {text}", width=terminal_width(), initial_indent="  ",
+                            subsequent_indent="    ", break_on_hyphens=False))
 
 
 def _plain(value: object) -> str:
@@ -306,6 +320,7 @@ def recommend(
     if output in (Format.json, Format.yaml):
         print_document(page, output)
         return
-    print(f"{page['total']} records in the queue (MHB v{page['mhb_version']})")
+    print(f"{page['total']} records in the queue of embedding set {short_key(key)} "
+          f"(MHB v{page['mhb_version']})")
     if items:
         emit(items, RECOMMENDATION_COLUMNS, output)
