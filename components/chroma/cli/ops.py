@@ -3,6 +3,7 @@ service control verbs (output: ``chroma.cli.output``; failures: ``CliError``).""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import textwrap
 import time
@@ -141,8 +142,11 @@ def op_run(
 def _follow(client: Client, op_id: int) -> dict[str, Any]:
     """Poll the operation until it ends, drawing its ``progress`` (reported by the
     worker with its lease heartbeat) on stderr when stderr is a terminal."""
+    # A terminal that reports no size (0x0, e.g. a fresh pty) made tqdm draw nothing.
+    size = shutil.get_terminal_size((80, 24))
     with tqdm(total=100, desc=f"operation #{op_id}", file=sys.stderr,
-              disable=not sys.stderr.isatty(), leave=False,
+              disable=not sys.stderr.isatty(), leave=False, ncols=size.columns or 80,
+              nrows=size.lines or 24,
               bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix}") as bar:
         while True:
             op = client.operation(op_id)

@@ -255,7 +255,7 @@ class Client:
                         "POST", "/api/v1/log", content=orjson.dumps({"records": batch}),
                         headers={"content-type": "application/json"},
                     )
-                except errors.InvalidInput as exc:
+                except (errors.InvalidInput, errors.Conflict) as exc:  # this batch's fault
                     raise _at_line(exc, path, line_numbers[start:start + batch_size]) from exc
                 total += answer["count"]
                 bar.update(len(batch))
@@ -498,8 +498,8 @@ def read_jsonl(path: Path | str) -> tuple[list[dict[str, Any]], list[int]]:
     return records, numbers
 
 
-def _at_line(exc: errors.InvalidInput, path: Path | str, numbers: Sequence[int]
-             ) -> errors.InvalidInput:
+def _at_line(exc: errors.ChromaError, path: Path | str, numbers: Sequence[int]
+             ) -> errors.ChromaError:
     """The server's refusal of a batch, naming the file line of the first refused record
     when its details locate one (``loc`` ``["records", i, ...]``)."""
     for detail in exc.details if isinstance(exc.details, list) else []:
