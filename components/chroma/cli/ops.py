@@ -121,7 +121,7 @@ def op_run(
     params = _parse_params(param or [])
     if local:
         if dataset or field:
-            raise CliError("--local takes --embedding-set KEY (the full key)", code=2)
+            raise CliError("--local takes --embedding-set KEY (or a prefix of it)", code=2)
         raise typer.Exit(_run_local(kind, embedding_set, params))
     with open_client(url, api_key) as client:
         key = choose_set(client, embedding_set, dataset, field, required=False)
@@ -188,6 +188,8 @@ def _run_local(kind: str, embedding_set: str | None, params: dict[str, Any]) -> 
     validate_params(kind, params)
     services = WorkerServices.open(Settings())
     try:
+        if embedding_set is not None:  # a prefix names its set here too
+            embedding_set = services.catalog.resolve_key(embedding_set)
         op, _ = services.operations.enqueue(kind, embedding_set, params=params,
                                             requested_by="job")
         worker = Worker(services, f"job-{kind}", [kind],
