@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from chroma.client import Client
 from chroma.client.client import arrow_stream
 from chroma.keys import embedding_set_key
 
@@ -31,8 +32,8 @@ def seeded(chroma_server, uid: str) -> dict:
 
 
 def snapshot(url: str) -> tuple:
-    sets = httpx.get(f"{url}/api/v1/embeddingsets").json()["data"]
-    datasets = httpx.get(f"{url}/api/v1/datasets").json()["data"]
+    with Client(url, progress=False) as client:  # every page of each list
+        sets, datasets = client.embedding_sets(), client.datasets()
     return (
         sorted((s["key"], s["dimension"], json.dumps(s["counts"])) for s in sets),
         sorted((d["name"], d["record_count"]) for d in datasets),
@@ -312,7 +313,8 @@ def test_listings_survive_numbers_already_stored(seeded: dict, server_env: dict)
             "INSERT INTO operations (kind, params, state, result) VALUES"
             " ('sleep', %s, 'failed', %s) RETURNING id",
             (Jsonb({"seconds": 10**308}), Jsonb({"n": -(10**30)}))).fetchone()[0]
-    sets = httpx.get(f"{seeded['url']}/api/v1/embeddingsets")
+    # One page: lists page by 100 (DESIGN §13); this module's server holds more sets.
+    sets = httpx.get(f"{seeded['url']}/api/v1/embeddingsets", params={"limit": 1000})
     assert sets.status_code == 200, sets.text
     stored = next(s for s in sets.json()["data"] if s["key"] == key)
     assert stored["fields"]["model"] == 1e20

@@ -46,7 +46,7 @@ def test_log_one_record_then_read_it_back(chroma_server, es, uid) -> None:
     body = answer.json()
     assert body == {"embedding_set_key": embedding_set_key(es), "ids": ["r1"], "count": 1}
 
-    all_sets = httpx.get(f"{url}/api/v1/embeddingsets").json()["data"]
+    all_sets = httpx.get(f"{url}/api/v1/embeddingsets", params={"limit": 1000}).json()["data"]
     sets = [s for s in all_sets if s["fields"].get("test") == uid]
     assert [(s["key"], s["dimension"], s["counts"]) for s in sets] == [
         (embedding_set_key(es), 3, {"training": 1, "production": 0})

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import chroma
 from chroma.api.auth import authorize, document_security, make_guard
+from chroma.api.docs import install_docs
 from chroma.api.errors import RequestIdMiddleware, error_response, install_error_handlers
 from chroma.api.metrics import Metrics, MetricsMiddleware
 from chroma.api.responses import ORJSONResponse
@@ -30,6 +31,7 @@ from chroma.api.routers import (
     status,
 )
 from chroma.api.services import Services
+from chroma.api.strict import reject_unknown_query
 from chroma.ingest.models import LogRequest, RecordIn
 from chroma.settings import Settings
 
@@ -63,8 +65,11 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
         summary="Log model embeddings, index them, rank production inputs worth labelling.",
         lifespan=lifespan,
         default_response_class=ORJSONResponse,
-        dependencies=[Depends(authorize)],  # the scope of each route: chroma.api.auth
+        # The scope of each route (chroma.api.auth), then no query parameter it ignores.
+        dependencies=[Depends(authorize), Depends(reject_unknown_query)],
+        docs_url=None, redoc_url=None,  # served with local assets: chroma.api.docs
     )
+    install_docs(app)
     app.state.auth = make_guard(settings)
     app_metrics = Metrics()
     app.state.metrics = app_metrics
@@ -161,8 +166,19 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         components.pop(name, None)
     schema = _replace_refs(schema, "#/components/schemas/HTTPValidationError",
                            "#/components/schemas/ErrorBody")
+    _document_unknown_query(schema)
     app.openapi_schema = document_security(schema)
     return app.openapi_schema
+
+
+def _document_unknown_query(schema: dict[str, Any]) -> None:
+    """Every route answers 422 for a query parameter it does not take (chroma.api.strict)."""
+    for item in schema.get("paths", {}).values():
+        for operation in item.values():
+            operation["responses"].setdefault("422", {
+                "description": "Unknown query parameter.",
+                "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/ErrorBody"}}}})
 
 
 def _replace_refs(node: Any, old: str, new: str) -> Any:

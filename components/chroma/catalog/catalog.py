@@ -33,6 +33,7 @@ from psycopg.rows import dict_row
 from chroma.catalog.changes import Changes, writing_changes
 from chroma.catalog.copying import copy_csv, pg_text_array
 from chroma.catalog.database import Database
+from chroma.catalog.keyprefix import check_key_prefix, pick_key
 from chroma.catalog.live import LiveRecords
 from chroma.catalog.operations import Operations, json_safe
 from chroma.catalog.recommendations import Recommendations
@@ -216,8 +217,11 @@ class Catalog:
             )
         return int(dataset_id)
 
-    def list_embedding_sets(self) -> list[EmbeddingSetInfo]:
-        return self._embedding_sets()
+    def list_embedding_sets(
+        self, *, after: str | None = None, limit: int | None = None
+    ) -> list[EmbeddingSetInfo]:
+        """Embedding sets in key order: all, or a page of ``limit`` after key ``after``."""
+        return self._embedding_sets(after=after, limit=limit)
 
     def get_embedding_set(self, key: str) -> EmbeddingSetInfo:
         found = self._embedding_sets(key)
@@ -225,7 +229,21 @@ class Catalog:
             raise NotFound(f"no embedding set {key}")
         return found[0]
 
-    def _embedding_sets(self, key: str | None = None) -> list[EmbeddingSetInfo]:
+    def resolve_key(self, prefix: str) -> str:
+        """The full key of the one embedding set whose key starts with ``prefix``
+        (404 for none, 422 for several or a prefix too short: :func:`pick_key`)."""
+        check_key_prefix(prefix)
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT key, count(*) OVER () FROM embedding_sets"
+                " WHERE starts_with(key, %s) ORDER BY key = %s DESC, key LIMIT 3",
+                (prefix, prefix),
+            ).fetchall()
+        return pick_key(prefix, [r[0] for r in rows], int(rows[0][1]) if rows else 0)
+
+    def _embedding_sets(
+        self, key: str | None = None, *, after: str | None = None, limit: int | None = None
+    ) -> list[EmbeddingSetInfo]:
         """Every embedding set with its record counts per split, or the one keyed ``key``."""
         with self.db.transaction() as conn:
             rows = conn.execute(
@@ -234,9 +252,10 @@ class Catalog:
                 " COALESCE(SUM(d.record_count) FILTER (WHERE d.split = 'training'), 0),"
                 " COALESCE(SUM(d.record_count) FILTER (WHERE d.split = 'production'), 0)"
                 " FROM embedding_sets e LEFT JOIN datasets d ON d.embedding_set_key = e.key"
-                " WHERE %(key)s::text IS NULL OR e.key = %(key)s"
-                " GROUP BY e.key ORDER BY e.created_at, e.key",
-                {"key": key},
+                " WHERE (%(key)s::text IS NULL OR e.key = %(key)s)"
+                " AND (%(after)s::text IS NULL OR e.key > %(after)s)"
+                " GROUP BY e.key ORDER BY e.key LIMIT %(limit)s",
+                {"key": key, "after": after, "limit": limit},
             ).fetchall()
         return [
             EmbeddingSetInfo(
@@ -248,14 +267,19 @@ class Catalog:
             for r in rows
         ]
 
-    def list_datasets(self, embedding_set_key: str | None = None) -> list[DatasetInfo]:
-        query = "SELECT * FROM datasets"
-        params: tuple[Any, ...] = ()
-        if embedding_set_key:
-            query += " WHERE embedding_set_key = %s"
-            params = (embedding_set_key,)
+    def list_datasets(
+        self, embedding_set_key: str | None = None, *, after: str | None = None,
+        limit: int | None = None,
+    ) -> list[DatasetInfo]:
+        """Datasets in name order (of one set, if given): all, or a page of ``limit``
+        after name ``after``."""
         with self.db.transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(query + " ORDER BY name", params).fetchall()
+            rows = cur.execute(
+                "SELECT * FROM datasets WHERE (%(key)s::text IS NULL OR embedding_set_key ="
+                " %(key)s) AND (%(after)s::text IS NULL OR name > %(after)s)"
+                " ORDER BY name LIMIT %(limit)s",
+                {"key": embedding_set_key or None, "after": after, "limit": limit},
+            ).fetchall()
         return [DatasetInfo(**row) for row in rows]
 
     def get_dataset(self, name: str) -> DatasetInfo:

@@ -389,15 +389,17 @@ class Operations:
 
     def list(
         self, *, state: str | None = None, kind: str | None = None,
-        embedding_set_key: str | None = None, limit: int = 100,
+        embedding_set_key: str | None = None, limit: int = 100, before: int | None = None,
     ) -> list[Operation]:
+        """Newest first; ``before``: only operations older than that id (the next page)."""
         with self.db.transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute(
                 "SELECT * FROM operations WHERE (%(s)s::text IS NULL OR state = %(s)s)"
                 " AND (%(k)s::text IS NULL OR kind = %(k)s)"
                 " AND (%(e)s::text IS NULL OR embedding_set_key = %(e)s)"
+                " AND (%(b)s::bigint IS NULL OR id < %(b)s)"
                 " ORDER BY id DESC LIMIT %(l)s",
-                {"s": state, "k": kind, "e": embedding_set_key, "l": limit},
+                {"s": state, "k": kind, "e": embedding_set_key, "l": limit, "b": before},
             ).fetchall()
         return [Operation(**row) for row in rows]
 

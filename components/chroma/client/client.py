@@ -1,4 +1,10 @@
-"""The HTTP client: :class:`Client`."""
+"""The HTTP client: :class:`Client`.
+
+Every failure reaches the caller as a :mod:`chroma.errors` class, never an httpx one: an
+answer of 4xx/5xx as the class of its status (``NotFound``, ``InvalidInput``, ...), a
+server that cannot be reached or does not answer in time as ``Unreachable`` (an
+``Unavailable``), after the retries.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 from tenacity import (
-    retry,
+    Retrying,
     retry_if_exception,
     stop_after_attempt,
     wait_exponential,
@@ -43,7 +49,7 @@ _ERROR_BY_STATUS: dict[int, type[errors.ChromaError]] = {
 
 
 def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, httpx.TransportError | errors.Unavailable)
+    return isinstance(exc, errors.Unavailable)
 
 
 class Client:
@@ -54,7 +60,12 @@ class Client:
         api_key: sent as ``Authorization: Bearer <key>``; default ``CHROMA_API_KEY`` from
             the environment, else none (a server on loopback without keys needs none).
             A refused key raises ``chroma.errors.Unauthorized`` (401) or ``Forbidden`` (403).
-        timeout: seconds per request.
+        timeout: seconds per request (to wait for an answer).
+        connect_timeout: seconds to wait for a connection to open: a host that drops
+            packets fails after this, not after ``timeout`` per attempt.
+        retries: attempts per request on ``Unavailable`` (server down, timed out, 503),
+            with exponential backoff; then ``chroma.errors.Unreachable`` or the 503 is
+            raised.
         batch_size: records per request when logging many.
         bulk_threshold: batches of at least this many records go as Arrow IPC, not JSON.
         progress: show a progress bar for uploads of more than one batch.
@@ -66,6 +77,8 @@ class Client:
         *,
         api_key: str | None = None,
         timeout: float = 120.0,
+        connect_timeout: float = 10.0,
+        retries: int = 5,
         batch_size: int = 20_000,
         bulk_threshold: int = 1_000,
         progress: bool = True,
@@ -76,7 +89,9 @@ class Client:
         self.progress = progress
         api_key = api_key or os.environ.get("CHROMA_API_KEY") or None
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, headers=headers)
+        self.retries = retries
+        self._http = httpx.Client(base_url=self.url, headers=headers,
+                                  timeout=httpx.Timeout(timeout, connect=connect_timeout))
 
     def close(self) -> None:
         self._http.close()
@@ -89,17 +104,37 @@ class Client:
 
     # -- low level ---------------------------------------------------------------------
 
-    @retry(
-        retry=retry_if_exception(_is_transient),
-        stop=stop_after_attempt(5),
-        wait=wait_exponential(multiplier=0.2, max=5),
-        reraise=True,
-    )
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = self._http.request(method, path, **kwargs)
+        """The answer's JSON (see :meth:`_call`)."""
+        response = self._call(method, path, **kwargs)
+        return response.json() if response.content else None
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """A 2xx answer; retries what may pass (``Unavailable``) with backoff, raises the
+        rest as the ``chroma.errors`` class of its status."""
+        for attempt in Retrying(retry=retry_if_exception(_is_transient),
+                                stop=stop_after_attempt(max(1, self.retries)),
+                                wait=wait_exponential(multiplier=0.2, max=5), reraise=True):
+            with attempt:
+                response = self._send(method, path, **kwargs)
         if response.status_code >= 400:
             raise _error_from(response)
-        return response.json() if response.content else None
+        return response
+
+    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise errors.Unreachable(
+                f"no answer from the Chroma server at {self.url} in time "
+                f"({type(exc).__name__}); is it overloaded?") from exc
+        except httpx.TransportError as exc:
+            raise errors.Unreachable(
+                f"cannot reach the Chroma server at {self.url} ({type(exc).__name__}: "
+                f"{exc}); is it running?") from exc
+        if response.status_code == 503:  # retried, then raised as the answer says
+            raise _error_from(response)
+        return response
 
     # -- logging -----------------------------------------------------------------------
 
@@ -201,22 +236,29 @@ class Client:
         )
 
     def upload_jsonl(self, path: Path | str, *, batch_size: int | None = None) -> dict[str, Any]:
-        """Upload a JSONL file written by :meth:`Session.save` (or by hand, same shape)."""
+        """Upload a JSONL file written by :meth:`Session.save` (or by hand, same shape).
+
+        The whole file is read first: a malformed line raises ``InvalidInput`` naming
+        ``file:line`` before anything is sent. A batch the server refuses raises its
+        error, naming the file line of the refused record when the server names one.
+        """
         batch_size = batch_size or self.batch_size
+        records, line_numbers = read_jsonl(path)
         total = 0
-        with open(path, "rb") as handle:
-            lines = [line for line in handle if line.strip()]
-        bar = tqdm(total=len(lines), unit="rec", desc=f"upload {Path(path).name}",
+        bar = tqdm(total=len(records), unit="rec", desc=f"upload {Path(path).name}",
                    disable=not self.progress)
         try:
-            for start in range(0, len(lines), batch_size):
-                records = [orjson.loads(line) for line in lines[start:start + batch_size]]
-                answer = self._request(
-                    "POST", "/api/v1/log", content=orjson.dumps({"records": records}),
-                    headers={"content-type": "application/json"},
-                )
+            for start in range(0, len(records), batch_size):
+                batch = records[start:start + batch_size]
+                try:
+                    answer = self._request(
+                        "POST", "/api/v1/log", content=orjson.dumps({"records": batch}),
+                        headers={"content-type": "application/json"},
+                    )
+                except (errors.InvalidInput, errors.Conflict) as exc:  # this batch's fault
+                    raise _at_line(exc, path, line_numbers[start:start + batch_size]) from exc
                 total += answer["count"]
-                bar.update(len(records))
+                bar.update(len(batch))
         finally:
             bar.close()
         return {"count": total}
@@ -238,34 +280,84 @@ class Client:
     def health(self) -> dict[str, Any]:
         return self._request("GET", "/health")
 
-    def embedding_sets(self) -> list[dict[str, Any]]:
-        return self._request("GET", "/api/v1/embeddingsets")["data"]
+    def _pages(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
+        """Every item of a list route, following ``next_cursor`` (DESIGN §13)."""
+        cursor: str | None = None
+        while True:
+            page = self._request("GET", path, params={
+                **params, **({"cursor": cursor} if cursor else {})})
+            yield from page["data"]
+            cursor = page.get("next_cursor")
+            if cursor is None:
+                return
 
-    def datasets(self) -> list[dict[str, Any]]:
-        return self._request("GET", "/api/v1/datasets")["data"]
+    def embedding_sets(self) -> list[dict[str, Any]]:
+        """Every embedding set (all pages), in key order."""
+        return list(self._pages("/api/v1/embeddingsets", limit=1000))
+
+    def embedding_set(self, key: str) -> dict[str, Any]:
+        """One embedding set by its key or a unique prefix of it (at least 4 characters);
+        the answer carries the full key."""
+        return self._request("GET", f"/api/v1/embeddingsets/{key}")
+
+    def datasets(self, embedding_set_key: str | None = None) -> list[dict[str, Any]]:
+        """Every dataset (all pages), in name order; of one embedding set if given."""
+        params: dict[str, Any] = {"limit": 1000}
+        if embedding_set_key:
+            params["embedding_set_key"] = embedding_set_key
+        return list(self._pages("/api/v1/datasets", **params))
 
     def dataset(self, name: str) -> dict[str, Any]:
         return self._request("GET", f"/api/v1/datasets/{name}")
 
     def records(
-        self, dataset: str, *, limit: int = 100, after: str | None = None,
-        include_embeddings: bool = False,
+        self, dataset: str, *, limit: int = 100, cursor: str | None = None,
+        include_embeddings: bool = False, after: str | None = None,
     ) -> dict[str, Any]:
+        """A page of records in id order: ``{"data": [...], "next_cursor"}``; pass
+        ``next_cursor`` back as ``cursor`` (``after`` is its deprecated name)."""
         params: dict[str, Any] = {"limit": limit, "include_embeddings": include_embeddings}
-        if after:
-            params["after"] = after
+        if cursor or after:
+            params["cursor"] = cursor or after
         return self._request("GET", f"/api/v1/datasets/{dataset}/records", params=params)
 
     def iter_records(self, dataset: str, *, page_size: int = 1000,
                      include_embeddings: bool = False) -> Iterator[dict[str, Any]]:
-        after: str | None = None
-        while True:
-            page = self.records(dataset, limit=page_size, after=after,
-                                include_embeddings=include_embeddings)
-            yield from page["data"]
-            after = page["next_cursor"]
-            if after is None:
-                return
+        return self._pages(f"/api/v1/datasets/{dataset}/records", limit=page_size,
+                           include_embeddings=include_embeddings)
+
+    # -- service control ---------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """Components, queue depth, index freshness per set, recent operations."""
+        return self._request("GET", "/api/v1/status")
+
+    def operations(
+        self, *, state: str | None = None, kind: str | None = None,
+        embedding_set_key: str | None = None, limit: int = 100, cursor: str | None = None,
+    ) -> dict[str, Any]:
+        """A page of operations, newest first: ``{"data": [...], "next_cursor"}``."""
+        params = {name: value for name, value in {
+            "state": state, "kind": kind, "embedding_set_key": embedding_set_key,
+            "limit": limit, "cursor": cursor}.items() if value is not None}
+        return self._request("GET", "/api/v1/operations", params=params)
+
+    def operation(self, operation_id: int) -> dict[str, Any]:
+        return self._request("GET", f"/api/v1/operations/{operation_id}")
+
+    def start_operation(
+        self, kind: str, embedding_set_key: str | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Queue an operation: ``(operation, created)``; ``created`` is false when an
+        active one of the same kind and set was answered instead."""
+        body = {"kind": kind, "embedding_set_key": embedding_set_key,
+                "params": dict(params or {})}
+        response = self._call("POST", "/api/v1/operations", json=body)
+        return response.json(), response.status_code == 201
+
+    def cancel_operation(self, operation_id: int) -> dict[str, Any]:
+        return self._request("POST", f"/api/v1/operations/{operation_id}/cancel")
 
     def delete(self, dataset: str, ids: Sequence[str]) -> list[str]:
         return self._request("POST", f"/api/v1/datasets/{dataset}/records/delete",
@@ -382,6 +474,45 @@ def arrow_stream(
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
     return sink.getvalue().to_pybytes()
+
+
+def read_jsonl(path: Path | str) -> tuple[list[dict[str, Any]], list[int]]:
+    """The records of a JSONL file and the line number of each (blank lines skipped);
+    ``InvalidInput`` naming ``file:line`` for a line that is not a JSON object."""
+    records: list[dict[str, Any]] = []
+    numbers: list[int] = []
+    with open(path, "rb") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                raise errors.InvalidInput(f"{path}:{number}: not valid JSON ({exc})") from None
+            if not isinstance(record, dict):
+                raise errors.InvalidInput(
+                    f"{path}:{number}: expected a JSON object (one record), "
+                    f"got {type(record).__name__}")
+            records.append(record)
+            numbers.append(number)
+    return records, numbers
+
+
+def _at_line(exc: errors.ChromaError, path: Path | str, numbers: Sequence[int]
+             ) -> errors.ChromaError:
+    """The server's refusal of a batch, naming the file line of the first refused record
+    when its details locate one (``loc`` ``["records", i, ...]``)."""
+    for detail in exc.details if isinstance(exc.details, list) else []:
+        loc = detail.get("loc", []) if isinstance(detail, dict) else []
+        index = next((int(p) for p in loc[1:2] if str(p).isdigit()), None)
+        if loc[:1] == ["records"] and index is not None and index < len(numbers):
+            where = f"{path}:{numbers[index]}"
+            break
+    else:
+        where = f"{path}:{numbers[0]}-{numbers[-1]}" if numbers else str(path)
+    error = type(exc)(f"{where}: {exc.message}", details=exc.details)
+    error.status_code = exc.status_code
+    return error
 
 
 def _error_from(response: httpx.Response) -> errors.ChromaError:

@@ -50,7 +50,9 @@ class DatasetRegister(BaseModel):
 
 class DatasetsPublic(BaseModel):
     data: list[DatasetPublic]
-    count: int
+    count: int = Field(description="Datasets on this page.")
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null on the last.")
 
 
 class RecordPublic(BaseModel):
@@ -66,7 +68,8 @@ class RecordPublic(BaseModel):
 
 class RecordsPage(BaseModel):
     data: list[RecordPublic]
-    next_cursor: str | None = Field(description="Pass as `after` to get the next page.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last.")
 
 
 class DeleteRecords(BaseModel):

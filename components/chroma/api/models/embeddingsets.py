@@ -22,4 +22,6 @@ class EmbeddingSetPublic(BaseModel):
 
 class EmbeddingSetsPublic(BaseModel):
     data: list[EmbeddingSetPublic]
-    count: int
+    count: int = Field(description="Embedding sets on this page.")
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null on the last.")

@@ -19,7 +19,8 @@ class OperationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal[KIND_NAMES]  # type: ignore[valid-type]  # the table of kinds
     embedding_set_key: EmbeddingSetKeyText | None = Field(
-        default=None, description="The embedding set; null: every embedding set.")
+        default=None, description="The embedding set: its key or a unique prefix of it (at least 4 "
+        "characters); null: every embedding set.")
     params: dict[str, Any] = Field(
         default_factory=dict,
         description="The kind's parameters; numbers of magnitude below 2**63, no NUL "
@@ -48,4 +49,6 @@ class OperationPublic(BaseModel):
 
 class OperationsPublic(BaseModel):
     data: list[OperationPublic]
-    count: int
+    count: int = Field(description="Operations on this page.")
+    next_cursor: str | None = Field(
+        default=None, description="Pass as `cursor` for the next page; null on the last.")

@@ -22,6 +22,8 @@ __all__ = [
     "DatasetNameText",
     "EmbeddingSetKeyQuery",
     "EmbeddingSetKeyText",
+    "LimitQuery",
+    "NameCursorQuery",
     "OperationIdPath",
     "RecordIdPath",
     "RecordIdText",
@@ -60,8 +62,16 @@ OperationIdPath = Annotated[int, Path(ge=1, le=BIGINT_MAX, description="The oper
 EmbeddingSetKeyQuery = Annotated[
     str | None,
     Query(min_length=1, max_length=MAX_TEXT, pattern=NO_NUL_PATTERN,
-          description="Only this embedding set (its key)."),
+          description="Only this embedding set: its key or a unique prefix of it (at least "
+                      "4 characters)."),
 ]
+NameCursorQuery = Annotated[
+    str | None,
+    Query(max_length=MAX_TEXT, pattern=NO_NUL_PATTERN,
+          description="`next_cursor` of the previous page (DESIGN §13)."),
+]
+"""The cursor of a list in name or key order: the last name or key of the previous page."""
+LimitQuery = Annotated[int, Query(ge=1, le=1000, description="At most this many per page.")]
 TextQuery = Annotated[
     str | None, Query(max_length=MAX_TEXT, pattern=NO_NUL_PATTERN),
 ]

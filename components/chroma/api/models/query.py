@@ -75,7 +75,8 @@ class QueryRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     embedding_set_key: EmbeddingSetKeyText | None = Field(
-        default=None, description="The set to search.")
+        default=None, description="The set to search: its key or a unique prefix of it "
+        "(at least 4 characters).")
     embedding_set: EmbeddingSetFields | None = Field(
         default=None, description="The set's fields, instead of its key.")
     embedding: Vector | None = Field(default=None, description="One query vector.")

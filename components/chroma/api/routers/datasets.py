@@ -22,15 +22,23 @@ from chroma.api.models import (
     TaggedRecords,
     TagRecords,
 )
-from chroma.api.models.params import DatasetNamePath, EmbeddingSetKeyQuery, RecordIdPath
+from chroma.api.models.params import (
+    DatasetNamePath,
+    EmbeddingSetKeyQuery,
+    LimitQuery,
+    NameCursorQuery,
+    RecordIdPath,
+)
 from chroma.api.responses import ORJSONResponse
 from chroma.catalog import DatasetInfo, StoredRecord
+from chroma.errors import InvalidInput
 from chroma.ingest.validation import MAX_TEXT, NO_NUL_PATTERN
 from chroma.storage import FileStore
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
 
 _NOT_FOUND = {404: {"model": ErrorBody, "description": "No such dataset."}}
+_NO_SET = {404: {"model": ErrorBody, "description": "No such embedding set."}}
 
 
 def _public(info: DatasetInfo) -> DatasetPublic:
@@ -41,13 +49,17 @@ def _public(info: DatasetInfo) -> DatasetPublic:
     )
 
 
-@router.get("", response_model=DatasetsPublic)
+@router.get("", response_model=DatasetsPublic, responses=_NO_SET)
 def list_datasets(
-    catalog: CatalogDep, embedding_set_key: EmbeddingSetKeyQuery = None
+    catalog: CatalogDep, embedding_set_key: EmbeddingSetKeyQuery = None,
+    cursor: NameCursorQuery = None, limit: LimitQuery = 100,
 ) -> DatasetsPublic:
-    """Every dataset, optionally of one embedding set."""
-    data = [_public(d) for d in catalog.list_datasets(embedding_set_key)]
-    return DatasetsPublic(data=data, count=len(data))
+    """Datasets in name order, a page at a time, optionally of one embedding set."""
+    key = catalog.resolve_key(embedding_set_key) if embedding_set_key is not None else None
+    found = catalog.list_datasets(key, after=cursor, limit=limit)
+    data = [_public(d) for d in found]
+    next_cursor = found[-1].name if len(found) == limit else None
+    return DatasetsPublic(data=data, count=len(data), next_cursor=next_cursor)
 
 
 @router.get("/{name}", response_model=DatasetPublic, responses=_NOT_FOUND)
@@ -87,13 +99,17 @@ async def list_records(
     catalog: CatalogDep,
     store: StoreDep,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
+    cursor: NameCursorQuery = None,
     after: Annotated[str | None, Query(
-        max_length=MAX_TEXT, pattern=NO_NUL_PATTERN,
-        description="Cursor: the last id of the previous page.")] = None,
+        max_length=MAX_TEXT, pattern=NO_NUL_PATTERN, deprecated=True,
+        description="Deprecated name of `cursor`, accepted for one release.")] = None,
     include_embeddings: bool = False,
 ) -> RecordsPage:
     """A page of records in id order; embeddings only when asked (they are large)."""
-    rows = await run_in_threadpool(catalog.list_records, name, after=after, limit=limit)
+    if cursor is not None and after is not None:
+        raise InvalidInput("give cursor or its deprecated name after, not both")
+    rows = await run_in_threadpool(catalog.list_records, name, after=cursor or after,
+                                   limit=limit)
     embeddings = (
         await run_in_threadpool(_read_embeddings, store, rows) if include_embeddings else {}
     )

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Path
 
 from chroma.api.deps import CatalogDep
 from chroma.api.models import EmbeddingSetPublic, EmbeddingSetsPublic, ErrorBody
+from chroma.api.models.params import LimitQuery, NameCursorQuery
 from chroma.catalog import EmbeddingSetInfo
 from chroma.ingest.validation import MAX_TEXT, NO_NUL_PATTERN
 
@@ -22,15 +23,26 @@ def _public(info: EmbeddingSetInfo) -> EmbeddingSetPublic:
 
 
 @router.get("", response_model=EmbeddingSetsPublic)
-def list_embedding_sets(catalog: CatalogDep) -> EmbeddingSetsPublic:
-    """Every embedding set with its key, fields, dimension, first/last log and counts."""
-    data = [_public(info) for info in catalog.list_embedding_sets()]
-    return EmbeddingSetsPublic(data=data, count=len(data))
+def list_embedding_sets(
+    catalog: CatalogDep, cursor: NameCursorQuery = None, limit: LimitQuery = 100,
+) -> EmbeddingSetsPublic:
+    """Embedding sets in key order, a page at a time: key, fields, dimension, first/last
+    log and counts."""
+    found = catalog.list_embedding_sets(after=cursor, limit=limit)
+    data = [_public(info) for info in found]
+    next_cursor = found[-1].key if len(found) == limit else None
+    return EmbeddingSetsPublic(data=data, count=len(data), next_cursor=next_cursor)
 
 
 @router.get("/{key}", response_model=EmbeddingSetPublic,
-            responses={404: {"model": ErrorBody, "description": "No such embedding set."}})
+            responses={404: {"model": ErrorBody, "description": "No such embedding set."},
+                       422: {"model": ErrorBody,
+                             "description": "A key prefix too short or naming several."}})
 def get_embedding_set(
-    key: Annotated[str, Path(max_length=MAX_TEXT, pattern=NO_NUL_PATTERN)], catalog: CatalogDep
+    key: Annotated[str, Path(max_length=MAX_TEXT, pattern=NO_NUL_PATTERN,
+                             description="Its key or a unique prefix of it (at least 4 "
+                                         "characters).")],
+    catalog: CatalogDep,
 ) -> EmbeddingSetPublic:
-    return _public(catalog.get_embedding_set(key))
+    """One embedding set; the answer carries its full key."""
+    return _public(catalog.get_embedding_set(catalog.resolve_key(key)))

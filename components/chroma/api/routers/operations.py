@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from chroma.api.deps import OperationsDep, ServicesDep
+from chroma.api.deps import CatalogDep, OperationsDep, ServicesDep
 from chroma.api.models import (
     BODY_ERRORS,
     ErrorBody,
@@ -14,7 +14,7 @@ from chroma.api.models import (
     OperationPublic,
     OperationsPublic,
 )
-from chroma.api.models.params import EmbeddingSetKeyQuery, OperationIdPath
+from chroma.api.models.params import EmbeddingSetKeyQuery, LimitQuery, OperationIdPath
 from chroma.api.responses import ORJSONResponse
 from chroma.catalog import Operation
 from chroma.operations.kinds import KIND_NAMES, validate_params
@@ -53,28 +53,38 @@ def public(op: Operation) -> OperationPublic:
     },
 )
 def start_operation(
-    body: OperationCreate, operations: OperationsDep, services: ServicesDep
+    body: OperationCreate, operations: OperationsDep, services: ServicesDep,
+    catalog: CatalogDep,
 ) -> ORJSONResponse:
     """Queue an operation (201), or answer the active one of the same kind and set (200)."""
     validate_params(body.kind, body.params)
-    op, created = operations.enqueue(body.kind, body.embedding_set_key, params=body.params)
+    key = None if body.embedding_set_key is None else catalog.resolve_key(body.embedding_set_key)
+    op, created = operations.enqueue(body.kind, key, params=body.params)
     if created:
         services.launcher.submit(op)
     return ORJSONResponse(public(op).model_dump(mode="json"), status_code=201 if created else 200)
 
 
-@router.get("", response_model=OperationsPublic)
+@router.get("", response_model=OperationsPublic,
+            responses={404: {"model": ErrorBody, "description": "No such embedding set."}})
 def list_operations(
     operations: OperationsDep,
+    catalog: CatalogDep,
     state: State | None = None,
     kind: Literal[KIND_NAMES] | None = None,  # type: ignore[valid-type]  # the table of kinds
     embedding_set_key: EmbeddingSetKeyQuery = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(
+        pattern=r"^[0-9]{1,18}$",
+        description="`next_cursor` of the previous page (DESIGN §13).")] = None,
+    limit: LimitQuery = 100,
 ) -> OperationsPublic:
-    """Newest first, optionally filtered."""
-    data = [public(op) for op in operations.list(
-        state=state, kind=kind, embedding_set_key=embedding_set_key, limit=limit)]
-    return OperationsPublic(data=data, count=len(data))
+    """Newest first, a page at a time, optionally filtered."""
+    key = catalog.resolve_key(embedding_set_key) if embedding_set_key is not None else None
+    found = operations.list(state=state, kind=kind, embedding_set_key=key, limit=limit,
+                            before=int(cursor) if cursor is not None else None)
+    data = [public(op) for op in found]
+    next_cursor = str(found[-1].id) if len(found) == limit else None
+    return OperationsPublic(data=data, count=len(data), next_cursor=next_cursor)
 
 
 @router.get("/{operation_id}", response_model=OperationPublic, responses=_NOT_FOUND)

@@ -85,7 +85,7 @@ def _neighbour(hit: Hit) -> Neighbour:
 
 def _resolve_key(body: QueryRequest, catalog: Catalog) -> str:
     if body.embedding_set_key is not None:
-        return body.embedding_set_key
+        return catalog.resolve_key(body.embedding_set_key)
     if body.embedding_set is not None:
         return embedding_set_key(body.embedding_set)
     if body.record_id is not None and body.dataset is not None:

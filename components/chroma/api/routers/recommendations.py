@@ -87,6 +87,7 @@ def _page(
     datasets: list[str], classes: list[str], tags: list[str], logged_from: datetime | None,
     logged_until: datetime | None, diverse: bool,
 ) -> RecommendationPage:
+    key = catalog.resolve_key(key)
     page = read_page(catalog, store, key, limit=limit, cursor=cursor, skip=skip,
                      where=QueueFilter(datasets, classes, tags, logged_from, logged_until),
                      diverse=diverse)
