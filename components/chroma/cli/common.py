@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from chroma.cli.output import Format
-from chroma.client import Client
+
+if TYPE_CHECKING:  # the client loads numpy and pyarrow; `chroma run` imports this module
+    from chroma.client import Client
 
 __all__ = [
     "DEFAULT_URL", "ApiKeyOpt", "CliError", "DatasetOpt", "EmbeddingSetOpt", "FieldOpt",
@@ -57,6 +59,8 @@ class CliError(Exception):
 
 @contextmanager
 def open_client(url: str, api_key: str | None, *, progress: bool = False) -> Iterator[Client]:
+    from chroma.client import Client
+
     with Client(url, api_key=api_key, timeout=CLIENT_TIMEOUT_S, retries=CLIENT_RETRIES,
                 progress=progress) as client:
         yield client

@@ -7,7 +7,7 @@ import shutil
 import sys
 import textwrap
 import time
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from tqdm import tqdm
@@ -35,8 +35,10 @@ from chroma.cli.output import (
     short_key,
     terminal_width,
 )
-from chroma.client import Client
 from chroma.operations.kinds import KIND_NAMES, kind_of, validate_params
+
+if TYPE_CHECKING:  # the client loads numpy and pyarrow: only client commands need it
+    from chroma.client import Client
 
 __all__ = ["ApiKeyOpt", "op_app", "recommend", "status", "worker"]
 
