@@ -8,11 +8,9 @@ logging as its parent did (:mod:`chroma.logs`).
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import multiprocessing as mp
 import os
-import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -22,6 +20,7 @@ from typing import IO, TYPE_CHECKING
 from chroma.catalog import Catalog, Database, apply_migrations
 from chroma.control.startup import announce_ready, detail_to_file, quiet_server_banner, since
 from chroma.control.supervisor import ChildSpec, Supervisor, Watched
+from chroma.lifetime import die_with_parent
 from chroma.locks import LockHeld, hold_pid_lock
 from chroma.logs import configure_logging, logging_config
 from chroma.operations.kinds import WORKERS
@@ -33,8 +32,6 @@ if TYPE_CHECKING:
 __all__ = ["DataDirLocked", "child_specs", "lock_data_dir", "run_embedded", "serve_api"]
 
 log = logging.getLogger(__name__)
-
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 class DataDirLocked(RuntimeError):
@@ -98,13 +95,8 @@ def stop_with_parent() -> None:
     parent-death signal fires when the thread that forked us ends; the supervisor forks
     from its main thread, which ends only with the process.
     """
-    if sys.platform != "linux":
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     parent = mp.parent_process()
-    if parent is not None and os.getppid() != parent.pid:  # it died before prctl
-        os.kill(os.getpid(), signal.SIGKILL)
+    die_with_parent(parent.pid if parent is not None else None)
 
 
 def run_embedded() -> None:

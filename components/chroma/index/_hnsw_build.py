@@ -13,6 +13,8 @@ import sys
 
 import qdrant_edge as edge
 
+from chroma.lifetime import die_with_parent, parent_pid_from_env
+
 
 def build(shard_dir: str) -> None:
     shard = edge.EdgeShard.load(shard_dir)
@@ -26,4 +28,7 @@ def build(shard_dir: str) -> None:
 if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python -m chroma.index._hnsw_build <shard-dir>")
+    # A worker stopped (or killed) mid-build must not leave us writing into a shard
+    # that its next start opens again.
+    die_with_parent(parent_pid_from_env())
     build(sys.argv[1])

@@ -63,6 +63,7 @@ from chroma.index.base import (
 )
 from chroma.index.config import IndexConfig
 from chroma.keys import point_id
+from chroma.lifetime import PARENT_PID_ENV
 
 __all__ = ["EdgeQueryEngine"]
 
@@ -123,6 +124,7 @@ def _build_hnsw_in_child(shard_dir: Path) -> None:
     """Run ``chroma.index._hnsw_build`` on a closed shard; waiting releases the GIL."""
     completed = subprocess.run(
         [sys.executable, "-m", "chroma.index._hnsw_build", str(shard_dir)],
+        env={**os.environ, PARENT_PID_ENV: str(os.getpid())},
         capture_output=True,
         text=True,
         check=False,
