@@ -353,3 +353,16 @@ class MapCache:
             while len(self._maps) > self.size:
                 self._maps.popitem(last=False)
         return found
+
+    def newest(self, key: str) -> MapTable | None:
+        """The newest map of the set the store holds, whatever its version (one listing)."""
+        versions = sorted(_versions(self.store, key), key=_order, reverse=True)
+        for version in versions:
+            found = self.get(key, version)
+            if found is not None:
+                return found
+        return None
+
+
+def _order(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("-"))

@@ -41,20 +41,29 @@ async def get_map(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description=(
         "At most this many points; a larger map is subsampled, the same points every "
         "time (a hash of each record's dataset and id)."))] = DEFAULT_LIMIT,
+    stale: Annotated[bool, Query(description=(
+        "Without a map of the current data, answer the newest older one (200, "
+        "`stale: true`) while the current one is computed, rather than 202. For sets "
+        "logged to all the time, whose data is never still long enough."))] = False,
 ) -> Response:
     """The map (PCA) of the set's training and production embeddings at its current data
     version (200), or 202 with the operation computing it: poll that, then ask again."""
     found = await run_in_threadpool(_current, catalog, services, embedding_set_key)
-    if found is None:
-        operation, created = await run_in_threadpool(
-            services.operations.enqueue, PROJECT, embedding_set_key, requested_by="map")
-        if created:
-            services.launcher.submit(operation)
-        body = MapPending(embedding_set_key=embedding_set_key, status="pending",
-                          operation_id=operation.id)
-        return ORJSONResponse(body.model_dump(mode="json"), status_code=202)
-    content = await run_in_threadpool(_render, embedding_set_key, found, limit)
-    return Response(content, media_type="application/json")
+    if found is not None:
+        content = await run_in_threadpool(_render, embedding_set_key, found, limit)
+        return Response(content, media_type="application/json")
+    operation, created = await run_in_threadpool(
+        services.operations.enqueue, PROJECT, embedding_set_key, requested_by="map")
+    if created:
+        services.launcher.submit(operation)
+    older = await run_in_threadpool(services.maps.newest, embedding_set_key) if stale else None
+    if older is not None:
+        content = await run_in_threadpool(_render, embedding_set_key, older, limit,
+                                          operation.id)
+        return Response(content, media_type="application/json")
+    body = MapPending(embedding_set_key=embedding_set_key, status="pending",
+                      operation_id=operation.id)
+    return ORJSONResponse(body.model_dump(mode="json"), status_code=202)
 
 
 def _current(catalog: Catalog, services: Services, key: str) -> MapTable | None:
@@ -62,10 +71,12 @@ def _current(catalog: Catalog, services: Services, key: str) -> MapTable | None:
     return services.maps.get(key, map_version(catalog, key))
 
 
-def _render(key: str, found: MapTable, limit: int) -> bytes:
+def _render(key: str, found: MapTable, limit: int, refreshing: int | None = None) -> bytes:
+    """The 200 body; ``refreshing``: the operation computing a newer map (stale)."""
     points = found.points(limit)
     return orjson.dumps({
         "embedding_set_key": key, "status": "ready", "method": found.method,
         "version": found.version, "computed_at": found.computed_at,
-        "count": len(points["id"]), "total": len(found), "points": points,
+        "count": len(points["id"]), "total": len(found), "stale": refreshing is not None,
+        "operation_id": refreshing, "points": points,
     }, option=orjson.OPT_SERIALIZE_NUMPY)
