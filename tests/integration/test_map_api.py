@@ -211,3 +211,18 @@ def test_a_record_page_has_its_scores_metadata_and_assessment(
     for path in ("map-prod/records/nope", "no-such-dataset/records/p3"):
         missing = httpx.get(f"{url}/{path}")
         assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+
+
+def test_a_record_whose_file_is_lost_is_a_503_naming_no_path(system: System) -> None:
+    """The catalog lists the record, the store lost its file: an outage of the data (503,
+    the path only in the log), not an unknown record (404 naming the file, before)."""
+    other = {"model": "map-test-lost", "version": "1"}
+    with Client(system.url, progress=False) as client:
+        client.log_many(np.ones((1, 4)), embedding_set=other, dataset="map-lost",
+                        split="training", ids=["gone"], label_classes=["cat"])
+    files = list(system.data_dir.rglob("map-lost/*.parquet"))
+    assert len(files) == 1, files
+    files[0].unlink()
+    answer = httpx.get(f"{system.url}/api/v1/datasets/map-lost/records/gone")
+    assert answer.status_code == 503, answer.text
+    assert "parquet" not in answer.text and "map-lost/" not in answer.text
