@@ -135,8 +135,13 @@ def test_the_map_is_computed_once_then_served_with_every_record(
             for a in CLASSES for b in CLASSES if a < b]
     assert min(gaps) > 2 * spread, (gaps, spread)
 
-    # Stable: the same answer while nothing changes; a limit takes the same subset.
-    assert _get_map(system).json() == body
+    # Stable: the same answer while nothing changes, compressed or not; a limit takes
+    # the same subset.
+    packed = _get_map(system)
+    assert packed.headers["content-encoding"] == "gzip" and packed.json() == body
+    plain = httpx.get(f"{system.url}/api/v1/map", params={"embedding_set_key": KEY},
+                      headers={"Accept-Encoding": "identity"}, timeout=30)
+    assert "content-encoding" not in plain.headers and plain.json() == body
     small = _get_map(system, limit=50).json()
     assert small["count"] == 50 and small["total"] == 420
     assert _get_map(system, limit=50).json() == small
