@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -24,6 +25,7 @@ from chroma.api.routers import (
     embeddingsets,
     health,
     log,
+    maps,
     metrics,
     operations,
     query,
@@ -32,6 +34,7 @@ from chroma.api.routers import (
 )
 from chroma.api.services import Services
 from chroma.api.strict import reject_unknown_query
+from chroma.api.webapp import UI_DIR, mount_webapp
 from chroma.ingest.models import LogRequest, RecordIn
 from chroma.settings import Settings
 
@@ -40,8 +43,11 @@ __all__ = ["BodyLimit", "create_app"]
 LOG_PATH = "/api/v1/log"
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
-    """The app; it opens its :class:`Services` at start-up unless some are given."""
+def create_app(
+    settings: Settings | None = None, services: Services | None = None, *, ui_dir: Path = UI_DIR
+) -> FastAPI:
+    """The app; it opens its :class:`Services` at start-up unless some are given.
+    ``ui_dir``: the built web app it serves at ``/ui/`` (``chroma.api.webapp``)."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -79,8 +85,9 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(RequestIdMiddleware)  # outermost of ours: it sees every exception
     install_error_handlers(app)
     for module in (health, log, embeddingsets, datasets, operations, status, metrics,
-                   recommendations, query):
+                   recommendations, query, maps):
         app.include_router(module.router)
+    mount_webapp(app, ui_dir)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -75,6 +75,10 @@ KINDS: dict[str, OperationKind] = {kind.name: kind for kind in (
                   "Merge small parquet files; sweep retired and orphan files."),
     OperationKind("expire", f"{_OPS}.maintenance:run_expire", "compactor", NoParams, True,
                   "Delete production records past their dataset's retention."),
+    # On the mhb worker: fit-mhb is rare (recommend refits itself), and a map is wanted
+    # by a person at a screen, not behind a queue of index or recommend runs.
+    OperationKind("project", f"{_OPS}.projection:run_project", "mhb", NoParams, False,
+                  "Compute the 2-D map (PCA) of the embeddings, for GET /api/v1/map."),
     OperationKind("sleep", f"{_OPS}.maintenance:run_sleep", "compactor", SleepParams, False,
                   "Diagnostic: sleep, reporting progress."),
 )}
