@@ -4,6 +4,9 @@ import { defineConfig } from "vite";
 // Relative to this directory (Vite's root); `npm run build -- --outDir X` writes elsewhere.
 const outDir = "../components/chroma/api/static/ui";
 
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+const api: string = (globalThis as any).process?.env?.CHROMA_API ?? "http://127.0.0.1:8000";
+
 export default defineConfig({
   base: "/ui/",
   esbuild: { jsx: "automatic", jsxImportSource: "preact", legalComments: "none" },
@@ -17,5 +20,7 @@ export default defineConfig({
     reportCompressedSize: true,
     chunkSizeWarningLimit: 600,
   },
-  server: { proxy: { "/api": "http://127.0.0.1:8000" } },
+  // `npm run dev` / `vite preview` forward the API to a running `chroma run` (CHROMA_API).
+  server: { proxy: { "/api": api } },
+  preview: { proxy: { "/api": api } },
 });

@@ -1,10 +1,12 @@
 // The signals behind a queue position, in words (names in chroma/scoring/signals.py).
 // `level` is the normalised 0-1 rank among training records; `raw` the signal itself.
 
-const pct = (level: number) => `p${Math.min(99, Math.round(level * 100))}`;
+const pct = (level: number) =>
+  level >= 0.99 ? `p${(Math.floor(level * 1000) / 10).toFixed(1)}` : `p${Math.round(level * 100)}`;
 
-const PHRASES: Record<string, (level: number, raw: number | undefined) => string> = {
-  mhb_predicted: (level) => `far from its predicted class (Mahalanobis ${pct(level)})`,
+const PHRASES: Record<string, (level: number, raw: number | undefined, predicted?: string | null) => string> = {
+  mhb_predicted: (level, _raw, predicted) =>
+    `far from its predicted class${predicted ? ` “${predicted}”` : ""} (Mahalanobis ${pct(level)})`,
   mhb_nearest: (level) => `far from every class (Mahalanobis ${pct(level)})`,
   mhb_relative: (level) => `unlike the training data as a whole (relative Mahalanobis ${pct(level)})`,
   knn_distance: (level) => `few similar training records nearby (kNN distance ${pct(level)})`,
@@ -22,6 +24,7 @@ const PHRASES: Record<string, (level: number, raw: number | undefined) => string
 export function reasons(
   signals: Record<string, number>,
   raw: Record<string, number> = {},
+  predicted: string | null = null,
   threshold = 0.8,
   max = 3,
 ): string[] {
@@ -29,15 +32,25 @@ export function reasons(
     .filter(([, level]) => Number.isFinite(level) && level >= threshold)
     .sort((a, b) => b[1] - a[1])
     .slice(0, max)
-    .map(([name, level]) => (PHRASES[name] ?? ((l: number) => `${name} ${pct(l)}`))(level, raw[name]));
+    .map(([name, level]) => phrase(name, level, raw[name], predicted));
   return named;
 }
 
-export function why(signals: Record<string, number>, raw: Record<string, number> = {}): string {
-  const named = reasons(signals, raw);
+function phrase(name: string, level: number, raw: number | undefined, predicted: string | null): string {
+  const words = PHRASES[name];
+  return words ? words(level, raw, predicted) : `${name} ${pct(level)}`;
+}
+
+/** One line for the queue: the strong signals, or the strongest if none is. */
+export function why(
+  signals: Record<string, number>,
+  raw: Record<string, number> = {},
+  predicted: string | null = null,
+): string {
+  const named = reasons(signals, raw, predicted);
   if (named.length) return named.join("; ");
   const top = Object.entries(signals).filter(([, v]) => Number.isFinite(v)).sort((a, b) => b[1] - a[1])[0];
-  return top ? `nothing stands out (highest: ${(PHRASES[top[0]] ?? ((l: number) => `${top[0]} ${pct(l)}`))(top[1], raw[top[0]])})` : "no signals";
+  return top ? `nothing stands out (highest: ${phrase(top[0], top[1], raw[top[0]], predicted)})` : "no signals";
 }
 
 export function signalLabel(name: string): string {

@@ -4,17 +4,9 @@
 // user script can relate pixels to points.
 import createScatterplot from "regl-scatterplot";
 import { useEffect, useRef, useState } from "preact/hooks";
+import type { Mode, ScatterData } from "./colours";
 
-export type Mode = "pan" | "box" | "lasso";
-
-export interface ScatterData {
-  x: Float32Array; // data coordinates
-  y: Float32Array;
-  category: Float32Array; // index into palette per point
-  palette: string[];
-}
-
-interface Props {
+export interface Props {
   data: ScatterData;
   mode?: Mode;
   highlight?: number | null;
@@ -77,7 +69,7 @@ export function Scatter({ data, mode = "pan", highlight = null, onSelect, height
     const scatter = createScatterplot({
       canvas: element,
       pointSize: data.x.length > 50000 ? 2 : 4,
-      pointSizeSelected: 3,
+      pointSizeSelected: highlight === null ? 3 : 8,
       pointOutlineWidth: 2,
       backgroundColor: "#ffffff",
       lassoColor: "#2563eb",
@@ -119,7 +111,7 @@ export function Scatter({ data, mode = "pan", highlight = null, onSelect, height
   }, [highlight, drawn]);
 
   const local = (event: MouseEvent) => {
-    const rect = holder.current!.getBoundingClientRect();
+    const rect = canvas.current!.getBoundingClientRect(); // getScreenPosition's frame
     return [event.clientX - rect.left, event.clientY - rect.top];
   };
   const down = (event: MouseEvent) => {
@@ -160,49 +152,4 @@ export function Scatter({ data, mode = "pan", highlight = null, onSelect, height
       )}
     </div>
   );
-}
-
-const SPLIT_COLOURS = ["#9ca3af", "#dc2626"];
-const CLASS_COLOURS = [
-  "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-  "#bcbd22", "#17becf", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173", "#3182bd",
-];
-// Training grey, then production priority in ten steps, pale to deep red.
-const PRIORITY_COLOURS = ["#d1d5db", "#fde0c5", "#fcc5a0", "#fca97e", "#fb8c5c", "#f46d43",
-  "#e8553a", "#d73027", "#bd1e26", "#a50f25", "#7f0020"];
-
-export type ColourBy = "split" | "class" | "priority";
-
-export interface Colouring {
-  category: Float32Array;
-  palette: string[];
-  legend: [string, string][];
-}
-
-export function colour(
-  by: ColourBy,
-  points: { split: string[]; label_class: (string | null)[]; inference_class: (string | null)[]; priority: (number | null)[] },
-): Colouring {
-  const n = points.split.length;
-  const category = new Float32Array(n);
-  if (by === "split") {
-    for (let i = 0; i < n; i++) category[i] = points.split[i] === "production" ? 1 : 0;
-    return { category, palette: SPLIT_COLOURS, legend: [["training", SPLIT_COLOURS[0]], ["production", SPLIT_COLOURS[1]]] };
-  }
-  if (by === "priority") {
-    for (let i = 0; i < n; i++) {
-      const p = points.priority[i];
-      category[i] = points.split[i] === "production" && p !== null ? 1 + Math.min(9, Math.floor(p * 10)) : 0;
-    }
-    return { category, palette: PRIORITY_COLOURS, legend: [["training / unscored", PRIORITY_COLOURS[0]], ["low priority", PRIORITY_COLOURS[1]], ["high priority", PRIORITY_COLOURS[10]]] };
-  }
-  // Class: the label for training records, the prediction for production ones.
-  const names = new Map<string, number>();
-  for (let i = 0; i < n; i++) {
-    const name = (points.split[i] === "training" ? points.label_class[i] : points.inference_class[i]) ?? "(none)";
-    if (!names.has(name)) names.set(name, names.size);
-    category[i] = names.get(name)!;
-  }
-  const palette = [...names.keys()].map((_, i) => CLASS_COLOURS[i % CLASS_COLOURS.length]);
-  return { category, palette: palette.length ? palette : ["#888"], legend: [...names.keys()].map((name, i) => [name, palette[i]]) };
 }

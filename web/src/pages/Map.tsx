@@ -2,7 +2,8 @@
 // coloured by split, class or priority, with box/lasso selection that opens the records.
 import { useEffect, useMemo, useState } from "preact/hooks";
 import { MapPoints, MapReady, Operation, fetchMap, get } from "../api";
-import { ColourBy, Mode, Scatter, colour } from "../components/Scatter";
+import { ColourBy, Mode, colour } from "../components/colours";
+import { LazyScatter as Scatter } from "../components/LazyScatter";
 import { SetPicker, errorText, fmtTime, useEmbeddingSet } from "../hooks";
 import { href, navigate, recordPath } from "../router";
 import { saveSelection } from "../selection";

@@ -235,7 +235,7 @@ export function QueuePage() {
               <td class="num">{row.score?.toFixed(3) ?? "—"}</td>
               <td class="num">{row.percentile === null ? "—" : row.percentile.toFixed(1)}</td>
               <td><span class={`verdict ${row.verdict}`}>{row.verdict ?? "—"}</span></td>
-              <td class="why">{why(row.signals, row.raw_signals)}</td>
+              <td class="why">{why(row.signals, row.raw_signals, row.inference_class)}</td>
               <td>{row.tags.join(", ")}</td>
               <td class="muted">{fmtTime(row.logged_at)}</td>
             </tr>

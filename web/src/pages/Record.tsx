@@ -2,7 +2,7 @@
 // records with their labels, where it sits on the map, and its tags (editable with write).
 import { useMemo, useState } from "preact/hooks";
 import { ApiError, Neighbour, RecordDetail, fetchRecord, post } from "../api";
-import { Scatter } from "../components/Scatter";
+import { LazyScatter as Scatter } from "../components/LazyScatter";
 import { Thumb } from "../components/Thumb";
 import { errorText, fmtTime, useAsync } from "../hooks";
 import { href, recordPath } from "../router";
@@ -15,7 +15,7 @@ function Signals({ record }: { record: RecordDetail }) {
     return <p class="muted">{record.split === "training" ? "A training record: not assessed." : "Not assessed yet (the recommender has not scored it)."}</p>;
   }
   const raw = a.raw_signals ?? {};
-  const words = reasons(a.signals, raw);
+  const words = reasons(a.signals, raw, record.inference_class);
   return (
     <div data-testid="signals">
       <p>

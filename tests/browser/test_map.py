@@ -1,0 +1,93 @@
+"""The map page in a real browser: every point drawn, and a box selection that lists
+exactly the records the API's coordinates put inside the box."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from playwright.sync_api import Page, expect
+
+from tests.browser.pages import base_url, production_set, ready_map, shoot
+
+EDGE_GAP_PX = 3.0  # no point this close to the box's edges: inside or out is unambiguous
+
+
+def _pixels(points: dict[str, list[Any]], view: dict[str, float], box: dict[str, float]
+            ) -> list[tuple[float, float]]:
+    """Page pixel of every point from the data range the page shows at its edges."""
+    sx = box["width"] / (view["x1"] - view["x0"])
+    sy = box["height"] / (view["y1"] - view["y0"])
+    return [(box["x"] + (x - view["x0"]) * sx, box["y"] + (y - view["y0"]) * sy)
+            for x, y in zip(points["x"], points["y"], strict=True)]
+
+
+def _clear_box(pixels: list[tuple[float, float]], left: float, top: float, right: float,
+               bottom: float) -> tuple[float, float, float, float]:
+    """Widen the box until no point lies within EDGE_GAP_PX of an edge."""
+    def crowded(edge: float, axis: int, lo: float, hi: float) -> bool:
+        return any(abs(p[axis] - edge) < EDGE_GAP_PX and lo - EDGE_GAP_PX <= p[1 - axis]
+                   <= hi + EDGE_GAP_PX for p in pixels)
+    for _ in range(200):
+        moved = False
+        if crowded(left, 0, top, bottom):
+            left, moved = left - 1, True
+        if crowded(right, 0, top, bottom):
+            right, moved = right + 1, True
+        if crowded(top, 1, left, right):
+            top, moved = top - 1, True
+        if crowded(bottom, 1, left, right):
+            bottom, moved = bottom + 1, True
+        if not moved:
+            return left, top, right, bottom
+    raise AssertionError("found no box with clear edges")
+
+
+def test_map_draws_every_point_and_a_box_selects_exactly_the_points_inside(
+    seeded_server: Any, browser_page: Page, screenshot_dir: Any
+) -> None:
+    set_key = production_set(seeded_server)
+    answer = ready_map(seeded_server, set_key)
+    points = answer["points"]
+    page = browser_page
+    page.goto(f"{base_url(seeded_server)}/ui/map?set={set_key}")
+    scatter = page.locator("[data-testid=scatter]")
+    expect(scatter).to_have_attribute("data-point-count", str(answer["count"]), timeout=60_000)
+    assert answer["count"] == len(points["id"]) > 0
+    expect(scatter).not_to_have_attribute("data-view", "")
+    view = json.loads(scatter.get_attribute("data-view") or "{}")
+    canvas = scatter.locator("canvas").bounding_box()
+    assert canvas is not None
+    pixels = _pixels(points, view, canvas)
+
+    # A box over the middle of the cloud, its edges nudged off any point.
+    xs = sorted(p[0] for p in pixels)
+    ys = sorted(p[1] for p in pixels)
+    n = len(pixels)
+    left, top, right, bottom = _clear_box(
+        pixels, xs[n * 2 // 5], ys[n * 2 // 5], xs[n * 3 // 5], ys[n * 3 // 5])
+    inside = {(points["dataset"][i], points["id"][i]) for i, (x, y) in enumerate(pixels)
+              if left < x < right and top < y < bottom}
+    assert 0 < len(inside) <= 500, len(inside)  # the page lists up to 500
+
+    page.click("[data-testid=mode-box]")
+    page.mouse.move(left, top)
+    page.mouse.down()
+    page.mouse.move((left + right) / 2, (top + bottom) / 2, steps=4)
+    page.mouse.move(right, bottom, steps=4)
+    page.mouse.up()
+    expect(page.locator("[data-testid=selection-count]")).to_have_text(str(len(inside)))
+    listed = {(li.get_attribute("data-dataset"), li.get_attribute("data-id"))
+              for li in page.locator("[data-testid=selected-id]").all()}
+    assert listed == inside
+    shoot(page, screenshot_dir, "map")
+
+    # The production records of the selection open in the queue page.
+    production = {p for p in inside
+                  if points["split"][points["id"].index(p[1])] == "production"}
+    if production:
+        page.click("[data-testid=open-in-queue]")
+        expect(page.locator("[data-testid=queue-total]")).to_contain_text("selected on the map")
+        shown = {(r.get_attribute("data-dataset"), r.get_attribute("data-id"))
+                 for r in page.locator("[data-testid=queue-row]").all()}
+        assert shown <= production
