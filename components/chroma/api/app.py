@@ -23,6 +23,7 @@ from chroma.api.routers import (
     embeddingsets,
     health,
     log,
+    maps,
     metrics,
     operations,
     query,
@@ -74,7 +75,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     app.add_middleware(RequestIdMiddleware)  # outermost of ours: it sees every exception
     install_error_handlers(app)
     for module in (health, log, embeddingsets, datasets, operations, status, metrics,
-                   recommendations, query):
+                   recommendations, query, maps):
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -23,6 +23,7 @@ from chroma.catalog import Catalog, Database, Operations, apply_migrations
 from chroma.clock import SYSTEM_CLOCK, Clock
 from chroma.ingest import CommitResult, GroupCommitter
 from chroma.labelling import Assessor
+from chroma.labelling.projection import MapCache
 from chroma.operations.launchers import OperationLauncher, QueueLauncher, make_launcher
 from chroma.settings import Settings
 from chroma.storage import FileStore, open_store
@@ -152,6 +153,11 @@ class Services:
     def assessor(self) -> Assessor:
         """Assessments of production records on /log (opened on first use)."""
         return Assessor(self.settings, self.catalog, self.store)
+
+    @cached_property
+    def maps(self) -> MapCache:
+        """The maps ``GET /api/v1/map`` read lately (immutable files, kept decoded)."""
+        return MapCache(self.store)
 
     def after_commit(self, results: list[CommitResult]) -> None:
         """Runs in the commit thread after the requests were answered."""

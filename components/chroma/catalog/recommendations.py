@@ -226,6 +226,33 @@ class Recommendations:
             ).fetchall()
         return [QueueEntry(**row) for row in rows]
 
+    def entry(self, dataset: str, record_id: str) -> QueueEntry | None:
+        """The record's queue entry (labelled or not), or None if it was never scored."""
+        with self.db.transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
+            row = cur.execute(
+                "SELECT d.name AS dataset, r.record_id, r.score, r.percentile, r.verdict,"
+                " r.signals, r.raw_signals, r.input_uri, r.inference_class, r.tags,"
+                " r.logged_at, r.dataset_id"
+                " FROM recommendations r JOIN datasets d ON d.id = r.dataset_id"
+                " WHERE d.name = %s AND r.record_id = %s", (dataset, record_id),
+            ).fetchone()
+        return QueueEntry(**row) if row else None
+
+    def scores_of(self, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], float]:
+        """(dataset, record id) -> queue score of those of ``refs`` that were scored,
+        labelled or not (the map colours points by it)."""
+        if not refs:
+            return {}
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT x.dataset, x.record_id, r.score"
+                " FROM unnest(%s::text[], %s::text[]) AS x(dataset, record_id)"
+                " JOIN datasets d ON d.name = x.dataset"
+                " JOIN recommendations r ON r.dataset_id = d.id AND r.record_id = x.record_id",
+                ([d for d, _ in refs], [i for _, i in refs]),
+            ).fetchall()
+        return {(name, record_id): float(score) for name, record_id, score in rows}
+
     def count(self, key: str) -> int:
         with self.db.transaction() as conn:
             (n,) = conn.execute(

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from chroma.errors import ChromaError, InvalidInput
-from chroma.operations import indexing, labelling, maintenance
+from chroma.operations import indexing, labelling, maintenance, projection
 from chroma.operations.context import OperationContext
 from chroma.operations.params import CompactParams, NoParams, RecommendParams, SleepParams
 
@@ -60,6 +60,10 @@ KINDS: dict[str, OperationKind] = {kind.name: kind for kind in (
                   "Merge small parquet files; sweep retired and orphan files."),
     OperationKind("expire", maintenance.run_expire, "compactor", NoParams, True,
                   "Delete production records past their dataset's retention."),
+    # On the mhb worker: fit-mhb is rare (recommend refits itself), and a map is wanted
+    # by a person at a screen, not behind a queue of index or recommend runs.
+    OperationKind("project", projection.run_project, "mhb", NoParams, False,
+                  "Compute the 2-D map (PCA) of the embeddings, for GET /api/v1/map."),
     OperationKind("sleep", maintenance.run_sleep, "compactor", SleepParams, False,
                   "Diagnostic: sleep, reporting progress."),
 )}

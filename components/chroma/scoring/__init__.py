@@ -15,6 +15,8 @@ Owns two things, both pure numpy/scipy functions with no I/O:
   (``normalise.py``), the documented combination into one priority in [0, 1], the
   single-record assessment (score, percentile, verdict) (``combine.py``), diverse page
   selection (``select.py``) and exact k-nearest rows by matrix product (``nearest.py``).
+* the **map**: a 2-D PCA projection fitted on a sample and applied in blocks, and the
+  stable per-record ranks that subsample it (``projection.py``).
 
 Must not touch: HTTP, the catalog, storage, the index (an import-linter contract checks
 it). ``chroma.labelling`` gathers the inputs (training vectors, kNN answers, logged scores)
@@ -68,6 +70,13 @@ from chroma.scoring.mahalanobis import (
 )
 from chroma.scoring.nearest import ExactNearest, unit_rows
 from chroma.scoring.normalise import SignalReference
+from chroma.scoring.projection import (
+    Projection,
+    fit_projection,
+    sample_positions,
+    smallest_ranks,
+    stable_rank,
+)
 from chroma.scoring.select import select_diverse
 from chroma.scoring.signals import (
     SIGNAL_NAMES,
@@ -90,6 +99,7 @@ __all__ = [
     "MHBModel",
     "MHBScores",
     "Priorities",
+    "Projection",
     "RecommendParams",
     "ScoringReference",
     "SignalReference",
@@ -99,6 +109,7 @@ __all__ = [
     "compute_signals",
     "dump_model",
     "fit_mhb",
+    "fit_projection",
     "fit_reference",
     "knn_distance",
     "load_model",
@@ -108,10 +119,13 @@ __all__ = [
     "rank_order",
     "read_header",
     "resolve_labels",
+    "sample_positions",
     "score_matrix",
     "score_mhb",
     "select_diverse",
     "shrunk_covariance",
+    "smallest_ranks",
+    "stable_rank",
     "training_fingerprint",
     "unit_rows",
 ]

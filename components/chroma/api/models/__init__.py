@@ -13,6 +13,8 @@ from chroma.api.models.datasets import (
     DatasetsPublic,
     DeletedRecords,
     DeleteRecords,
+    RecordAssessment,
+    RecordDetail,
     RecordPublic,
     RecordsPage,
     TaggedRecords,
@@ -20,6 +22,7 @@ from chroma.api.models.datasets import (
 )
 from chroma.api.models.embeddingsets import EmbeddingSetPublic, EmbeddingSetsPublic
 from chroma.api.models.log import LogRequest, LogResult, RecordIn
+from chroma.api.models.maps import MapPending, MapPoints, MapReady
 from chroma.api.models.operations import OperationCreate, OperationPublic, OperationsPublic
 from chroma.api.models.query import (
     MAX_QUERIES,
@@ -54,6 +57,9 @@ __all__ = [
     "LabelledRecords",
     "LogRequest",
     "LogResult",
+    "MapPending",
+    "MapPoints",
+    "MapReady",
     "MarkLabelled",
     "Neighbour",
     "OperationCreate",
@@ -66,6 +72,8 @@ __all__ = [
     "Readiness",
     "RecommendationItem",
     "RecommendationPage",
+    "RecordAssessment",
+    "RecordDetail",
     "RecordIn",
     "RecordPublic",
     "RecordsPage",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,8 @@ __all__ = [
     "DatasetsPublic",
     "DeleteRecords",
     "DeletedRecords",
+    "RecordAssessment",
+    "RecordDetail",
     "RecordPublic",
     "RecordsPage",
     "TagRecords",
@@ -62,6 +64,34 @@ class RecordPublic(BaseModel):
     tags: list[str]
     logged_at: datetime
     embedding: list[float] | None = None
+
+
+class RecordAssessment(BaseModel):
+    """The record's entry in the labelling queue: the same numbers as its queue item."""
+
+    score: float = Field(description="Priority in [0, 1], higher = more worth labelling.")
+    percentile: float = Field(description="Percentile of the score among training records.")
+    verdict: str = Field(description="label or ok")
+    signals: dict[str, float] = Field(description="Normalised level (0-1) of each signal.")
+    raw_signals: dict[str, float] = Field(description="Raw value of each signal.")
+
+
+class RecordDetail(BaseModel):
+    """One record with everything stored about it (but its embedding)."""
+
+    id: str
+    dataset: str
+    split: str
+    embedding_set_key: str | None
+    input_uri: str | None
+    inference_class: str | None
+    label_class: str | None
+    scores: dict[str, float] | None = Field(description="Class -> score, as logged.")
+    tags: list[str]
+    metadata: dict[str, Any] | None = Field(description="As logged.")
+    logged_at: datetime
+    assessment: RecordAssessment | None = Field(
+        description="Null unless the record is a scored production record.")
 
 
 class RecordsPage(BaseModel):

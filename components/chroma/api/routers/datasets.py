@@ -17,6 +17,8 @@ from chroma.api.models import (
     DeletedRecords,
     DeleteRecords,
     ErrorBody,
+    RecordAssessment,
+    RecordDetail,
     RecordPublic,
     RecordsPage,
     TaggedRecords,
@@ -26,6 +28,7 @@ from chroma.api.models.params import DatasetNamePath, EmbeddingSetKeyQuery, Reco
 from chroma.api.responses import ORJSONResponse
 from chroma.catalog import DatasetInfo, StoredRecord
 from chroma.ingest.validation import MAX_TEXT, NO_NUL_PATTERN
+from chroma.labelling.records import RecordView, read_record
 from chroma.storage import FileStore
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
@@ -107,6 +110,29 @@ async def list_records(
     ]
     next_cursor = rows[-1].record_id if len(rows) == limit else None
     return RecordsPage(data=data, next_cursor=next_cursor)
+
+
+@router.get("/{name}/records/{record_id}", response_model=RecordDetail,
+            responses={404: {"model": ErrorBody, "description": "No such dataset or record."}})
+def get_record(
+    name: DatasetNamePath, record_id: RecordIdPath, catalog: CatalogDep, store: StoreDep
+) -> RecordDetail:
+    """One record: what was logged (but the embedding) and, for a scored production
+    record, its assessment in the labelling queue."""
+    return _detail(read_record(catalog, store, name, record_id))
+
+
+def _detail(view: RecordView) -> RecordDetail:
+    r, a = view.record, view.assessment
+    assessment = None if a is None else RecordAssessment(
+        score=a.score, percentile=a.percentile, verdict=a.verdict, signals=a.signals,
+        raw_signals=a.raw_signals)
+    return RecordDetail(
+        id=r.record_id, dataset=r.dataset, split=r.split,
+        embedding_set_key=view.embedding_set_key, input_uri=r.input_uri,
+        inference_class=r.inference_class, label_class=r.label_class, scores=view.scores,
+        tags=list(r.tags), metadata=view.metadata, logged_at=r.logged_at, assessment=assessment,
+    )
 
 
 @router.post("/{name}/records/delete", response_model=DeletedRecords,
