@@ -204,6 +204,7 @@ export interface MapReady {
   version: string | number;
   computed_at: string;
   count: number;
+  total?: number; // points in the map before the server subsampled it to `limit`
   points: MapPoints;
 }
 
@@ -274,8 +275,8 @@ export async function fetchRecord(dataset: string, id: string): Promise<RecordDe
   );
 }
 
-export async function fetchMap(key: string): Promise<Answer<MapReady | MapPending>> {
-  return call<MapReady | MapPending>("GET", `/api/v1/map${queryString({ embedding_set_key: key })}`);
+export async function fetchMap(key: string, limit?: number): Promise<Answer<MapReady | MapPending>> {
+  return call<MapReady | MapPending>("GET", `/api/v1/map${queryString({ embedding_set_key: key, limit })}`);
 }
 
 /** Marks records labelled, one request per dataset; answers how many left the queue. */

@@ -5,7 +5,7 @@ import { MapPoints, MapReady, Operation, fetchMap, get } from "../api";
 import { ColourBy, Mode, colour } from "../components/colours";
 import { LazyScatter as Scatter } from "../components/LazyScatter";
 import { SetPicker, errorText, fmtTime, useEmbeddingSet } from "../hooks";
-import { href, navigate, recordPath } from "../router";
+import { href, navigate, recordPath, useLocation } from "../router";
 import { saveSelection } from "../selection";
 
 export interface MapState {
@@ -15,7 +15,7 @@ export interface MapState {
 }
 
 /** Fetches the map of a set, polling while the server computes it (202). */
-export function useMap(key: string | null): MapState {
+export function useMap(key: string | null, limit?: number): MapState {
   const [state, setState] = useState<MapState>({ ready: null, pending: null, error: null });
   useEffect(() => {
     if (!key) return;
@@ -24,7 +24,7 @@ export function useMap(key: string | null): MapState {
     setState({ ready: null, pending: null, error: null });
     const poll = async () => {
       try {
-        const answer = await fetchMap(key);
+        const answer = await fetchMap(key, limit);
         if (!live) return;
         if (answer.body.status === "ready") {
           setState({ ready: answer.body, pending: null, error: null });
@@ -48,7 +48,7 @@ export function useMap(key: string | null): MapState {
       live = false;
       clearTimeout(timer);
     };
-  }, [key]);
+  }, [key, limit]);
   return state;
 }
 
@@ -70,7 +70,8 @@ export function Progress({ pending }: { pending: MapState["pending"] }) {
 
 export function MapPage() {
   const { sets, key, choose, error: setsError } = useEmbeddingSet();
-  const map = useMap(key);
+  const limit = Number(useLocation().query.get("limit")) || undefined; // points the server samples
+  const map = useMap(key, limit);
   const [by, setBy] = useState<ColourBy>("split");
   const [mode, setMode] = useState<Mode>("pan");
   const [picked, setPicked] = useState<number[]>([]);
@@ -105,7 +106,9 @@ export function MapPage() {
         </span>
         {map.ready && (
           <span class="muted" data-testid="map-info">
-            {map.ready.count.toLocaleString()} points · {map.ready.method} · computed {fmtTime(map.ready.computed_at)}
+            {map.ready.count.toLocaleString()} points
+            {map.ready.total && map.ready.total > map.ready.count ? ` (a sample of ${map.ready.total.toLocaleString()})` : ""}
+            {" "}· {map.ready.method} · computed {fmtTime(map.ready.computed_at)}
           </span>
         )}
       </div>
