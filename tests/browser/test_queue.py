@@ -8,20 +8,48 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.pages import api, base_url, open_queue, production_set, queue, row_ids, shoot
 
+# How the page names each signal (web/src/signals.ts): the words a labeller reads.
+PHRASES = {
+    "mhb_predicted": "far from its predicted class",
+    "mhb_nearest": "far from every class",
+    "mhb_relative": "unlike the training data as a whole",
+    "knn_distance": "few similar training records nearby",
+    "entropy": "the model is unsure",
+    "low_margin": "uncertain: margin",
+    "disagreement": "its neighbours disagree with the prediction",
+}
+
+
+def _expected_reasons(item: dict[str, Any]) -> list[str]:
+    """The signals at least p80 among training, strongest first, at most three."""
+    strong = [(name, level) for name, level in item["signals"].items()
+              if level is not None and level >= 0.8]
+    strong.sort(key=lambda pair: -pair[1])  # stable, as the page's sort: ties keep API order
+    return [PHRASES[name] for name, _ in strong[:3]]
+
 
 def test_queue_shows_the_top_items_in_the_apis_order(
     seeded_server: Any, browser_page: Page, screenshot_dir: Any
 ) -> None:
     set_key = production_set(seeded_server)
-    expected = [(item["dataset"], item["id"]) for item in queue(seeded_server, set_key, 50)]
+    items = queue(seeded_server, set_key, 50)
+    expected = [(item["dataset"], item["id"]) for item in items]
     assert expected, "the seeded set has an empty queue"
     open_queue(browser_page, seeded_server, set_key)
     expect(browser_page.locator("[data-testid=queue-row]")).to_have_count(len(expected))
     assert row_ids(browser_page) == expected
-    # Each row says why in words, and shows its thumbnail as a lazy image.
-    first = browser_page.locator("[data-testid=queue-row]").first
-    expect(first.locator("td.why")).not_to_be_empty()
-    assert first.locator("img.thumb").get_attribute("loading") == "lazy"
+    # Each row says why in words (its strong signals, strongest first) and shows its
+    # thumbnail as a lazy image.
+    rows = browser_page.locator("[data-testid=queue-row]").all()
+    for row, item in list(zip(rows, items, strict=True))[:10]:
+        reasons = _expected_reasons(item)
+        text = row.locator("td.why").inner_text()
+        if reasons:
+            positions = [text.find(phrase) for phrase in reasons]
+            assert -1 not in positions and positions == sorted(positions), (text, reasons)
+        else:
+            assert text.startswith("nothing stands out"), text
+    assert rows[0].locator("img.thumb").get_attribute("loading") == "lazy"
     shoot(browser_page, screenshot_dir, "queue")
 
 

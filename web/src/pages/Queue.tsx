@@ -144,15 +144,17 @@ export function QueuePage() {
   };
 
   const toggle = (index: number, shift: boolean) => {
-    const next = new Set(selected);
-    const target = !next.has(rowKey(rows[index]));
-    const [lo, hi] = shift && anchor.current !== null
-      ? [Math.min(anchor.current, index), Math.max(anchor.current, index)] : [index, index];
-    for (let i = lo; i <= hi; i++) {
-      if (target) next.add(rowKey(rows[i])); else next.delete(rowKey(rows[i]));
-    }
+    const from = anchor.current;
     anchor.current = index;
-    setSelected(next);
+    setSelected((previous) => {
+      const next = new Set(previous);
+      const target = !next.has(rowKey(rows[index]));
+      const [lo, hi] = shift && from !== null ? [Math.min(from, index), Math.max(from, index)] : [index, index];
+      for (let i = lo; i <= hi; i++) {
+        if (target) next.add(rowKey(rows[i])); else next.delete(rowKey(rows[i]));
+      }
+      return next;
+    });
   };
 
   const mark = async () => {
@@ -167,21 +169,31 @@ export function QueuePage() {
     }
   };
 
+  // The key handler reads the latest rows and focus through a ref: keys pressed faster
+  // than a render (and the effect that would re-bind the handler) must not act on stale
+  // state (a test caught "k" then Enter opening the row below).
+  const live = useRef({ rows, focus, toggle });
+  live.current = { rows, focus, toggle };
   useEffect(() => {
     const onKey = (event: KeyboardEvent) => {
       const target = event.target as HTMLElement;
       if (["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName) || event.metaKey || event.ctrlKey) return;
-      if (!rows.length) return;
-      if (event.key === "j") setFocus((f) => Math.min(rows.length - 1, f + 1));
-      else if (event.key === "k") setFocus((f) => Math.max(0, f - 1));
-      else if (event.key === "x") toggle(focus, event.shiftKey);
-      else if (event.key === "Enter") navigate(recordPath(rows[focus].dataset, rows[focus].id) + `?set=${encodeURIComponent(key ?? "")}`);
+      const { rows: shown, focus: at, toggle: flip } = live.current;
+      if (!shown.length) return;
+      const move = (to: number) => {
+        live.current.focus = to;
+        setFocus(to);
+      };
+      if (event.key === "j") move(Math.min(shown.length - 1, at + 1));
+      else if (event.key === "k") move(Math.max(0, at - 1));
+      else if (event.key === "x") flip(at, event.shiftKey);
+      else if (event.key === "Enter") navigate(recordPath(shown[at].dataset, shown[at].id) + `?set=${encodeURIComponent(key ?? "")}`);
       else return;
       event.preventDefault();
     };
     window.addEventListener("keydown", onKey);
     return () => window.removeEventListener("keydown", onKey);
-  });
+  }, [key]);
   useEffect(() => {
     document.querySelector(`[data-index="${focus}"]`)?.scrollIntoView({ block: "nearest" });
   }, [focus]);
