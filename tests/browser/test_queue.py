@@ -107,3 +107,29 @@ def test_paging_forward_and_back_follows_the_apis_cursor(
     browser_page.click("[data-testid=prev]")
     expect(browser_page.locator("[data-testid=queue-row]").first).to_have_attribute(
         "data-id", first["items"][0]["id"])
+
+
+def test_filters_and_diverse_ask_the_api_for_the_same_page(
+    seeded_server: Any, browser_page: Page
+) -> None:
+    set_key = production_set(seeded_server)
+    top = queue(seeded_server, set_key, 1)[0]
+    predicted = top["inference_class"]
+    assert predicted is not None, "the seeded production records carry a predicted class"
+    expected = api(seeded_server, "GET", "/api/v1/recommendations", params={
+        "embedding_set_key": set_key, "limit": 50, "inference_class": [predicted],
+        "dataset": [top["dataset"]], "diverse": "true"}).json()["items"]
+    open_queue(browser_page, seeded_server, set_key)
+    page = browser_page
+    page.select_option("form.filters select[name=dataset]", top["dataset"])
+    page.fill("form.filters input[name=class]", predicted)
+    page.check("form.filters input[name=diverse]")
+    page.click("form.filters button[type=submit]")
+    page.wait_for_url("**diverse=1**")
+    want = [i["id"] for i in expected]
+    page.wait_for_function(  # the filtered page replaced the unfiltered one
+        "want => JSON.stringify([...document.querySelectorAll('[data-testid=queue-row]')]"
+        ".map(r => r.dataset.id)) === JSON.stringify(want)", arg=want, timeout=15_000)
+    assert row_ids(page) == [(i["dataset"], i["id"]) for i in expected]
+    assert {r.locator("td").nth(5).inner_text() for r in
+            page.locator("[data-testid=queue-row]").all()} == {predicted}
