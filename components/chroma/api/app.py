@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI
@@ -31,6 +32,7 @@ from chroma.api.routers import (
     status,
 )
 from chroma.api.services import Services
+from chroma.api.webapp import UI_DIR, mount_webapp
 from chroma.ingest.models import LogRequest, RecordIn
 from chroma.settings import Settings
 
@@ -39,8 +41,11 @@ __all__ = ["BodyLimit", "create_app"]
 LOG_PATH = "/api/v1/log"
 
 
-def create_app(settings: Settings | None = None, services: Services | None = None) -> FastAPI:
-    """The app; it opens its :class:`Services` at start-up unless some are given."""
+def create_app(
+    settings: Settings | None = None, services: Services | None = None, *, ui_dir: Path = UI_DIR
+) -> FastAPI:
+    """The app; it opens its :class:`Services` at start-up unless some are given.
+    ``ui_dir``: the built web app it serves at ``/ui/`` (``chroma.api.webapp``)."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -77,6 +82,7 @@ def create_app(settings: Settings | None = None, services: Services | None = Non
     for module in (health, log, embeddingsets, datasets, operations, status, metrics,
                    recommendations, query, maps):
         app.include_router(module.router)
+    mount_webapp(app, ui_dir)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

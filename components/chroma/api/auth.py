@@ -1,7 +1,8 @@
 """API keys and scopes: who may call which route (DESIGN §11).
 
 Owns: the scope every route needs (``ROUTE_SCOPES``, the one table; a route missing from
-it needs ``admin`` and fails ``tests/unit/test_auth.py``), the key ring read from
+it needs ``admin`` and fails ``tests/unit/test_auth.py``; FastAPI's own ``/docs`` and
+``/openapi.json`` are open and outside it), the key ring read from
 ``CHROMA_API_KEYS_FILE`` and ``CHROMA_API_KEYS`` (SHA-256 digests in memory, compared in
 constant time, the file re-read when it changes), the FastAPI dependency that answers
 401/403, the OpenAPI security requirements, and the start-up refusal to bind a
@@ -75,6 +76,9 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope | None] = {
     # Open by design: probes of kubelets and load balancers carry no key.
     ("GET", "/health"): None,
     ("GET", "/ready"): None,
+    # The web app's files hold no data; its API calls carry the key (chroma.api.webapp).
+    ("GET", "/"): None,
+    ("GET", "/ui/{path:path}"): None,
     ("GET", "/metrics"): Scope.read,  # open with CHROMA_METRICS_PUBLIC=true
     ("GET", "/api/v1/embeddingsets"): Scope.read,
     ("GET", "/api/v1/embeddingsets/{key}"): Scope.read,
