@@ -3,6 +3,9 @@
 # Called by `make test` (and so by .ci/run). Phases, each timed:
 #   assets    kube-apiserver + etcd (+ kubectl, helm) for the control-plane tier
 #             (scripts/envtest-assets.sh, cached), unless KUBEBUILDER_ASSETS is set
+#   chromium  Debian's chromium package for the browser tier (tests/browser), when missing
+#             and this machine can install it (root, apt-get); else that tier skips
+#             saying why. Playwright drives it; it never downloads a browser of its own.
 #   cluster   the local one-node Kubernetes of scripts/local-cluster.sh for the e2e tier,
 #             where this machine can run it (root, Linux); elsewhere the e2e fixtures
 #             use kind or an existing cluster (CHROMA_E2E_CLUSTER), or skip saying why
@@ -43,7 +46,7 @@ trap 'exit 130' INT TERM
 
 wants_e2e=1
 for arg in "$@"; do
-  case "$arg" in tests/unit* | tests/integration* | tests/controlplane* | tests/qdrant_standin*) wants_e2e=0 ;; esac
+  case "$arg" in tests/unit* | tests/integration* | tests/controlplane* | tests/qdrant_standin* | tests/browser*) wants_e2e=0 ;; esac
 done
 case "$wants_e2e:${CHROMA_E2E_CLUSTER:-auto}" in
   1:auto | 1:local)
@@ -59,6 +62,31 @@ case "$wants_e2e:${CHROMA_E2E_CLUSTER:-auto}" in
     fi
     ;;
 esac
+
+# The browser tier runs with the whole suite or when named.
+wants_browser=$([ "$#" = 0 ] && echo 1 || echo 0)
+for arg in "$@"; do
+  case "$arg" in tests/browser*) wants_browser=1 ;; esac
+done
+chromium="${CHROMA_CHROMIUM:-/usr/bin/chromium}"
+if [ "$wants_browser" = 1 ] && [ ! -x "$chromium" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    begin chromium
+    mkdir -p test-artifacts
+    if DEBIAN_FRONTEND=noninteractive apt-get update -qq >test-artifacts/apt.log 2>&1 &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium \
+        >>test-artifacts/apt.log 2>&1 && [ -x "$chromium" ]; then
+      echo "test.sh: installed chromium for the browser tier" >&2
+    else
+      echo "test.sh: could not install chromium (see test-artifacts/apt.log): the browser" \
+        "tier skips" >&2
+    fi
+    end chromium
+  else
+    echo "test.sh: no $chromium and no way to install it here (needs root and apt-get):" \
+      "the browser tier skips" >&2
+  fi
+fi
 
 begin pytest
 status=0

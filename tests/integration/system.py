@@ -28,6 +28,12 @@ class System:
     log_path: Path
     port: int
     process: subprocess.Popen[bytes] | None = None
+    api_key: str | None = None
+    """Sent by the helpers below when the system has API keys on."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
 
     @property
     def url(self) -> str:
@@ -57,22 +63,24 @@ class System:
         return all(components.get(n, {}).get("state") == "up" for n in names)
 
     def get(self, path: str, **params: Any) -> Any:
-        return httpx.get(f"{self.url}{path}", params=params, timeout=30).json()
+        return httpx.get(f"{self.url}{path}", params=params, headers=self.headers,
+                         timeout=30).json()
 
     def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
-        return httpx.post(f"{self.url}{path}", json=body, timeout=30)
+        return httpx.post(f"{self.url}{path}", json=body, headers=self.headers, timeout=30)
 
     def status(self) -> dict[str, Any]:
-        return httpx.get(f"{self.url}/api/v1/status", timeout=10).json()
+        return httpx.get(f"{self.url}/api/v1/status", headers=self.headers, timeout=10).json()
 
     def component(self, name: str) -> dict[str, Any]:
         return next(c for c in self.status()["components"] if c["name"] == name)
 
     def operation(self, op_id: int) -> dict[str, Any]:
-        return httpx.get(f"{self.url}/api/v1/operations/{op_id}", timeout=10).json()
+        return httpx.get(f"{self.url}/api/v1/operations/{op_id}", headers=self.headers,
+                         timeout=10).json()
 
     def start_operation(self, kind: str, **params: Any) -> dict[str, Any]:
-        answer = httpx.post(f"{self.url}/api/v1/operations", timeout=10,
+        answer = httpx.post(f"{self.url}/api/v1/operations", timeout=10, headers=self.headers,
                             json={"kind": kind, "params": params})
         assert answer.status_code in (200, 201), answer.text
         return answer.json()
