@@ -41,3 +41,18 @@ def test_no_key_prompts_wrong_key_is_refused_right_key_opens_the_queue(
     page.wait_for_selector("[data-testid=queue-total]")
     assert page.evaluate("sessionStorage.getItem('chroma.apiKey')") == key
     assert not [url for url in requests if key in url]
+
+
+def test_a_read_key_may_look_but_marking_labelled_says_which_scope_it_lacks(
+    auth_server: Any, browser_page: Page
+) -> None:
+    page = browser_page
+    page.goto(f"{base_url(auth_server)}/ui/")
+    page.fill("[data-testid=key-prompt] input", auth_server.read_key)
+    page.click("[data-testid=key-prompt] button")
+    page.wait_for_selector("[data-testid=queue-row]")
+    first = page.locator("[data-testid=queue-row]").first
+    first.locator("input[type=checkbox]").click()
+    page.click("[data-testid=mark-labelled]")
+    expect(page.locator("[data-testid=notice]")).to_have_text("This key lacks the write scope.")
+    expect(page.locator("[data-testid=key-prompt]")).to_be_hidden()

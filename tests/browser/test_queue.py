@@ -50,6 +50,7 @@ def test_queue_shows_the_top_items_in_the_apis_order(
         else:
             assert text.startswith("nothing stands out"), text
     assert rows[0].locator("img.thumb").get_attribute("loading") == "lazy"
+    assert not browser_page.errors  # type: ignore[attr-defined]
     shoot(browser_page, screenshot_dir, "queue")
 
 
