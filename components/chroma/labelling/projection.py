@@ -28,9 +28,11 @@ from __future__ import annotations
 import io
 import logging
 import threading
-from collections import OrderedDict
+import time
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -66,9 +68,10 @@ log = logging.getLogger(__name__)
 
 MAP_DIR = "_map"
 METHOD = "pca"
-SAMPLE_SIZE = 20_000
-"""Vectors the PCA is fitted on: two axes of a uniform sample this size are within a
-degree or so of the full data's for any realistic spectrum, at a fraction of the cost."""
+SAMPLE_SIZE = 10_000
+"""Vectors the PCA is fitted on: the two leading axes of a uniform sample this size are
+close to the full data's when they stand out at all (and when they do not, no 2-D
+picture is faithful anyway), at a fraction of the cost."""
 PAGE = 20_000
 """Records read and projected per step (and per progress report)."""
 
@@ -95,6 +98,8 @@ class MapTable:
     method: str
     computed_at: datetime
     table: pa.Table
+    timings: dict[str, float] = field(default_factory=dict, compare=False)
+    """Seconds per phase of the computation that made it (not stored in the file)."""
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -153,16 +158,19 @@ def compute_map(
     if existing is not None:
         return existing
     seq = _seq_of(version)
+    timings: dict[str, float] = defaultdict(float)
     previous = _latest_of_seq(store, key, seq)
     if previous is not None:
         progress(0.1, "same records as the previous map: refreshing its labels and priorities")
-        table = _refreshed(catalog, previous.table)
+        with _timed(timings, "queue"):
+            table = _refreshed(catalog, previous.table)
     else:
-        table = _projected(catalog, store, key, seq, info.distance, progress,
+        table = _projected(catalog, store, key, seq, info.distance, progress, timings,
                            sample_size=sample_size, page=page)
-    made = MapTable(version, METHOD, datetime.now(UTC), table)
-    store.write_bytes(map_path(key, version), _encode(made))
-    _delete_older(store, key, keep=map_path(key, version))
+    made = MapTable(version, METHOD, datetime.now(UTC), table, timings)
+    with _timed(timings, "write"):
+        store.write_bytes(map_path(key, version), _encode(made))
+        _delete_older(store, key, keep=map_path(key, version))
     progress(1.0, f"map of {len(made)} points, version {version}")
     return made
 
@@ -173,19 +181,38 @@ def _pages(catalog: Catalog, key: str, seq: int, page: int) -> Iterator[list[Sto
 
 def _projected(
     catalog: Catalog, store: FileStore, key: str, seq: int, distance: str, progress: Progress,
-    *, sample_size: int, page: int,
+    timings: dict[str, float], *, sample_size: int, page: int,
 ) -> pa.Table:
     total = max(catalog.changes.live_count(key), 1)
-    projection = _fit(catalog, store, key, seq, distance, total, sample_size, page)
+    with _timed(timings, "fit"):
+        projection = _fit(catalog, store, key, seq, distance, total, sample_size, page)
     progress(0.2, f"PCA fitted on a sample of up to {sample_size} vectors")
     pieces: list[pa.Table] = []
     done = 0
-    for rows in _pages(catalog, key, seq, page):
-        vectors = read_embeddings(store, [(r.file_path, r.row_index) for r in rows])
-        pieces.append(_piece(catalog, rows, projection.apply(vectors)))
+    pages = _pages(catalog, key, seq, page)
+    while True:
+        with _timed(timings, "records"):
+            rows = next(pages, None)
+        if rows is None:
+            break
+        with _timed(timings, "embeddings"):
+            vectors = read_embeddings(store, [(r.file_path, r.row_index) for r in rows])
+        with _timed(timings, "queue"):
+            priority = _priorities(catalog, rows)
+        with _timed(timings, "project"):
+            pieces.append(_piece(rows, projection.apply(vectors), priority))
         done += len(rows)
         progress(0.2 + 0.75 * min(done / total, 1.0), f"projected {done} records")
     return pa.concat_tables(pieces) if pieces else _SCHEMA.empty_table()
+
+
+@contextmanager
+def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
+    began = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[phase] += time.perf_counter() - began
 
 
 def _fit(
@@ -205,9 +232,8 @@ def _fit(
     return fit_projection(sample, distance=distance)
 
 
-def _piece(catalog: Catalog, rows: list[StoredRecord], xy: np.ndarray) -> pa.Table:
+def _piece(rows: list[StoredRecord], xy: np.ndarray, priority: np.ndarray) -> pa.Table:
     refs = [(r.dataset, r.record_id) for r in rows]
-    priority = _priorities(catalog, rows)
     return pa.Table.from_arrays([
         pa.array([d for d, _ in refs], pa.string()),
         pa.array([i for _, i in refs], pa.string()),

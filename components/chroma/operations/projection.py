@@ -22,5 +22,6 @@ def run_project(ctx: OperationContext) -> dict[str, Any]:
             ctx.progress((i + fraction) / len(keys), message)
 
         made = compute_map(ctx.catalog, ctx.store, key, progress)
-        maps[key] = {"version": made.version, "method": made.method, "count": len(made)}
+        maps[key] = {"version": made.version, "method": made.method, "count": len(made),
+                     "timings_s": {k: round(v, 3) for k, v in made.timings.items()}}
     return {"maps": maps}
