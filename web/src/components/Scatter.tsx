@@ -115,6 +115,7 @@ export function Scatter({ data, mode = "pan", highlight = null, onSelect, height
     return [event.clientX - rect.left, event.clientY - rect.top];
   };
   const down = (event: MouseEvent) => {
+    event.preventDefault(); // a drag draws the box, it does not select text
     const [x, y] = local(event);
     setBox({ x0: x, y0: y, x1: x, y1: y });
   };
