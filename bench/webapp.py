@@ -193,7 +193,8 @@ def bench_map(browser: Any, url: str, key: str, points: int, runs: int) -> dict[
     intervals: list[float] = []
     for _ in range(runs):
         page.evaluate("window.__stopFrames = true")
-        page.evaluate(f"window.__framesDone = ({FRAMES})()")
+        # Not awaited here (a statement, not the promise): it resolves when the pan ends.
+        page.evaluate(f"() => {{ window.__framesDone = ({FRAMES})(); }}")
         page.mouse.move(cx, cy)
         page.mouse.down()
         for step in range(60):  # a slow circle-ish pan, one mouse event per step

@@ -1,7 +1,7 @@
 // The embedding map: the server's 2-D projection of training and production records,
 // coloured by split, class or priority, with box/lasso selection that opens the records.
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { MapPoints, MapReady, Operation, fetchMap, get } from "../api";
+import { ApiError, MapPoints, MapReady, Operation, fetchMap, get } from "../api";
 import { ColourBy, Mode, colour } from "../components/colours";
 import { LazyScatter as Scatter } from "../components/LazyScatter";
 import { SetPicker, errorText, fmtTime, useEmbeddingSet } from "../hooks";
@@ -40,7 +40,12 @@ export function useMap(key: string | null, limit?: number): MapState {
         setState({ ready: null, pending: { operation: id, progress: op?.progress ?? 0, message: op?.message ?? null }, error: null });
         timer = window.setTimeout(poll, 1000);
       } catch (error) {
-        if (live) setState({ ready: null, pending: null, error: errorText(error) });
+        if (!live) return;
+        // A refusal (401/403/404/422) ends the wait; anything else (a restart, a timeout,
+        // a 503) is retried: the map is worth waiting for.
+        const final = error instanceof ApiError && [401, 403, 404, 422].includes(error.status);
+        setState((s) => ({ ...s, error: errorText(error) + (final ? "" : " (retrying)") }));
+        if (!final) timer = window.setTimeout(poll, 3000);
       }
     };
     poll();
