@@ -7,7 +7,8 @@
   (``GET /recommendations?limit=50``) timed from Python. Also the next-page time after
   ``--deep`` clicks on "next" (cursor paging).
 * **Map frame time**: ``requestAnimationFrame`` intervals while panning (mouse drags) the
-  map of ``--map-points`` points (the API samples them: ``/ui/map?limit=N``).
+  map of ``--map-points`` points (the API samples them: ``/ui/map?limit=N``); baseline in
+  the same invocation: the same pan over 1,000 points.
 * **Shipped assets**: bytes of each file under ``chroma/api/static/ui`` and gzipped.
 
 Starts its own ``chroma run`` (temporary data dir, free port) unless ``--url`` names a
@@ -258,6 +259,9 @@ def main() -> None:
             queue = bench_queue(browser, url, key, args.runs, args.deep)
             print(f"load after queue: {os.getloadavg()}")
             mapped = bench_map(browser, url, key, args.map_points, max(1, args.runs // 2))
+            # Baseline: the same pan over a map of 1,000 points (the browser's and the
+            # machine's own frame cadence, with almost nothing to draw).
+            small = bench_map(browser, url, key, 1_000, max(1, args.runs // 2))
             browser.close()
         print(f"load after map: {os.getloadavg()}")
         total = int(httpx.get(f"{url}/api/v1/recommendations", timeout=120, params={
@@ -275,6 +279,12 @@ def main() -> None:
               f"{mapped['load_s']:.1f} s |")
         print(f"| map: frame interval while panning ({len(frames)} frames) | median "
               f"{statistics.median(frames):.1f} ms, p95 {p95:.1f} ms |")
+        base = sorted(small["intervals"])
+        print(f"| baseline: the same pan over {small['drawn']:,} points ({len(base)} frames) | "
+              f"median {statistics.median(base):.1f} ms, p95 "
+              f"{base[int(len(base) * 0.95)]:.1f} ms |")
+        print(f"| ratio, median frame interval {mapped['drawn']:,} / {small['drawn']:,} points "
+              f"| {statistics.median(frames) / statistics.median(base):.2f} |")
         print("\n| asset | bytes | gzip |")
         print("|---|---|---|")
         sizes = asset_sizes()
