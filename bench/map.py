@@ -13,9 +13,10 @@ production set through the Python client (Arrow bulk path), then times:
 
 By default the implicit operations run (index, MHB, recommend) and settle before the
 timings, so points carry their priority as in real use. ``--no-implicit`` disables them
-(debounce and freshness check pushed past the run): for large sets (1M) where indexing
-and scoring would take far longer than what is measured here; priorities are then null
-(their lookups still run, finding nothing).
+(debounce and freshness check pushed past the run, and the operations the first log
+triggers cancelled): for large sets (1M) where indexing and scoring would take far
+longer than what is measured here; priorities are then null (their lookups still run,
+finding nothing).
 
     .venv/bin/python bench/map.py [--training 20000] [--production 80000] [--runs 3]
     .venv/bin/python bench/map.py --training 100000 --production 900000 --no-implicit --runs 2
@@ -86,6 +87,18 @@ def wait_idle(http: httpx.Client, timeout: float = 7200) -> None:
             return
         time.sleep(0.5)
     raise RuntimeError("operations did not settle")
+
+
+def cancel_all(http: httpx.Client) -> None:
+    """Cancel every queued or running operation; wait until none runs."""
+    while True:
+        ops = http.get("/api/v1/operations", params={"limit": 500}).json()["data"]
+        active = [op for op in ops if op["state"] in ("queued", "running")]
+        if not active:
+            return
+        for op in active:
+            http.post(f"/api/v1/operations/{op['id']}/cancel")
+        time.sleep(1.0)
 
 
 def wait_operation(http: httpx.Client, op_id: int) -> dict[str, Any]:
@@ -167,14 +180,18 @@ def main() -> None:
             began = time.perf_counter()
             key = log_sets(url, args.training, args.production)
             print(f"logged {total:,} records ({DIM}-d) in {time.perf_counter() - began:.0f} s")
-            if not args.no_implicit:
+            if args.no_implicit:
+                cancel_all(http)
+            else:
                 wait_idle(http)
                 print(f"implicit operations settled after {time.perf_counter() - began:.0f} s")
             ops, firsts, warm = [], [], []
             size = packed = 0
             for run in range(args.runs):
                 new_version(url, run)
-                if not args.no_implicit:
+                if args.no_implicit:
+                    cancel_all(http)
+                else:
                     wait_idle(http)
                 op, first_s, size, packed = project_once(http, key, args.limit)
                 op_s = op["duration_s"]

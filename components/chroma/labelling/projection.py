@@ -14,9 +14,10 @@ the method, version and time in its schema metadata. Not ``.parquet``: the orpha
 (``chroma.ingest.compaction.sweep``) deletes parquet files the catalog does not list.
 Older versions are deleted once a newer one is written.
 
-**Cost.** Two passes over the set: the PCA is fitted on a seeded uniform sample
-(``SAMPLE_SIZE`` vectors, read in one go), then every page of records is read, projected
-and appended; memory holds the sample, one page of vectors and the map's columns.
+**Cost.** One pass over the catalog (each record's place in the store, classes and
+queue priority, kept as Arrow columns), then the files: the rows of a seeded uniform
+sample (``SAMPLE_SIZE`` vectors) are read to fit the PCA, then each file is read once
+to project its rows. Memory holds the map's columns, the sample and one file's vectors.
 
 Owns: the version, the file's name and layout, computing and reading it. Called by the
 ``project`` handler (``chroma.operations.projection``) and the API's map route.
@@ -44,7 +45,6 @@ import pyarrow.ipc as ipc
 from chroma.catalog import Catalog, StoredRecord
 from chroma.errors import NotFound
 from chroma.scoring.projection import (
-    Projection,
     fit_projection,
     sample_positions,
     smallest_ranks,
@@ -183,10 +183,10 @@ def _projected(
     catalog: Catalog, store: FileStore, key: str, seq: int, distance: str, progress: Progress,
     timings: dict[str, float], *, sample_size: int, page: int,
 ) -> pa.Table:
+    """One pass over the catalog (records, their place and priority), then the files:
+    the sample's rows read to fit, then each file read once to project its rows."""
     total = max(catalog.changes.live_count(key), 1)
-    with _timed(timings, "fit"):
-        projection = _fit(catalog, store, key, seq, distance, total, sample_size, page)
-    progress(0.2, f"PCA fitted on a sample of up to {sample_size} vectors")
+    wanted = sample_positions(total, sample_size)
     pieces: list[pa.Table] = []
     done = 0
     pages = _pages(catalog, key, seq, page)
@@ -195,15 +195,36 @@ def _projected(
             rows = next(pages, None)
         if rows is None:
             break
-        with _timed(timings, "embeddings"):
-            vectors = read_embeddings(store, [(r.file_path, r.row_index) for r in rows])
         with _timed(timings, "queue"):
             priority = _priorities(catalog, rows)
-        with _timed(timings, "project"):
-            pieces.append(_piece(rows, projection.apply(vectors), priority))
+        pieces.append(_piece(rows, priority))
         done += len(rows)
-        progress(0.2 + 0.75 * min(done / total, 1.0), f"projected {done} records")
-    return pa.concat_tables(pieces) if pieces else _SCHEMA.empty_table()
+        progress(0.2 * min(done / total, 1.0), f"listed {done} records")
+    if not pieces:
+        return _SCHEMA.empty_table()
+    places = pa.concat_tables(pieces)
+    files = places.column("file").combine_chunks().dictionary_encode()
+    codes = files.indices.to_numpy()
+    row_index = places.column("row").to_numpy()
+    with _timed(timings, "fit"):
+        sample = wanted[wanted < len(codes)]
+        projection = fit_projection(
+            _vectors(store, files.dictionary, codes[sample], row_index[sample]),
+            distance=distance)
+    progress(0.3, f"PCA fitted on a sample of {len(sample)} vectors")
+    xy = np.zeros((len(codes), 2), np.float32)
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(files.dictionary) + 1))
+    for code in range(len(files.dictionary)):
+        positions = order[bounds[code]:bounds[code + 1]]
+        with _timed(timings, "embeddings"):
+            vectors = _vectors(store, files.dictionary, codes[positions], row_index[positions])
+        with _timed(timings, "project"):
+            xy[positions] = projection.apply(vectors)
+        progress(0.3 + 0.65 * (code + 1) / len(files.dictionary),
+                 f"projected file {code + 1} of {len(files.dictionary)}")
+    with _timed(timings, "project"):
+        return _with_coordinates(places, xy)
 
 
 @contextmanager
@@ -215,36 +236,35 @@ def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
         timings[phase] += time.perf_counter() - began
 
 
-def _fit(
-    catalog: Catalog, store: FileStore, key: str, seq: int, distance: str, total: int,
-    sample_size: int, page: int,
-) -> Projection:
-    """The PCA of a uniform sample: positions drawn first, their rows read in one go."""
-    wanted = sample_positions(total, sample_size)
-    locations: list[tuple[str, int]] = []
-    offset = 0
-    for rows in _pages(catalog, key, seq, page):
-        lo, hi = np.searchsorted(wanted, [offset, offset + len(rows)])
-        locations.extend((rows[p - offset].file_path, rows[p - offset].row_index)
-                         for p in wanted[lo:hi])
-        offset += len(rows)
-    sample = read_embeddings(store, locations) if locations else np.zeros((0, 0), np.float32)
-    return fit_projection(sample, distance=distance)
+def _vectors(store: FileStore, paths: pa.Array, codes: np.ndarray, rows: np.ndarray
+             ) -> np.ndarray:
+    """Embeddings of (file code, row) pairs, in order (each file read once)."""
+    if not len(codes):
+        return np.zeros((0, 0), np.float32)
+    return read_embeddings(store, [(paths[int(c)].as_py(), int(r))
+                                   for c, r in zip(codes, rows, strict=True)])
 
 
-def _piece(rows: list[StoredRecord], xy: np.ndarray, priority: np.ndarray) -> pa.Table:
-    refs = [(r.dataset, r.record_id) for r in rows]
-    return pa.Table.from_arrays([
-        pa.array([d for d, _ in refs], pa.string()),
-        pa.array([i for _, i in refs], pa.string()),
-        pa.array([r.split for r in rows], pa.string()),
-        pa.array([r.label_class for r in rows], pa.string()),
-        pa.array([r.inference_class for r in rows], pa.string()),
-        pa.array(xy[:, 0], pa.float32()),
-        pa.array(xy[:, 1], pa.float32()),
-        pa.array(priority, pa.float32(), mask=np.isnan(priority)),
-        pa.array(stable_rank(f"{d}\x00{i}" for d, i in refs), pa.uint64()),
-    ], schema=_SCHEMA)
+def _piece(rows: list[StoredRecord], priority: np.ndarray) -> pa.Table:
+    """A page of records as the map's columns, with where each row is stored."""
+    return pa.table({
+        "dataset": pa.array([r.dataset for r in rows], pa.string()),
+        "id": pa.array([r.record_id for r in rows], pa.string()),
+        "split": pa.array([r.split for r in rows], pa.string()),
+        "label_class": pa.array([r.label_class for r in rows], pa.string()),
+        "inference_class": pa.array([r.inference_class for r in rows], pa.string()),
+        "priority": pa.array(priority, pa.float32(), mask=np.isnan(priority)),
+        "rank": pa.array(stable_rank(f"{r.dataset}\x00{r.record_id}" for r in rows),
+                         pa.uint64()),
+        "file": pa.array([r.file_path for r in rows], pa.string()),
+        "row": pa.array([r.row_index for r in rows], pa.int64()),
+    })
+
+
+def _with_coordinates(places: pa.Table, xy: np.ndarray) -> pa.Table:
+    columns = {name: places.column(name) for name in _SCHEMA.names if name not in ("x", "y")}
+    columns["x"], columns["y"] = pa.array(xy[:, 0]), pa.array(xy[:, 1])
+    return pa.Table.from_arrays([columns[name] for name in _SCHEMA.names], schema=_SCHEMA)
 
 
 def _priorities(catalog: Catalog, rows: list[StoredRecord]) -> np.ndarray:
@@ -353,3 +373,16 @@ class MapCache:
             while len(self._maps) > self.size:
                 self._maps.popitem(last=False)
         return found
+
+    def newest(self, key: str) -> MapTable | None:
+        """The newest map of the set the store holds, whatever its version (one listing)."""
+        versions = sorted(_versions(self.store, key), key=_order, reverse=True)
+        for version in versions:
+            found = self.get(key, version)
+            if found is not None:
+                return found
+        return None
+
+
+def _order(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("-"))

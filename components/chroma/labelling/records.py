@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chroma.catalog import Catalog, QueueEntry, StoredRecord
-from chroma.errors import NotFound
+from chroma.errors import NotFound, Unavailable
 from chroma.labelling.training import parse_scores
 from chroma.storage import FileStore, read_columns
 
@@ -39,7 +39,14 @@ def read_record(catalog: Catalog, store: FileStore, dataset: str, record_id: str
     if not found:
         raise NotFound(f"no record {record_id!r} in dataset {dataset!r}")
     record = found[0]
-    columns = read_columns(store, [(record.file_path, record.row_index)], ["scores", "metadata"])
+    try:
+        columns = read_columns(store, [(record.file_path, record.row_index)],
+                               ["scores", "metadata"])
+    except NotFound as exc:
+        # The catalog lists it, the store lost its file (compaction repairs that): an
+        # outage of the data, not an unknown record; a 503 keeps the path in the log.
+        raise Unavailable(f"record {dataset}/{record_id}: its file {record.file_path} "
+                          "is missing from the store") from exc
     return RecordView(
         record=record,
         embedding_set_key=info.embedding_set_key,

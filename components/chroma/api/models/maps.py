@@ -36,6 +36,10 @@ class MapReady(BaseModel):
     computed_at: datetime
     count: int = Field(description="Points in this answer (at most `limit`).")
     total: int = Field(description="Points in the map (every live record).")
+    stale: bool = Field(default=False, description=(
+        "Only with `stale=true`: the map is of older data; `operation_id` computes the "
+        "current one."))
+    operation_id: int | None = Field(default=None, description="Set when `stale`.")
     points: MapPoints
 
 
