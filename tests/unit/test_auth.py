@@ -24,6 +24,7 @@ from chroma.api.auth import (
     parse_keys,
     template_of,
 )
+from chroma.api.docs import DOCS_PATHS
 from chroma.errors import InvalidInput
 from chroma.operations.kinds import validate_params
 from chroma.settings import Settings
@@ -44,7 +45,8 @@ class Clock:
 def _served(app: FastAPI) -> set[tuple[str, str]]:
     """Every (method, template) the app answers but FastAPI's own documentation: schema
     routes, routes left out of the schema, and mounts (as ``<prefix>/{path:path}``)."""
-    own_docs = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+    own_docs = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url,
+                *DOCS_PATHS}
     served = set()
     for context in iter_route_contexts(app.routes):
         if context.path in own_docs:

@@ -23,12 +23,15 @@ from fastapi.staticfiles import StaticFiles
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-__all__ = ["ASSETS_URL", "install_docs"]
+__all__ = ["ASSETS_URL", "DOCS_PATHS", "install_docs"]
 
 ASSETS_URL = "/docs-assets"
 """Where the Swagger UI and ReDoc files are served from."""
 ASSETS_DIR = Path(fastapi_offline.__file__).parent / "static"
 OAUTH2_REDIRECT_URL = "/docs/oauth2-redirect"
+DOCS_PATHS = frozenset({"/docs", OAUTH2_REDIRECT_URL, "/redoc", ASSETS_URL})
+"""Open like the contract they render, outside ``ROUTE_SCOPES`` (plain routes: the app's
+authorize dependency never runs on them)."""
 
 
 def install_docs(app: FastAPI) -> None:
