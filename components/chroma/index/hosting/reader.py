@@ -26,9 +26,19 @@ from typing import Any, Protocol
 import numpy as np
 
 from chroma.errors import NotFound, Unavailable
-from chroma.index import CollectionInfo, Neighbour, RecordRef, SearchFilter, open_query_engine
+from chroma.index import (
+    CollectionInfo,
+    IndexedRecord,
+    Neighbour,
+    QueryEngine,
+    RecordRef,
+    SearchFilter,
+    open_query_engine,
+)
+from chroma.index.base import MAX_K
 from chroma.index.hosting.config import index_config
-from chroma.index.hosting.host import engine_in_process, socket_path
+from chroma.index.hosting.guard import LiveGuard
+from chroma.index.hosting.host import engine_in_process, host_guard, search_guarded, socket_path
 from chroma.index.hosting.wire import (
     filter_to_wire,
     neighbour_from_wire,
@@ -46,7 +56,10 @@ class OperationQueue(Protocol):
     def enqueue(self, kind: str, embedding_set_key: str | None, *,
                 requested_by: str = ...) -> tuple[Any, bool]: ...
 
-__all__ = ["HostedReader", "IndexHostDown", "QueryReader", "open_reader"]
+__all__ = [
+    "HostedReader", "IndexHostDown", "QueryReader", "feed_fresh", "invalidate", "open_reader",
+    "search_checked",
+]
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +130,40 @@ class HostedReader:
         self._closed = True
         self._drain()
 
+    # -- the host's own verbs (see ``chroma.index.hosting.guard``) ---------------------
+
+    def search_checked(
+        self, key: str, queries: np.ndarray, k: int, filter: SearchFilter | None,
+        overfetch: int,
+    ) -> tuple[list[list[Neighbour]], bool]:
+        """Hits, and whether the host says they must be checked against the catalog."""
+        matrix = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
+        if matrix.ndim == 1:
+            matrix = matrix[np.newaxis, :]
+        header, _ = self._call(
+            key, {"op": "search", "key": key, "k": k, "filter": filter_to_wire(filter),
+                  "shape": list(matrix.shape), "overfetch": overfetch}, matrix.tobytes())
+        rows = [[neighbour_from_wire(n) for n in row] for row in header["hits"]]
+        return rows, bool(header.get("verify", True))
+
+    def invalidate(self, key: str) -> None:
+        """Tell the host that records of ``key`` were deleted or changed (no waiting: a
+        host that is not up starts with every set unverified anyway)."""
+        self._call(key, {"op": "invalidate", "key": key}, wait=False)
+
+    def upsert_fresh(
+        self, key: str, records: list[IndexedRecord], vectors: np.ndarray, as_of: float
+    ) -> int:
+        """Just-committed records into the live index; how many the host took."""
+        matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+        header, _ = self._call(key, {"op": "upsert", "key": key, "records": records,
+                                     "as_of": as_of}, matrix.tobytes(), wait=False)
+        return int(header.get("upserted", 0))
+
     # -- transport --------------------------------------------------------------------
 
     def _call(
-        self, key: str, header: dict[str, Any], body: bytes = b""
+        self, key: str, header: dict[str, Any], body: bytes = b"", *, wait: bool = True
     ) -> tuple[dict[str, Any], bytes]:
         """One request; stale connections are dropped, a missing or dying host woken.
 
@@ -144,6 +187,9 @@ class HostedReader:
                 self._drain()  # the host restarted or died: every pooled connection is stale
                 if pooled:
                     continue
+                if not wait:
+                    raise IndexHostDown("the embedded index is not being served",
+                                        details=str(exc)) from exc
                 if deadline is None:
                     deadline = time.monotonic() + self.wait_s
                     self._wake(key)
@@ -231,7 +277,9 @@ def open_reader(settings: Settings, *, operations: OperationQueue | None = None)
         if reader is not None:
             return reader
         if (hosted := engine_in_process(settings)) is not None:
-            reader = hosted  # this process writes the index (e.g. the indexer): share it
+            # This process hosts the index (the indexer): share its engine.
+            guard = host_guard(settings)
+            reader = hosted if guard is None else InProcessReader(hosted, guard)
         elif config.backend != "edge":
             reader = open_query_engine(config)
         else:
@@ -239,3 +287,96 @@ def open_reader(settings: Settings, *, operations: OperationQueue | None = None)
                                   wait_s=settings.index_host_wait_s, operations=operations)
         _readers[config] = reader
         return reader
+
+
+class InProcessReader:
+    """The reader of the process that hosts the index: its engine, plus the host's verbs."""
+
+    def __init__(self, engine: QueryEngine, guard: LiveGuard) -> None:
+        self.engine = engine
+        self.guard = guard
+
+    def search(
+        self, key: str, queries: np.ndarray, k: int = 10, filter: SearchFilter | None = None
+    ) -> list[list[Neighbour]]:
+        return self.engine.search(key, queries, k, filter)
+
+    def get_vector(self, key: str, ref: RecordRef) -> np.ndarray:
+        return self.engine.get_vector(key, ref)
+
+    def count(self, key: str, filter: SearchFilter | None = None) -> int:
+        return self.engine.count(key, filter)
+
+    def collection_info(self, key: str) -> CollectionInfo:
+        return self.engine.collection_info(key)
+
+    def close(self) -> None:
+        """The engine belongs to the host (closed when the process exits)."""
+
+    def search_checked(
+        self, key: str, queries: np.ndarray, k: int, filter: SearchFilter | None,
+        overfetch: int,
+    ) -> tuple[list[list[Neighbour]], bool]:
+        matrix = np.asarray(queries, dtype=np.float32)
+        if matrix.ndim == 1:
+            matrix = matrix[np.newaxis, :]
+        return search_guarded(self.engine, self.guard, key, matrix, k, filter, overfetch)
+
+    def invalidate(self, key: str) -> None:
+        self.guard.invalidate(key)
+
+    def upsert_fresh(
+        self, key: str, records: list[IndexedRecord], vectors: np.ndarray, as_of: float
+    ) -> int:
+        if not self.guard.accepts(key, as_of):
+            return 0
+        try:
+            return self.engine.upsert(key, records, vectors)
+        except NotFound:
+            return 0
+
+
+def search_checked(
+    reader: QueryReader, key: str, queries: np.ndarray, k: int,
+    filter: SearchFilter | None, overfetch: int,
+) -> tuple[list[list[Neighbour]], bool]:
+    """The hits of ``queries`` and whether they must be checked against the catalog.
+
+    Embedded: the host knows (``chroma.index.hosting.guard``), and only then sends
+    ``overfetch`` more hits per query. Remote (a Qdrant server shared by many API
+    replicas, with no host to tell): always checked, with the extra hits."""
+    method = getattr(reader, "search_checked", None)
+    if method is not None:
+        return method(key, queries, k, filter, overfetch)  # type: ignore[no-any-return]
+    return reader.search(key, queries, min(k + overfetch, MAX_K), filter), True
+
+
+def invalidate(settings: Settings, key: str) -> None:
+    """Records of ``key`` were deleted or changed: searches check the catalog until an
+    index run has applied it. Call after the catalog commit, before acknowledging.
+
+    Best effort by design: a host that cannot be reached is down (or restarting) and
+    starts with every set unverified; the remote backend is always verified."""
+    reader = open_reader(settings)
+    method = getattr(reader, "invalidate", None)
+    if method is None:
+        return
+    try:
+        method(key)
+    except Unavailable as exc:
+        log.info("index host not told of a change to %s (%s); it checks on start", key,
+                 exc.message)
+
+
+def feed_fresh(
+    settings: Settings, key: str, records: list[IndexedRecord], vectors: np.ndarray,
+    as_of: float,
+) -> int:
+    """Just-committed records straight into the live embedded index (``as_of``: a
+    ``time.monotonic()`` reading from before their commit); the number taken, 0 when the
+    index run their commit queued must bring them (remote backend: always 0)."""
+    reader = open_reader(settings)
+    method = getattr(reader, "upsert_fresh", None)
+    if method is None:
+        return 0
+    return int(method(key, records, vectors, as_of))
