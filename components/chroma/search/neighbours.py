@@ -14,7 +14,10 @@ from chroma.index import Neighbour, SearchFilter
 from chroma.index.hosting import QueryReader, search_checked
 from chroma.storage import FileStore, read_embeddings
 
-__all__ = ["OVERFETCH", "Hit", "IndexNotBuilt", "check_queries", "record_vector", "search_live"]
+__all__ = [
+    "OVERFETCH", "Found", "Hit", "IndexNotBuilt", "check_queries", "find", "live_hits",
+    "record_vector", "search_live",
+]
 
 OVERFETCH = 16
 """Extra hits asked of the index per query when the hits are checked against the catalog,
@@ -71,14 +74,39 @@ def search_live(
     The catalog is asked only when the index host says a delete or a tag change of the
     set may not be applied yet (``chroma.index.hosting.guard``; always with the remote
     backend). ``IndexNotBuilt`` when the set's index does not exist yet."""
+    return live_hits(catalog, find(reader, key, queries, k, search_filter), k)
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What the index answered: up to ``k`` (+ ``OVERFETCH`` when ``verify``) per query."""
+
+    rows: list[list[Neighbour]]
+    verify: bool
+    """The hits must be checked against the catalog (a delete or tag change in flight)."""
+
+
+def find(
+    reader: QueryReader, key: str, queries: np.ndarray, k: int, search_filter: SearchFilter,
+    *, wait: bool = True,
+) -> Found:
+    """The index's hits (``wait=False``: see ``HostedReader.search_checked``)."""
     try:
-        rows, verify = search_checked(reader, key, queries, k, search_filter, OVERFETCH)
+        rows, verify = search_checked(reader, key, queries, k, search_filter, OVERFETCH,
+                                      wait=wait)
     except NotFound as exc:  # records exist but the index was never built
         raise IndexNotBuilt(
             f"the index of embedding set {key} is not built yet; an index operation is "
             "queued, retry shortly") from exc
-    if not verify:
-        return [[Hit(n.distance, neighbour=n) for n in row[:k]] for row in rows]
+    return Found(rows, verify)
+
+
+def live_hits(catalog: Catalog, found: Found, k: int) -> list[list[Hit]]:
+    """``found`` as answers: straight from the index, or checked against the catalog
+    (one round trip) when ``found.verify``."""
+    if not found.verify:
+        return [[Hit(n.distance, neighbour=n) for n in row[:k]] for row in found.rows]
+    rows = found.rows
     live = catalog.live.lookup(list({(n.dataset, n.record_id) for row in rows for n in row}))
     results = []
     for row in rows:

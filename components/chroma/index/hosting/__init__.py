@@ -22,6 +22,7 @@ from chroma.index.hosting.host import host_guard
 from chroma.index.hosting.reader import (
     IndexHostDown,
     QueryReader,
+    answers_at_once,
     feed_fresh,
     invalidate,
     open_reader,
@@ -32,6 +33,7 @@ __all__ = [
     "IndexHostDown",
     "LiveGuard",
     "QueryReader",
+    "answers_at_once",
     "feed_fresh",
     "host_guard",
     "index_config",
