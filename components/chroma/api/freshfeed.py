@@ -33,10 +33,13 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class _Fresh:
-    key: str
-    records: list[IndexedRecord]
-    vectors: np.ndarray
+    batch: LogBatch
+    logged_at: float
     as_of: float
+
+    @property
+    def key(self) -> str:
+        return self.batch.embedding_set_key
 
 
 class FreshFeed:
@@ -49,12 +52,11 @@ class FreshFeed:
         self._thread.start()
 
     def __call__(self, results: list[CommitResult]) -> None:
+        """In the commit thread: only hand over (the feeder thread converts and sends)."""
         for result in results:
             for batch in result.batches:
-                if result.logged_at is None or not batch.records.ids:
-                    continue
-                self._queue.put(_Fresh(batch.embedding_set_key, _indexed(batch, result),
-                                       batch.records.embeddings, result.as_of))
+                if result.logged_at is not None and batch.records.ids:
+                    self._queue.put(_Fresh(batch, result.logged_at.timestamp(), result.as_of))
 
     def close(self) -> None:
         self._queue.put(None)
@@ -82,8 +84,8 @@ class FreshFeed:
         for item in pending:
             by_key.setdefault(item.key, []).append(item)
         for key, items in by_key.items():
-            records = [record for item in items for record in item.records]
-            vectors = np.concatenate([item.vectors for item in items])
+            records = [record for item in items for record in _indexed(item)]
+            vectors = np.concatenate([item.batch.records.embeddings for item in items])
             # The oldest reading: the host refuses all if a delete may have overtaken any.
             as_of = min(item.as_of for item in items)
             try:
@@ -94,10 +96,9 @@ class FreshFeed:
                 log.exception("sending fresh records of %s to the index failed", key)
 
 
-def _indexed(batch: LogBatch, result: CommitResult) -> list[IndexedRecord]:
-    assert result.logged_at is not None
+def _indexed(item: _Fresh) -> list[IndexedRecord]:
+    batch, logged_at = item.batch, item.logged_at
     records = batch.records
-    logged_at = result.logged_at.timestamp()
     return [
         IndexedRecord(dataset=batch.dataset, record_id=record_id,
                       split=batch.split,  # type: ignore[arg-type]
