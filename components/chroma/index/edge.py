@@ -458,11 +458,12 @@ class EdgeQueryEngine(QueryEngine):
         ``key`` builds here: it is applied to the new version before the switch, so a
         record written meanwhile (e.g. fresh from a commit) never drops out of search."""
         with self._journal_lock:
-            journal = self._journals.get(key)
-            if journal is not None:
-                journal.append(write)
             with self._lease(key) as shard:
-                return self._apply(shard, key, write)
+                done = self._apply(shard, key, write)
+            journal = self._journals.get(key)
+            if journal is not None:  # only what was searchable (no live version: nothing)
+                journal.append(write)
+            return done
 
     def _apply(self, shard: _Shard, key: str, write: tuple[Any, ...]) -> int | None:
         kind = write[0]
