@@ -6,8 +6,10 @@ each commit's records to one feeder thread, which sends what piled up per embedd
 in one upsert to the index host (``chroma.index.hosting.feed_fresh``). Best effort: the
 ``index`` run every commit queues still applies the change feed (point ids are
 deterministic, so the second upsert is harmless), and the host refuses an upsert that
-a delete may have overtaken (``chroma.index.hosting.guard``). With the remote backend
-(cluster) nothing is sent: there is no host to guard against that race.
+a delete may have overtaken (``chroma.index.hosting.guard``). Bulk loads (more than
+``FRESH_MAX_RECORDS`` of a set waiting) and sets with no index yet are left to the index
+run. With the remote backend (cluster) nothing is sent: there is no host to guard
+against that race.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +32,11 @@ from chroma.settings import Settings
 __all__ = ["FreshFeed"]
 
 log = logging.getLogger(__name__)
+
+UNINDEXED_PAUSE_S = 2.0
+FRESH_MAX_RECORDS = 10_000
+"""More records of one set waiting at once (a bulk load) are left to the index run: the
+indexer would upsert them twice, and the API process would pay for sending them."""
 
 
 @dataclass
@@ -47,6 +55,9 @@ class FreshFeed:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._unindexed: dict[str, float] = {}
+        """Sets whose index did not exist at the last send, and when: their records are
+        not sent for ``UNINDEXED_PAUSE_S`` (a first bulk load must not pay for it twice)."""
         self._queue: queue.SimpleQueue[_Fresh | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="fresh-feed", daemon=True)
         self._thread.start()
@@ -84,12 +95,17 @@ class FreshFeed:
         for item in pending:
             by_key.setdefault(item.key, []).append(item)
         for key, items in by_key.items():
+            if time.monotonic() - self._unindexed.get(key, float("-inf")) < UNINDEXED_PAUSE_S:
+                continue  # no index yet: the first index run builds it from the feed
+            if sum(len(item.batch.records.ids) for item in items) > FRESH_MAX_RECORDS:
+                continue
             records = [record for item in items for record in _indexed(item)]
             vectors = np.concatenate([item.batch.records.embeddings for item in items])
             # The oldest reading: the host refuses all if a delete may have overtaken any.
             as_of = min(item.as_of for item in items)
             try:
-                feed_fresh(self.settings, key, records, vectors, as_of)
+                if feed_fresh(self.settings, key, records, vectors, as_of) < 0:
+                    self._unindexed[key] = time.monotonic()
             except ChromaError as exc:  # the index run the commit queued covers them
                 log.debug("fresh records of %s not sent to the index: %s", key, exc)
             except Exception:

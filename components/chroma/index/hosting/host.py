@@ -213,7 +213,8 @@ def _answer(
         guard.invalidate(key)
         return {}, b""
     if op == "upsert":
-        return {"upserted": _upsert_fresh(engine, guard, key, header, body)}, b""
+        upserted = _upsert_fresh(engine, guard, key, header, body)
+        return {"upserted": max(upserted, 0), "missing": upserted < 0}, b""
     if op == "get_vector":
         vector = engine.get_vector(key, (header["dataset"], header["record_id"]))
         return {"shape": list(vector.shape)}, np.ascontiguousarray(vector, np.float32).tobytes()
@@ -230,8 +231,8 @@ def _answer(
 def _upsert_fresh(
     engine: QueryEngine, guard: LiveGuard, key: str, header: dict[str, Any], body: bytes
 ) -> int:
-    """Records just committed, straight into the live index (0 when refused: the index
-    run their commit queued brings them in from the change feed instead)."""
+    """Records just committed, straight into the live index (0 when refused, -1 when the
+    set has no index yet: the index run their commit queued brings them in instead)."""
     if not guard.accepts(key, float(header["as_of"])):
         return 0
     records = records_from_wire(header["records"])
@@ -239,7 +240,7 @@ def _upsert_fresh(
     try:
         return engine.upsert(key, records, vectors)
     except NotFound:  # no index yet: the first index run builds it from the feed
-        return 0
+        return -1
 
 
 class IndexHost:

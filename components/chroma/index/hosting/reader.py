@@ -173,11 +173,12 @@ class HostedReader:
     def upsert_fresh(
         self, key: str, records: list[IndexedRecord], vectors: np.ndarray, as_of: float
     ) -> int:
-        """Just-committed records into the live index; how many the host took."""
+        """Just-committed records into the live index; how many the host took (-1: the
+        set has no index yet)."""
         matrix = np.ascontiguousarray(vectors, dtype=np.float32)
         header, _ = self._call(key, {"op": "upsert", "key": key, "records": records,
                                      "as_of": as_of}, matrix.tobytes(), wait=False)
-        return int(header.get("upserted", 0))
+        return -1 if header.get("missing") else int(header.get("upserted", 0))
 
     # -- transport --------------------------------------------------------------------
 
@@ -368,7 +369,7 @@ class InProcessReader:
         try:
             return self.engine.upsert(key, records, vectors)
         except NotFound:
-            return 0
+            return -1
 
 
 def search_checked(
@@ -417,7 +418,8 @@ def feed_fresh(
 ) -> int:
     """Just-committed records straight into the live embedded index (``as_of``: a
     ``time.monotonic()`` reading from before their commit); the number taken, 0 when the
-    index run their commit queued must bring them (remote backend: always 0)."""
+    index run their commit queued must bring them (remote backend: always 0); -1 when
+    the set has no index yet."""
     reader = open_reader(settings)
     method = getattr(reader, "upsert_fresh", None)
     if method is None:
