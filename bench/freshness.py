@@ -6,6 +6,8 @@ waits until the implicit operations are idle, then logs production records for
 ``--seconds`` at a steady rate with random pauses: batches of 1-100 records, mostly
 0.05-0.4 s apart (within the trigger's debounce period), sometimes after 1-4 s.
 
+With ``--rate R`` it logs at a steady R records/s instead (batches of R/10 every 0.1 s).
+
 A poller reads ``/api/v1/status`` every ``--poll`` seconds (head of the change feed, and
 what the index and the labelling queue consumed). A batch's change number is at most
 the head seen by the first poll after its 201, so its lag is measured to the first poll
@@ -13,13 +15,20 @@ where the index (``indexed_seq``) or the queue (``scored_seq``) reached that num
 upper bound, by at most one poll interval. After the last write it waits (no traffic)
 until both cover everything, and prints p50/p95/p99/max per consumer.
 
+*Searchable*: a prober thread takes every batch's last record and searches its vector
+(k=10) until the record is answered; the lag from the batch's 201 to that answer is what
+a user sees (records reach the live index straight from the commit, before the ``index``
+run that moves ``indexed_seq``). A prober that falls behind only makes lags larger.
+
     .venv/bin/python bench/freshness.py [--training 20000] [--seconds 60] [--poll 0.25]
+                                        [--rate 1000]
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import queue
 import signal
 import sys
 import tempfile
@@ -89,6 +98,30 @@ def lags(written: list[float], samples: list[Sample], attr: str) -> list[float]:
     return out
 
 
+@dataclass
+class Prober:
+    """Searches each probed record's vector until it is answered; lags from its 201."""
+
+    http: httpx.Client
+    key: str
+    todo: queue.SimpleQueue[tuple[str, list[float], float] | None] = field(
+        default_factory=queue.SimpleQueue)
+    lags: list[float] = field(default_factory=list)
+
+    def run(self) -> None:
+        while (item := self.todo.get()) is not None:
+            record_id, vector, acked = item
+            body = {"embedding_set_key": self.key, "embedding": vector, "k": 10}
+            deadline = acked + 120
+            while time.monotonic() < deadline:
+                answer = self.http.post("/api/v1/query", json=body)
+                if answer.status_code == 200 and record_id in {
+                        n["id"] for n in answer.json()["results"][0]["neighbours"]}:
+                    self.lags.append(time.monotonic() - acked)
+                    break
+                time.sleep(0.005)
+
+
 def describe(name: str, values: list[float], expected: int) -> str:
     if not values:
         return f"  {name}: no batch covered"
@@ -104,6 +137,8 @@ def main() -> None:
     parser.add_argument("--poll", type=float, default=0.25)
     parser.add_argument("--catch-up", type=float, default=300.0,
                         help="how long to wait for coverage after the last write")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="steady records/s (batches every 0.1 s); 0: random batches")
     args = parser.parse_args()
 
     print(machine_info(("qdrant-edge-py", "numpy", "psycopg", "pyarrow")))
@@ -126,20 +161,33 @@ def main() -> None:
             poller = Poller(http, key, args.poll)
             thread = threading.Thread(target=poller.run, daemon=True)
             thread.start()
+            probe_http = httpx.Client(base_url=url, timeout=60)
+            prober = Prober(probe_http, key)
+            probing = threading.Thread(target=prober.run, daemon=True)
+            probing.start()
             written: list[float] = []
             records = 0
             deadline = time.monotonic() + args.seconds
+            next_at = time.monotonic()
             while time.monotonic() < deadline:
-                n = int(rng.integers(1, 101))
+                n = max(1, int(args.rate / 10)) if args.rate else int(rng.integers(1, 101))
                 batch = rng.integers(0, CLASSES, size=n)
-                client.log_many(centres[batch] + rng.normal(size=(n, DIM)), embedding_set=model,
+                vectors = centres[batch] + rng.normal(size=(n, DIM))
+                ids = [f"p{records + i}" for i in range(n)]
+                client.log_many(vectors, embedding_set=model, ids=ids,
                                 dataset="prod", split="production",
                                 inference_classes=[f"c{c}" for c in batch])
                 written.append(time.monotonic())
+                prober.todo.put((ids[-1], vectors[-1].tolist(), written[-1]))
                 records += n
-                time.sleep(float(rng.uniform(1.0, 4.0)) if rng.random() < 0.15
-                           else float(rng.uniform(0.05, 0.4)))
+                if args.rate:
+                    next_at += 0.1
+                    time.sleep(max(0.0, next_at - time.monotonic()))
+                else:
+                    time.sleep(float(rng.uniform(1.0, 4.0)) if rng.random() < 0.15
+                               else float(rng.uniform(0.05, 0.4)))
             last_write = time.monotonic()
+            prober.todo.put(None)
             until = last_write + args.catch_up
             while time.monotonic() < until and not poller.covered():
                 time.sleep(args.poll)
@@ -154,7 +202,11 @@ def main() -> None:
             print(f"everything covered {covered_after:.1f} s after the last write"
                   if poller.covered() else
                   f"NOT covered {args.catch_up:.0f} s after the last write")
+            print(f"logged at {records / args.seconds:,.0f} records/s on average")
             print("lag from 201 to ...")
+            probing.join(180)
+            probe_http.close()
+            print(describe("searchable", prober.lags, len(written)))
             print(describe("index", lags(written, poller.samples, "indexed"), len(written)))
             print(describe("queue", lags(written, poller.samples, "scored"), len(written)))
     finally:

@@ -19,8 +19,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import ClassVar
 
+from chroma.api.freshfeed import FreshFeed
 from chroma.catalog import Catalog, Database, Operations, apply_migrations
 from chroma.clock import SYSTEM_CLOCK, Clock
+from chroma.index.hosting import invalidate
 from chroma.ingest import CommitResult, GroupCommitter
 from chroma.labelling import Assessor
 from chroma.labelling.projection import MapCache
@@ -99,6 +101,7 @@ class Services:
     clock: Clock = SYSTEM_CLOCK
     schedule: Schedule = _timer
     _debounce: TrailingDebounce = field(init=False)
+    fresh_feed: FreshFeed | None = None
     _heads: dict[str, int] = field(init=False, default_factory=dict)
     """Each set's change-feed head at the previous freshness check."""
 
@@ -133,6 +136,9 @@ class Services:
         )
         services = cls(settings, db, catalog, store, committer, catalog.operations, name,
                        launcher=make_launcher(settings))
+        if settings.index_backend == "edge":  # remote: see chroma.api.freshfeed
+            services.fresh_feed = FreshFeed(settings)
+            services.commit_listeners.append(services.fresh_feed)
         committer.on_commit = services.after_commit
         committer.start()
         threading.Thread(target=services._heartbeat, daemon=True, name="heartbeat").start()
@@ -143,6 +149,8 @@ class Services:
     def close(self) -> None:
         self._stop.set()
         self.committer.stop()
+        if self.fresh_feed is not None:
+            self.fresh_feed.close()
         try:
             self.operations.component_state(self.component_name, "api", "stopped")
         except Exception:
@@ -172,11 +180,18 @@ class Services:
         for key in {r.embedding_set_key for r in results}:
             self.records_changed(key)
 
-    def records_changed(self, key: str | None) -> None:
+    def records_changed(self, key: str | None, *, invalidate_index: bool = False) -> None:
         """Queue the implicit operations of an embedding set whose records changed
-        (logged, deleted, tagged): now, or at the end of the debounce period."""
-        if key is not None:
-            self._debounce(key)
+        (logged, deleted, tagged): now, or at the end of the debounce period.
+
+        ``invalidate_index`` (deletes and tags, before they are acknowledged): searches
+        check their hits against the catalog until an index run has applied the change
+        (``chroma.index.hosting.guard``)."""
+        if key is None:
+            return
+        if invalidate_index:
+            invalidate(self.settings, key)
+        self._debounce(key)
 
     def queue_implicit(self, key: str, requested_by: str = "trigger",
                        kinds: tuple[str, ...] = IMPLICIT_OPERATIONS) -> None:

@@ -1,8 +1,8 @@
 """Which search hits are still live records, and the fixed shape of an embedding set.
 
-The index lags the catalog by one ``index`` operation; the query path asks the catalog
-(one round trip) so that a deleted record is never answered, even before the indexer has
-removed it, and tags and classes are as of now.
+The index may lag the catalog by one ``index`` operation; while a delete or a tag change
+is not in it yet, the query path asks the catalog (one round trip) so that a deleted
+record is never answered and tags and classes are as of now.
 """
 
 from __future__ import annotations
@@ -42,6 +42,11 @@ class LiveRecords:
                 ([ref[0] for ref in refs], [ref[1] for ref in refs]),
             ).fetchall()
         return {(row[0], row[1]): StoredRecord(*row) for row in rows}
+
+    def cached_shape(self, key: str) -> tuple[int, str] | None:
+        """``shape(key)`` if it is known without a round trip, else ``None``."""
+        with self._shapes_lock:
+            return self._shapes.get(key)
 
     def shape(self, key: str) -> tuple[int | None, str]:
         """(dimension, distance) of an embedding set; ``NotFound`` if unknown.

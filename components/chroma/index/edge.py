@@ -179,6 +179,9 @@ class EdgeQueryEngine(QueryEngine):
         self._live: dict[str, _Shard] = {}
         self._draining: set[_Shard] = set()
         """Retired shards that searches still hold (closed when the last one returns)."""
+        self._journal_lock = threading.Lock()
+        self._journals: dict[str, list[tuple[Any, ...]]] = {}
+        """Writes to the live version of each key whose new version ``reindex`` builds."""
         self._closed = False
 
     # -- layout and locking ------------------------------------------------------------
@@ -439,26 +442,45 @@ class EdgeQueryEngine(QueryEngine):
     # -- QueryEngine: writes ----------------------------------------------------------
 
     def upsert(self, key: str, records: Sequence[IndexedRecord], vectors: np.ndarray) -> int:
-        with self._lease(key) as shard:
-            return self._write_points(shard, key, records, vectors)
+        return int(self._journaled(key, ("upsert", records, vectors)) or 0)
 
     def delete(self, key: str, refs: Iterable[RecordRef]) -> None:
         ids = [point_id(dataset, record_id) for dataset, record_id in refs]
-        if not ids:
-            return
-        with self._lease(key) as shard, _translate_errors(f"deleting from {key}"):
-            shard.shard.update(edge.UpdateOperation.delete_points(ids))
+        if ids:
+            self._journaled(key, ("delete", ids))
 
     def set_payload(self, key: str, refs: Iterable[RecordRef], fields: Mapping[str, Any]) -> None:
         payload = check_mutable_fields(fields)
         ids = [point_id(dataset, record_id) for dataset, record_id in refs]
-        if not ids or not payload:
-            return
-        with self._lease(key) as shard, _translate_errors(f"setting payload in {key}"):
+        if ids and payload:
+            self._journaled(key, ("set_payload", ids, payload))
+
+    def _journaled(self, key: str, write: tuple[Any, ...]) -> int | None:
+        """Apply ``write`` to the live shard, and remember it while a ``reindex`` of
+        ``key`` builds here: it is applied to the new version before the switch, so a
+        record written meanwhile (e.g. fresh from a commit) never drops out of search."""
+        with self._journal_lock:
+            with self._lease(key) as shard:
+                done = self._apply(shard, key, write)
+            journal = self._journals.get(key)
+            if journal is not None:  # only what was searchable (no live version: nothing)
+                journal.append(write)
+            return done
+
+    def _apply(self, shard: _Shard, key: str, write: tuple[Any, ...]) -> int | None:
+        kind = write[0]
+        if kind == "upsert":
+            return self._write_points(shard, key, write[1], write[2])
+        if kind == "delete":
+            with _translate_errors(f"deleting from {key}"):
+                shard.shard.update(edge.UpdateOperation.delete_points(write[1]))
+            return None
+        with _translate_errors(f"setting payload in {key}"):
             # Only points that exist: set_payload must never create a payload-only point.
-            present = [record.id for record in shard.shard.retrieve(ids, False, False)]
+            present = [record.id for record in shard.shard.retrieve(write[1], False, False)]
             if present:
-                shard.shard.update(edge.UpdateOperation.set_payload(present, payload))
+                shard.shard.update(edge.UpdateOperation.set_payload(present, write[2]))
+        return None
 
     def optimize(self, key: str) -> None:
         with self._lease(key) as shard, _translate_errors(f"optimizing {key}"):
@@ -475,12 +497,24 @@ class EdgeQueryEngine(QueryEngine):
         check_key(key)
         check_dimension(dimension)
         check_distance(distance)
-        built = self._build_version(key, dimension, distance, batches)
-        with self._file_lock(key):
-            self._write_pointer(key, built.version)
-            built.pointer_stamp = self._pointer_stamp(key)
-            with self._lock:
-                self._install(key, built)
+        with self._journal_lock:
+            mine = key not in self._journals
+            journal = self._journals.setdefault(key, [])
+        try:
+            built = self._build_version(key, dimension, distance, batches)
+            with self._journal_lock:  # no write between the replay and the switch
+                for write in journal:
+                    if write[0] != "upsert" or write[1]:
+                        self._apply(built, key, write)
+                with self._file_lock(key):
+                    self._write_pointer(key, built.version)
+                    built.pointer_stamp = self._pointer_stamp(key)
+                    with self._lock:
+                        self._install(key, built)
+        finally:
+            if mine:
+                with self._journal_lock:
+                    self._journals.pop(key, None)
         return self.collection_info(key)
 
     def drop_old_versions(self, key: str) -> list[int]:

@@ -55,6 +55,11 @@ class CommitResult:
     splits: set[str] = field(default_factory=set)
     production_ids: dict[str, list[str]] = field(default_factory=dict)
     """Dataset name -> ids of production records committed (for assessments and triggers)."""
+    batches: list[LogBatch] = field(default_factory=list)
+    """What was committed (for the API to hand straight to the live index)."""
+    logged_at: datetime | None = None
+    as_of: float = 0.0
+    """A ``time.monotonic()`` reading from before the commit's transaction began."""
 
     @property
     def count(self) -> int:
@@ -216,6 +221,7 @@ class GroupCommitter:
         return dataset_id
 
     def _write(self, accepted: list[tuple[_Pending, list[int]]]) -> list[CommitResult]:
+        as_of = time.monotonic()
         now = datetime.now(UTC)
         stamp = np.datetime64(now.replace(tzinfo=None), "us")
         by_dataset: dict[int, list[LogBatch]] = {}
@@ -264,7 +270,8 @@ class GroupCommitter:
 
         results = []
         for pending, dataset_ids in accepted:
-            result = CommitResult(embedding_set_key=pending.batches[0].embedding_set_key, ids=[])
+            result = CommitResult(embedding_set_key=pending.batches[0].embedding_set_key, ids=[],
+                                  batches=pending.batches, logged_at=now, as_of=as_of)
             for batch, dataset_id in zip(pending.batches, dataset_ids, strict=True):
                 result.ids.extend(batch.records.ids)
                 result.splits.add(batch.split)

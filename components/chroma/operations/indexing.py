@@ -18,6 +18,7 @@ An operation with no ``embedding_set_key`` covers every embedding set that has r
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,7 @@ from chroma.catalog import Changes, EmbeddingSetInfo, StoredRecord
 from chroma.errors import NotFound
 from chroma.index import CollectionInfo, IndexedRecord, QueryEngine
 from chroma.index.base import check_distance
-from chroma.index.hosting.host import hosted_engine
+from chroma.index.hosting.host import host_guard, hosted_engine
 from chroma.operations.context import OperationContext
 from chroma.storage import read_embeddings
 
@@ -66,10 +67,14 @@ def _each_set(ctx: OperationContext, action: Any) -> dict[str, Any]:
     sets = ([ctx.catalog.get_embedding_set(key)] if key is not None
             else ctx.catalog.list_embedding_sets())
     sets = [s for s in sets if s.dimension is not None]  # no record yet: nothing to index
+    guard = host_guard(ctx.settings)
     results: dict[str, Any] = {}
     for i, info in enumerate(sets):
         step = _Step(ctx, i / len(sets), (i + 1) / len(sets))
+        started = time.monotonic()  # before the run's snapshot of the change feed
         results[info.key] = action(ctx, engine, info, step)
+        if guard is not None:  # deletes and tags before ``started`` are in the index now
+            guard.applied(info.key, started)
     ctx.progress(1.0, f"indexed {len(sets)} embedding set(s)")
     return {"embedding_sets": results}
 

@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chroma.index.hosting import invalidate
 from chroma.ingest.compaction import compact_dataset, sweep
 from chroma.operations.context import OperationContext
 from chroma.operations.params import CompactParams, SleepParams
@@ -46,6 +47,8 @@ def run_compact(ctx: OperationContext) -> dict[str, Any]:
         merged += result.files_merged
         moved += result.records_moved
         lost.update({f.path: len(f.record_ids) for f in result.lost})
+        if result.records_lost and dataset.embedding_set_key is not None:
+            invalidate(ctx.settings, dataset.embedding_set_key)  # searches check the catalog
         ctx.progress((i + 1) / (len(datasets) + 1), f"compacted {dataset.name}")
     swept = sweep(ctx.catalog, ctx.store, grace_s=params.grace_s)
     return {"datasets": len(datasets), "files_merged": merged, "records_moved": moved,
@@ -64,5 +67,7 @@ def run_expire(ctx: OperationContext) -> dict[str, Any]:
     for i, dataset in enumerate(datasets):
         cutoff = now - timedelta(days=dataset.retention_days or 0)
         expired[dataset.name] = ctx.catalog.expire_records(dataset.name, cutoff)
+        if expired[dataset.name] and dataset.embedding_set_key is not None:
+            invalidate(ctx.settings, dataset.embedding_set_key)  # searches check the catalog
         ctx.progress((i + 1) / max(len(datasets), 1), f"expired {dataset.name}")
     return {"expired": expired}

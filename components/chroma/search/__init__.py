@@ -12,11 +12,17 @@ engine's internals (``chroma.index.hosting.open_reader`` hides the mode).
 
 from chroma.search.neighbours import (
     OVERFETCH,
+    Found,
     Hit,
     IndexNotBuilt,
     check_queries,
+    find,
+    live_hits,
     record_vector,
     search_live,
 )
 
-__all__ = ["OVERFETCH", "Hit", "IndexNotBuilt", "check_queries", "record_vector", "search_live"]
+__all__ = [
+    "OVERFETCH", "Found", "Hit", "IndexNotBuilt", "check_queries", "find", "live_hits",
+    "record_vector", "search_live",
+]

@@ -1,4 +1,5 @@
-"""The nearest live records: index hits checked against the catalog."""
+"""The nearest live records: index hits, checked against the catalog while a delete or a
+tag change may not be in the index yet."""
 
 from __future__ import annotations
 
@@ -9,16 +10,18 @@ import numpy as np
 
 from chroma.catalog import Catalog, StoredRecord
 from chroma.errors import InvalidInput, NotFound, Unavailable
-from chroma.index import SearchFilter
-from chroma.index.base import MAX_K
-from chroma.index.hosting import QueryReader
+from chroma.index import Neighbour, SearchFilter
+from chroma.index.hosting import QueryReader, search_checked
 from chroma.storage import FileStore, read_embeddings
 
-__all__ = ["OVERFETCH", "Hit", "IndexNotBuilt", "check_queries", "record_vector", "search_live"]
+__all__ = [
+    "OVERFETCH", "Found", "Hit", "IndexNotBuilt", "check_queries", "find", "live_hits",
+    "record_vector", "search_live",
+]
 
 OVERFETCH = 16
-"""Extra hits asked of the index per query, to make up for records deleted since the
-last index operation (dropped after the catalog check)."""
+"""Extra hits asked of the index per query when the hits are checked against the catalog,
+to make up for records deleted since the last index operation."""
 
 
 class IndexNotBuilt(Unavailable):
@@ -27,8 +30,13 @@ class IndexNotBuilt(Unavailable):
 
 @dataclass(frozen=True, slots=True)
 class Hit:
-    record: StoredRecord
+    """One answered neighbour: as the catalog has it now (``record``), or, when the index
+    is known to hold no deleted or changed record of the set, as the index has it
+    (``neighbour``, no catalog round trip)."""
+
     distance: float
+    record: StoredRecord | None = None
+    neighbour: Neighbour | None = None
 
 
 def check_queries(vectors: Sequence[Sequence[float]], dimension: int, key: str) -> np.ndarray:
@@ -63,17 +71,46 @@ def search_live(
 ) -> list[list[Hit]]:
     """The ``k`` nearest live records of each query row, nearest first.
 
-    ``IndexNotBuilt`` when the set's index does not exist yet."""
+    The catalog is asked only when the index host says a delete or a tag change of the
+    set may not be applied yet (``chroma.index.hosting.guard``; always with the remote
+    backend). ``IndexNotBuilt`` when the set's index does not exist yet."""
+    return live_hits(catalog, find(reader, key, queries, k, search_filter), k)
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What the index answered: up to ``k`` (+ ``OVERFETCH`` when ``verify``) per query."""
+
+    rows: list[list[Neighbour]]
+    verify: bool
+    """The hits must be checked against the catalog (a delete or tag change in flight)."""
+
+
+def find(
+    reader: QueryReader, key: str, queries: np.ndarray, k: int, search_filter: SearchFilter,
+    *, wait: bool = True,
+) -> Found:
+    """The index's hits (``wait=False``: see ``HostedReader.search_checked``)."""
     try:
-        rows = reader.search(key, queries, min(k + OVERFETCH, MAX_K), search_filter)
+        rows, verify = search_checked(reader, key, queries, k, search_filter, OVERFETCH,
+                                      wait=wait)
     except NotFound as exc:  # records exist but the index was never built
         raise IndexNotBuilt(
             f"the index of embedding set {key} is not built yet; an index operation is "
             "queued, retry shortly") from exc
+    return Found(rows, verify)
+
+
+def live_hits(catalog: Catalog, found: Found, k: int) -> list[list[Hit]]:
+    """``found`` as answers: straight from the index, or checked against the catalog
+    (one round trip) when ``found.verify``."""
+    if not found.verify:
+        return [[Hit(n.distance, neighbour=n) for n in row[:k]] for row in found.rows]
+    rows = found.rows
     live = catalog.live.lookup(list({(n.dataset, n.record_id) for row in rows for n in row}))
     results = []
     for row in rows:
-        hits = [Hit(live[ref], n.distance) for n in row
+        hits = [Hit(n.distance, record=live[ref]) for n in row
                 if (ref := (n.dataset, n.record_id)) in live]  # else deleted since indexed
         results.append(hits[:k])
     return results

@@ -92,3 +92,32 @@ def test_engine_adopts_a_version_built_by_another_engine_once_it_is_released(
     assert serving.drop_old_versions(KEY) == [1]
     assert sorted(p.name for p in (tmp_path / KEY).iterdir() if p.is_dir()) == ["v000002"]
     serving.close()
+
+
+def test_writes_made_while_a_reindex_builds_are_carried_over_at_the_switch(
+    tmp_path: Path,
+) -> None:
+    """A record written to the live version during a rebuild (a fresh commit's upsert)
+    is in the new version the moment it goes live, and a delete made meanwhile too."""
+    dimension = 16
+    vectors = gaussian_mixture(300, dimension, seed=5, clusters=4, spread=0.5)
+    records = [IndexedRecord(dataset="d", record_id=f"r{i}", split="production")
+               for i in range(300)]
+    fresh = IndexedRecord(dataset="d", record_id="fresh", split="production")
+    fresh_vector = np.full((1, dimension), 9.0, dtype=np.float32)
+    with open_query_engine(IndexConfig(backend="edge", path=tmp_path)) as engine:
+        engine.reindex(KEY, dimension, "cosine", [(records[:200], vectors[:200])])
+
+        def batches():  # the rebuild reads its snapshot; meanwhile the live index is written
+            yield records[:100], vectors[:100]
+            engine.upsert(KEY, [fresh], fresh_vector)
+            engine.delete(KEY, [("d", "r5")])
+            assert engine.search(KEY, fresh_vector, 1)[0][0].record_id == "fresh"
+            yield records[100:200], vectors[100:200]
+
+        info = engine.reindex(KEY, dimension, "cosine", batches())
+        assert info.version == 2 and info.points == 200  # 200 - r5 + fresh
+        assert engine.search(KEY, fresh_vector, 1)[0][0].record_id == "fresh"
+        assert "r5" not in {n.record_id for n in engine.search(KEY, vectors[5], 10)[0]}
+        engine.upsert(KEY, [records[250]], vectors[250:251])  # no rebuild: no journal kept
+        assert not engine._journals

@@ -159,7 +159,8 @@ def delete_records(
     """Delete records by id; ids that do not exist are ignored (idempotent)."""
     deleted = catalog.delete_records(name, body.ids)
     if deleted:
-        services.records_changed(catalog.get_dataset(name).embedding_set_key)
+        services.records_changed(catalog.get_dataset(name).embedding_set_key,
+                                 invalidate_index=True)
     return DeletedRecords(deleted=deleted, count=len(deleted))
 
 
@@ -171,7 +172,8 @@ def delete_record(
     """Delete one record (idempotent)."""
     deleted = catalog.delete_records(name, [record_id])
     if deleted:
-        services.records_changed(catalog.get_dataset(name).embedding_set_key)
+        services.records_changed(catalog.get_dataset(name).embedding_set_key,
+                                 invalidate_index=True)
     return DeletedRecords(deleted=deleted, count=len(deleted))
 
 
@@ -183,7 +185,8 @@ def tag_records(
     """Add and remove tags on records."""
     updated = catalog.tag_records(name, body.ids, add=body.add, remove=body.remove)
     if updated:
-        services.records_changed(catalog.get_dataset(name).embedding_set_key)
+        services.records_changed(catalog.get_dataset(name).embedding_set_key,
+                                 invalidate_index=True)
     return TaggedRecords(updated=updated, count=len(updated))
 
 

@@ -17,12 +17,28 @@ Called by: the query API, the labelling runs and assessor (``open_reader``), the
 from __future__ import annotations
 
 from chroma.index.hosting.config import index_config, index_dir
-from chroma.index.hosting.reader import IndexHostDown, QueryReader, open_reader
+from chroma.index.hosting.guard import LiveGuard
+from chroma.index.hosting.host import host_guard
+from chroma.index.hosting.reader import (
+    IndexHostDown,
+    QueryReader,
+    answers_at_once,
+    feed_fresh,
+    invalidate,
+    open_reader,
+    search_checked,
+)
 
 __all__ = [
     "IndexHostDown",
+    "LiveGuard",
     "QueryReader",
+    "answers_at_once",
+    "feed_fresh",
+    "host_guard",
     "index_config",
     "index_dir",
+    "invalidate",
     "open_reader",
+    "search_checked",
 ]

@@ -33,20 +33,26 @@ from typing import IO, Any
 
 import numpy as np
 
-from chroma.errors import ChromaError, Unavailable
-from chroma.index import QueryEngine, open_query_engine
+from chroma.errors import ChromaError, NotFound, Unavailable
+from chroma.index import Neighbour, QueryEngine, SearchFilter, open_query_engine
+from chroma.index.base import MAX_K
 from chroma.index.hosting.config import index_config, index_dir
+from chroma.index.hosting.guard import LiveGuard
 from chroma.index.hosting.wire import (
     error_header,
     filter_from_wire,
     neighbour_to_wire,
+    records_from_wire,
     recv_frame,
     send_frame,
 )
 from chroma.locks import LockHeld, hold_pid_lock
 from chroma.settings import Settings
 
-__all__ = ["IndexHost", "engine_in_process", "hosted_engine", "socket_path"]
+__all__ = [
+    "IndexHost", "engine_in_process", "host_guard", "hosted_engine", "search_guarded",
+    "socket_path",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +61,7 @@ SEARCH_SLICE = 16
 
 _MAX_SOCKET_PATH = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 _engines: dict[Any, QueryEngine] = {}
+_guards: dict[Any, LiveGuard] = {}
 _engines_lock = threading.Lock()
 
 
@@ -88,6 +95,7 @@ def hosted_engine(settings: Settings) -> QueryEngine:
             host = IndexHost(engine, socket_path(settings), lock)
             host.start()
             atexit.register(host.stop)
+            _guards[config] = host.guard
         _engines[config] = engine
         return engine
 
@@ -96,6 +104,29 @@ def engine_in_process(settings: Settings) -> QueryEngine | None:
     """The engine :func:`hosted_engine` opened in this process, if it did."""
     with _engines_lock:
         return _engines.get(index_config(settings))
+
+
+def host_guard(settings: Settings) -> LiveGuard | None:
+    """The :class:`LiveGuard` of the index this process hosts (``None``: not the host)."""
+    with _engines_lock:
+        return _guards.get(index_config(settings))
+
+
+def search_guarded(
+    engine: QueryEngine, guard: LiveGuard, key: str, queries: np.ndarray, k: int,
+    search_filter: SearchFilter | None, overfetch: int,
+) -> tuple[list[list[Neighbour]], bool]:
+    """Hits of ``queries`` and whether they must be checked against the catalog; only
+    then ``overfetch`` more per query (to make up for records deleted meanwhile)."""
+    verify = guard.must_verify(key)
+    limit = min(k + overfetch, MAX_K) if verify else k
+    hits: list[list[Neighbour]] = []
+    # Slices, so that a large batch (the recommender's) does not hold the engine (and,
+    # for Edge, the GIL) for long: single searches of other clients interleave.
+    for start in range(0, max(len(queries), 1), SEARCH_SLICE):
+        hits.extend(engine.search(key, queries[start:start + SEARCH_SLICE], limit,
+                                  search_filter))
+    return hits, verify
 
 
 def _take_host_lock(directory: Path) -> IO[str]:
@@ -112,6 +143,7 @@ def _take_host_lock(directory: Path) -> IO[str]:
 class _Server(socketserver.ThreadingUnixStreamServer):
     daemon_threads = True
     engine: QueryEngine
+    guard: LiveGuard
 
     def __init__(self, path: str) -> None:
         super().__init__(path, _Handler)
@@ -151,7 +183,7 @@ class _Handler(socketserver.BaseRequestHandler):
                 return
             header, body = frame
             try:
-                reply, payload = _answer(self.server.engine, header, body)
+                reply, payload = _answer(self.server.engine, self.server.guard, header, body)
             except ChromaError as exc:
                 reply, payload = error_header(exc), b""
             except Exception as exc:  # never let a bad request kill the connection thread
@@ -164,7 +196,7 @@ class _Handler(socketserver.BaseRequestHandler):
 
 
 def _answer(
-    engine: QueryEngine, header: dict[str, Any], body: bytes
+    engine: QueryEngine, guard: LiveGuard, header: dict[str, Any], body: bytes
 ) -> tuple[dict[str, Any], bytes]:
     op = header.get("op")
     key = str(header.get("key", ""))
@@ -173,12 +205,16 @@ def _answer(
     if op == "search":
         queries = np.frombuffer(body, dtype=np.float32).reshape(header["shape"])
         k, search_filter = int(header["k"]), filter_from_wire(header.get("filter"))
-        hits = []
-        # Slices, so that a large batch (the recommender's) does not hold the engine (and,
-        # for Edge, the GIL) for long: single searches of other clients interleave.
-        for start in range(0, max(len(queries), 1), SEARCH_SLICE):
-            hits.extend(engine.search(key, queries[start:start + SEARCH_SLICE], k, search_filter))
-        return {"hits": [[neighbour_to_wire(n) for n in row] for row in hits]}, b""
+        hits, verify = search_guarded(engine, guard, key, queries, k, search_filter,
+                                      int(header.get("overfetch", 0)))
+        return {"hits": [[neighbour_to_wire(n) for n in row] for row in hits],
+                "verify": verify}, b""
+    if op == "invalidate":
+        guard.invalidate(key)
+        return {}, b""
+    if op == "upsert":
+        upserted = _upsert_fresh(engine, guard, key, header, body)
+        return {"upserted": max(upserted, 0), "missing": upserted < 0}, b""
     if op == "get_vector":
         vector = engine.get_vector(key, (header["dataset"], header["record_id"]))
         return {"shape": list(vector.shape)}, np.ascontiguousarray(vector, np.float32).tobytes()
@@ -192,12 +228,29 @@ def _answer(
     raise Unavailable(f"index host: unknown request {op!r}")
 
 
+def _upsert_fresh(
+    engine: QueryEngine, guard: LiveGuard, key: str, header: dict[str, Any], body: bytes
+) -> int:
+    """Records just committed, straight into the live index (0 when refused, -1 when the
+    set has no index yet: the index run their commit queued brings them in instead)."""
+    if not guard.accepts(key, float(header["as_of"])):
+        return 0
+    records = records_from_wire(header["records"])
+    vectors = np.frombuffer(body, dtype=np.float32).reshape(len(records), -1)
+    try:
+        return engine.upsert(key, records, vectors)
+    except NotFound:  # no index yet: the first index run builds it from the feed
+        return -1
+
+
 class IndexHost:
-    """Serves ``engine``'s read side on a unix socket from daemon threads."""
+    """Serves ``engine``'s read side, fresh upserts and invalidations on a unix socket
+    from daemon threads."""
 
     def __init__(self, engine: QueryEngine, path: Path, lock: IO[str]) -> None:
         self.engine = engine
         self.path = path
+        self.guard = LiveGuard()
         self._lock = lock
         self._server: _Server | None = None
 
@@ -207,6 +260,7 @@ class IndexHost:
         server = _Server(str(self.path))
         os.chmod(self.path, 0o600)
         server.engine = self.engine
+        server.guard = self.guard
         self._server = server
         threading.Thread(target=server.serve_forever, name="index-host", daemon=True).start()
         log.info("index host serving %s on %s", self.engine.__class__.__name__, self.path)

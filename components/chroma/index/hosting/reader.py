@@ -26,9 +26,19 @@ from typing import Any, Protocol
 import numpy as np
 
 from chroma.errors import NotFound, Unavailable
-from chroma.index import CollectionInfo, Neighbour, RecordRef, SearchFilter, open_query_engine
+from chroma.index import (
+    CollectionInfo,
+    IndexedRecord,
+    Neighbour,
+    QueryEngine,
+    RecordRef,
+    SearchFilter,
+    open_query_engine,
+)
+from chroma.index.base import MAX_K
 from chroma.index.hosting.config import index_config
-from chroma.index.hosting.host import engine_in_process, socket_path
+from chroma.index.hosting.guard import LiveGuard
+from chroma.index.hosting.host import engine_in_process, host_guard, search_guarded, socket_path
 from chroma.index.hosting.wire import (
     filter_to_wire,
     neighbour_from_wire,
@@ -46,9 +56,17 @@ class OperationQueue(Protocol):
     def enqueue(self, kind: str, embedding_set_key: str | None, *,
                 requested_by: str = ...) -> tuple[Any, bool]: ...
 
-__all__ = ["HostedReader", "IndexHostDown", "QueryReader", "open_reader"]
+__all__ = [
+    "HostedReader", "IndexHostDown", "QueryReader", "answers_at_once", "feed_fresh",
+    "invalidate", "open_reader", "search_checked",
+]
 
 log = logging.getLogger(__name__)
+
+FAST_TIMEOUT_S = 0.25
+"""Longest a search with ``wait=False`` (on the API's event loop) waits for the host."""
+FAST_BACKOFF_S = 5.0
+"""After such a search timed out, how long searches go the waiting way only."""
 
 
 class IndexHostDown(Unavailable):
@@ -86,6 +104,7 @@ class HostedReader:
         self._closed = False
         self._woken: dict[str, float] = {}
         self._woken_lock = threading.Lock()
+        self._slow_until = 0.0
 
     # -- QueryReader ------------------------------------------------------------------
 
@@ -117,33 +136,85 @@ class HostedReader:
         self._closed = True
         self._drain()
 
+    # -- the host's own verbs (see ``chroma.index.hosting.guard``) ---------------------
+
+    def search_checked(
+        self, key: str, queries: np.ndarray, k: int, filter: SearchFilter | None,
+        overfetch: int, *, wait: bool = True,
+    ) -> tuple[list[list[Neighbour]], bool]:
+        """Hits, and whether the host says they must be checked against the catalog.
+
+        ``wait=False`` (a caller on an event loop): no waiting for a host that is down,
+        at most ``FAST_TIMEOUT_S`` for the answer, and after one such timeout none at all
+        for ``FAST_BACKOFF_S`` (the host is busy, e.g. building a graph): ``Unavailable``,
+        and the caller asks again from a thread that may wait."""
+        if not wait and time.monotonic() < self._slow_until:
+            raise Unavailable("the index host was slow a moment ago")
+        matrix = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
+        if matrix.ndim == 1:
+            matrix = matrix[np.newaxis, :]
+        request = {"op": "search", "key": key, "k": k, "filter": filter_to_wire(filter),
+                   "shape": list(matrix.shape), "overfetch": overfetch}
+        try:
+            header, _ = self._call(key, request, matrix.tobytes(), wait=wait,
+                                   timeout_s=None if wait else FAST_TIMEOUT_S)
+        except Unavailable as exc:
+            if not wait and not isinstance(exc, IndexHostDown):
+                self._slow_until = time.monotonic() + FAST_BACKOFF_S
+            raise
+        rows = [[neighbour_from_wire(n) for n in row] for row in header["hits"]]
+        return rows, bool(header.get("verify", True))
+
+    def invalidate(self, key: str) -> None:
+        """Tell the host that records of ``key`` were deleted or changed (no waiting: a
+        host that is not up starts with every set unverified anyway)."""
+        self._call(key, {"op": "invalidate", "key": key}, wait=False)
+
+    def upsert_fresh(
+        self, key: str, records: list[IndexedRecord], vectors: np.ndarray, as_of: float
+    ) -> int:
+        """Just-committed records into the live index; how many the host took (-1: the
+        set has no index yet)."""
+        matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+        header, _ = self._call(key, {"op": "upsert", "key": key, "records": records,
+                                     "as_of": as_of}, matrix.tobytes(), wait=False)
+        return -1 if header.get("missing") else int(header.get("upserted", 0))
+
     # -- transport --------------------------------------------------------------------
 
     def _call(
-        self, key: str, header: dict[str, Any], body: bytes = b""
+        self, key: str, header: dict[str, Any], body: bytes = b"", *, wait: bool = True,
+        timeout_s: float | None = None,
     ) -> tuple[dict[str, Any], bytes]:
-        """One request; stale connections are dropped, a missing or dying host woken.
+        """One request; stale connections are dropped, a missing or dying host woken
+        (only with ``wait``; without, a host that is not listening is ``IndexHostDown``).
 
-        Every request is a read, so repeating one after a lost connection is harmless: a
-        host killed mid-request (its socket still accepted for a moment) is waited for
-        like a host that is not listening yet. Only a timeout is final: the host is alive
-        but busy, and asking again would double the wait.
+        Every request is a read or idempotent (an upsert of deterministic point ids, an
+        invalidation), so repeating one after a lost connection is harmless: a host killed
+        mid-request (its socket still accepted for a moment) is waited for like a host
+        that is not listening yet. Only a timeout (``timeout_s``, default ``timeout_s`` of
+        the reader) is final: the host is alive but busy, and asking again would double
+        the wait.
         """
         if self._closed:
             raise Unavailable("the index reader is closed")
+        limit = self.timeout_s if timeout_s is None else timeout_s
         deadline: float | None = None
         while True:
             pooled = False
             try:
                 sock, pooled = self._connection()
-                frame = self._exchange(sock, header, body)
+                frame = self._exchange(sock, header, body, limit)
             except TimeoutError as exc:
-                raise Unavailable(f"the index host did not answer in {self.timeout_s:g} s",
+                raise Unavailable(f"the index host did not answer in {limit:g} s",
                                   details=str(exc)) from exc
             except OSError as exc:
                 self._drain()  # the host restarted or died: every pooled connection is stale
                 if pooled:
                     continue
+                if not wait:
+                    raise IndexHostDown("the embedded index is not being served",
+                                        details=str(exc)) from exc
                 if deadline is None:
                     deadline = time.monotonic() + self.wait_s
                     self._wake(key)
@@ -158,16 +229,20 @@ class HostedReader:
             raise_from_header(frame[0])
             return frame
 
-    @staticmethod
     def _exchange(
-        sock: socket.socket, header: dict[str, Any], body: bytes
+        self, sock: socket.socket, header: dict[str, Any], body: bytes, timeout_s: float
     ) -> tuple[dict[str, Any], bytes]:
-        """Send one request frame and read its answer; the socket is closed on failure."""
+        """Send one request frame and read its answer; the socket is closed on failure
+        (an answer may still be on its way: the connection is out of step)."""
         try:
+            if timeout_s != self.timeout_s:
+                sock.settimeout(timeout_s)
             send_frame(sock, header, body)
             frame = recv_frame(sock)
             if frame is None:
                 raise ConnectionError("the index host closed the connection")
+            if timeout_s != self.timeout_s:
+                sock.settimeout(self.timeout_s)
             return frame
         except OSError:
             sock.close()
@@ -216,6 +291,8 @@ class HostedReader:
 
 
 _readers: dict[Any, QueryReader] = {}
+_by_settings: dict[int, tuple[Settings, QueryReader]] = {}
+"""The reader of each ``Settings`` object seen (kept alive here, so its id stays its own)."""
 _readers_lock = threading.Lock()
 
 
@@ -225,17 +302,126 @@ def open_reader(settings: Settings, *, operations: OperationQueue | None = None)
     ``operations`` lets an embedded reader wake the index host by queueing an ``index``
     operation when none is listening.
     """
+    known = _by_settings.get(id(settings))
+    if known is not None and known[0] is settings:  # the query path: no path resolving
+        return known[1]
     config = index_config(settings)
     with _readers_lock:
         reader = _readers.get(config)
         if reader is not None:
+            _by_settings[id(settings)] = (settings, reader)
             return reader
         if (hosted := engine_in_process(settings)) is not None:
-            reader = hosted  # this process writes the index (e.g. the indexer): share it
+            # This process hosts the index (the indexer): share its engine.
+            guard = host_guard(settings)
+            reader = hosted if guard is None else InProcessReader(hosted, guard)
         elif config.backend != "edge":
             reader = open_query_engine(config)
         else:
             reader = HostedReader(str(socket_path(settings)),
                                   wait_s=settings.index_host_wait_s, operations=operations)
         _readers[config] = reader
+        _by_settings[id(settings)] = (settings, reader)
         return reader
+
+
+class InProcessReader:
+    """The reader of the process that hosts the index: its engine, plus the host's verbs."""
+
+    def __init__(self, engine: QueryEngine, guard: LiveGuard) -> None:
+        self.engine = engine
+        self.guard = guard
+
+    def search(
+        self, key: str, queries: np.ndarray, k: int = 10, filter: SearchFilter | None = None
+    ) -> list[list[Neighbour]]:
+        return self.engine.search(key, queries, k, filter)
+
+    def get_vector(self, key: str, ref: RecordRef) -> np.ndarray:
+        return self.engine.get_vector(key, ref)
+
+    def count(self, key: str, filter: SearchFilter | None = None) -> int:
+        return self.engine.count(key, filter)
+
+    def collection_info(self, key: str) -> CollectionInfo:
+        return self.engine.collection_info(key)
+
+    def close(self) -> None:
+        """The engine belongs to the host (closed when the process exits)."""
+
+    def search_checked(
+        self, key: str, queries: np.ndarray, k: int, filter: SearchFilter | None,
+        overfetch: int,
+    ) -> tuple[list[list[Neighbour]], bool]:
+        matrix = np.asarray(queries, dtype=np.float32)
+        if matrix.ndim == 1:
+            matrix = matrix[np.newaxis, :]
+        return search_guarded(self.engine, self.guard, key, matrix, k, filter, overfetch)
+
+    def invalidate(self, key: str) -> None:
+        self.guard.invalidate(key)
+
+    def upsert_fresh(
+        self, key: str, records: list[IndexedRecord], vectors: np.ndarray, as_of: float
+    ) -> int:
+        if not self.guard.accepts(key, as_of):
+            return 0
+        try:
+            return self.engine.upsert(key, records, vectors)
+        except NotFound:
+            return -1
+
+
+def search_checked(
+    reader: QueryReader, key: str, queries: np.ndarray, k: int,
+    filter: SearchFilter | None, overfetch: int, *, wait: bool = True,
+) -> tuple[list[list[Neighbour]], bool]:
+    """The hits of ``queries`` and whether they must be checked against the catalog.
+
+    Embedded: the host knows (``chroma.index.hosting.guard``), and only then sends
+    ``overfetch`` more hits per query. Remote (a Qdrant server shared by many API
+    replicas, with no host to tell): always checked, with the extra hits."""
+    if isinstance(reader, HostedReader):
+        return reader.search_checked(key, queries, k, filter, overfetch, wait=wait)
+    if isinstance(reader, InProcessReader):
+        return reader.search_checked(key, queries, k, filter, overfetch)
+    return reader.search(key, queries, min(k + overfetch, MAX_K), filter), True
+
+
+def answers_at_once(reader: QueryReader) -> bool:
+    """Whether a search may be asked from an event loop (``wait=False``): the embedded
+    index host, whose searches take a millisecond. A remote server's may take longer,
+    and its hits are always checked against the catalog."""
+    return isinstance(reader, HostedReader)
+
+
+def invalidate(settings: Settings, key: str) -> None:
+    """Records of ``key`` were deleted or changed: searches check the catalog until an
+    index run has applied it. Call after the catalog commit, before acknowledging.
+
+    Best effort by design: a host that cannot be reached is down (or restarting) and
+    starts with every set unverified; the remote backend is always verified."""
+    reader = open_reader(settings)
+    method = getattr(reader, "invalidate", None)
+    if method is None:
+        return
+    try:
+        method(key)
+    except Unavailable as exc:
+        log.info("index host not told of a change to %s (%s); it checks on start", key,
+                 exc.message)
+
+
+def feed_fresh(
+    settings: Settings, key: str, records: list[IndexedRecord], vectors: np.ndarray,
+    as_of: float,
+) -> int:
+    """Just-committed records straight into the live embedded index (``as_of``: a
+    ``time.monotonic()`` reading from before their commit); the number taken, 0 when the
+    index run their commit queued must bring them (remote backend: always 0); -1 when
+    the set has no index yet."""
+    reader = open_reader(settings)
+    method = getattr(reader, "upsert_fresh", None)
+    if method is None:
+        return 0
+    return int(method(key, records, vectors, as_of))

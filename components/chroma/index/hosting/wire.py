@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from chroma import errors
-from chroma.index import Neighbour, SearchFilter
+from chroma.index import IndexedRecord, Neighbour, SearchFilter
 
 __all__ = [
     "error_header",
@@ -26,6 +26,7 @@ __all__ = [
     "neighbour_from_wire",
     "neighbour_to_wire",
     "raise_from_header",
+    "records_from_wire",
     "recv_frame",
     "send_frame",
 ]
@@ -104,3 +105,8 @@ def neighbour_to_wire(neighbour: Neighbour) -> Neighbour:
 
 def neighbour_from_wire(data: dict[str, Any]) -> Neighbour:
     return Neighbour(**data)
+
+
+def records_from_wire(data: list[dict[str, Any]]) -> list[IndexedRecord]:
+    """``IndexedRecord``s sent as orjson writes dataclasses (tags arrive as a list)."""
+    return [IndexedRecord(**{**item, "tags": tuple(item.get("tags") or ())}) for item in data]
