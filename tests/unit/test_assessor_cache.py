@@ -119,3 +119,22 @@ def test_byte_lru() -> None:
     assert cache.get("b") is None and cache.get("a") == "A" and cache.total == 8
     assert not cache.put("huge", "H", 11) and cache.get("huge") is None
     assert cache.put("a", "A2", 6) and cache.total == 10 and len(cache) == 2
+
+
+def test_a_set_found_unready_is_asked_again_soon(tmp_path, world, monkeypatch) -> None:
+    """The first log after the recommender became ready carries its assessment: a 'not
+    ready' answer is reused for a fraction of a second, not for the ready answer's 2 s
+    (the README's curl right after the quickstart answered 202 without one)."""
+    catalog, store, model_bytes = world
+    assessor = _assessor(tmp_path, catalog, store, cache_bytes=10 * model_bytes)
+    assessor.recheck_s = 2.0
+    now = [1000.0]
+    monkeypatch.setattr("chroma.labelling.assessor.time.monotonic", lambda: now[0])
+    ready_state = catalog.queue.state
+    monkeypatch.setattr(catalog.queue, "state", lambda key: None)
+    assert assessor.assess("set0", _batch()) is None
+    assert assessor.known_unready("set0")
+    monkeypatch.setattr(catalog.queue, "state", ready_state)  # the recommend run ends
+    now[0] += 0.5
+    assert not assessor.known_unready("set0")
+    assert assessor.assess("set0", _batch()) is not None

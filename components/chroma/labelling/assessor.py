@@ -115,8 +115,13 @@ class Assessor:
         self._too_large: OrderedDict[str, int] = OrderedDict()
 
     recheck_s = 2.0
-    """How long a readiness answer (and the model it found) is reused before asking the
+    """How long a *ready* answer (and the model it found) is reused before asking the
     catalog again: keeps single-record logging at one catalog round trip."""
+    unready_recheck_s = 0.25
+    """How long a *not ready* answer is reused: short, so that the first log after the
+    recommender became ready carries its assessment (with 2 s, the README's curl right
+    after the quickstart answered 202), while a burst of logs before that still costs
+    at most a few catalog reads a second."""
 
     def known_unready(self, key: str) -> bool:
         """True when a recent answer (within ``recheck_s``) said ``key`` is not ready: the
@@ -124,7 +129,7 @@ class Assessor:
         with self._lock:
             checked = self._checked.get(key)
         return (checked is not None and checked[1] is None
-                and time.monotonic() - checked[0] < self.recheck_s)
+                and time.monotonic() - checked[0] < self.unready_recheck_s)
 
     @property
     def cached_bytes(self) -> int:
@@ -136,9 +141,10 @@ class Assessor:
         now = time.monotonic()
         with self._lock:
             checked = self._checked.get(key)
-            if checked is not None and now - checked[0] < self.recheck_s:
-                if checked[1] is None:
+            if checked is not None and checked[1] is None:
+                if now - checked[0] < self.unready_recheck_s:
                     return None
+            elif checked is not None and now - checked[0] < self.recheck_s:
                 cached = self._cache.get(key)
                 if cached is not None and cached.version == checked[1]:
                     return cached
