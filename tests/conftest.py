@@ -23,11 +23,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import psycopg
 import pytest
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+if TYPE_CHECKING:
+    from chroma.catalog import Catalog
 
 CHROMA_BIN = str(Path(sys.executable).parent / "chroma")
 S3_ENV = {
@@ -82,6 +86,18 @@ def own_database_url(postgres_admin_dsn: str) -> Iterator[str]:
     """A fresh, empty database for one test."""
     with _fresh_database(postgres_admin_dsn) as dsn:
         yield dsn
+
+
+@pytest.fixture
+def own_catalog(own_database_url: str) -> Iterator[Catalog]:
+    """A migrated catalog on a fresh database of its own, for one test."""
+    from chroma.catalog import Catalog, Database, apply_migrations
+
+    apply_migrations(own_database_url)
+    db = Database(own_database_url)
+    db.open()
+    yield Catalog(db)
+    db.close()
 
 
 @pytest.fixture(scope="session")

@@ -6,13 +6,12 @@ Real PostgreSQL and a real local store; records committed through the group comm
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from chroma.catalog import Catalog, Database, apply_migrations
+from chroma.catalog import Catalog
 from chroma.ingest import GroupCommitter, LogBatch
 from chroma.keys import embedding_set_key
 from chroma.labelling import training as training_module
@@ -27,12 +26,8 @@ KEY = embedding_set_key(ES)
 
 
 @pytest.fixture
-def catalog(own_database_url: str) -> Iterator[Catalog]:
-    apply_migrations(own_database_url)
-    db = Database(own_database_url)
-    db.open()
-    yield Catalog(db)
-    db.close()
+def catalog(own_catalog: Catalog) -> Catalog:
+    return own_catalog
 
 
 def _batch(dataset: str, split: str, vectors: np.ndarray, first: int) -> LogBatch:
