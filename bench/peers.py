@@ -23,6 +23,7 @@ Figures, per system:
 * full refresh (ours only): ``recommend`` with ``full=true``, the operation's duration.
 
     .venv/bin/python bench/peers.py [--records 100000] [--queries 1000] [--rounds 3]
+        [--peers [chromadb] [edge]] [--no-refresh]
 """
 
 from __future__ import annotations
@@ -251,6 +252,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--no-refresh", action="store_true", help="skip the full refresh")
+    parser.add_argument("--peers", nargs="*", choices=PEERS, default=list(PEERS),
+                        help="peers to run beside us (none: only ours, e.g. at 1M)")
     args = parser.parse_args()
 
     print(machine_info(("qdrant-edge-py", "numpy", "psycopg", "fastapi", "pydantic")))
@@ -261,16 +264,17 @@ def main() -> None:
     truth = exact_top10(vectors, queries)
     data = workdir / "data.npz"
     np.savez(data, vectors=vectors, queries=queries)
-    python = peer_python()
-    versions = subprocess.run(
-        [str(python), "-c", "import chromadb, importlib.metadata as m; print('chromadb', "
-         "chromadb.__version__, '| qdrant-edge-py', m.version('qdrant-edge-py'))"],
-        capture_output=True, text=True, check=True).stdout.strip()
-    print(f"peers ({python.parent.parent}): {versions}")
+    python = peer_python() if args.peers else Path(sys.executable)
+    if args.peers:
+        versions = subprocess.run(
+            [str(python), "-c", "import chromadb, importlib.metadata as m; print('chromadb', "
+             "chromadb.__version__, '| qdrant-edge-py', m.version('qdrant-edge-py'))"],
+            capture_output=True, text=True, check=True).stdout.strip()
+        print(f"peers ({python.parent.parent}): {versions}")
     figures: dict[str, dict[str, Any]] = {}
     port = 19000 + os.getpid() % 1000
     system = start_system(workdir, port)
-    peers = [Peer(name, python, data, workdir) for name in PEERS]
+    peers = [Peer(name, python, data, workdir) for name in args.peers]
     try:
         figures["us"] = ingest_us(system.pid, port, workdir, vectors)
         for peer in peers:
@@ -294,10 +298,12 @@ def main() -> None:
           "full refresh |")
     print("|---|---|---|---|---|---|---|---|")
     print(row("us (chroma run, HTTP)", figures["us"]))
-    print(row("chromadb (in-process)", figures["chromadb"]))
-    print(row("Qdrant Edge (in-process)", figures["edge"]))
-    print(f"Qdrant Edge HNSW build after ingest: {figures['edge']['build_s']:.1f} s; "
-          f"ours: {figures['us']['processes']} processes")
+    if "chromadb" in figures:
+        print(row("chromadb (in-process)", figures["chromadb"]))
+    if "edge" in figures:
+        print(row("Qdrant Edge (in-process)", figures["edge"]))
+        print(f"Qdrant Edge HNSW build after ingest: {figures['edge']['build_s']:.1f} s")
+    print(f"ours: {figures['us']['processes']} processes")
     shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -84,8 +84,10 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)  # counts 413s too
     app.add_middleware(RequestIdMiddleware)  # outermost of ours: it sees every exception
     install_error_handlers(app)
-    for module in (health, log, embeddingsets, datasets, operations, status, metrics,
-                   recommendations, query, maps):
+    # Routes are matched in this order, one by one: the most frequent (and most
+    # latency-bound) request, a single-vector query, is the first after /health.
+    for module in (health, query, log, embeddingsets, datasets, operations, status, metrics,
+                   recommendations, maps):
         app.include_router(module.router)
     mount_webapp(app, ui_dir)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]

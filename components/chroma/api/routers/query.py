@@ -165,6 +165,10 @@ def _neighbour(hit: Hit) -> dict[str, Any]:
 
 def _resolve_key(body: QueryRequest, catalog: Catalog) -> str:
     if body.embedding_set_key is not None:
+        if catalog.live.cached_shape(body.embedding_set_key) is not None:
+            # A full key this process has searched before: sets are never deleted, so no
+            # round trip (a batch of 100 vectors paid one per request).
+            return body.embedding_set_key
         return catalog.resolve_key(body.embedding_set_key)
     if body.embedding_set is not None:
         return embedding_set_key(body.embedding_set)
