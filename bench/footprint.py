@@ -112,6 +112,40 @@ def memory_kib(pid: int) -> tuple[int, int] | None:
     return fields.get("Rss", 0), fields.get("Pss", 0)
 
 
+KINDS = ("anonymous", "libraries", "mapped files", "shared memory")
+
+
+def rss_by_kind(pid: int) -> dict[str, float] | None:
+    """RSS (MiB) by kind of mapping: anonymous (heap, arrays, allocator pools, thread
+    stacks), libraries (``.so``), mapped files (index segments, WAL), shared memory."""
+    kinds = dict.fromkeys(KINDS, 0.0)
+    kind = "anonymous"
+    try:
+        lines = Path(f"/proc/{pid}/smaps").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        head = line.split(None, 5)
+        if len(head) >= 5 and "-" in head[0] and not head[0].endswith(":"):
+            path = head[5].strip() if len(head) > 5 else ""
+            kind = ("anonymous" if not path or path.startswith("[") else
+                    "shared memory" if path.startswith(("/dev/zero", "/dev/shm", "/SYSV"))
+                    else "libraries" if ".so" in Path(path).name else "mapped files")
+        elif line.startswith("Rss:"):
+            kinds[kind] += int(line.split()[1]) / MIB
+    return kinds
+
+
+def print_kinds(rows: list[tuple[str, int, float, float]]) -> None:
+    print(f"  {'RSS MiB by kind':<34} " + " ".join(f"{k:>13}" for k in KINDS))
+    for name, pid, _, _ in rows:
+        if name.startswith("postgres") or pid <= 0:
+            continue
+        kinds = rss_by_kind(pid)
+        if kinds is not None:
+            print(f"  {name[:34]:<34} " + " ".join(f"{kinds[k]:>13.1f}" for k in KINDS))
+
+
 def describe(pid: int, names: dict[int, str], postmaster: int | None) -> str:
     if pid in names:
         return names[pid]
@@ -171,6 +205,7 @@ def measure(root: int, data_dir: Path, names: dict[int, str], samples: int) -> N
           f"{sum(r[2] for r in rows):>9.1f} {sum(r[3] for r in rows):>9.1f}")
     print(f"  {'  of which PostgreSQL (' + str(len(pg)) + ')':<42} {'':>8} "
           f"{sum(r[2] for r in pg):>9.1f} {sum(r[3] for r in pg):>9.1f}")
+    print_kinds(rows)
     print(f"  load average {os.getloadavg()}", flush=True)
 
 
