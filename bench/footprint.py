@@ -181,30 +181,45 @@ def postmaster_pid(data_dir: Path) -> int | None:
 
 
 def measure(root: int, data_dir: Path, names: dict[int, str], samples: int) -> None:
-    """Print RSS and PSS per process (median of ``samples`` readings) and the sums."""
+    """Print RSS and PSS per process (median of its readings over ``samples`` readings a
+    second apart) and the sums (median of each reading's sum: a connection that closed
+    and another that opened between readings are not both counted)."""
     readings: dict[int, list[tuple[int, int]]] = {}
+    labels: dict[int, str] = {}
+    sums: list[tuple[int, ...]] = []  # RSS, PSS; of which PostgreSQL; processes
     for i in range(samples):
+        postmaster = postmaster_pid(data_dir)
+        total = [0, 0, 0, 0, 0]
         for pid in processes(root, data_dir):
+            label = labels.get(pid) or describe(pid, names, postmaster)
             figures = memory_kib(pid)
-            if figures is not None:
-                readings.setdefault(pid, []).append(figures)
+            if figures is None:
+                continue
+            labels[pid] = label
+            readings.setdefault(pid, []).append(figures)
+            total[4] += 1
+            pg = 2 if label.startswith("postgres") else 0
+            for j in (0, pg):
+                total[j] += figures[0]
+                total[j + 1] += figures[1]
+        sums.append(tuple(total))
         if i + 1 < samples:
             time.sleep(1.0)
-    postmaster = postmaster_pid(data_dir)
     rows = []
     for pid, values in readings.items():
         rss = statistics.median(v[0] for v in values) / MIB
         pss = statistics.median(v[1] for v in values) / MIB
-        rows.append((describe(pid, names, postmaster), pid, rss, pss))
+        rows.append((labels[pid], pid, rss, pss))
     rows.sort(key=lambda r: -r[2])
     print(f"  {'process':<42} {'pid':>8} {'RSS MiB':>9} {'PSS MiB':>9}")
     for name, pid, rss, pss in rows:
-        print(f"  {name:<42} {pid:>8} {rss:>9.1f} {pss:>9.1f}")
-    pg = [r for r in rows if r[0].startswith("postgres")]
-    print(f"  {'sum (' + str(len(rows)) + ' processes)':<42} {'':>8} "
-          f"{sum(r[2] for r in rows):>9.1f} {sum(r[3] for r in rows):>9.1f}")
-    print(f"  {'  of which PostgreSQL (' + str(len(pg)) + ')':<42} {'':>8} "
-          f"{sum(r[2] for r in pg):>9.1f} {sum(r[3] for r in pg):>9.1f}")
+        seen = len(readings[pid])
+        note = f" ({seen} of {samples} readings)" if seen < samples else ""
+        print(f"  {(name + note)[:42]:<42} {pid:>8} {rss:>9.1f} {pss:>9.1f}")
+    median = [statistics.median(s[j] for s in sums) / MIB for j in range(4)]
+    count = statistics.median(s[4] for s in sums)
+    print(f"  {f'sum ({count:.0f} processes)':<42} {'':>8} {median[0]:>9.1f} {median[1]:>9.1f}")
+    print(f"  {'  of which PostgreSQL':<42} {'':>8} {median[2]:>9.1f} {median[3]:>9.1f}")
     print_kinds(rows)
     print(f"  load average {os.getloadavg()}", flush=True)
 
