@@ -45,7 +45,9 @@ def release_unused() -> None:
     pyarrow = sys.modules.get("pyarrow")
     if pyarrow is not None:
         try:
-            pyarrow.default_memory_pool().release_unused()
+            pool = pyarrow.default_memory_pool()
+            if pool.backend_name != "system":  # the system pool's is the trim below
+                pool.release_unused()
         except Exception:  # best effort: memory, not correctness
             log.debug("pyarrow's pool did not release memory", exc_info=True)
     trim = _malloc_trim()
