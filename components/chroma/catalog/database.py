@@ -23,9 +23,11 @@ CONNECT_TIMEOUT_S = 3
 """libpq's bound on opening one connection (an unreachable host must not hang a request)."""
 
 
-IDLE_CONNECTION_S = 10.0
+IDLE_CONNECTION_S = 30.0
 """Pooled connections unused this long are closed (down to the pool's ``min_size``).
-Opening one again costs a few ms, holding one a PostgreSQL backend of 15-45 MiB."""
+Holding one costs a PostgreSQL backend of 15-45 MiB; opening them again after a pause
+costs the next burst of requests its wait (the pool opens one at a time: 10 s here
+put p99s of 2 s into the ingest benchmark's single logs after its JSON phase)."""
 
 
 class _Pool(ConnectionPool):

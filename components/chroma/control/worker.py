@@ -40,6 +40,9 @@ __all__ = ["Worker", "WorkerServices", "run_worker", "run_workers"]
 
 log = logging.getLogger(__name__)
 
+WORKER_IDLE_CONNECTION_S = 10.0
+"""A worker process's pooled connections close after this long unneeded (the API's: 30 s)."""
+
 
 @dataclass
 class WorkerServices:
@@ -62,7 +65,9 @@ class WorkerServices:
             raise RuntimeError("CHROMA_DATABASE_URL is not set")
         dsn = settings.database_url.get_secret_value()
         apply_migrations(dsn)
-        db = Database(dsn, max_size=4 + 2 * (loops - 1), name="chroma workers")
+        # Nothing here waits on a connection being opened but an operation's start.
+        db = Database(dsn, max_size=4 + 2 * (loops - 1), max_idle=WORKER_IDLE_CONNECTION_S,
+                      name="chroma workers")
         db.open()
         catalog = Catalog(db)
         return cls(settings, db, catalog, catalog.operations, open_store(settings))
