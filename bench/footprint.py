@@ -197,11 +197,12 @@ def measure(root: int, data_dir: Path, names: dict[int, str], samples: int) -> N
                 continue
             labels[pid] = label
             readings.setdefault(pid, []).append(figures)
+            total[0] += figures[0]
+            total[1] += figures[1]
             total[4] += 1
-            pg = 2 if label.startswith("postgres") else 0
-            for j in (0, pg):
-                total[j] += figures[0]
-                total[j + 1] += figures[1]
+            if label.startswith("postgres"):
+                total[2] += figures[0]
+                total[3] += figures[1]
         sums.append(tuple(total))
         if i + 1 < samples:
             time.sleep(1.0)
