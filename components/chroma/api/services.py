@@ -26,7 +26,6 @@ from chroma.index.hosting import invalidate
 from chroma.ingest import CommitResult, GroupCommitter
 from chroma.labelling import Assessor
 from chroma.labelling.projection import MapCache
-from chroma.memory import release_unused
 from chroma.operations.launchers import OperationLauncher, QueueLauncher, make_launcher
 from chroma.settings import Settings
 from chroma.storage import FileStore, open_store
@@ -104,7 +103,6 @@ class Services:
     _debounce: TrailingDebounce = field(init=False)
     fresh_feed: FreshFeed | None = None
     _heads: dict[str, int] = field(init=False, default_factory=dict)
-    _committed_since_release: bool = field(init=False, default=False)
     """Each set's change-feed head at the previous freshness check."""
 
     FRESHNESS_REQUESTER: ClassVar[str] = "freshness check"
@@ -171,7 +169,6 @@ class Services:
 
     def after_commit(self, results: list[CommitResult]) -> None:
         """Runs in the commit thread after the requests were answered."""
-        self._committed_since_release = True
         for listener in self.commit_listeners:
             listener(results)
         self.trigger_index(results)
@@ -238,7 +235,4 @@ class Services:
                     self.component_name, "api", pid=os.getpid(), host=socket.gethostname())
             except Exception:
                 log.debug("api heartbeat failed", exc_info=True)
-            if self._committed_since_release:  # what the commits freed (Arrow, arrays)
-                self._committed_since_release = False
-                release_unused()
             self._stop.wait(2.0)
