@@ -26,8 +26,8 @@ CONNECT_TIMEOUT_S = 3
 IDLE_CONNECTION_S = 30.0
 """Pooled connections unused this long are closed (down to the pool's ``min_size``).
 Holding one costs a PostgreSQL backend of 15-45 MiB; opening them again after a pause
-costs the next burst of requests its wait (the pool opens one at a time: 10 s here
-put p99s of 2 s into the ingest benchmark's single logs after its JSON phase)."""
+makes the next burst of requests wait (the pool opens one at a time), so the API keeps
+30 s; the worker process, where only an operation's start waits, uses less."""
 
 
 class _Pool(ConnectionPool):
