@@ -112,6 +112,40 @@ def memory_kib(pid: int) -> tuple[int, int] | None:
     return fields.get("Rss", 0), fields.get("Pss", 0)
 
 
+KINDS = ("anonymous", "libraries", "mapped files", "shared memory")
+
+
+def rss_by_kind(pid: int) -> dict[str, float] | None:
+    """RSS (MiB) by kind of mapping: anonymous (heap, arrays, allocator pools, thread
+    stacks), libraries (``.so``), mapped files (index segments, WAL), shared memory."""
+    kinds = dict.fromkeys(KINDS, 0.0)
+    kind = "anonymous"
+    try:
+        lines = Path(f"/proc/{pid}/smaps").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        head = line.split(None, 5)
+        if len(head) >= 5 and "-" in head[0] and not head[0].endswith(":"):
+            path = head[5].strip() if len(head) > 5 else ""
+            kind = ("anonymous" if not path or path.startswith("[") else
+                    "shared memory" if path.startswith(("/dev/zero", "/dev/shm", "/SYSV"))
+                    else "libraries" if ".so" in Path(path).name else "mapped files")
+        elif line.startswith("Rss:"):
+            kinds[kind] += int(line.split()[1]) / MIB
+    return kinds
+
+
+def print_kinds(rows: list[tuple[str, int, float, float]]) -> None:
+    print(f"  {'RSS MiB by kind':<34} " + " ".join(f"{k:>13}" for k in KINDS))
+    for name, pid, _, _ in rows:
+        if name.startswith("postgres") or pid <= 0:
+            continue
+        kinds = rss_by_kind(pid)
+        if kinds is not None:
+            print(f"  {name[:34]:<34} " + " ".join(f"{kinds[k]:>13.1f}" for k in KINDS))
+
+
 def describe(pid: int, names: dict[int, str], postmaster: int | None) -> str:
     if pid in names:
         return names[pid]
@@ -147,30 +181,47 @@ def postmaster_pid(data_dir: Path) -> int | None:
 
 
 def measure(root: int, data_dir: Path, names: dict[int, str], samples: int) -> None:
-    """Print RSS and PSS per process (median of ``samples`` readings) and the sums."""
+    """Print RSS and PSS per process (median of its readings over ``samples`` readings a
+    second apart) and the sums (median of each reading's sum: a connection that closed
+    and another that opened between readings are not both counted)."""
     readings: dict[int, list[tuple[int, int]]] = {}
+    labels: dict[int, str] = {}
+    sums: list[tuple[int, ...]] = []  # RSS, PSS; of which PostgreSQL; processes
     for i in range(samples):
+        postmaster = postmaster_pid(data_dir)
+        total = [0, 0, 0, 0, 0]
         for pid in processes(root, data_dir):
+            label = labels.get(pid) or describe(pid, names, postmaster)
             figures = memory_kib(pid)
-            if figures is not None:
-                readings.setdefault(pid, []).append(figures)
+            if figures is None:
+                continue
+            labels[pid] = label
+            readings.setdefault(pid, []).append(figures)
+            total[0] += figures[0]
+            total[1] += figures[1]
+            total[4] += 1
+            if label.startswith("postgres"):
+                total[2] += figures[0]
+                total[3] += figures[1]
+        sums.append(tuple(total))
         if i + 1 < samples:
             time.sleep(1.0)
-    postmaster = postmaster_pid(data_dir)
     rows = []
     for pid, values in readings.items():
         rss = statistics.median(v[0] for v in values) / MIB
         pss = statistics.median(v[1] for v in values) / MIB
-        rows.append((describe(pid, names, postmaster), pid, rss, pss))
+        rows.append((labels[pid], pid, rss, pss))
     rows.sort(key=lambda r: -r[2])
     print(f"  {'process':<42} {'pid':>8} {'RSS MiB':>9} {'PSS MiB':>9}")
     for name, pid, rss, pss in rows:
-        print(f"  {name:<42} {pid:>8} {rss:>9.1f} {pss:>9.1f}")
-    pg = [r for r in rows if r[0].startswith("postgres")]
-    print(f"  {'sum (' + str(len(rows)) + ' processes)':<42} {'':>8} "
-          f"{sum(r[2] for r in rows):>9.1f} {sum(r[3] for r in rows):>9.1f}")
-    print(f"  {'  of which PostgreSQL (' + str(len(pg)) + ')':<42} {'':>8} "
-          f"{sum(r[2] for r in pg):>9.1f} {sum(r[3] for r in pg):>9.1f}")
+        seen = len(readings[pid])
+        note = f" ({seen} of {samples} readings)" if seen < samples else ""
+        print(f"  {(name + note)[:42]:<42} {pid:>8} {rss:>9.1f} {pss:>9.1f}")
+    median = [statistics.median(s[j] for s in sums) / MIB for j in range(4)]
+    count = statistics.median(s[4] for s in sums)
+    print(f"  {f'sum ({count:.0f} processes)':<42} {'':>8} {median[0]:>9.1f} {median[1]:>9.1f}")
+    print(f"  {'  of which PostgreSQL':<42} {'':>8} {median[2]:>9.1f} {median[3]:>9.1f}")
+    print_kinds(rows)
     print(f"  load average {os.getloadavg()}", flush=True)
 
 

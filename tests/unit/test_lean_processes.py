@@ -30,6 +30,7 @@ def _loaded_after(statement: str) -> list[str]:
     "import chroma.api.auth",  # its start-up key check
     "import chroma.catalog",  # its status records
     "import chroma.operations.kinds",  # the worker layout and kinds
+    "import chroma.memory",  # the allocator settings it gives its children
 ])
 def test_the_supervisor_loads_no_data_library(statement: str) -> None:
     assert _loaded_after(statement) == []

@@ -450,3 +450,63 @@ def test_other_unavailability_is_an_ordinary_failure(
     worker = make_worker(queue, clock, {"job": handler})
     worker.run_one()
     assert queue.named("defer") == [] and len(queue.named("finish")) == 1
+
+
+# -- footprint (issue 15) -------------------------------------------------------------------
+
+
+class _OverlapCountingQueue(QueueDouble):
+    """Claims and component heartbeats that take a while and count how many overlap:
+    each holds a catalog connection, and the pool keeps as many as overlapped."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__(clock)
+        self._lock = threading.Lock()
+        self._inside = 0
+        self.most_at_once = 0
+
+    def _hold(self) -> None:
+        with self._lock:
+            self._inside += 1
+            self.most_at_once = max(self.most_at_once, self._inside)
+        threading.Event().wait(0.05)  # a slow statement; long enough for another to try
+        with self._lock:
+            self._inside -= 1
+
+    def claim(self, owner: str, kinds: Sequence[str], lease_s: float) -> Operation | None:
+        self._hold()
+        return super().claim(owner, kinds, lease_s)
+
+    def component_heartbeat(self, name: str, kind: str, **fields: Any) -> None:
+        self._hold()
+        super().component_heartbeat(name, kind, **fields)
+
+
+def test_the_loops_of_one_process_poll_the_catalog_one_at_a_time(clock: FakeClock) -> None:
+    queue = _OverlapCountingQueue(clock)
+    services = WorkerServices(settings=Settings(), db=None, catalog=None,  # type: ignore[arg-type]
+                              operations=queue, store=None)  # type: ignore[arg-type]
+    workers = [Worker(services, f"w{i}", ["job"], clock=clock) for i in range(4)]
+    threads = [threading.Thread(target=w.run_one) for w in workers]
+    threads += [threading.Thread(target=w._component_heartbeat) for w in workers]
+    for thread in threads:
+        thread.start()
+    for worker in workers:
+        worker._stopping.set()  # each heartbeat thread beats once, then ends
+    for thread in threads:
+        thread.join(WAIT_S)
+    assert len(queue.named("claim")) == 4 and len(queue.named("component_heartbeat")) == 4
+    assert queue.most_at_once == 1  # without the shared lock: 2 to 8
+
+
+def test_memory_an_operation_freed_is_given_back_after_it(
+        clock: FakeClock, queue: QueueDouble, monkeypatch: pytest.MonkeyPatch) -> None:
+    released: list[int] = []
+    monkeypatch.setattr("chroma.control.worker.release_unused",
+                        lambda: released.append(len(queue.named("finish"))))
+    queue.add("job")
+    worker = make_worker(queue, clock, {"job": lambda ctx: {}})
+    assert worker.run_one()
+    assert released == [1]  # once, after the outcome was recorded
+    assert not worker.run_one()  # nothing claimed: nothing to give back
+    assert released == [1]

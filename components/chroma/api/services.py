@@ -121,7 +121,7 @@ class Services:
             )
         dsn = settings.database_url.get_secret_value()
         apply_migrations(dsn)
-        db = Database(dsn, max_size=settings.db_pool_max)
+        db = Database(dsn, max_size=settings.db_pool_max, name="chroma api")
         db.open()
         catalog = Catalog(db)
         store = open_store(settings)

@@ -24,7 +24,36 @@ CONNECT_TIMEOUT_S = 3
 
 
 IDLE_CONNECTION_S = 30.0
-"""A pooled connection unused this long is closed (down to one per pool)."""
+"""Pooled connections unused this long are closed (down to the pool's ``min_size``).
+Holding one costs a PostgreSQL backend of 15-45 MiB; opening them again after a pause
+makes the next burst of requests wait (the pool opens one at a time), so the API keeps
+30 s; the worker process, where only an operation's start waits, uses less."""
+
+
+class _Pool(ConnectionPool):
+    """A pool that closes *every* connection nobody needed during the last ``max_idle``
+    seconds, not one per period as psycopg_pool does.
+
+    Each connection is a PostgreSQL backend of ~15 MiB RSS idle (~40 MiB once it has read
+    the shared buffers). A burst (start-up, an ingest) opens up to ``max_size``; closing
+    one per 30 s left an idle ``chroma run`` holding the burst's backends for minutes.
+    The pool counts the fewest connections that sat idle at any moment of the period
+    (``_nconns_min``): that many were surplus all along. psycopg_pool's own shrink task
+    calls this; the attributes are private to psycopg_pool (pinned in constraints.txt),
+    so ``tests/integration/test_catalog_pool.py`` checks the behaviour.
+    """
+
+    def _shrink_pool(self) -> None:
+        with self._lock:
+            surplus = max(0, min(self._nconns_min, self._nconns - self._min_size,
+                                 len(self._pool)))
+            to_close = [self._pool.popleft() for _ in range(surplus)]
+            self._nconns -= surplus
+            self._nconns_min = len(self._pool)
+        if to_close:
+            log.debug("closing %d idle catalog connections (%d left)", surplus, self._nconns)
+        for conn in to_close:
+            self._close_connection(conn)
 
 
 class Database:
@@ -36,18 +65,23 @@ class Database:
     503 held its client and, on shutdown, its worker for as long.
     """
 
-    def __init__(self, dsn: str, *, max_size: int = 8, connect_timeout: float = 5.0) -> None:
+    def __init__(self, dsn: str, *, max_size: int = 8, min_size: int = 1,
+                 connect_timeout: float = 5.0, max_idle: float = IDLE_CONNECTION_S,
+                 name: str = "chroma") -> None:
+        """``min_size`` connections stay open while idle (0: none, for a process that
+        writes seldom); the rest close once unneeded for ``max_idle`` seconds. ``name``
+        is the connections' ``application_name`` (``pg_stat_activity`` says whose they
+        are)."""
         self.dsn = dsn
-        self.pool = ConnectionPool(
+        self.pool = _Pool(
             dsn,
-            min_size=1,
+            min_size=min_size,
             max_size=max_size,
-            # Connections a burst opened close one per 30 s while unneeded (default: ten
-            # minutes); each is a PostgreSQL backend of ~15 MiB RSS.
-            max_idle=IDLE_CONNECTION_S,
+            max_idle=max_idle,
             timeout=connect_timeout,
             open=False,
-            kwargs={"autocommit": False, "connect_timeout": CONNECT_TIMEOUT_S},
+            kwargs={"autocommit": False, "connect_timeout": CONNECT_TIMEOUT_S,
+                    "application_name": name},
             check=ConnectionPool.check_connection,
         )
 

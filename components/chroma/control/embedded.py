@@ -23,6 +23,7 @@ from chroma.control.supervisor import ChildSpec, Supervisor, Watched
 from chroma.lifetime import die_with_parent
 from chroma.locks import LockHeld, hold_pid_lock
 from chroma.logs import configure_logging, logging_config
+from chroma.memory import child_environment
 from chroma.operations.kinds import WORKERS
 from chroma.settings import Settings
 
@@ -149,9 +150,11 @@ def supervise(dsn: str, watched: list[Watched]) -> None:
     log.info("catalog: %s in %s", f"{len(applied)} migrations applied" if applied
              else "migrations up to date", since(began))
     # Status records are advisory: while the catalog is down they must not hold up the
-    # loop that restarts it.
-    db = Database(dsn, max_size=2, connect_timeout=1.0)
+    # loop that restarts it. Written only when a child starts or exits, so no connection
+    # (a backend of ~15 MiB) stays open between them.
+    db = Database(dsn, max_size=2, min_size=0, connect_timeout=1.0, name="chroma supervisor")
     db.open()
+    child_environment(os.environ)  # the children's allocator settings, read at their start
     try:
         specs = child_specs(Settings().worker_processes)
         Supervisor(specs, Catalog(db).operations, watched=watched).run()
