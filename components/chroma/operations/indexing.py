@@ -125,19 +125,18 @@ def _publish_first(
     scan over what is written so far, and the graph is built beside the live version."""
     assert info.dimension is not None
     changes = ctx.catalog.changes
+    filled = step.start + 0.4 * (step.end - step.start)  # progress once the fill is done
     engine.ensure_collection(info.key, info.dimension, check_distance(info.distance))
     snapshot = changes.latest_seq(info.key)
     upserted, deleted = _apply_changes(ctx, engine, changes, info.key, 0, snapshot,
-                                       _Step(ctx, step.start, step.start + 0.4 * (
-                                           step.end - step.start)))
+                                       _Step(ctx, step.start, filled))
     current = engine.collection_info(info.key)
     changes.record_index_state(info.key, collection=info.key, version=current.version,
                                indexed_seq=snapshot, indexed_count=current.points)
     published = {"version": current.version, "indexed_seq": snapshot,
                  "points": current.points, "upserted": upserted, "deleted": deleted,
                  "published_first": True}
-    graph = _maintain_graph(ctx, engine, info,
-                            _Step(ctx, step.start + 0.4 * (step.end - step.start), step.end))
+    graph = _maintain_graph(ctx, engine, info, _Step(ctx, filled, step.end))
     if graph == "rebuilt":
         return {**published, **reindex_summary(changes, engine, info.key), "graph": graph}
     if graph == "optimized":
