@@ -2,8 +2,10 @@
 
 Starts ``chroma run`` (embedded PostgreSQL and Qdrant Edge, default settings) in a
 temporary folder, logs a clustered training set (default 20,000 x 64-d, 10 classes,
-Arrow bulk), waits until the implicit operations are idle, then logs production records
-for ``--seconds``:
+Arrow bulk) into a new embedding set, measures when its last record is first answered
+by a search (*new set searchable*: the set has no index until its first ``index`` run),
+waits until the implicit operations are idle, then logs production records for
+``--seconds``:
 
 * ``--rate R``: a steady R records/s, a batch of R/10 records every 0.1 s, sent by
   ``--writers`` threads (so one slow answer does not hold the schedule back). The rate
@@ -240,6 +242,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def first_searchable(
+    http: httpx.Client, key: str, record_id: str, vector: np.ndarray, acked: float
+) -> float | None:
+    """Seconds from the 201 of a new set's last record to its first answer (None: not
+    within ``PROBE_GIVE_UP_S`` x 5; 503 while the set has no index yet)."""
+    body = {"embedding_set_key": key, "embedding": vector.tolist(), "k": 10}
+    while time.monotonic() - acked < PROBE_GIVE_UP_S * 5:
+        answer = http.post("/api/v1/query", json=body)
+        if answer.status_code == 200 and record_id in {
+                n["id"] for n in answer.json()["results"][0]["neighbours"]}:
+            return time.monotonic() - acked
+        time.sleep(0.05)
+    return None
+
+
 def run_once(chroma: Path, args: argparse.Namespace, label: str) -> dict[str, Any]:
     """One system, one training set, one steady phase; the lags and the rate reached."""
     workdir = Path(tempfile.mkdtemp(prefix="chroma-freshness-"))
@@ -254,15 +271,18 @@ def run_once(chroma: Path, args: argparse.Namespace, label: str) -> dict[str, An
         with Client(url, progress=False) as client, httpx.Client(base_url=url,
                                                                  timeout=60) as http:
             labels = rng.integers(0, CLASSES, size=args.training)
+            training = centres[labels] + rng.normal(size=(args.training, DIM))
             loading = time.monotonic()
-            key = client.log_many(centres[labels] + rng.normal(size=(args.training, DIM)),
-                                  embedding_set=model, dataset="train", split="training",
-                                  label_classes=[f"c{c}" for c in labels])["embedding_set_key"]
-            loaded = time.monotonic() - loading
+            answer = client.log_many(training, embedding_set=model, dataset="train",
+                                     split="training", label_classes=[f"c{c}" for c in labels])
+            acked = time.monotonic()
+            key = answer["embedding_set_key"]
+            first = first_searchable(http, key, answer["ids"][-1], training[-1], acked)
             wait_idle(http)
             settled = time.monotonic() - loading
             return _steady_phase(http, url, key, model, centres, rng, args) | {
-                "label": label, "load_s": loaded, "settled_s": settled, "workdir": workdir}
+                "label": label, "load_s": acked - loading, "settled_s": settled,
+                "first_searchable_s": first, "workdir": workdir}
     finally:
         system.send_signal(signal.SIGTERM)
         system.wait(120)
@@ -329,6 +349,9 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
           f"{result['load_s']:.1f} s, operations idle {result['settled_s']:.1f} s after "
           f"the start); {result['records']:,} production records in {result['batches']} "
           f"batches over {args.seconds:.0f} s ({result['failed']} failed)")
+    first = result["first_searchable_s"]
+    print("  new set: its last training record searchable "
+          + (f"{first:.1f} s after its 201" if first is not None else "NEVER (gave up)"))
     print(f"  rate reached: {result['rate']:,.0f} records/s"
           + (f" (asked {args.rate:,.0f})" if args.rate else " (random batches)"))
     print("  load average at the end (1/5/15 min): "
@@ -349,8 +372,8 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
 def summary(results: list[dict[str, Any]]) -> None:
     """Medians over the runs of each code: p50 / p99 per consumer, and the rate."""
     print("\nmedians over runs (p50 / p99 seconds; rate in records/s; load at each end)")
-    print("| code | runs | rate | searchable | index | queue | load |")
-    print("|---|---|---|---|---|---|---|")
+    print("| code | runs | new set searchable | rate | searchable | index | queue | load |")
+    print("|---|---|---|---|---|---|---|---|")
     for label in dict.fromkeys(r["label"] for r in results):
         mine = [r for r in results if r["label"] == label]
 
@@ -362,7 +385,9 @@ def summary(results: list[dict[str, Any]]) -> None:
                     f"{median([float(v[1]) for v in values]):.2f}")
 
         loads = ", ".join(f"{r['load'][0]:.1f}" for r in mine)
-        print(f"| {label} | {len(mine)} | {median([r['rate'] for r in mine]):,.0f} | "
+        firsts = [r["first_searchable_s"] for r in mine if r["first_searchable_s"] is not None]
+        first = f"{median(firsts):.1f} s" if firsts else "never"
+        print(f"| {label} | {len(mine)} | {first} | {median([r['rate'] for r in mine]):,.0f} | "
               f"{cell('searchable')} | {cell('index')} | {cell('queue')} | {loads} |")
 
 
