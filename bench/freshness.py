@@ -144,7 +144,11 @@ class Prober:
             ids = list(pending)[:1000]
             body = {"embedding_set_key": self.key, "k": 10,
                     "embeddings": [pending[i][0] for i in ids]}
-            answer = self.http.post("/api/v1/query", json=body)
+            try:
+                answer = self.http.post("/api/v1/query", json=body)
+            except httpx.HTTPError:  # a busy server may reset a connection: ask again
+                time.sleep(0.01)
+                continue
             now = time.monotonic()
             if answer.status_code == 200:
                 for record_id, result in zip(ids, answer.json()["results"], strict=True):
@@ -249,7 +253,10 @@ def first_searchable(
     within ``PROBE_GIVE_UP_S`` x 5; 503 while the set has no index yet)."""
     body = {"embedding_set_key": key, "embedding": vector.tolist(), "k": 10}
     while time.monotonic() - acked < PROBE_GIVE_UP_S * 5:
-        answer = http.post("/api/v1/query", json=body)
+        try:
+            answer = http.post("/api/v1/query", json=body)
+        except httpx.HTTPError:
+            continue
         if answer.status_code == 200 and record_id in {
                 n["id"] for n in answer.json()["results"][0]["neighbours"]}:
             return time.monotonic() - acked
