@@ -27,12 +27,14 @@ to the first poll where ``indexed_seq`` or ``scored_seq`` reached that number: a
 bound, by at most one poll interval. After the last write it waits (no traffic) until
 both cover everything.
 
+``--no-assessments`` turns off the assessment of production records on ``/log`` (its
+exact kNN against the training set bounds the rate the API absorbs at 100k training).
 ``--baseline DIR`` runs another checkout's code too (``DIR/.venv/bin/chroma``, e.g. a
 worktree of main with ``make install`` done), alternating baseline and this checkout
 ``--runs`` times each in one invocation, and prints the medians side by side.
 
     .venv/bin/python bench/freshness.py [--training 20000] [--seconds 60] [--poll 0.25]
-        [--rate 1000] [--writers 4] [--runs 1] [--baseline DIR] [--keep]
+        [--rate 1000] [--writers 4] [--runs 1] [--baseline DIR] [--keep] [--no-assessments]
 """
 
 from __future__ import annotations
@@ -217,12 +219,15 @@ def describe(name: str, values: list[float], expected: int) -> str:
             f"max {max(values):.2f} s  ({len(values)} of {expected} batches covered)")
 
 
-def start_system(chroma: Path, workdir: Path, port: int) -> subprocess.Popen[bytes]:
+def start_system(
+    chroma: Path, workdir: Path, port: int, extra_env: dict[str, str]
+) -> subprocess.Popen[bytes]:
     """``chroma run`` of the given installation, once every component is up."""
     log = open(workdir / "run.log", "ab")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
         [str(chroma), "run", "--port", str(port), "--data-dir", str(workdir / "data")],
-        env={**os.environ, "CHROMA_WORKER_POLL_S": "0.2"}, stdout=log, stderr=subprocess.STDOUT)
+        env={**os.environ, "CHROMA_WORKER_POLL_S": "0.2", **extra_env}, stdout=log,
+        stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -269,7 +274,8 @@ def run_once(chroma: Path, args: argparse.Namespace, label: str) -> dict[str, An
     workdir = Path(tempfile.mkdtemp(prefix="chroma-freshness-"))
     workdir.chmod(0o755)
     port = free_port()
-    system = start_system(chroma, workdir, port)
+    extra_env = {"CHROMA_ASSESSOR_CACHE_BYTES": "0"} if args.no_assessments else {}
+    system = start_system(chroma, workdir, port, extra_env)
     url = f"http://127.0.0.1:{port}"
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(CLASSES, DIM)) * 3
@@ -413,6 +419,9 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, default=None,
                         help="another checkout (with its .venv) to run alternately")
     parser.add_argument("--keep", action="store_true", help="keep the data and run.log")
+    parser.add_argument("--no-assessments", action="store_true",
+                        help="CHROMA_ASSESSOR_CACHE_BYTES=0: /log answers 202 without "
+                             "assessing (at 100k training they bound the rate reached)")
     args = parser.parse_args()
 
     print(machine_info(("qdrant-edge-py", "numpy", "psycopg", "pyarrow")))
