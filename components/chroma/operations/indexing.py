@@ -115,6 +115,10 @@ def index_embedding_set(
             "upserted": upserted, "deleted": deleted, "graph": graph}
 
 
+FILL_ROUNDS = 20
+"""Rounds a first index run fills its published version while records keep arriving."""
+
+
 def _publish_first(
     ctx: OperationContext, engine: QueryEngine, info: EmbeddingSetInfo, step: _Step
 ) -> dict[str, Any]:
@@ -127,12 +131,24 @@ def _publish_first(
     changes = ctx.catalog.changes
     filled = step.start + 0.4 * (step.end - step.start)  # progress once the fill is done
     engine.ensure_collection(info.key, info.dimension, check_distance(info.distance))
-    snapshot = changes.latest_seq(info.key)
-    upserted, deleted = _apply_changes(ctx, engine, changes, info.key, 0, snapshot,
-                                       _Step(ctx, step.start, filled))
+    snapshot = upserted = deleted = 0
+    # A first run usually starts with the set's first commit, while a bulk load is still
+    # arriving (commits over ``FRESH_MAX_RECORDS`` are not fed straight to the index): keep
+    # filling until a round finds less than a page, so the load is searchable before the
+    # graph build holds this operation (and the next index run) for a while.
+    for _ in range(FILL_ROUNDS):
+        head = changes.latest_seq(info.key)
+        if head <= snapshot:
+            break
+        more, gone = _apply_changes(ctx, engine, changes, info.key, snapshot, head,
+                                    _Step(ctx, step.start, filled))
+        upserted, deleted, snapshot = upserted + more, deleted + gone, head
+        current = engine.collection_info(info.key)
+        changes.record_index_state(info.key, collection=info.key, version=current.version,
+                                   indexed_seq=snapshot, indexed_count=current.points)
+        if more + gone < PAGE:
+            break
     current = engine.collection_info(info.key)
-    changes.record_index_state(info.key, collection=info.key, version=current.version,
-                               indexed_seq=snapshot, indexed_count=current.points)
     published = {"version": current.version, "indexed_seq": snapshot,
                  "points": current.points, "upserted": upserted, "deleted": deleted,
                  "published_first": True}
