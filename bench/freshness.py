@@ -1,27 +1,40 @@
-"""End to end: how long after its 201 a production record is in the index and the queue.
+"""End to end: how long after its 201 a production record is searchable, indexed and queued.
 
 Starts ``chroma run`` (embedded PostgreSQL and Qdrant Edge, default settings) in a
-temporary folder, logs a clustered training set (default 20,000 x 64-d, 10 classes),
+temporary folder, logs a clustered training set (default 20,000 x 64-d, 10 classes,
+Arrow bulk) into a new embedding set, measures when its last record is first answered
+by a search (*new set searchable*: the set has no index until its first ``index`` run),
 waits until the implicit operations are idle, then logs production records for
-``--seconds`` at a steady rate with random pauses: batches of 1-100 records, mostly
-0.05-0.4 s apart (within the trigger's debounce period), sometimes after 1-4 s.
+``--seconds``:
 
-With ``--rate R`` it logs at a steady R records/s instead (batches of R/10 every 0.1 s).
+* ``--rate R``: a steady R records/s, a batch of R/10 records every 0.1 s, sent by
+  ``--writers`` threads (so one slow answer does not hold the schedule back). The rate
+  really reached (records acknowledged / time from the first send to the last 201) is
+  printed: the figure only means what it says at that rate.
+* no ``--rate``: batches of 1-100 records, mostly 0.05-0.4 s apart (within the
+  trigger's debounce period), sometimes after 1-4 s.
 
-A poller reads ``/api/v1/status`` every ``--poll`` seconds (head of the change feed, and
-what the index and the labelling queue consumed). A batch's change number is at most
-the head seen by the first poll after its 201, so its lag is measured to the first poll
-where the index (``indexed_seq``) or the queue (``scored_seq``) reached that number: an
-upper bound, by at most one poll interval. After the last write it waits (no traffic)
-until both cover everything, and prints p50/p95/p99/max per consumer.
+*Searchable*: every batch's last record is probed. One prober thread searches the
+vectors of every probe not found yet in one request (k=10) about every 10 ms; a probe's
+lag is from its batch's 201 to the answer that first holds it (an upper bound, by one
+request). This is what a user sees: records reach the live index straight from the
+commit, before the ``index`` run that moves ``indexed_seq``.
 
-*Searchable*: a prober thread takes every batch's last record and searches its vector
-(k=10) until the record is answered; the lag from the batch's 201 to that answer is what
-a user sees (records reach the live index straight from the commit, before the ``index``
-run that moves ``indexed_seq``). A prober that falls behind only makes lags larger.
+*Index* and *queue*: a poller reads ``/api/v1/status`` every ``--poll`` seconds (head of
+the change feed, and what the index and the labelling queue consumed). A batch's change
+number is at most the head seen by the first poll after its 201, so its lag is measured
+to the first poll where ``indexed_seq`` or ``scored_seq`` reached that number: an upper
+bound, by at most one poll interval. After the last write it waits (no traffic) until
+both cover everything.
+
+``--no-assessments`` turns off the assessment of production records on ``/log`` (its
+exact kNN against the training set bounds the rate the API absorbs at 100k training).
+``--baseline DIR`` runs another checkout's code too (``DIR/.venv/bin/chroma``, e.g. a
+worktree of main with ``make install`` done), alternating baseline and this checkout
+``--runs`` times each in one invocation, and prints the medians side by side.
 
     .venv/bin/python bench/freshness.py [--training 20000] [--seconds 60] [--poll 0.25]
-                                        [--rate 1000]
+        [--rate 1000] [--writers 4] [--runs 1] [--baseline DIR] [--keep] [--no-assessments]
 """
 
 from __future__ import annotations
@@ -29,25 +42,31 @@ from __future__ import annotations
 import argparse
 import os
 import queue
+import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info
-from refresh import start_system, wait_idle
+from _machine import machine_info, median
+from refresh import wait_idle
 
 from chroma.client import Client
+from chroma.control.embedded import WORKERS
 
 DIM = 64
 CLASSES = 10
+PROBE_GIVE_UP_S = 120.0
 
 
 @dataclass
@@ -100,26 +119,96 @@ def lags(written: list[float], samples: list[Sample], attr: str) -> list[float]:
 
 @dataclass
 class Prober:
-    """Searches each probed record's vector until it is answered; lags from its 201."""
+    """Searches every probe not found yet in one request until each is answered."""
 
     http: httpx.Client
     key: str
     todo: queue.SimpleQueue[tuple[str, list[float], float] | None] = field(
         default_factory=queue.SimpleQueue)
     lags: list[float] = field(default_factory=list)
+    lost: int = 0
 
     def run(self) -> None:
-        while (item := self.todo.get()) is not None:
-            record_id, vector, acked = item
-            body = {"embedding_set_key": self.key, "embedding": vector, "k": 10}
-            deadline = acked + 120
-            while time.monotonic() < deadline:
-                answer = self.http.post("/api/v1/query", json=body)
-                if answer.status_code == 200 and record_id in {
-                        n["id"] for n in answer.json()["results"][0]["neighbours"]}:
-                    self.lags.append(time.monotonic() - acked)
+        pending: dict[str, tuple[list[float], float]] = {}
+        done = False
+        while not done or pending:
+            while True:
+                try:
+                    item = self.todo.get(timeout=0.01 if not pending and not done else 0)
+                except queue.Empty:
                     break
-                time.sleep(0.005)
+                if item is None:
+                    done = True
+                    break
+                pending[item[0]] = (item[1], item[2])
+            if not pending:
+                continue
+            ids = list(pending)[:1000]
+            body = {"embedding_set_key": self.key, "k": 10,
+                    "embeddings": [pending[i][0] for i in ids]}
+            try:
+                answer = self.http.post("/api/v1/query", json=body)
+            except httpx.HTTPError:  # a busy server may reset a connection: ask again
+                time.sleep(0.01)
+                continue
+            now = time.monotonic()
+            if answer.status_code == 200:
+                for record_id, result in zip(ids, answer.json()["results"], strict=True):
+                    if record_id in {n["id"] for n in result["neighbours"]}:
+                        self.lags.append(now - pending.pop(record_id)[1])
+            for record_id in [i for i, (_, acked) in pending.items()
+                              if now - acked > PROBE_GIVE_UP_S]:
+                del pending[record_id]
+                self.lost += 1
+            time.sleep(0.01)
+
+
+@dataclass
+class Writers:
+    """Logs batches from ``threads`` threads, each with its own client."""
+
+    url: str
+    model: dict[str, Any]
+    prober: Prober
+    threads: int
+    written: list[float] = field(default_factory=list)
+    records: int = 0
+    first_sent: float | None = None
+    last_acked: float = 0.0
+    failed: int = 0
+    _local: threading.local = field(default_factory=threading.local)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _clients: list[Client] = field(default_factory=list)
+
+    def client(self) -> Client:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = Client(self.url, progress=False)
+            with self._lock:
+                self._clients.append(client)
+        return client
+
+    def write(self, ids: list[str], vectors: np.ndarray, classes: list[str]) -> None:
+        with self._lock:
+            if self.first_sent is None:
+                self.first_sent = time.monotonic()
+        try:
+            self.client().log_many(vectors, embedding_set=self.model, ids=ids, dataset="prod",
+                                   split="production", inference_classes=classes)
+        except Exception:
+            with self._lock:
+                self.failed += 1
+            return
+        acked = time.monotonic()
+        with self._lock:
+            self.written.append(acked)
+            self.records += len(ids)
+            self.last_acked = max(self.last_acked, acked)
+        self.prober.todo.put((ids[-1], vectors[-1].tolist(), acked))
+
+    def close(self) -> None:
+        for client in self._clients:
+            client.close()
 
 
 def describe(name: str, values: list[float], expected: int) -> str:
@@ -128,6 +217,191 @@ def describe(name: str, values: list[float], expected: int) -> str:
     p50, p95, p99 = np.percentile(values, [50, 95, 99])
     return (f"  {name}: p50 {p50:.2f} s | p95 {p95:.2f} s | p99 {p99:.2f} s | "
             f"max {max(values):.2f} s  ({len(values)} of {expected} batches covered)")
+
+
+def start_system(
+    chroma: Path, workdir: Path, port: int, extra_env: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """``chroma run`` of the given installation, once every component is up."""
+    log = open(workdir / "run.log", "ab")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen(
+        [str(chroma), "run", "--port", str(port), "--data-dir", str(workdir / "data")],
+        env={**os.environ, "CHROMA_WORKER_POLL_S": "0.2", **extra_env}, stdout=log,
+        stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError((workdir / "run.log").read_text()[-3000:])
+        try:
+            status = httpx.get(f"http://127.0.0.1:{port}/api/v1/status", timeout=5).json()
+            up = {c["name"] for c in status["components"] if c["state"] == "up"}
+            if up >= {"api", *WORKERS}:
+                return proc
+        except (httpx.TransportError, ValueError, KeyError):
+            pass
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    raise RuntimeError("chroma run did not come up")
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def first_searchable(
+    http: httpx.Client, key: str, record_id: str, vector: np.ndarray, acked: float
+) -> float | None:
+    """Seconds from the 201 of a new set's last record to its first answer (None: not
+    within ``PROBE_GIVE_UP_S`` x 5; 503 while the set has no index yet)."""
+    body = {"embedding_set_key": key, "embedding": vector.tolist(), "k": 10}
+    while time.monotonic() - acked < PROBE_GIVE_UP_S * 5:
+        try:
+            answer = http.post("/api/v1/query", json=body)
+        except httpx.HTTPError:
+            continue
+        if answer.status_code == 200 and record_id in {
+                n["id"] for n in answer.json()["results"][0]["neighbours"]}:
+            return time.monotonic() - acked
+        time.sleep(0.05)
+    return None
+
+
+def run_once(chroma: Path, args: argparse.Namespace, label: str) -> dict[str, Any]:
+    """One system, one training set, one steady phase; the lags and the rate reached."""
+    workdir = Path(tempfile.mkdtemp(prefix="chroma-freshness-"))
+    workdir.chmod(0o755)
+    port = free_port()
+    extra_env = {"CHROMA_ASSESSOR_CACHE_BYTES": "0"} if args.no_assessments else {}
+    system = start_system(chroma, workdir, port, extra_env)
+    url = f"http://127.0.0.1:{port}"
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(CLASSES, DIM)) * 3
+    model = {"model": "freshness-bench", "dim": DIM}
+    try:
+        with Client(url, progress=False) as client, httpx.Client(base_url=url,
+                                                                 timeout=60) as http:
+            labels = rng.integers(0, CLASSES, size=args.training)
+            training = centres[labels] + rng.normal(size=(args.training, DIM))
+            loading = time.monotonic()
+            answer = client.log_many(training, embedding_set=model, dataset="train",
+                                     split="training", label_classes=[f"c{c}" for c in labels])
+            acked = time.monotonic()
+            key = answer["embedding_set_key"]
+            first = first_searchable(http, key, answer["ids"][-1], training[-1], acked)
+            wait_idle(http)
+            settled = time.monotonic() - loading
+            return _steady_phase(http, url, key, model, centres, rng, args) | {
+                "label": label, "load_s": acked - loading, "settled_s": settled,
+                "first_searchable_s": first, "workdir": workdir}
+    finally:
+        system.send_signal(signal.SIGTERM)
+        system.wait(120)
+        if not args.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _steady_phase(
+    http: httpx.Client, url: str, key: str, model: dict[str, Any], centres: np.ndarray,
+    rng: np.random.Generator, args: argparse.Namespace,
+) -> dict[str, Any]:
+    poller = Poller(http, key, args.poll)
+    polling = threading.Thread(target=poller.run, daemon=True)
+    polling.start()
+    probe_http = httpx.Client(base_url=url, timeout=60)
+    prober = Prober(probe_http, key)
+    probing = threading.Thread(target=prober.run, daemon=True)
+    probing.start()
+    writers = Writers(url, model, prober, args.writers if args.rate else 1)
+    pool = ThreadPoolExecutor(max_workers=writers.threads, thread_name_prefix="writer")
+    sent = 0
+    deadline = time.monotonic() + args.seconds
+    next_at = time.monotonic()
+    while time.monotonic() < deadline:
+        n = max(1, int(args.rate / 10)) if args.rate else int(rng.integers(1, 101))
+        batch = rng.integers(0, CLASSES, size=n)
+        vectors = centres[batch] + rng.normal(size=(n, DIM))
+        ids = [f"p{sent + i}" for i in range(n)]
+        classes = [f"c{c}" for c in batch]
+        if args.rate:
+            pool.submit(writers.write, ids, vectors, classes)
+            next_at += 0.1
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        else:
+            writers.write(ids, vectors, classes)
+            time.sleep(float(rng.uniform(1.0, 4.0)) if rng.random() < 0.15
+                       else float(rng.uniform(0.05, 0.4)))
+        sent += n
+    pool.shutdown(wait=True)
+    writers.close()
+    last_write = time.monotonic()
+    prober.todo.put(None)
+    until = last_write + args.catch_up
+    while time.monotonic() < until and not poller.covered():
+        time.sleep(args.poll)
+    covered_after = time.monotonic() - last_write if poller.covered() else None
+    poller.stop.set()
+    polling.join()
+    probing.join(PROBE_GIVE_UP_S + 60)
+    probe_http.close()
+    span = max(writers.last_acked - (writers.first_sent or writers.last_acked), 1e-9)
+    return {
+        "records": writers.records, "batches": len(writers.written), "failed": writers.failed,
+        "rate": writers.records / span, "covered_after_s": covered_after,
+        "load": os.getloadavg(), "lost": prober.lost,
+        "searchable": prober.lags,
+        "index": lags(writers.written, poller.samples, "indexed"),
+        "queue": lags(writers.written, poller.samples, "scored"),
+    }
+
+
+def report(result: dict[str, Any], args: argparse.Namespace) -> None:
+    print(f"\n[{result['label']}] {args.training:,} training x {DIM}-d (logged in "
+          f"{result['load_s']:.1f} s, operations idle {result['settled_s']:.1f} s after "
+          f"the start); {result['records']:,} production records in {result['batches']} "
+          f"batches over {args.seconds:.0f} s ({result['failed']} failed)")
+    first = result["first_searchable_s"]
+    print("  new set: its last training record searchable "
+          + (f"{first:.1f} s after its 201" if first is not None else "NEVER (gave up)"))
+    print(f"  rate reached: {result['rate']:,.0f} records/s"
+          + (f" (asked {args.rate:,.0f})" if args.rate else " (random batches)"))
+    print("  load average at the end (1/5/15 min): "
+          + " / ".join(f"{x:.1f}" for x in result["load"]))
+    covered = result["covered_after_s"]
+    print(f"  everything indexed and queued {covered:.1f} s after the last write"
+          if covered is not None else
+          f"  NOT covered {args.catch_up:.0f} s after the last write")
+    if args.keep:
+        print(f"  kept: {result['workdir']}")
+    print("  lag from 201 to ...")
+    print(describe("searchable", result["searchable"], result["batches"])
+          + (f" [{result['lost']} never found]" if result["lost"] else ""))
+    print(describe("index", result["index"], result["batches"]))
+    print(describe("queue", result["queue"], result["batches"]))
+
+
+def summary(results: list[dict[str, Any]]) -> None:
+    """Medians over the runs of each code: p50 / p99 per consumer, and the rate."""
+    print("\nmedians over runs (p50 / p99 seconds; rate in records/s; load at each end)")
+    print("| code | runs | new set searchable | rate | searchable | index | queue | load |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label in dict.fromkeys(r["label"] for r in results):
+        mine = [r for r in results if r["label"] == label]
+
+        def cell(name: str, mine: list[dict[str, Any]] = mine) -> str:
+            values = [np.percentile(r[name], [50, 99]) for r in mine if r[name]]
+            if not values:
+                return "-"
+            return (f"{median([float(v[0]) for v in values]):.2f} / "
+                    f"{median([float(v[1]) for v in values]):.2f}")
+
+        loads = ", ".join(f"{r['load'][0]:.1f}" for r in mine)
+        firsts = [r["first_searchable_s"] for r in mine if r["first_searchable_s"] is not None]
+        first = f"{median(firsts):.1f} s" if firsts else "never"
+        print(f"| {label} | {len(mine)} | {first} | {median([r['rate'] for r in mine]):,.0f} | "
+              f"{cell('searchable')} | {cell('index')} | {cell('queue')} | {loads} |")
 
 
 def main() -> None:
@@ -139,79 +413,34 @@ def main() -> None:
                         help="how long to wait for coverage after the last write")
     parser.add_argument("--rate", type=float, default=0.0,
                         help="steady records/s (batches every 0.1 s); 0: random batches")
+    parser.add_argument("--writers", type=int, default=4,
+                        help="threads sending the batches of --rate")
+    parser.add_argument("--runs", type=int, default=1, help="runs of each code")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout (with its .venv) to run alternately")
+    parser.add_argument("--keep", action="store_true", help="keep the data and run.log")
+    parser.add_argument("--no-assessments", action="store_true",
+                        help="CHROMA_ASSESSOR_CACHE_BYTES=0: /log answers 202 without "
+                             "assessing (at 100k training they bound the rate reached)")
     args = parser.parse_args()
 
     print(machine_info(("qdrant-edge-py", "numpy", "psycopg", "pyarrow")))
-    workdir = Path(tempfile.mkdtemp(prefix="chroma-freshness-"))
-    workdir.chmod(0o755)
-    port = 19000 + int(time.time()) % 1000
-    system = start_system(workdir, port)
-    url = f"http://127.0.0.1:{port}"
-    rng = np.random.default_rng(0)
-    centres = rng.normal(size=(CLASSES, DIM)) * 3
-    model = {"model": "freshness-bench", "dim": DIM}
-    try:
-        with Client(url, progress=False) as client, httpx.Client(base_url=url,
-                                                                 timeout=60) as http:
-            labels = rng.integers(0, CLASSES, size=args.training)
-            key = client.log_many(centres[labels] + rng.normal(size=(args.training, DIM)),
-                                  embedding_set=model, dataset="train", split="training",
-                                  label_classes=[f"c{c}" for c in labels])["embedding_set_key"]
-            wait_idle(http)
-            poller = Poller(http, key, args.poll)
-            thread = threading.Thread(target=poller.run, daemon=True)
-            thread.start()
-            probe_http = httpx.Client(base_url=url, timeout=60)
-            prober = Prober(probe_http, key)
-            probing = threading.Thread(target=prober.run, daemon=True)
-            probing.start()
-            written: list[float] = []
-            records = 0
-            deadline = time.monotonic() + args.seconds
-            next_at = time.monotonic()
-            while time.monotonic() < deadline:
-                n = max(1, int(args.rate / 10)) if args.rate else int(rng.integers(1, 101))
-                batch = rng.integers(0, CLASSES, size=n)
-                vectors = centres[batch] + rng.normal(size=(n, DIM))
-                ids = [f"p{records + i}" for i in range(n)]
-                client.log_many(vectors, embedding_set=model, ids=ids,
-                                dataset="prod", split="production",
-                                inference_classes=[f"c{c}" for c in batch])
-                written.append(time.monotonic())
-                prober.todo.put((ids[-1], vectors[-1].tolist(), written[-1]))
-                records += n
-                if args.rate:
-                    next_at += 0.1
-                    time.sleep(max(0.0, next_at - time.monotonic()))
-                else:
-                    time.sleep(float(rng.uniform(1.0, 4.0)) if rng.random() < 0.15
-                               else float(rng.uniform(0.05, 0.4)))
-            last_write = time.monotonic()
-            prober.todo.put(None)
-            until = last_write + args.catch_up
-            while time.monotonic() < until and not poller.covered():
-                time.sleep(args.poll)
-            covered_after = time.monotonic() - last_write
-            poller.stop.set()
-            thread.join()
-            print(f"\n{args.training:,} training x {DIM}-d; {records:,} production records in "
-                  f"{len(written)} batches over {args.seconds:.0f} s; status polled every "
-                  f"{args.poll} s (lags are upper bounds by one poll)")
-            print("load average during the run (1/5/15 min): "
-                  + " / ".join(f"{x:.1f}" for x in os.getloadavg()))
-            print(f"everything covered {covered_after:.1f} s after the last write"
-                  if poller.covered() else
-                  f"NOT covered {args.catch_up:.0f} s after the last write")
-            print(f"logged at {records / args.seconds:,.0f} records/s on average")
-            print("lag from 201 to ...")
-            probing.join(180)
-            probe_http.close()
-            print(describe("searchable", prober.lags, len(written)))
-            print(describe("index", lags(written, poller.samples, "indexed"), len(written)))
-            print(describe("queue", lags(written, poller.samples, "scored"), len(written)))
-    finally:
-        system.send_signal(signal.SIGTERM)
-        system.wait(120)
+    print("load average at start (1/5/15 min): "
+          + " / ".join(f"{x:.1f}" for x in os.getloadavg()))
+    ours = Path(sys.executable).parent / "chroma"
+    codes = [("this checkout", ours)]
+    if args.baseline is not None:
+        baseline = args.baseline.resolve() / ".venv" / "bin" / "chroma"
+        if not baseline.exists():
+            parser.error(f"{baseline} does not exist (make install in {args.baseline})")
+        codes.insert(0, (f"baseline {args.baseline}", baseline))
+    results = []
+    for _ in range(args.runs):
+        for label, chroma in codes:
+            result = run_once(chroma, args, label)
+            report(result, args)
+            results.append(result)
+    summary(results)
 
 
 if __name__ == "__main__":

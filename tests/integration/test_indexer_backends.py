@@ -102,7 +102,9 @@ def test_index_then_changes_then_reindex(parts: Parts) -> None:
     parts.log("prod", "production", prod_ids, prod, [[] for _ in prod_ids])
 
     first = parts.run("index")
-    assert first["points"] == 400 and first["graph"] == "rebuilt"  # no index yet: built
+    # no index yet: a version published at once and filled (400 points need no graph)
+    assert first["points"] == 400 and first["published_first"]
+    assert first["graph"] == "unchanged"
     ids, vectors = train_ids + prod_ids, np.vstack([train, prod])
     query = rng.normal(size=DIM)
     assert searched(parts, query, 10) == nearest(ids, vectors, query, 10)

@@ -33,7 +33,9 @@ __all__ = ["FreshFeed"]
 
 log = logging.getLogger(__name__)
 
-UNINDEXED_PAUSE_S = 2.0
+UNINDEXED_PAUSE_S = 0.5
+"""How long a set that had no index is skipped. Short: the first ``index`` run of a set
+publishes its (empty) version at once, and what is skipped waits for the next run."""
 FRESH_MAX_RECORDS = 10_000
 """More records of one set waiting at once (a bulk load) are left to the index run: the
 indexer would upsert them twice, and the API process would pay for sending them."""

@@ -155,8 +155,9 @@ class CollectionInfo:
     distance: Distance
     points: int
     indexed_points: int
-    """Points covered by the HNSW graph; the others are scanned exactly until ``optimize``
-    (always 0 in qdrant-client local mode, which has no graph)."""
+    """Points covered by the HNSW graph, or needing none (Edge: a shard too small for a
+    graph); the others are scanned exactly until ``optimize`` (always 0 in qdrant-client
+    local mode, which has no graph)."""
 
 
 class QueryEngine(ABC):

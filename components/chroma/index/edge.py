@@ -20,7 +20,13 @@ shard, and keeps serving the old version until then. Incremental writes must go 
 the process that has the live version open.
 
 Qdrant Edge runs no background optimizer: ``optimize`` builds the HNSW graph over
-points written since the last call; until then they are scanned exactly.
+points written since the last call; until then they are scanned exactly. A shard whose
+vectors are smaller than ``INDEXING_THRESHOLD_KB`` gets no graph at all (a scan is as
+fast), so ``collection_info`` counts all its points as needing none.
+
+Writes are journaled while a ``reindex`` of the key builds (see ``_journaled``), and the
+journal is replayed onto the new version mostly *without* the journal lock: live writes
+wait only for the last few entries and the switch, never for a whole replay.
 """
 
 from __future__ import annotations
@@ -78,6 +84,14 @@ _EDGE_DISTANCE = {
     "euclid": edge.Distance.Euclid,
 }
 _KEYWORD_FIELDS = ("dataset", "split", "inference_class", "label_class", "tags")
+INDEXING_THRESHOLD_KB = 10_000
+"""Edge builds a segment's HNSW graph only above this many kilobytes of vectors (its
+own default, made explicit): below, the segment is scanned, which is as fast. So a whole
+shard below it is never graphed, and no build or ``optimize`` would change that."""
+REPLAY_UNDER_LOCK = 8
+"""Journal entries a ``reindex`` replays while holding the journal lock (with the switch);
+the rest is replayed before, in rounds, while live writes go on."""
+REPLAY_ROUNDS = 10
 
 
 def _payload_indexes(filter_graph: bool) -> list[tuple[str, Any]]:
@@ -265,7 +279,10 @@ class EdgeQueryEngine(QueryEngine):
                 ef_construct=config.hnsw_ef_construct,
                 full_scan_threshold=config.full_scan_threshold_kb,
             ),
-            optimizers=edge.EdgeOptimizersConfig(default_segment_number=config.edge_segment_number),
+            optimizers=edge.EdgeOptimizersConfig(
+                default_segment_number=config.edge_segment_number,
+                indexing_threshold=INDEXING_THRESHOLD_KB,
+            ),
         )
 
     def _open_version(self, key: str, version: int, stamp: tuple[int, int] | None) -> _Shard:
@@ -338,6 +355,15 @@ class EdgeQueryEngine(QueryEngine):
                     self._draining.discard(shard)
                     shard.close()
 
+    def _switch(self, key: str, built: _Shard) -> None:
+        """Point ``CURRENT`` at ``built`` and make it live here, as one step for searches
+        of this process (caller holds the file lock): a search between the two would see
+        the new pointer, try to open the version this engine holds open and fail."""
+        with self._lock:
+            self._write_pointer(key, built.version)
+            built.pointer_stamp = self._pointer_stamp(key)
+            self._install(key, built)
+
     # -- building a version -----------------------------------------------------------
 
     def _build_version(
@@ -408,10 +434,7 @@ class EdgeQueryEngine(QueryEngine):
         with self._file_lock(key):
             if self._read_pointer(key) is None:
                 built = self._build_version(key, dimension, distance, ())
-                self._write_pointer(key, built.version)
-                built.pointer_stamp = self._pointer_stamp(key)
-                with self._lock:
-                    self._install(key, built)
+                self._switch(key, built)
         info = self.collection_info(key)
         if (info.dimension, info.distance) != (dimension, distance):
             raise Conflict(
@@ -424,6 +447,8 @@ class EdgeQueryEngine(QueryEngine):
         with self._lease(key) as shard, _translate_errors(f"counting {key}"):
             points = shard.shard.count(edge.CountRequest(exact=True))
             indexed = shard.shard.info().indexed_vectors_count
+        if points * shard.dimension * 4 < INDEXING_THRESHOLD_KB * 1024:
+            indexed = points  # too small for a graph: scanned by design, nothing to build
         return CollectionInfo(
             key, shard.version, shard.dimension, shard.distance, points, min(indexed, points)
         )
@@ -442,7 +467,20 @@ class EdgeQueryEngine(QueryEngine):
     # -- QueryEngine: writes ----------------------------------------------------------
 
     def upsert(self, key: str, records: Sequence[IndexedRecord], vectors: np.ndarray) -> int:
-        return int(self._journaled(key, ("upsert", records, vectors)) or 0)
+        # One journal entry (and one hold of the journal lock) per request-sized slice: a
+        # page of the indexer's catch-up must not hold a fresh commit's upsert back long.
+        matrix = np.asarray(vectors, dtype=np.float32)
+        if matrix.ndim == 1:
+            matrix = matrix[np.newaxis, :]
+        check_records(records, matrix)  # all or nothing: before the first slice is written
+        step = self._config.upsert_batch_size
+        if len(records) <= step:
+            return int(self._journaled(key, ("upsert", records, matrix)) or 0)
+        return sum(
+            int(self._journaled(key, ("upsert", records[start:start + step],
+                                      matrix[start:start + step])) or 0)
+            for start in range(0, len(records), step)
+        )
 
     def delete(self, key: str, refs: Iterable[RecordRef]) -> None:
         ids = [point_id(dataset, record_id) for dataset, record_id in refs]
@@ -502,20 +540,37 @@ class EdgeQueryEngine(QueryEngine):
             journal = self._journals.setdefault(key, [])
         try:
             built = self._build_version(key, dimension, distance, batches)
-            with self._journal_lock:  # no write between the replay and the switch
-                for write in journal:
-                    if write[0] != "upsert" or write[1]:
-                        self._apply(built, key, write)
+            replayed = self._replay(built, key, journal)
+            with self._journal_lock:  # no write between the last entries and the switch
+                self._replay_entries(built, key, journal[replayed:])
                 with self._file_lock(key):
-                    self._write_pointer(key, built.version)
-                    built.pointer_stamp = self._pointer_stamp(key)
-                    with self._lock:
-                        self._install(key, built)
+                    self._switch(key, built)
         finally:
             if mine:
                 with self._journal_lock:
                     self._journals.pop(key, None)
         return self.collection_info(key)
+
+    def _replay(self, built: _Shard, key: str, journal: list[tuple[Any, ...]]) -> int:
+        """Apply the journal to ``built`` in order, in rounds, without the journal lock,
+        until at most ``REPLAY_UNDER_LOCK`` entries are left; how many were applied.
+
+        Only this thread writes ``built``, and live writes only append to ``journal``,
+        so entries reach the new version in the order they reached the live one."""
+        replayed = 0
+        for _ in range(REPLAY_ROUNDS):
+            with self._journal_lock:
+                pending = journal[replayed:]
+            if len(pending) <= REPLAY_UNDER_LOCK:
+                break
+            self._replay_entries(built, key, pending)
+            replayed += len(pending)
+        return replayed
+
+    def _replay_entries(self, built: _Shard, key: str, entries: list[tuple[Any, ...]]) -> None:
+        for write in entries:
+            if write[0] != "upsert" or write[1]:
+                self._apply(built, key, write)
 
     def drop_old_versions(self, key: str) -> list[int]:
         directory = self._collection_dir(key)

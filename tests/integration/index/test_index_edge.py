@@ -1,4 +1,5 @@
-"""Qdrant Edge specifics: HNSW recall with the shipped parameters, and sharing a directory.
+"""Qdrant Edge specifics: HNSW recall with the shipped parameters, sharing a directory,
+writes carried across a rebuild.
 
 The remote backend's graph lives in the server; its local-mode stand-in is brute force,
 so recall is measured here on Edge only.
@@ -6,6 +7,7 @@ so recall is measured here on Edge only.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +123,43 @@ def test_writes_made_while_a_reindex_builds_are_carried_over_at_the_switch(
         assert "r5" not in {n.record_id for n in engine.search(KEY, vectors[5], 10)[0]}
         engine.upsert(KEY, [records[250]], vectors[250:251])  # no rebuild: no journal kept
         assert not engine._journals
+
+
+def test_a_live_write_during_the_journal_replay_is_taken_at_once_and_carried_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writes journaled during a rebuild are replayed onto the new version without
+    the journal lock (only the last few and the switch hold it), so a fresh commit's
+    upsert is not held back by a long replay, and it is in the new version too."""
+    dimension = 16
+    vectors = gaussian_mixture(130, dimension, seed=6, clusters=4, spread=0.5)
+    records = [IndexedRecord(dataset="d", record_id=f"r{i}", split="production")
+               for i in range(130)]
+    late = IndexedRecord(dataset="d", record_id="late", split="production")
+    late_vector = np.full((1, dimension), 9.0, dtype=np.float32)
+    with open_query_engine(IndexConfig(backend="edge", path=tmp_path)) as engine:
+        engine.reindex(KEY, dimension, "cosine", [(records[:100], vectors[:100])])
+
+        def batches():
+            yield records[:100], vectors[:100]
+            for i in range(100, 130):  # journaled: more entries than replayed under the lock
+                engine.upsert(KEY, [records[i]], vectors[i:i + 1])
+
+        apply = engine._apply
+        writer_stuck: list[bool] = []
+
+        def apply_beside_a_live_write(shard, key, write):  # type: ignore[no-untyped-def]
+            if shard.version == 2 and not writer_stuck:  # the replay's first entry
+                writer = threading.Thread(target=engine.upsert, args=(KEY, [late], late_vector))
+                writer.start()
+                writer.join(60)  # not a speed limit: only a lock held here would block it
+                writer_stuck.append(writer.is_alive())
+            return apply(shard, key, write)
+
+        monkeypatch.setattr(engine, "_apply", apply_beside_a_live_write)
+        info = engine.reindex(KEY, dimension, "cosine", batches())
+        assert writer_stuck == [False]
+        assert info.version == 2 and info.points == 131
+        assert engine.search(KEY, late_vector, 1)[0][0].record_id == "late"
+        for i in (100, 129):
+            assert engine.search(KEY, vectors[i], 1)[0][0].record_id == f"r{i}"

@@ -1,0 +1,185 @@
+"""A new embedding set is searchable before its graph exists, and nothing drops out of
+search while the graph is built beside the live version and switched to.
+
+Real parts, in-process: records committed to a real PostgreSQL and a local parquet
+store, the ``index`` operation's handler run with an ``OperationContext`` whose progress
+reports let the test look inside the run, the embedded Edge engine hosted here (as in
+the indexer worker) and searched through ``open_reader``. Edge's indexing threshold is
+lowered so that a few hundred 16-d points get a graph (the default would leave a shard
+this small to exact scan, as it should).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import chroma.index.edge as edge_engine
+from chroma.catalog import Catalog, Database, apply_migrations
+from chroma.errors import NotFound
+from chroma.index import IndexedRecord
+from chroma.index.hosting import open_reader
+from chroma.index.hosting.host import hosted_engine
+from chroma.ingest import GroupCommitter
+from chroma.ingest.validation import LogBatch
+from chroma.keys import embedding_set_key
+from chroma.operations.context import OperationContext
+from chroma.operations.indexing import run_index
+from chroma.settings import Settings
+from chroma.storage import RecordBatch, open_store
+
+pytestmark = pytest.mark.integration
+
+DIM = 16
+
+
+class WatchedContext(OperationContext):
+    """An operation context that calls ``watch(message)`` at every progress report."""
+
+    watch: Callable[[str], None] = staticmethod(lambda message: None)
+
+    def progress(self, fraction: float, message: str | None = None) -> None:
+        super().progress(fraction, message)
+        self.watch(message or "")
+
+
+@dataclass
+class Parts:
+    settings: Settings
+    catalog: Catalog
+    committer: GroupCommitter
+    es: dict[str, str]
+
+    @property
+    def key(self) -> str:
+        return embedding_set_key(self.es)
+
+    def log(self, ids: list[str], vectors: np.ndarray) -> None:
+        n = len(ids)
+        records = RecordBatch(
+            ids=ids, embeddings=vectors.astype(np.float32), input_uris=[None] * n,
+            inference_classes=[None] * n, label_classes=["c"] * n, scores_json=[None] * n,
+            tags=[[] for _ in ids], metadata_json=[None] * n, dataset="d", split="training")
+        self.committer.commit([LogBatch(self.es, self.key, "d", "training", records)])
+
+    def index(self, watch: Callable[[str], None] = lambda message: None) -> dict:
+        op, _ = self.catalog.operations.enqueue("index", self.key)
+        ctx = WatchedContext(op, self.settings, self.catalog, self.catalog.operations,
+                             open_store(self.settings))
+        ctx.watch = watch  # type: ignore[method-assign]
+        return run_index(ctx)["embedding_sets"][self.key]
+
+    def nearest(self, vectors: np.ndarray) -> list[str]:
+        """The top hit of each vector, through the reader every searcher uses."""
+        hits = open_reader(self.settings).search(self.key, vectors, 1)
+        return [row[0].record_id if row else "" for row in hits]
+
+
+@pytest.fixture
+def parts(own_database_url: str, tmp_path: Path) -> Iterator[Parts]:
+    apply_migrations(own_database_url)
+    settings = Settings(database_url=own_database_url, data_dir=tmp_path,
+                        storage_url=str(tmp_path / "store"), index_exact_scan_max=50)
+    db = Database(own_database_url)
+    db.open()
+    catalog = Catalog(db)
+    committer = GroupCommitter(catalog, open_store(settings))
+    yield Parts(settings, catalog, committer, {"model": "first-index",
+                                               "run": os.urandom(4).hex()})
+    db.close()
+
+
+def spread(n: int, seed: int) -> np.ndarray:
+    """Well separated vectors: each one's nearest record is itself."""
+    return np.random.default_rng(seed).normal(size=(n, DIM)) * 10
+
+
+def test_a_new_set_is_searchable_before_its_graph_and_nothing_drops_out_at_the_switch(
+    parts: Parts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(edge_engine, "INDEXING_THRESHOLD_KB", 1)  # graphs for tiny shards
+    vectors = spread(600, seed=1)
+    ids = [f"r{i}" for i in range(600)]
+    parts.log(ids, vectors)
+    engine = hosted_engine(parts.settings)
+    fresh = IndexedRecord(dataset="d", record_id="fresh", split="production")
+    fresh_vector = np.full((1, DIM), 40.0, dtype=np.float32)
+    seen: list[str] = []
+
+    def during_the_graph_build(message: str) -> None:
+        if not message.startswith("building"):
+            return
+        seen.append(message)
+        # The published version answers every record by exact scan, before any graph ...
+        info = engine.collection_info(parts.key)
+        fed = len(seen) > 1  # the fresh record, upserted at the first look
+        assert (info.version, info.points, info.indexed_points) == (1, 600 + fed, 0)
+        assert parts.nearest(vectors) == ids
+        # ... the index state says so (``recommend`` and ``/status`` need not wait) ...
+        state = parts.catalog.changes.index_state(parts.key)
+        assert state is not None and state.indexed_count == 600
+        assert state.indexed_seq == parts.catalog.changes.latest_seq(parts.key)
+        # ... and takes a fresh commit's upsert (refused as "no index" before).
+        if len(seen) == 1:
+            assert engine.upsert(parts.key, [fresh], fresh_vector) == 1
+
+    # A searcher through the whole operation, the switch included: a record it found once
+    # (the published version fills page by page) must be found by every later search.
+    misses: list[str] = []
+    found: set[str] = set()
+    searches = 0
+    stop = threading.Event()
+
+    def keep_searching() -> None:
+        nonlocal searches
+        sample = list(range(0, 600, 37))
+        while not stop.is_set():
+            try:
+                got = parts.nearest(vectors[sample])
+            except NotFound:  # the run has not published a version yet
+                assert not found
+                continue
+            searches += 1
+            for i, hit in zip(sample, got, strict=True):
+                if hit == ids[i]:
+                    found.add(hit)
+                elif ids[i] in found:
+                    misses.append(f"{ids[i]} dropped out (top hit {hit!r})")
+
+    searcher = threading.Thread(target=keep_searching)
+    searcher.start()
+    try:
+        result = parts.index(during_the_graph_build)
+    finally:
+        stop.set()
+        searcher.join()
+    assert seen, "the run built no graph beside the published version"
+    assert result["published_first"] and result["graph"] == "rebuilt"
+    info = engine.collection_info(parts.key)
+    assert info.version == 2 and info.points == 601 and info.indexed_points >= 600
+    assert parts.nearest(vectors) == ids
+    assert parts.nearest(fresh_vector) == ["fresh"]  # carried over to the new version
+    assert searches > 0 and not misses, misses[:5]
+    assert len(found) == len(range(0, 600, 37))
+
+
+def test_a_set_too_small_for_a_graph_is_not_rebuilt_by_every_index_run(parts: Parts) -> None:
+    """Edge leaves a shard under its indexing threshold to exact scan; counting its points
+    as "outside the graph" made every index run over ``index_exact_scan_max`` rebuild it
+    (three times in a row while records kept arriving: a 60 s run at 20k x 64)."""
+    vectors = spread(400, seed=2)
+    parts.log([f"r{i}" for i in range(400)], vectors)
+    first = parts.index()
+    assert first["version"] == 1 and first["graph"] == "unchanged"
+    more = spread(100, seed=3)
+    parts.log([f"m{i}" for i in range(100)], more)
+    second = parts.index()
+    assert second["graph"] == "unchanged" and second["version"] == 1
+    assert second["upserted"] == 100 and second["points"] == 500
+    assert parts.nearest(more) == [f"m{i}" for i in range(100)]
