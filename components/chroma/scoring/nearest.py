@@ -87,8 +87,40 @@ class ExactNearest:
         return np.sqrt(np.maximum(query_squared - closeness, 0.0))
 
 
+_GROUP = 16
+"""Columns per group in :func:`_top_k`'s first pass."""
+
+
 def _top_k(closeness: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Columns of the ``k`` largest values of each row, largest first, and the values."""
+    """Columns of the ``k`` largest values of each row, largest first, and the values.
+
+    Exact, in two passes, because a partition over every column was most of an
+    incremental refresh: the columns are cut into ``m`` groups of ``_GROUP`` (group ``g``
+    = columns ``g, g + m, g + 2m, ...``, so the maximum per group is a few vectorised
+    ``maximum`` over contiguous rows); each of the k largest values lies in a group
+    whose maximum is among the k largest group maxima (fewer than k groups can hold a
+    larger value), so only those ``k * _GROUP`` columns, and the ragged tail, are
+    partitioned. Among exactly equal values, which column is reported may differ from a
+    full partition's (both are arbitrary there)."""
+    rows, n = closeness.shape
+    m = n // _GROUP
+    if m <= 2 * k:
+        return _top_k_full(closeness, k)
+    grouped = m * _GROUP
+    maxima = closeness[:, :m].copy()
+    for start in range(m, grouped, m):  # views, not a reshaped copy of the block
+        np.maximum(maxima, closeness[:, start:start + m], out=maxima)
+    groups = np.argpartition(maxima, m - k, axis=1)[:, m - k:]
+    columns = (groups[:, :, np.newaxis] + m * np.arange(_GROUP)).reshape(rows, k * _GROUP)
+    if grouped < n:
+        tail = np.broadcast_to(np.arange(grouped, n), (rows, n - grouped))
+        columns = np.concatenate([columns, tail], axis=1)
+    top, values = _top_k_full(np.take_along_axis(closeness, columns, axis=1), k)
+    return np.take_along_axis(columns, top, axis=1), values
+
+
+def _top_k_full(closeness: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_top_k` by one partition over every column."""
     n = closeness.shape[1]
     top = np.argpartition(closeness, n - k, axis=1)[:, n - k:]
     values = np.take_along_axis(closeness, top, axis=1)
