@@ -15,6 +15,7 @@ import pytest
 from chroma.catalog import Catalog, QueueEntry
 from chroma.ingest import GroupCommitter, LogBatch
 from chroma.keys import embedding_set_key
+from chroma.labelling import scorer
 from chroma.labelling.runs import LabellingJob, recommend_one
 from chroma.settings import Settings
 from chroma.storage import FileStore, RecordBatch
@@ -131,3 +132,29 @@ def test_an_incremental_run_leaves_the_queue_a_full_refresh_would(
     assert state is not None and refreshed is not None
     assert refreshed.scored_count == state.scored_count
     assert refreshed.scored_seq == state.scored_seq
+
+
+def test_the_run_after_a_refit_uses_the_fitted_model_without_loading_it_again(
+    catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = FileStore(str(tmp_path / "store"))
+    logger = Logger(catalog, store)
+    settings = Settings(recommend_exact_knn_max=100_000)
+    logger.log("train", "training", [f"t-{i}" for i in range(120)])
+    logger.log("prod", "production", [f"p-{i}" for i in range(30)])
+    loads: list[str] = []
+    real_load = scorer.load_model
+    monkeypatch.setattr(scorer, "load_model",
+                        lambda data: loads.append("load") or real_load(data))
+
+    first = recommend_one(LabellingJob(catalog, store, settings, KEY))
+    assert first["full_refresh"] and loads == []  # fitted in this run
+    logger.log("prod", "production", [f"p-{i}" for i in range(30, 40)])
+    second = recommend_one(LabellingJob(catalog, store, settings, KEY))
+    assert second["scored"] == 10 and second["mhb_version"] == first["mhb_version"]
+    assert loads == []  # kept from the fit: its scoring factors are derived once
+
+    scorer._models.clear()  # another process: reads the stored model
+    logger.log("prod", "production", ["p-40"])
+    assert recommend_one(LabellingJob(catalog, store, settings, KEY))["scored"] == 1
+    assert loads == ["load"]
