@@ -12,7 +12,9 @@ Each child logs ``--training`` x 128 training and ``--production`` production re
 clusters, 2 of them never trained) and times a full refresh; then, per round and child in
 turn, ``--incremental`` new production records are committed and a ``recommend`` scores
 them (target <= 2 s for 10,000), and a ``recommend`` with nothing new follows (target:
-well under a second). Medians per version, with the load average of every run.
+well under a second). Medians per version, with the load average of every run, and the
+CPU time of the benchmarking process during each run (all its threads; PostgreSQL's own
+work not included): on a busy machine the wall time is mostly waiting for a core.
 
     .venv/bin/python bench/refresh_inprocess.py [--training 20000] [--production 100000]
         [--incremental 10000] [--rounds 5] [--code /tmp/main/components]
@@ -93,10 +95,11 @@ def serve(args: argparse.Namespace) -> None:
     logged = args.production
 
     def run(full: bool) -> dict[str, Any]:
-        began = time.perf_counter()
+        began, cpu = time.perf_counter(), time.process_time()
         result = recommend_one(LabellingJob(catalog, store, settings, key()), full=full)
-        return {"seconds": time.perf_counter() - began, "scored": result.get("scored", 0),
-                "knn": result.get("knn"), "load": os.getloadavg()[0]}
+        return {"seconds": time.perf_counter() - began, "cpu": time.process_time() - cpu,
+                "scored": result.get("scored", 0), "knn": result.get("knn"),
+                "load": os.getloadavg()[0]}
 
     for line in sys.stdin:
         command = line.strip()
@@ -165,16 +168,18 @@ def main() -> None:
             full = child.ask("setup")
             times[child.name]["full"] = [full["seconds"]]
             print(f"{child.name}: code {full['code']}\n  full refresh of "
-                  f"{args.production:,}: {full['seconds']:.2f} s  kNN {full['knn']}  "
-                  f"load {full['load']:.1f}", flush=True)
+                  f"{args.production:,}: {full['seconds']:.2f} s (CPU {full['cpu']:.2f} s)  "
+                  f"kNN {full['knn']}  load {full['load']:.1f}", flush=True)
         for round_ in range(args.rounds):
             for child in children[::1 if round_ % 2 == 0 else -1]:
                 for run in ("incremental", "nothing new"):
                     answer = child.ask(run)
                     times[child.name].setdefault(run, []).append(answer["seconds"])
+                    times[child.name].setdefault(f"{run} CPU", []).append(answer["cpu"])
                     print(f"round {round_ + 1} {child.name}: {run:>11} "
-                          f"{answer['seconds']:6.2f} s  scored {answer['scored']:>6,}  "
-                          f"load {answer['load']:.1f}", flush=True)
+                          f"{answer['seconds']:6.2f} s (CPU {answer['cpu']:5.2f} s)  "
+                          f"scored {answer['scored']:>6,}  load {answer['load']:.1f}",
+                          flush=True)
     finally:
         for child in children:
             child.close()

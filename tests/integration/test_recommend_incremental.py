@@ -15,7 +15,7 @@ import pytest
 from chroma.catalog import Catalog, QueueEntry
 from chroma.ingest import GroupCommitter, LogBatch
 from chroma.keys import embedding_set_key
-from chroma.labelling import scorer
+from chroma.labelling import runs, scorer
 from chroma.labelling.runs import LabellingJob, recommend_one
 from chroma.settings import Settings
 from chroma.storage import FileStore, RecordBatch
@@ -88,9 +88,11 @@ def _assert_same_queue(incremental: list[QueueEntry], full: list[QueueEntry]) ->
             want.tags, want.inference_class, want.logged_at), where
 
 
+@pytest.mark.parametrize("page", [runs.PAGE, 7], ids=["one-page", "pages-of-7"])
 def test_an_incremental_run_leaves_the_queue_a_full_refresh_would(
-    catalog: Catalog, tmp_path: Path,
+    catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: int,
 ) -> None:
+    monkeypatch.setattr(runs, "PAGE", page)  # pages read, scored and written overlapped
     store = FileStore(str(tmp_path / "store"))
     logger = Logger(catalog, store)
     settings = Settings(recommend_exact_knn_max=100_000)
@@ -132,6 +134,7 @@ def test_an_incremental_run_leaves_the_queue_a_full_refresh_would(
     assert state is not None and refreshed is not None
     assert refreshed.scored_count == state.scored_count
     assert refreshed.scored_seq == state.scored_seq
+    assert set(full["seconds"]) == {"prepare", "read", "score", "write"}
 
 
 def test_the_run_after_a_refit_uses_the_fitted_model_without_loading_it_again(
@@ -158,3 +161,37 @@ def test_the_run_after_a_refit_uses_the_fitted_model_without_loading_it_again(
     logger.log("prod", "production", ["p-40"])
     assert recommend_one(LabellingJob(catalog, store, settings, KEY))["scored"] == 1
     assert loads == ["load"]
+
+
+def test_a_failed_page_write_fails_the_run_and_the_next_run_scores_those_records(
+    catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(runs, "PAGE", 7)
+    store = FileStore(str(tmp_path / "store"))
+    logger = Logger(catalog, store)
+    settings = Settings(recommend_exact_knn_max=100_000)
+    logger.log("train", "training", [f"t-{i}" for i in range(120)])
+    logger.log("prod", "production", [f"p-{i}" for i in range(10)])
+    recommend_one(LabellingJob(catalog, store, settings, KEY))
+    before = catalog.queue.state(KEY)
+    logger.log("prod", "production", [f"p-{i}" for i in range(10, 40)])
+
+    real_upsert = catalog.queue.upsert
+    writes: list[int] = []
+
+    def failing(key: str, rows: list, mhb_version: int | None) -> None:
+        writes.append(len(rows))
+        if len(writes) == 2:
+            raise RuntimeError("the catalog went away")
+        real_upsert(key, rows, mhb_version)
+
+    monkeypatch.setattr(catalog.queue, "upsert", failing)
+    with pytest.raises(RuntimeError, match="went away"):
+        recommend_one(LabellingJob(catalog, store, settings, KEY))
+    assert len(writes) == 2  # no page written after the failed one
+    assert catalog.queue.state(KEY) == before  # the feed is not marked as scored
+
+    monkeypatch.setattr(catalog.queue, "upsert", real_upsert)
+    again = recommend_one(LabellingJob(catalog, store, settings, KEY))
+    assert again["scored"] == 30 and not again["full_refresh"]
+    assert catalog.queue.count(KEY) == 40
