@@ -2,8 +2,10 @@
 
 ``recommend`` is incremental: only production records changed since the last run are
 scored, unless the MHB model or the index version changed (or ``full`` is asked), which
-rebuilds the reference and rescores everything. Records with a ``label_class`` are kept
-out of the queue.
+rebuilds the reference and rescores everything; either way the queue ends up the same.
+Records with a ``label_class`` are kept out of the queue. Pages of records are read and
+written in threads while the one between is scored (``PAGE``), and the result reports
+the seconds of each phase.
 
 The nearest training records come from memory (``TrainingNeighbours``, exact) for sets
 with up to ``Settings.recommend_exact_knn_max`` training records, else from the query
