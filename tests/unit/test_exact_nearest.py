@@ -4,6 +4,8 @@ search answers what sorting every distance answers, for each of the index's dist
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 
@@ -48,8 +50,13 @@ def test_the_two_pass_top_k_finds_every_best_value_among_many_equal_ones() -> No
     assert all(len(set(row)) == 10 for row in rows.tolist())  # ten distinct columns
 
 
+@pytest.mark.parametrize("blocks", ["one block", "blocks in threads"])
 @pytest.mark.parametrize("distance", ["cosine", "dot", "euclid"])
-def test_exact_nearest_answers_what_sorting_every_distance_answers(distance: str) -> None:
+def test_exact_nearest_answers_what_sorting_every_distance_answers(
+    distance: str, blocks: str, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if blocks != "one block":
+        monkeypatch.setattr(nearest, "_CHUNK_ELEMENTS", 3_001 * 17)  # 9 blocks of 17 rows
     rng = np.random.default_rng(7)
     stored = rng.normal(size=(3_001, 24)).astype(np.float32)
     queries = rng.normal(size=(150, 24)).astype(np.float32)
@@ -75,3 +82,48 @@ def test_k_beyond_the_stored_rows_answers_every_row() -> None:
     rows, distances = ExactNearest(stored, "euclid").nearest(np.ones((2, 3), np.float32), 5)
     assert rows.shape == distances.shape == (2, 3)
     assert sorted(rows[0].tolist()) == [0, 1, 2]
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_blocks_run_with_one_blas_thread_each_and_the_setting_comes_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(nearest, "_CHUNK_ELEMENTS", 2_000 * 10)  # 10 rows a block
+    before = _blas_threads()
+    assert before  # numpy's BLAS is seen
+    during: list[list[int]] = []
+    real = ExactNearest._closeness
+
+    def watched(self: ExactNearest, queries: np.ndarray) -> np.ndarray:
+        during.append(_blas_threads())
+        return real(self, queries)
+
+    monkeypatch.setattr(ExactNearest, "_closeness", watched)
+    rng = np.random.default_rng(5)
+    search = ExactNearest(rng.normal(size=(2_000, 8)).astype(np.float32), "euclid")
+    queries = [rng.normal(size=(95, 8)).astype(np.float32) for _ in range(4)]
+    alone = [search.nearest(q, 5) for q in queries]
+    assert during and all(threads == [1] * len(before) for threads in during)
+    assert _blas_threads() == before
+
+    with ThreadPoolExecutor(4) as pool:  # overlapping searches: the last one out restores
+        together = list(pool.map(lambda q: search.nearest(q, 5), queries))
+    assert _blas_threads() == before
+    for (rows, distances), (want_rows, want_distances) in zip(together, alone, strict=True):
+        np.testing.assert_array_equal(rows, want_rows)
+        np.testing.assert_array_equal(distances, want_distances)
+
+    during.clear()
+    search.nearest(queries[0][:3], 5)  # one block: BLAS left as configured
+    assert during == [before]
+
+
+def test_no_queries_answer_empty_arrays() -> None:
+    rows, distances = ExactNearest(np.eye(4, dtype=np.float32), "cosine").nearest(
+        np.empty((0, 4), np.float32), 3)
+    assert rows.shape == distances.shape == (0, 3)
