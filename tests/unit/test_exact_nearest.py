@@ -127,3 +127,17 @@ def test_no_queries_answer_empty_arrays() -> None:
     rows, distances = ExactNearest(np.eye(4, dtype=np.float32), "cosine").nearest(
         np.empty((0, 4), np.float32), 3)
     assert rows.shape == distances.shape == (0, 3)
+
+
+def test_one_blas_thread_nests_and_the_outermost_restores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(nearest, "_CHUNK_ELEMENTS", 500 * 10)
+    before = _blas_threads()
+    rng = np.random.default_rng(6)
+    search = ExactNearest(rng.normal(size=(500, 4)).astype(np.float32), "dot")
+    with nearest.one_blas_thread():
+        assert _blas_threads() == [1] * len(before)
+        search.nearest(rng.normal(size=(50, 4)).astype(np.float32), 3)  # blocks: nested
+        assert _blas_threads() == [1] * len(before)  # the outer one still holds it
+    assert _blas_threads() == before

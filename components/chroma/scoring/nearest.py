@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ExactNearest", "unit_rows"]
+__all__ = ["ExactNearest", "one_blas_thread", "unit_rows"]
 
 _CHUNK_ELEMENTS = 8_000_000
 """Query rows x stored rows per block of scores (32 MB of float32, one per thread)."""
@@ -30,13 +30,14 @@ then its top k (numpy releases the GIL for both)."""
 
 
 @contextmanager
-def _one_blas_thread() -> Iterator[None]:
+def one_blas_thread() -> Iterator[None]:
     """BLAS on one thread per call while any search in this process runs blocks in
-    parallel. BLAS's own threads wait for each other at every call: on a busy machine
-    (load 15 on 2 cores) that made the product of a 10k x 20k search take 2-3 times as
-    long, in wall and CPU time, as independent single-threaded blocks. Process-wide
-    (BLAS has no per-call setting), so counted: the first search in sets it, the last
-    out restores it."""
+    parallel, or a caller asks for it around its own maths. BLAS's own threads wait for
+    each other at every call: on a busy machine (load 15 on 2 cores) that made the
+    product of a 10k x 20k search take 2-3 times as long, in wall and CPU time, as
+    independent single-threaded blocks (MHB scoring: 3-5 times). Process-wide (BLAS has
+    no per-call setting), so counted: the first one in sets it, the last one out
+    restores it; nesting is fine."""
     global _blas_users, _blas_limit
     with _blas_lock:
         if _blas_users == 0:
@@ -104,7 +105,7 @@ class ExactNearest:
             for start in starts:
                 search(start)
             return rows, distances
-        with _one_blas_thread(), ThreadPoolExecutor(min(_THREADS, len(starts))) as pool:
+        with one_blas_thread(), ThreadPoolExecutor(min(_THREADS, len(starts))) as pool:
             for _ in pool.map(search, starts):  # re-raises a block's error
                 pass
         return rows, distances
