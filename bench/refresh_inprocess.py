@@ -23,8 +23,10 @@ work not included): on a busy machine the wall time is mostly waiting for a core
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -86,6 +88,7 @@ def serve(args: argparse.Namespace) -> None:
     from chroma.storage import FileStore
 
     work = Path(tempfile.mkdtemp(prefix="chroma-refresh-inprocess-"))
+    atexit.register(shutil.rmtree, work, True)  # after PostgreSQL stops (registered later)
     dsn = start_embedded_postgres(work / "postgres")
     apply_migrations(dsn)
     db = Database(dsn)
