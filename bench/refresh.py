@@ -170,10 +170,11 @@ def main() -> None:
                 noop = run_operation(http, "recommend", key)
                 incremental_s.append(incremental["duration_s"])
                 noop_s.append(noop["duration_s"])
+                done = incremental["result"]["embedding_sets"][key]
                 print(f"  incremental recommend of {args.incremental:,} new: "
-                      f"{incremental['duration_s']:.2f} s (scored "
-                      f"{incremental['result']['embedding_sets'][key]['scored']:,}); "
-                      f"nothing new: {noop['duration_s']:.2f} s", flush=True)
+                      f"{incremental['duration_s']:.2f} s (scored {done['scored']:,}; "
+                      f"phases {done.get('seconds')}); nothing new: "
+                      f"{noop['duration_s']:.2f} s; load {os.getloadavg()[0]:.1f}", flush=True)
             n = args.production
             rate = n / median(refresh_s)
             print(f"\nmedians of {args.runs} runs, {DIM}-d, {args.training:,} training, "

@@ -210,6 +210,33 @@ def test_one_record_alone_scores_as_in_a_batch_and_reference_round_trips() -> No
     np.testing.assert_allclose(again.score, whole.score)
 
 
+def test_assessments_hold_each_records_finite_signals_as_prioritise_computes_them() -> None:
+    rng, centres, model, reference = _train_and_reference()
+    batch = (centres[rng.integers(0, 3, 40)] + rng.normal(size=(40, 8))).astype(np.float32)
+    predicted = ["c0", "c1", None, "c2"] * 10
+    signals = compute_signals(score_mhb(model, batch, predicted))
+    signals["entropy"] = rng.uniform(0, 1, 40)
+    signals["entropy"][::3] = np.nan  # logged without scores
+    signals["knn_distance"] = np.where(np.arange(40) % 5 == 0, np.inf, rng.uniform(0, 1, 40))
+    priorities = prioritise(signals, reference)
+    assessments = assess(signals, reference)
+    assert len(assessments) == 40
+    for row, got in enumerate(assessments):
+        assert got.score == priorities.score[row] or np.isnan(priorities.score[row])
+        assert got.percentile == priorities.percentile[row]
+        assert got.verdict == ("label" if got.percentile >= 95.0 else "ok")
+        assert got.signals == {name: float(levels[row])
+                               for name, levels in priorities.normalised.items()
+                               if np.isfinite(levels[row])}
+        assert list(got.raw_signals) == [name for name in signals
+                                         if np.isfinite(signals[name][row])]
+        assert got.raw_signals == {name: float(values[row]) for name, values in signals.items()
+                                   if np.isfinite(values[row])}
+        assert all(type(v) is float for v in [*got.signals.values(), *got.raw_signals.values()])
+    assert "entropy" not in assessments[0].raw_signals and "entropy" in assessments[1].raw_signals
+    assert assess({}, reference) == []
+
+
 # --- diverse selection ----------------------------------------------------------------------
 
 

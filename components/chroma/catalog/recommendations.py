@@ -147,7 +147,9 @@ class Recommendations:
 
     def upsert(self, key: str, rows: Sequence[ScoredRow], mhb_version: int | None) -> None:
         """Insert or rescore ``rows`` (a page of a recommend run): COPY'd into a
-        temporary table, then merged into the queue in one statement."""
+        temporary table, then merged into the queue in one statement. A record once
+        labelled (marked, or logged with a ``label_class``) stays out of the queue when
+        rescored: a full refresh must not bring marked records back."""
         if not rows:
             return
         with self.db.transaction() as conn, conn.cursor() as cur:
@@ -166,7 +168,8 @@ class Recommendations:
                 " signals = EXCLUDED.signals, raw_signals = EXCLUDED.raw_signals,"
                 " input_uri = EXCLUDED.input_uri, inference_class = EXCLUDED.inference_class,"
                 " tags = EXCLUDED.tags, logged_at = EXCLUDED.logged_at,"
-                " labelled = EXCLUDED.labelled, mhb_version = EXCLUDED.mhb_version,"
+                " labelled = recommendations.labelled OR EXCLUDED.labelled,"
+                " mhb_version = EXCLUDED.mhb_version,"
                 " scored_at = now()",
                 {"k": key, "v": mhb_version},
             )

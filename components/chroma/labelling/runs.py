@@ -2,8 +2,10 @@
 
 ``recommend`` is incremental: only production records changed since the last run are
 scored, unless the MHB model or the index version changed (or ``full`` is asked), which
-rebuilds the reference and rescores everything. Records with a ``label_class`` are kept
-out of the queue.
+rebuilds the reference and rescores everything; either way the queue ends up the same.
+Records with a ``label_class`` are kept out of the queue. Pages of records are read and
+written in threads while the one between is scored (``PAGE``), and the result reports
+the seconds of each phase.
 
 The nearest training records come from memory (``TrainingNeighbours``, exact) for sets
 with up to ``Settings.recommend_exact_knn_max`` training records, else from the query
@@ -18,9 +20,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -37,6 +42,7 @@ from chroma.labelling.scorer import (
 )
 from chroma.labelling.training import TrainingNeighbours, exact_training_source, parse_scores
 from chroma.scoring import MHBModel, ScoringReference, assess
+from chroma.scoring.nearest import one_blas_thread
 from chroma.settings import Settings
 from chroma.storage import FileStore, read_columns
 
@@ -50,7 +56,12 @@ Progress = Callable[[float, str], None]
 INDEX_WAIT_S = 120.0
 """How long ``recommend`` waits for the index to catch up before scoring anyway."""
 
-PAGE = 20_000
+PAGE = 5_000
+"""Production records per page. Each page is written into the queue (and the next one
+read) in a thread while the next one is scored, so an incremental run of 10k records
+overlaps its catalog work with its maths too."""
+
+T = TypeVar("T")
 
 
 def _no_progress(fraction: float, message: str) -> None:
@@ -121,38 +132,98 @@ def recommend_one(job: LabellingJob, *, full: bool = False) -> dict[str, Any]:
         mhb_version, knn = current
         return {"scored": 0, "removed": 0, "full_refresh": False, "mhb_version": mhb_version,
                 "knn": knn, "skipped": "nothing new since the last run"}
-    source, index_version = _neighbour_source(job)
-    fitted = fit_mhb_of(job)
+    phases = Phases()
+    with phases("prepare"):
+        source, index_version = _neighbour_source(job)
+        fitted = fit_mhb_of(job)
     job.progress(0.05, f"MHB v{fitted.version.version}")
     state = queue.state(key)
     full = (
         full or state is None or state.reference is None
         or state.mhb_version != fitted.version.version or state.index_version != index_version
     )
-    if full:
-        reference = fit_scoring_reference(fitted.model, source, key, job.training())
-        after = 0
-    else:
-        assert state is not None and state.reference is not None
-        reference = ScoringReference.from_dict(state.reference)
-        after = state.scored_seq
-    upto = changes.latest_seq(key)
+    with phases("prepare"):
+        if full:
+            reference = fit_scoring_reference(fitted.model, source, key, job.training())
+            after = 0
+        else:
+            assert state is not None and state.reference is not None
+            reference = ScoringReference.from_dict(state.reference)
+            after = state.scored_seq
+        upto = changes.latest_seq(key)
     total = max(changes.live_count(key), 1)
     scored = 0
-    for page in changes.iter_records_since(key, after, split="production", up_to_seq=upto,
-                                           page=PAGE):
-        rows = _score_page(job, fitted.model, source, page, reference)
-        queue.upsert(key, rows, fitted.version.version)
-        scored += len(rows)
-        job.progress(0.1 + 0.85 * min(scored / total, 1.0), f"scored {scored} records")
-    deleted = changes.deletions_since(key, after, up_to_seq=upto)
-    queue.remove(key, [(d.dataset, d.record_id) for d in deleted])
-    queue.save_state(key, mhb_version=fitted.version.version, index_version=index_version,
-                     reference=reference.to_dict(), scored_seq=upto)
+    with ThreadPoolExecutor(2, thread_name_prefix="recommend-io") as io:
+        written: Future[None] | None = None
+        for page, columns in _prefetched(io, _pages(job, after, upto, phases)):
+            with phases("score"):
+                rows = _score_page(job, fitted.model, source, page, columns, reference)
+            if written is not None:
+                written.result()  # one write at a time, in page order
+            written = io.submit(phases.timed("write", queue.upsert), key, rows,
+                                fitted.version.version)
+            scored += len(rows)
+            job.progress(0.1 + 0.85 * min(scored / total, 1.0), f"scored {scored} records")
+        if written is not None:
+            written.result()
+    with phases("write"):
+        deleted = changes.deletions_since(key, after, up_to_seq=upto)
+        queue.remove(key, [(d.dataset, d.record_id) for d in deleted])
+        queue.save_state(key, mhb_version=fitted.version.version, index_version=index_version,
+                         reference=reference.to_dict(), scored_seq=upto)
     knn = ("exact" if isinstance(source, TrainingNeighbours)
            else "index" if source is not None else None)
     return {"scored": scored, "removed": len(deleted), "full_refresh": full,
-            "mhb_version": fitted.version.version, "knn": knn}
+            "mhb_version": fitted.version.version, "knn": knn, "seconds": phases.rounded()}
+
+
+class Phases:
+    """Seconds spent per phase of a run (threads add to their own phases): the run's
+    result reports them, so a slow refresh says where its time went."""
+
+    def __init__(self) -> None:
+        self.seconds: defaultdict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.perf_counter() - began
+
+    def timed(self, name: str, call: Callable[..., T]) -> Callable[..., T]:
+        def timed_call(*args: Any) -> T:
+            with self(name):
+                return call(*args)
+        return timed_call
+
+    def rounded(self) -> dict[str, float]:
+        return {name: round(seconds, 3) for name, seconds in self.seconds.items()}
+
+
+def _pages(job: LabellingJob, after: int, upto: int,
+           phases: Phases) -> Iterator[tuple[list[StoredRecord], dict[str, Any]]]:
+    """The production records changed in (after, upto], page by page, with their
+    ``embedding`` and ``scores`` read from the store."""
+    pages = job.catalog.changes.iter_records_since(job.key, after, split="production",
+                                                   up_to_seq=upto, page=PAGE)
+    while True:
+        with phases("read"):
+            page = next(pages, None)
+            if page is None:
+                return
+            columns = read_columns(job.store, [(r.file_path, r.row_index) for r in page],
+                                   ["embedding", "scores"])
+        yield page, columns
+
+
+def _prefetched(pool: ThreadPoolExecutor, items: Iterator[T]) -> Iterator[T]:
+    """``items``, each one fetched in ``pool`` while the caller works on the one before."""
+    ahead = pool.submit(next, items, None)
+    while (item := ahead.result()) is not None:
+        ahead = pool.submit(next, items, None)
+        yield item
 
 
 def _up_to_date(job: LabellingJob) -> tuple[int, str] | None:
@@ -199,16 +270,15 @@ def _readable(
 
 def _score_page(
     job: LabellingJob, model: MHBModel, source: NeighbourSource | None,
-    page: list[StoredRecord], reference: ScoringReference,
+    page: list[StoredRecord], columns: dict[str, Any], reference: ScoringReference,
 ) -> list[ScoredRow]:
-    columns = read_columns(job.store, [(r.file_path, r.row_index) for r in page],
-                           ["embedding", "scores"])
     vectors = np.asarray(columns["embedding"])
     page, vectors, scores = _readable(job.key, page, vectors, columns["scores"])
     if not page:
         return []
-    signals, _ = signals_for(model, source, job.key, vectors,
-                             [r.inference_class for r in page], scores)
+    with one_blas_thread():  # BLAS's two threads waited on each other (MHB scoring 3x)
+        signals, _ = signals_for(model, source, job.key, vectors,
+                                 [r.inference_class for r in page], scores)
     assessments = assess(signals, reference)
     return [
         ScoredRow(

@@ -98,6 +98,7 @@ def ensure_mhb(
     catalog.queue.add_mhb(key, path, fingerprint, len(data))
     version = catalog.queue.latest_mhb(key)
     assert version is not None
+    _keep_model(catalog, key, version, model)  # lossless: what loading it would give
     return FittedModel(version, model, refitted=True)
 
 
@@ -116,11 +117,18 @@ def _loaded_model(catalog: Catalog, store: FileStore, key: str,
     if kept is not None and kept[0] == version:
         return kept[1]
     model = load_model(store.read_bytes(version.path))
+    _keep_model(catalog, key, version, model)
+    return model
+
+
+def _keep_model(catalog: Catalog, key: str, version: MHBVersion, model: MHBModel) -> None:
+    """Keep ``model`` for the next run over the set in this process: a model just fitted
+    too, or the run after a refit loaded it again and derived its factors anew (seconds)."""
+    where = (catalog.db.dsn, key)
     _models.pop(where, None)
     while len(_models) >= _MODELS_KEPT:  # the oldest loaded first
         _models.pop(next(iter(_models)))
     _models[where] = (version, model)
-    return model
 
 
 def current_mhb(

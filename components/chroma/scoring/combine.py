@@ -234,25 +234,28 @@ def assess(signals: Mapping[str, np.ndarray], reference: ScoringReference) -> li
     priorities = prioritise(signals, reference)
     threshold = reference.params.label_percentile
     raw = {name: np.atleast_1d(np.asarray(v, dtype=np.float64)) for name, v in signals.items()}
-    assessments = []
-    for row, (score, percentile) in enumerate(
-        zip(priorities.score, priorities.percentile, strict=True)
-    ):
-        assessments.append(
-            Assessment(
-                score=float(score),
-                percentile=float(percentile),
-                verdict="label" if percentile >= threshold else "ok",
-                signals={
-                    name: float(levels[row])
-                    for name, levels in priorities.normalised.items()
-                    if np.isfinite(levels[row])
-                },
-                raw_signals={
-                    name: float(values[row])
-                    for name, values in raw.items()
-                    if np.isfinite(values[row])
-                },
-            )
-        )
-    return assessments
+    scores = np.atleast_1d(priorities.score).tolist()
+    percentiles = np.atleast_1d(priorities.percentile).tolist()
+    levels = _finite_by_row(priorities.normalised, len(scores))
+    values = _finite_by_row(raw, len(scores))
+    return [
+        Assessment(score=score, percentile=percentile,
+                   verdict="label" if percentile >= threshold else "ok",
+                   signals=level, raw_signals=value)
+        for score, percentile, level, value in zip(scores, percentiles, levels, values,
+                                                   strict=True)
+    ]
+
+
+def _finite_by_row(columns: Mapping[str, np.ndarray], rows: int) -> list[dict[str, float]]:
+    """Per row, name -> value of its finite values, in the order of ``columns``. Built
+    from Python lists: reading numpy scalars one by one was a tenth of a refresh."""
+    names = list(columns)
+    if not names:
+        return [{} for _ in range(rows)]
+    matrix = np.column_stack([np.asarray(columns[name], dtype=np.float64) for name in names])
+    finite = np.isfinite(matrix)
+    if finite.all():
+        return [dict(zip(names, row, strict=True)) for row in matrix.tolist()]
+    return [{name: value for name, value, keep in zip(names, row, kept, strict=True) if keep}
+            for row, kept in zip(matrix.tolist(), finite.tolist(), strict=True)]

@@ -11,18 +11,53 @@ Euclid ``|q - x|``.
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 
-__all__ = ["ExactNearest", "unit_rows"]
+__all__ = ["ExactNearest", "one_blas_thread", "unit_rows"]
 
-_CHUNK_ELEMENTS = 16_000_000
-"""Query rows x stored rows per block of scores (64 MB of float32)."""
+_CHUNK_ELEMENTS = 8_000_000
+"""Query rows x stored rows per block of scores (32 MB of float32, one per thread)."""
 
-_SELECT_THREADS = max(1, min(4, os.cpu_count() or 1))
-"""Threads choosing each block's top k (numpy releases the GIL there). The product is
-BLAS's, already threaded; the selection is single-threaded numpy and was half the time."""
+_THREADS = max(1, min(4, os.cpu_count() or 1))
+"""Blocks searched at once, each by one thread: its product with BLAS on that one thread,
+then its top k (numpy releases the GIL for both)."""
+
+
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """BLAS on one thread per call while any search in this process runs blocks in
+    parallel, or a caller asks for it around its own maths. BLAS's own threads wait for
+    each other at every call: on a busy machine (load 15 on 2 cores) that made the
+    product of a 10k x 20k search take 2-3 times as long, in wall and CPU time, as
+    independent single-threaded blocks (MHB scoring: 3-5 times). Process-wide (BLAS has
+    no per-call setting), so counted: the first one in sets it, the last one out
+    restores it; nesting is fine."""
+    global _blas_users, _blas_limit
+    with _blas_lock:
+        if _blas_users == 0:
+            from threadpoolctl import threadpool_limits
+
+            _blas_limit = threadpool_limits(limits=1, user_api="blas")
+        _blas_users += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_users -= 1
+            if _blas_users == 0 and _blas_limit is not None:
+                _blas_limit.restore_original_limits()
+                _blas_limit = None
+
+
+_blas_lock = threading.Lock()
+_blas_users = 0
+_blas_limit: Any = None
 
 
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
@@ -57,15 +92,22 @@ class ExactNearest:
         if k == 0:
             return rows, distances
         step = max(1, _CHUNK_ELEMENTS // len(self))
-        with ThreadPoolExecutor(_SELECT_THREADS) as pool:
-            for start in range(0, len(matrix), step):
-                block = matrix[start:start + step]
-                closeness = self._closeness(block)  # larger is nearer
-                parts = np.array_split(closeness, min(_SELECT_THREADS, len(block)))
-                chosen = list(pool.map(lambda part: _top_k(part, k), parts))
-                rows[start:start + len(block)] = np.concatenate([c[0] for c in chosen])
-                values = np.concatenate([c[1] for c in chosen]).astype(np.float64)
-                distances[start:start + len(block)] = self._to_distance(values, block)
+        starts = range(0, len(matrix), step)
+
+        def search(start: int) -> None:
+            block = matrix[start:start + step]
+            top, values = _top_k(self._closeness(block), k)  # larger is nearer
+            rows[start:start + len(block)] = top
+            distances[start:start + len(block)] = self._to_distance(
+                values.astype(np.float64), block)
+
+        if len(starts) <= 1:  # a few queries (an assessment on /log): BLAS as configured
+            for start in starts:
+                search(start)
+            return rows, distances
+        with one_blas_thread(), ThreadPoolExecutor(min(_THREADS, len(starts))) as pool:
+            for _ in pool.map(search, starts):  # re-raises a block's error
+                pass
         return rows, distances
 
     def _closeness(self, queries: np.ndarray) -> np.ndarray:
@@ -87,8 +129,40 @@ class ExactNearest:
         return np.sqrt(np.maximum(query_squared - closeness, 0.0))
 
 
+_GROUP = 16
+"""Columns per group in :func:`_top_k`'s first pass."""
+
+
 def _top_k(closeness: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Columns of the ``k`` largest values of each row, largest first, and the values."""
+    """Columns of the ``k`` largest values of each row, largest first, and the values.
+
+    Exact, in two passes, because a partition over every column was most of an
+    incremental refresh: the columns are cut into ``m`` groups of ``_GROUP`` (group ``g``
+    = columns ``g, g + m, g + 2m, ...``, so the maximum per group is a few vectorised
+    ``maximum`` over contiguous rows); each of the k largest values lies in a group
+    whose maximum is among the k largest group maxima (fewer than k groups can hold a
+    larger value), so only those ``k * _GROUP`` columns, and the ragged tail, are
+    partitioned. Among exactly equal values, which column is reported may differ from a
+    full partition's (both are arbitrary there)."""
+    rows, n = closeness.shape
+    m = n // _GROUP
+    if m <= 2 * k:
+        return _top_k_full(closeness, k)
+    grouped = m * _GROUP
+    maxima = closeness[:, :m].copy()
+    for start in range(m, grouped, m):  # views, not a reshaped copy of the block
+        np.maximum(maxima, closeness[:, start:start + m], out=maxima)
+    groups = np.argpartition(maxima, m - k, axis=1)[:, m - k:]
+    columns = (groups[:, :, np.newaxis] + m * np.arange(_GROUP)).reshape(rows, k * _GROUP)
+    if grouped < n:
+        tail = np.broadcast_to(np.arange(grouped, n), (rows, n - grouped))
+        columns = np.concatenate([columns, tail], axis=1)
+    top, values = _top_k_full(np.take_along_axis(closeness, columns, axis=1), k)
+    return np.take_along_axis(columns, top, axis=1), values
+
+
+def _top_k_full(closeness: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_top_k` by one partition over every column."""
     n = closeness.shape[1]
     top = np.argpartition(closeness, n - k, axis=1)[:, n - k:]
     values = np.take_along_axis(closeness, top, axis=1)
