@@ -150,3 +150,22 @@ def test_zero_rows_under_cosine_are_kept_and_answered():
     rows, distances = IvfNearest(stored, "cosine").nearest(np.zeros((1, 8)), 3)
     assert rows.shape == (1, 3)
     assert np.isfinite(distances).all()
+
+
+def test_overlapping_searches_put_the_blas_threads_back_as_they_were():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from chroma.scoring.ivf import one_blas_thread
+
+    def blas_threads() -> list[int]:
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    with threadpool_limits(2, user_api="blas"):
+        before = blas_threads()
+        first, second = one_blas_thread(), one_blas_thread()
+        first.__enter__()
+        second.__enter__()  # a search in another thread starts before the first ends
+        first.__exit__(None, None, None)
+        assert set(blas_threads()) == {1}  # the second still runs on one thread
+        second.__exit__(None, None, None)
+        assert blas_threads() == before

@@ -31,7 +31,10 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import pairwise
@@ -41,7 +44,7 @@ from threadpoolctl import threadpool_limits
 
 from chroma.scoring.nearest import ExactNearest, closeness_to_distance, unit_rows
 
-__all__ = ["IvfNearest", "IvfParams"]
+__all__ = ["IvfNearest", "IvfParams", "one_blas_thread"]
 
 _THREADS = max(1, min(4, os.cpu_count() or 1))
 """Threads sharing the lists of a block (BLAS and argpartition release the GIL)."""
@@ -129,7 +132,7 @@ class IvfNearest:
             return rows, distances
         # One BLAS thread per call, our threads side by side: OpenBLAS's own threads on
         # these small products were 25x slower on a busy 2-core machine (bench/knn.py).
-        with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(_THREADS) as pool:
+        with one_blas_thread(), ThreadPoolExecutor(_THREADS) as pool:
             for start in range(0, len(matrix), _BLOCK_QUERIES):
                 block = matrix[start:start + _BLOCK_QUERIES]
                 found, values = self._search_block(block, k, pool)
@@ -203,6 +206,36 @@ class IvfNearest:
         if self.distance == "euclid":
             products -= (stored * stored).sum(axis=2)
         return products.astype(np.float32)
+
+
+class _BlasLimit:
+    """One BLAS thread while any search runs. The limit is process-wide, so overlapping
+    searches share it: the first sets it, the last puts back what was there (two plain
+    ``threadpool_limits`` overlapping in threads would leave the inner one's "original",
+    the limit itself, in place for good)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._limit: threadpool_limits | None = None
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._users == 0:
+                self._limit = threadpool_limits(1, user_api="blas")
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0 and self._limit is not None:
+                    self._limit.restore_original_limits()
+                    self._limit = None
+
+
+one_blas_thread = _BlasLimit()
 
 
 def _search_space(stored: np.ndarray, distance: str) -> np.ndarray:
