@@ -141,6 +141,13 @@ class Settings(BaseSettings):
     nearest training records exactly, in memory (faster than the index there; see
     ``chroma.labelling.training``); above it, through the query engine. 0: always the index."""
 
+    recommend_approximate_knn_min: int = Field(default=50_000, ge=0)
+    """From this many training records on, the in-memory search for each production
+    record's nearest training records is approximate (an inverted file,
+    ``chroma.scoring.ivf``: recall@10 >= 0.95 on clustered data, ~50x less work than exact
+    at 100k; ``bench/knn.py``); below it, exact. 0: always exact. What a 1M refresh
+    against 100k training records needs to finish in about a minute."""
+
     recommend_training_cache_bytes: int = Field(default=256 * 2**20, ge=0)
     """A recommender keeps the last set's training vectors (and their normalised copy)
     between runs while their training data is unchanged, up to this size: an incremental

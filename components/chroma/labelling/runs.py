@@ -171,7 +171,8 @@ def recommend_one(job: LabellingJob, *, full: bool = False) -> dict[str, Any]:
         queue.remove(key, [(d.dataset, d.record_id) for d in deleted])
         queue.save_state(key, mhb_version=fitted.version.version, index_version=index_version,
                          reference=reference.to_dict(), scored_seq=upto)
-    knn = ("exact" if isinstance(source, TrainingNeighbours)
+    knn = (("approximate" if source.approximate else "exact")
+           if isinstance(source, TrainingNeighbours)
            else "index" if source is not None else None)
     return {"scored": scored, "removed": len(deleted), "full_refresh": full,
             "mhb_version": fitted.version.version, "knn": knn, "seconds": phases.rounded()}

@@ -9,8 +9,10 @@ assessor cache hold it for everyone who needs it.
 Nearest training records: through the query engine that is one filtered HNSW search per
 record in the index host (~730 records/s end to end with 20k training records, ``bench/
 refresh.py``); in memory (:class:`TrainingNeighbours`, ``chroma.scoring.nearest``) it is
-exact and a matrix product, several times faster up to ~100k records. So the labelling
-runs use the memory path below ``Settings.recommend_exact_knn_max`` training records
+exact and a matrix product, several times faster up to ~100k records; from
+``Settings.recommend_approximate_knn_min`` training records on it is approximate (an
+inverted file, ``chroma.scoring.ivf``), for a 1M refresh to fit in about a minute. So the
+labelling runs use the memory path below ``Settings.recommend_exact_knn_max`` training records
 (:func:`exact_training_source`: the one decision, shared with the assessor) and the
 query engine above.
 
@@ -34,7 +36,8 @@ import numpy as np
 from chroma.catalog import Catalog, StoredRecord
 from chroma.index import Neighbour
 from chroma.labelling.neighbours import KnnAnswer
-from chroma.scoring import ExactNearest
+from chroma.scoring import ExactNearest, IvfNearest
+from chroma.settings import Settings
 from chroma.storage import FileStore, read_columns
 
 __all__ = ["TrainingNeighbours", "TrainingSet", "exact_training_source", "parse_scores"]
@@ -103,7 +106,8 @@ class TrainingSet:
 
     @cached_property
     def neighbours(self) -> TrainingNeighbours:
-        """The exact search over these vectors, built once per set (it normalises a copy)."""
+        """The search over these vectors, built once per set (it normalises a copy; from
+        ``Settings.recommend_approximate_knn_min`` rows on, it also builds the IVF)."""
         return TrainingNeighbours(self)
 
     def sample(self, size: int, *, seed: int = 0) -> list[int]:
@@ -116,9 +120,15 @@ class TrainingSet:
 class TrainingNeighbours:
     """A :class:`~chroma.labelling.neighbours.NeighbourSource` over training vectors."""
 
-    def __init__(self, training: TrainingSet) -> None:
+    def __init__(self, training: TrainingSet, approximate_min: int | None = None) -> None:
         self.training = training
-        self.exact = ExactNearest(training.vectors, training.distance)
+        # The one switch: exact below ``Settings.recommend_approximate_knn_min`` training
+        # records, an inverted file (same metrics, distances and shapes) from there on.
+        if approximate_min is None:
+            approximate_min = Settings().recommend_approximate_knn_min
+        self.approximate = 0 < approximate_min <= len(training)
+        self.rows = (IvfNearest if self.approximate else ExactNearest)(
+            training.vectors, training.distance)
         # The class a neighbour votes for: its label, else what the model predicted.
         self.classes = [label or predicted for label, predicted
                         in zip(training.labels, training.predicted, strict=True)]
@@ -133,7 +143,7 @@ class TrainingNeighbours:
 
         ``filter`` is ignored: every vector here is a training record, which is all the
         recommender ever asks for."""
-        rows, distances = self.exact.nearest(queries, k)
+        rows, distances = self.rows.nearest(queries, k)
         return [[self._neighbour(int(i), float(d)) for i, d in zip(ids, ds, strict=True)]
                 for ids, ds in zip(rows, distances, strict=True)]
 
@@ -144,7 +154,7 @@ class TrainingNeighbours:
         ``Neighbour`` per hit: they were a sixth of a refresh)."""
         if exclude is None:
             return self._knn_answer_all(queries, k)
-        rows, found = self.exact.nearest(queries, k + 1)
+        rows, found = self.rows.nearest(queries, k + 1)
         refs_of = self.training.refs
         distances = np.full((len(rows), k), np.nan)
         labels: list[list[str | None]] = []
@@ -163,7 +173,7 @@ class TrainingNeighbours:
         """:meth:`knn_answer` without exclusions (production records): every row has the
         same number of neighbours, so labels and refs are picked by array indexing, not
         a Python loop per record (a tenth of a refresh once the search got faster)."""
-        rows, found = self.exact.nearest(queries, k)
+        rows, found = self.rows.nearest(queries, k)
         distances = np.full((len(rows), k), np.nan)
         distances[:, :rows.shape[1]] = found
         return KnnAnswer(distances, self._class_array[rows].tolist(),

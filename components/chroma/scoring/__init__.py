@@ -14,7 +14,8 @@ Owns two things, both pure numpy/scipy functions with no I/O:
   ``signals.py``), their rank normalisation against a stored reference
   (``normalise.py``), the documented combination into one priority in [0, 1], the
   single-record assessment (score, percentile, verdict) (``combine.py``), diverse page
-  selection (``select.py``) and exact k-nearest rows by matrix product (``nearest.py``).
+  selection (``select.py``), exact k-nearest rows by matrix product (``nearest.py``) and
+  approximate ones by an inverted file for large training sets (``ivf.py``).
 * the **map**: a 2-D PCA projection fitted on a sample and applied in blocks, and the
   stable per-record ranks that subsample it (``projection.py``).
 
@@ -57,6 +58,7 @@ from chroma.scoring.combine import (
     rank_order,
 )
 from chroma.scoring.covariance import shrunk_covariance
+from chroma.scoring.ivf import IvfNearest, IvfParams
 from chroma.scoring.mahalanobis import (
     GLOBAL_CLASS,
     FitInfo,
@@ -95,6 +97,8 @@ __all__ = [
     "Assessment",
     "ExactNearest",
     "FitInfo",
+    "IvfNearest",
+    "IvfParams",
     "MHBLimits",
     "MHBModel",
     "MHBScores",

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ExactNearest", "one_blas_thread", "unit_rows"]
+__all__ = ["ExactNearest", "closeness_to_distance", "one_blas_thread", "unit_rows"]
 
 _CHUNK_ELEMENTS = 8_000_000
 """Query rows x stored rows per block of scores (32 MB of float32, one per thread)."""
@@ -121,12 +121,19 @@ class ExactNearest:
         return products
 
     def _to_distance(self, closeness: np.ndarray, queries: np.ndarray) -> np.ndarray:
-        if self.distance == "cosine":
-            return np.maximum(1.0 - closeness, 0.0)
-        if self.distance == "dot":
-            return -closeness
-        query_squared = (queries.astype(np.float64) ** 2).sum(axis=1)[:, np.newaxis]
-        return np.sqrt(np.maximum(query_squared - closeness, 0.0))
+        return closeness_to_distance(closeness, queries, self.distance)
+
+
+def closeness_to_distance(closeness: np.ndarray, queries: np.ndarray,
+                          distance: str) -> np.ndarray:
+    """The index's distance from the closeness :class:`ExactNearest` ranks by (the
+    similarity for cosine and dot, ``2 q.x - |x|^2`` for Euclid), per query row."""
+    if distance == "cosine":
+        return np.maximum(1.0 - closeness, 0.0)
+    if distance == "dot":
+        return -closeness
+    query_squared = (queries.astype(np.float64) ** 2).sum(axis=1)[:, np.newaxis]
+    return np.sqrt(np.maximum(query_squared - closeness, 0.0))
 
 
 _GROUP = 16

@@ -1,0 +1,168 @@
+"""Where a full labelling-queue refresh spends its time, phase by phase, in one process.
+
+Sets up like ``bench/refresh_inprocess.py`` (its records: 14 clusters, 128-d; its own
+embedded PostgreSQL and local store; records committed through the group committer)
+and runs one full ``recommend_one``. Each phase is timed by wrapping the function that
+does it (the code under test is unchanged, only looked at):
+
+* ``catalog read``: paging the production records out of PostgreSQL;
+* ``parquet read``: reading their ``embedding`` and ``scores`` columns;
+* ``training``: reading the training set; ``mhb fit``; ``reference`` (signals of a
+  training sample, kNN included);
+* ``knn``: the nearest training records (``CHROMA_RECOMMEND_APPROXIMATE_KNN_MIN``
+  decides exact or IVF: printed; the IVF build is timed separately, ``knn build``);
+* ``mhb score``, ``signals`` (logged scores, signal maths), ``assess`` (normalise,
+  combine, per-record assessments), ``rows`` (building the queue rows);
+* ``queue write``: the upserts into PostgreSQL.
+
+Phases nest (``reference`` contains some ``knn``; ``knn build`` is part of ``knn``):
+the table shows each one's own wall and CPU seconds, and ``other`` is the rest.
+
+    .venv/bin/python bench/refresh_phases.py [--training 100000] [--production 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_info
+from refresh_inprocess import CHUNK, KEY, Records
+
+import chroma.labelling.runs as runs
+import chroma.labelling.scorer as scorer
+import chroma.labelling.training as training
+from chroma.catalog import Catalog, Database, apply_migrations
+from chroma.catalog.changes import Changes
+from chroma.catalog.embedded import start_embedded_postgres
+from chroma.catalog.recommendations import Recommendations
+from chroma.ingest import GroupCommitter
+from chroma.settings import Settings
+from chroma.storage import FileStore
+
+WALL: dict[str, float] = defaultdict(float)
+CPU: dict[str, float] = defaultdict(float)
+_stack = threading.local()
+
+
+def _enter(name: str) -> tuple[float, float]:
+    return time.perf_counter(), time.process_time()
+
+
+def _leave(name: str, began: tuple[float, float]) -> None:
+    """Adds the elapsed time to ``name`` and takes it off the enclosing phase."""
+    wall, cpu = time.perf_counter() - began[0], time.process_time() - began[1]
+    WALL[name] += wall
+    CPU[name] += cpu
+    outer = getattr(_stack, "names", [])
+    if outer:
+        WALL[outer[-1]] -= wall
+        CPU[outer[-1]] -= cpu
+
+
+def timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        names = _stack.__dict__.setdefault("names", [])
+        began = _enter(name)
+        names.append(name)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            names.pop()
+            _leave(name, began)
+    return wrapper
+
+
+def timed_pages(name: str, function: Callable[..., Iterator[Any]]) -> Callable[..., Any]:
+    """A generator's own time: each ``next``, not the caller's work between them."""
+    def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        pages = function(*args, **kwargs)
+        while True:
+            began = _enter(name)
+            try:
+                page = next(pages)
+            except StopIteration:
+                _leave(name, began)
+                return
+            _leave(name, began)
+            yield page
+    return wrapper
+
+
+def instrument() -> None:
+    runs.read_columns = timed("parquet read", runs.read_columns)
+    runs.fit_mhb_of = timed("mhb fit", runs.fit_mhb_of)
+    runs.fit_scoring_reference = timed("reference", runs.fit_scoring_reference)
+    runs.assess = timed("assess", runs.assess)
+    scorer.score_mhb = timed("mhb score", scorer.score_mhb)
+    scorer.knn_inputs = timed("knn", scorer.knn_inputs)
+    scorer.compute_signals = timed("signals", scorer.compute_signals)
+    scorer.score_matrix = timed("signals", scorer.score_matrix)
+    training.TrainingSet.load = classmethod(  # type: ignore[method-assign]
+        timed("training", training.TrainingSet.load.__func__))  # type: ignore[attr-defined]
+    for kind in (training.IvfNearest, training.ExactNearest):
+        kind.__init__ = timed("knn build", kind.__init__)  # type: ignore[method-assign]
+    Changes.iter_records_since = timed_pages(  # type: ignore[method-assign]
+        "catalog read", Changes.iter_records_since)
+    Recommendations.upsert = timed("queue write", Recommendations.upsert)  # type: ignore
+    score_page = runs._score_page
+
+    def rows_of(*args: Any, **kwargs: Any) -> Any:  # what _score_page leaves to itself
+        return timed("rows", score_page)(*args, **kwargs)
+
+    runs._score_page = rows_of
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--training", type=int, default=100_000)
+    parser.add_argument("--production", type=int, default=1_000_000)
+    args = parser.parse_args()
+    print(machine_info(("numpy", "pyarrow", "psycopg")))
+    settings = Settings()
+    print(f"approximate kNN from {settings.recommend_approximate_knn_min:,} training records; "
+          f"in memory up to {settings.recommend_exact_knn_max:,}")
+    work = Path(tempfile.mkdtemp(prefix="chroma-refresh-phases-"))
+    dsn = start_embedded_postgres(work / "postgres")
+    apply_migrations(dsn)
+    db = Database(dsn)
+    db.open()
+    catalog = Catalog(db)
+    store = FileStore(str(work / "store"))
+    committer = GroupCommitter(catalog, store)
+    records = Records()
+    began = time.perf_counter()
+    for split, dataset, total in (("training", "train", args.training),
+                                  ("production", "prod", args.production)):
+        for first in range(0, total, CHUNK):
+            committer.commit([records.batch(dataset, split, min(CHUNK, total - first), first)])
+    print(f"logged {args.training:,} training + {args.production:,} production in "
+          f"{time.perf_counter() - began:.1f} s, load {os.getloadavg()[0]:.1f}", flush=True)
+    instrument()
+    job = runs.LabellingJob(catalog, store, settings, KEY)
+    load_before = os.getloadavg()[0]
+    began, began_cpu = time.perf_counter(), time.process_time()
+    result = runs.recommend_one(job, full=True)
+    wall, cpu = time.perf_counter() - began, time.process_time() - began_cpu
+    source = job.training().neighbours
+    print(f"full refresh: {wall:.1f} s wall, {cpu:.1f} s CPU, scored {result['scored']:,}, "
+          f"kNN {'approximate (IVF)' if source.approximate else 'exact'}, "
+          f"load {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
+    print(f"{'phase':>14} {'wall s':>8} {'cpu s':>8} {'share':>6}")
+    for name in sorted(WALL, key=WALL.__getitem__, reverse=True):
+        print(f"{name:>14} {WALL[name]:8.1f} {CPU[name]:8.1f} {WALL[name] / wall:6.1%}")
+    print(f"{'other':>14} {wall - sum(WALL.values()):8.1f} {cpu - sum(CPU.values()):8.1f}")
+    db.close()
+
+
+if __name__ == "__main__":
+    main()
