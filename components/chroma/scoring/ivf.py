@@ -42,6 +42,7 @@ from chroma.scoring.nearest import (
     ExactNearest,
     closeness_to_distance,
     one_blas_thread,  # one counter for the process: exact and approximate searches overlap
+    query_matrix,
     unit_rows,
 )
 
@@ -121,11 +122,7 @@ class IvfNearest:
     def nearest(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Row numbers (n, k) of the nearest stored rows, nearest first, and their
         distances; k = min(k, stored rows)."""
-        matrix = np.asarray(queries, dtype=np.float32)
-        if matrix.ndim == 1:
-            matrix = matrix[np.newaxis, :]
-        if self.distance == "cosine":
-            matrix = unit_rows(matrix)
+        matrix = query_matrix(queries, self.distance)
         k = min(k, len(self))
         rows = np.empty((len(matrix), k), dtype=np.int64)
         distances = np.empty((len(matrix), k), dtype=np.float64)

@@ -19,7 +19,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ExactNearest", "closeness_to_distance", "one_blas_thread", "unit_rows"]
+__all__ = [
+    "ExactNearest", "closeness_to_distance", "one_blas_thread", "query_matrix", "unit_rows",
+]
 
 _CHUNK_ELEMENTS = 8_000_000
 """Query rows x stored rows per block of scores (32 MB of float32, one per thread)."""
@@ -60,6 +62,15 @@ _blas_users = 0
 _blas_limit: Any = None
 
 
+def query_matrix(queries: np.ndarray, distance: str) -> np.ndarray:
+    """Query vectors as a float32 (n, d) matrix, rows made unit for cosine (as the stored
+    rows are)."""
+    matrix = np.asarray(queries, dtype=np.float32)
+    if matrix.ndim == 1:
+        matrix = matrix[np.newaxis, :]
+    return unit_rows(matrix) if distance == "cosine" else matrix
+
+
 def unit_rows(matrix: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
@@ -81,11 +92,7 @@ class ExactNearest:
     def nearest(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Row numbers (n, k) of the nearest stored rows, nearest first, and their
         distances."""
-        matrix = np.asarray(queries, dtype=np.float32)
-        if matrix.ndim == 1:
-            matrix = matrix[np.newaxis, :]
-        if self.distance == "cosine":
-            matrix = unit_rows(matrix)
+        matrix = query_matrix(queries, self.distance)
         k = min(k, len(self))
         rows = np.empty((len(matrix), k), dtype=np.int64)
         distances = np.empty((len(matrix), k), dtype=np.float64)
