@@ -59,10 +59,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, median
+from _system import start_chroma_run
 from refresh import wait_idle
 
 from chroma.client import Client
-from chroma.control.embedded import WORKERS
 
 DIM = 64
 CLASSES = 10
@@ -223,25 +223,7 @@ def start_system(
     chroma: Path, workdir: Path, port: int, extra_env: dict[str, str]
 ) -> subprocess.Popen[bytes]:
     """``chroma run`` of the given installation, once every component is up."""
-    log = open(workdir / "run.log", "ab")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(
-        [str(chroma), "run", "--port", str(port), "--data-dir", str(workdir / "data")],
-        env={**os.environ, "CHROMA_WORKER_POLL_S": "0.2", **extra_env}, stdout=log,
-        stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError((workdir / "run.log").read_text()[-3000:])
-        try:
-            status = httpx.get(f"http://127.0.0.1:{port}/api/v1/status", timeout=5).json()
-            up = {c["name"] for c in status["components"] if c["state"] == "up"}
-            if up >= {"api", *WORKERS}:
-                return proc
-        except (httpx.TransportError, ValueError, KeyError):
-            pass
-        time.sleep(0.5)
-    proc.send_signal(signal.SIGTERM)
-    raise RuntimeError("chroma run did not come up")
+    return start_chroma_run(workdir, port, chroma=chroma, env=extra_env)
 
 
 def free_port() -> int:

@@ -41,9 +41,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, median
+from _system import start_chroma_run
 
 from chroma.client import Client
-from chroma.control.embedded import WORKERS
 
 DIM = 128
 CLASSES = 12
@@ -51,27 +51,9 @@ NEVER_S = "1000000000"
 
 
 def start_system(workdir: Path, port: int, implicit: bool) -> subprocess.Popen[bytes]:
-    chroma = str(Path(sys.executable).parent / "chroma")
-    env = {**os.environ, "CHROMA_WORKER_POLL_S": "0.2"}
-    if not implicit:
-        env |= {"CHROMA_INDEX_TRIGGER_DEBOUNCE_S": NEVER_S, "CHROMA_FRESHNESS_CHECK_S": NEVER_S}
-    log = open(workdir / "run.log", "ab")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(
-        [chroma, "run", "--port", str(port), "--data-dir", str(workdir / "data")],
-        env=env, stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError((workdir / "run.log").read_text()[-3000:])
-        try:
-            status = httpx.get(f"http://127.0.0.1:{port}/api/v1/status", timeout=5).json()
-            up = {c["name"] for c in status["components"] if c["state"] == "up"}
-            if up >= {"api", *WORKERS}:
-                return proc
-        except (httpx.TransportError, ValueError, KeyError):
-            pass
-        time.sleep(0.5)
-    raise RuntimeError("chroma run did not come up")
+    quiet = {} if implicit else {"CHROMA_INDEX_TRIGGER_DEBOUNCE_S": NEVER_S,
+                                 "CHROMA_FRESHNESS_CHECK_S": NEVER_S}
+    return start_chroma_run(workdir, port, env=quiet, timeout_s=300)
 
 
 def wait_idle(http: httpx.Client, timeout: float = 7200) -> None:

@@ -39,34 +39,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, median
+from _system import start_chroma_run
 
 from chroma.client import Client
-from chroma.control.embedded import WORKERS
 
 DIM = 128
 CLASSES = 12
 
 
 def start_system(workdir: Path, port: int) -> subprocess.Popen[bytes]:
-    chroma = str(Path(sys.executable).parent / "chroma")
-    log = open(workdir / "run.log", "ab")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen(
-        [chroma, "run", "--port", str(port), "--data-dir", str(workdir / "data")],
-        env={**os.environ, "CHROMA_WORKER_POLL_S": "0.2"}, stdout=log, stderr=subprocess.STDOUT)
-    names = ("api", *WORKERS)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError((workdir / "run.log").read_text()[-3000:])
-        try:
-            status = httpx.get(f"http://127.0.0.1:{port}/api/v1/status", timeout=5).json()
-            up = {c["name"] for c in status["components"] if c["state"] == "up"}
-            if up >= set(names):
-                return proc
-        except (httpx.TransportError, ValueError, KeyError):
-            pass
-        time.sleep(0.5)
-    raise RuntimeError("chroma run did not come up")
+    return start_chroma_run(workdir, port)
 
 
 def operations(http: httpx.Client) -> list[dict[str, Any]]:
