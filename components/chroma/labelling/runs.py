@@ -45,7 +45,7 @@ from chroma.labelling.training import TrainingNeighbours, exact_training_source,
 from chroma.scoring import MHBModel, ScoringReference, assess_columns
 from chroma.scoring.nearest import one_blas_thread
 from chroma.settings import Settings
-from chroma.storage import FileStore, read_columns
+from chroma.storage import FileStore, RecentTables, read_columns
 
 __all__ = ["LabellingJob", "Progress", "fit_mhb_of", "recommend_one"]
 
@@ -208,8 +208,9 @@ def _pages(job: LabellingJob, after: int, upto: int,
            phases: Phases) -> Iterator[tuple[pa.Table, dict[str, Any]]]:
     """The production records changed in (after, upto], page by page (columns, as
     ``Changes.record_columns_since`` reads them), with their ``embedding`` and
-    ``scores`` read from the store."""
-    changes = job.catalog.changes
+    ``scores`` read from the store (a file spanning pages read once, while its pages
+    follow each other)."""
+    changes, tables = job.catalog.changes, RecentTables(job.store, keep=2)
     while True:
         with phases("read"):
             page = changes.record_columns_since(job.key, after, split="production",
@@ -219,7 +220,7 @@ def _pages(job: LabellingJob, after: int, upto: int,
             after = page.column("change_seq")[-1].as_py()
             locations = zip(page.column("file_path").to_pylist(),
                             page.column("row_index").to_pylist(), strict=True)
-            columns = read_columns(job.store, list(locations), ["embedding", "scores"])
+            columns = read_columns(tables, list(locations), ["embedding", "scores"])
         yield page, columns
 
 
