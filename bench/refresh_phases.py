@@ -12,7 +12,8 @@ does it (the code under test is unchanged, only looked at):
 * ``knn``: the nearest training records (``CHROMA_RECOMMEND_APPROXIMATE_KNN_MIN``
   decides exact or IVF: printed; the IVF build is timed separately, ``knn build``);
 * ``mhb score``, ``signals`` (logged scores, signal maths), ``assess`` (normalise,
-  combine, per-record assessments), ``rows`` (building the queue rows);
+  combine, verdicts, as columns), ``rows`` (the rest of scoring a page: reading its
+  logged scores, building the page written to the queue);
 * ``queue write``: the upserts into PostgreSQL.
 
 Phases nest (``reference`` contains some ``knn``; ``knn build`` is part of ``knn``):
@@ -30,13 +31,13 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
-from refresh_inprocess import CHUNK, KEY, Records
+from refresh_inprocess import CHUNK, Records, key
 
 import chroma.labelling.runs as runs
 import chroma.labelling.scorer as scorer
@@ -82,27 +83,11 @@ def timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def timed_pages(name: str, function: Callable[..., Iterator[Any]]) -> Callable[..., Any]:
-    """A generator's own time: each ``next``, not the caller's work between them."""
-    def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        pages = function(*args, **kwargs)
-        while True:
-            began = _enter(name)
-            try:
-                page = next(pages)
-            except StopIteration:
-                _leave(name, began)
-                return
-            _leave(name, began)
-            yield page
-    return wrapper
-
-
 def instrument() -> None:
     runs.read_columns = timed("parquet read", runs.read_columns)
     runs.fit_mhb_of = timed("mhb fit", runs.fit_mhb_of)
     runs.fit_scoring_reference = timed("reference", runs.fit_scoring_reference)
-    runs.assess = timed("assess", runs.assess)
+    runs.assess_columns = timed("assess", runs.assess_columns)
     scorer.score_mhb = timed("mhb score", scorer.score_mhb)
     scorer.knn_inputs = timed("knn", scorer.knn_inputs)
     scorer.compute_signals = timed("signals", scorer.compute_signals)
@@ -111,8 +96,8 @@ def instrument() -> None:
         timed("training", training.TrainingSet.load.__func__))  # type: ignore[attr-defined]
     for kind in (training.IvfNearest, training.ExactNearest):
         kind.__init__ = timed("knn build", kind.__init__)  # type: ignore[method-assign]
-    Changes.iter_records_since = timed_pages(  # type: ignore[method-assign]
-        "catalog read", Changes.iter_records_since)
+    Changes.record_columns_since = timed(  # type: ignore[method-assign]
+        "catalog read", Changes.record_columns_since)
     Recommendations.upsert = timed("queue write", Recommendations.upsert)  # type: ignore
     score_page = runs._score_page
 
@@ -148,12 +133,12 @@ def main() -> None:
     print(f"logged {args.training:,} training + {args.production:,} production in "
           f"{time.perf_counter() - began:.1f} s, load {os.getloadavg()[0]:.1f}", flush=True)
     instrument()
-    job = runs.LabellingJob(catalog, store, settings, KEY)
+    job = runs.LabellingJob(catalog, store, settings, key())
     load_before = os.getloadavg()[0]
     began, began_cpu = time.perf_counter(), time.process_time()
     result = runs.recommend_one(job, full=True)
     wall, cpu = time.perf_counter() - began, time.process_time() - began_cpu
-    source = job.training().neighbours
+    source = job.training().neighbours(settings.recommend_approximate_knn_min)
     print(f"full refresh: {wall:.1f} s wall, {cpu:.1f} s CPU, scored {result['scored']:,}, "
           f"kNN {'approximate (IVF)' if source.approximate else 'exact'}, "
           f"load {load_before:.1f} -> {os.getloadavg()[0]:.1f}")

@@ -42,7 +42,7 @@ def _expected(catalog: Catalog, store: FileStore, settings: Settings) -> list[tu
     assert state is not None and state.reference is not None
     reference = ScoringReference.from_dict(state.reference)
     model = runs.fit_mhb_of(job).model  # the stored model, not fitted again
-    source = job.training().neighbours
+    source = job.training().neighbours(settings.recommend_approximate_knn_min)
     records = catalog.changes.records_since(KEY, 0, split="production")
     columns = read_columns(store, [(r.file_path, r.row_index) for r in records],
                            ["embedding", "scores"])

@@ -183,8 +183,8 @@ class Assessor:
         count = training.count()
         vector_bytes = count * (8 * model.dimension + TRAINING_ROW_OVERHEAD)
         in_memory = model_bytes + vector_bytes <= room
-        exact = exact_training_source(
-            count, self.settings.recommend_exact_knn_max if in_memory else 0, training)
+        exact = exact_training_source(count, self.settings, training,
+                                      limit=None if in_memory else 0)
         ready = _Ready(latest.version, model, ScoringReference.from_dict(state.reference),
                        exact, model_bytes + (vector_bytes if exact is not None else 0))
         with self._lock:

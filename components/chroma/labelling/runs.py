@@ -112,8 +112,7 @@ def _wait_for_index(job: LabellingJob) -> int | None:
 def _neighbour_source(job: LabellingJob) -> tuple[NeighbourSource | None, int | None]:
     """Where this run's kNN answers come from, and the index version they depend on
     (None when they do not depend on the index)."""
-    exact = exact_training_source(job.training.count(), job.settings.recommend_exact_knn_max,
-                                  job.training)
+    exact = exact_training_source(job.training.count(), job.settings, job.training)
     if exact is not None:
         return exact, None
     source = open_neighbour_source(job.settings)
