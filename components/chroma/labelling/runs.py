@@ -7,9 +7,10 @@ Records with a ``label_class`` are kept out of the queue. Pages of records are r
 written in threads while the one between is scored (``PAGE``), and the result reports
 the seconds of each phase.
 
-The nearest training records come from memory (``TrainingNeighbours``, exact) for sets
-with up to ``Settings.recommend_exact_knn_max`` training records, else from the query
-engine; only the latter makes a run wait for the index and tie the queue to its version.
+The nearest training records come from memory (``TrainingNeighbours``: exact, or an
+inverted file from ``Settings.recommend_approximate_knn_min`` on) for sets with up to
+``Settings.recommend_exact_knn_max`` training records, else from the query engine; only
+the latter makes a run wait for the index and tie the queue to its version.
 
 Owns: what one run over one embedding set does (:class:`LabellingJob`). Must not touch
 the operation queue or process control: ``chroma.operations.labelling`` runs these as
