@@ -25,7 +25,9 @@ the table shows each one's own wall and CPU seconds, and ``other`` is the rest.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -117,6 +119,7 @@ def main() -> None:
     print(f"approximate kNN from {settings.recommend_approximate_knn_min:,} training records; "
           f"in memory up to {settings.recommend_exact_knn_max:,}")
     work = Path(tempfile.mkdtemp(prefix="chroma-refresh-phases-"))
+    atexit.register(shutil.rmtree, work, True)  # after PostgreSQL stops (registered later)
     dsn = start_embedded_postgres(work / "postgres")
     apply_migrations(dsn)
     db = Database(dsn)
