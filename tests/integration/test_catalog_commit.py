@@ -209,3 +209,41 @@ def test_a_commit_and_a_first_bind_elsewhere_do_not_deadlock(
     committer.join(10)
     assert not committer.is_alive() and not errors, errors
     assert catalog.get_dataset(f"dl-{uid}").record_count == 2
+
+
+def test_record_columns_read_by_copy_are_the_stored_records(catalog: Catalog, uid: str) -> None:
+    """``record_columns_since`` (COPY out, parsed by Arrow) reads what ``records_since``
+    (row objects) reads: awkward strings, null apart from the empty string, tags and
+    times as PostgreSQL reads them back, labelled or not, paging by change number."""
+    es = {"model": "catalog-columns", "run": uid}
+    key = embedding_set_key(es)
+    dataset_id = catalog.bind(key, es, 4, f"columns-{uid}", "production")
+    ids = [f"id-{i}" for i in range(12)] + AWKWARD[1:]
+    commit(catalog, dataset_id, f"{uid}/a.parquet", ids, label="first")
+    commit(catalog, dataset_id, f"{uid}/b.parquet", ids[:3], label="second")
+    changes = catalog.changes
+    rows = changes.records_since(key, 0)
+    assert len(rows) == len(ids)
+
+    table = changes.record_columns_since(key, 0, split="production")
+    assert table.column("record_id").to_pylist() == [r.record_id for r in rows]
+    assert table.column("dataset").to_pylist() == [r.dataset for r in rows]
+    assert table.column("file_path").to_pylist() == [r.file_path for r in rows]
+    assert table.column("row_index").to_pylist() == [r.row_index for r in rows]
+    assert table.column("input_uri").to_pylist() == [r.input_uri for r in rows]
+    assert table.column("inference_class").to_pylist() == [r.inference_class for r in rows]
+    assert table.column("labelled").to_pylist() == [True] * len(rows)
+    assert table.column("change_seq").to_pylist() == [r.change_seq for r in rows]
+    with catalog.db.transaction() as conn:  # text as PostgreSQL parses it back
+        parsed = [conn.execute("SELECT %s::text[], %s::timestamptz", (tags, at)).fetchone()
+                  for tags, at in zip(table.column("tags").to_pylist(),
+                                      table.column("logged_at").to_pylist(), strict=True)]
+    assert [(list(tags), at) for tags, at in parsed] == [(r.tags, r.logged_at) for r in rows]
+
+    first = changes.record_columns_since(key, 0, limit=5)
+    rest = changes.record_columns_since(key, first.column("change_seq")[-1].as_py(),
+                                        up_to_seq=rows[-2].change_seq)
+    assert first.column("record_id").to_pylist() + rest.column("record_id").to_pylist() == [
+        r.record_id for r in rows[:-1]]
+    assert changes.record_columns_since(key, rows[-1].change_seq).num_rows == 0
+    assert changes.record_columns_since(key, 0, split="training").num_rows == 0

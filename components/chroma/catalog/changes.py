@@ -203,9 +203,11 @@ class Changes:
             pa.py_buffer(data),
             read_options=pa_csv.ReadOptions(column_names=names),
             convert_options=pa_csv.ConvertOptions(
-                column_types=column_types, true_values=["t"],
-                false_values=["f"], strings_can_be_null=True,
-                quoted_strings_can_be_null=False),  # "" is an empty string, not NULL
+                column_types=column_types, true_values=["t"], false_values=["f"],
+                # NULL is an empty unquoted field, nothing else (Arrow also took the
+                # text NULL, NA, nan... for one); "" is the empty string.
+                null_values=[""], strings_can_be_null=True,
+                quoted_strings_can_be_null=False),
         )
 
     def deletions_since(
