@@ -247,3 +247,30 @@ def test_record_columns_read_by_copy_are_the_stored_records(catalog: Catalog, ui
         r.record_id for r in rows[:-1]]
     assert changes.record_columns_since(key, rows[-1].change_seq).num_rows == 0
     assert changes.record_columns_since(key, 0, split="training").num_rows == 0
+
+
+def test_record_column_pages_cross_other_sets_changes(catalog: Catalog, uid: str) -> None:
+    """Pages read by ranges of change numbers: another set's records between the set's
+    (more of them than a page, so whole ranges hold none of the set's) are skipped, and
+    every record of the set comes once, in change order."""
+    sets = []
+    for name in ("mine", "other"):
+        es = {"model": f"catalog-pages-{name}", "run": uid}
+        key = embedding_set_key(es)
+        sets.append((key, catalog.bind(key, es, 4, f"pages-{name}-{uid}", "production")))
+    (mine, mine_id), (_, other_id) = sets
+    commit(catalog, mine_id, f"{uid}/m1.parquet", [f"a{i}" for i in range(7)], label="x")
+    commit(catalog, other_id, f"{uid}/o1.parquet", [f"o{i}" for i in range(60)], label="x")
+    commit(catalog, mine_id, f"{uid}/m2.parquet", [f"b{i}" for i in range(4)], label="x")
+    commit(catalog, other_id, f"{uid}/o2.parquet", [f"p{i}" for i in range(30)], label="x")
+    changes = catalog.changes
+    want = [r.record_id for r in changes.records_since(mine, 0)]
+    assert len(want) == 11
+
+    got: list[str] = []
+    after = 0
+    while (page := changes.record_columns_since(mine, after, limit=3)).num_rows:
+        assert page.num_rows <= 3
+        got += page.column("record_id").to_pylist()
+        after = page.column("change_seq")[-1].as_py()
+    assert got == want
