@@ -210,8 +210,9 @@ def exact_training_source(
 ) -> TrainingNeighbours | None:
     """The in-memory source when the set has 1..``limit`` training records (default
     ``settings.recommend_exact_knn_max``), else None: use the query engine; approximate
-    from ``settings.recommend_approximate_knn_min`` records on. The one decision, so that
-    a ``recommend`` run and the assessments on ``/log`` agree. ``training`` loads (or
+    from ``settings.recommend_approximate_knn_min`` records on. The one decision for a
+    ``recommend`` run and the assessments on ``/log`` (which pass a lower ``limit``: a
+    request does not wait for a large search to be built). ``training`` loads (or
     returns the loaded) set only when it is needed."""
     if limit is None:
         limit = settings.recommend_exact_knn_max
