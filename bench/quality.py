@@ -23,8 +23,11 @@ Scenarios (no downloads; real data ships with scikit-learn):
 
 Baselines: ``knn_baseline`` = Euclidean distance to the k-th nearest training record
 (exact, k=10); cleanlab's ``OutOfDistribution`` score from features and from predicted
-probabilities, when cleanlab is installed. The ``knn_distance`` signal mirrors the
-service: mean *cosine* distance (the query engine's default metric) to the k=10 nearest.
+probabilities, when cleanlab is installed. The kNN signals come from the service's own
+search over the training vectors (``TrainingNeighbours``: exact below
+``--approximate-min`` training records, default the service's setting, the inverted file
+from there on; ``--approximate-min 1`` forces it on these small sets), and its recall@10
+against exact neighbours is printed: a recall loss shows in the queue's figures.
 
 Run: ``python bench/quality.py`` (add ``--seeds 5``; ``--tune`` grid-searches weights).
 """
@@ -48,9 +51,13 @@ from sklearn.neighbors import NearestNeighbors
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 
+from chroma.settings import Settings
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info as shared_machine_info
 
+from chroma.labelling.neighbours import KnnAnswer
+from chroma.labelling.training import TrainingSet
 from chroma.scoring import (
     DEFAULT_WEIGHTS,
     RecommendParams,
@@ -187,30 +194,55 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
+KNN: dict[str, int] = {"approximate_min": 50_000}
+"""``--approximate-min``: the service's kNN switch (``recommend_approximate_knn_min``)."""
+
+RECALL: dict[str, list[float]] = {}
+"""Per scenario, recall@10 of the service's kNN against exact neighbours (scikit-learn)
+on the production records of each seed."""
+
+
+def _service_knn(scenario: Scenario) -> tuple[KnnAnswer, KnnAnswer]:
+    """The nearest training records of the training records (themselves left out) and
+    of production, found by the service's own search (``TrainingNeighbours``: exact, or
+    the inverted file from ``--approximate-min`` training records on)."""
+    n = len(scenario.train_embeddings)
+    refs = [("train", str(i)) for i in range(n)]
+    training = TrainingSet(refs, list(scenario.train_labels), list(scenario.train_predicted),
+                           scenario.train_embeddings, distance="cosine")
+    search = training.neighbours(KNN["approximate_min"])
+    return (search.knn_answer(scenario.train_embeddings, K_NEIGHBOURS, exclude=refs),
+            search.knn_answer(scenario.production_embeddings, K_NEIGHBOURS))
+
+
+def _rows(answer: KnnAnswer) -> np.ndarray:
+    return np.array([[int(record_id) for _, record_id in row] for row in answer.refs])
+
+
 def _raw_signals(scenario: Scenario) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Raw signals of the training records (reference) and of production, as the service
-    would compute them; kNN answers exact here (the query engine's job in the service)."""
+    computes them, its kNN included (scikit-learn's exact neighbours only measure its
+    recall)."""
     model = fit_mhb(scenario.train_embeddings, scenario.train_labels)
-    index = NearestNeighbors(n_neighbors=K_NEIGHBOURS + 1).fit(_unit(scenario.train_embeddings))
-    train_distances, train_neighbours = index.kneighbors(_unit(scenario.train_embeddings))
-    train_distances, train_neighbours = train_distances[:, 1:], train_neighbours[:, 1:]  # self
-    distances, neighbours = index.kneighbors(
-        _unit(scenario.production_embeddings), n_neighbors=K_NEIGHBOURS
-    )
-    cosine = lambda euclid: euclid**2 / 2.0  # noqa: E731 (unit vectors: 1 - cos = |a-b|^2 / 2)
+    train_knn, knn = _service_knn(scenario)
+    exact = NearestNeighbors(n_neighbors=K_NEIGHBOURS).fit(_unit(scenario.train_embeddings))
+    _, truth = exact.kneighbors(_unit(scenario.production_embeddings))
+    RECALL.setdefault(scenario.name, []).append(float(np.mean(
+        [len(set(found) & set(true)) / K_NEIGHBOURS
+         for found, true in zip(_rows(knn).tolist(), truth.tolist(), strict=True)])))
     reference = compute_signals(
         score_mhb(model, scenario.train_embeddings, scenario.train_predicted),
-        knn_distances=cosine(train_distances),
+        knn_distances=train_knn.distances,
         scores=scenario.train_probabilities,
         predicted_class=scenario.train_predicted,
-        neighbour_labels=scenario.train_labels[train_neighbours],
+        neighbour_labels=scenario.train_labels[_rows(train_knn)],
     )
     production = compute_signals(
         score_mhb(model, scenario.production_embeddings, scenario.production_predicted),
-        knn_distances=cosine(distances),
+        knn_distances=knn.distances,
         scores=scenario.production_probabilities,
         predicted_class=scenario.production_predicted,
-        neighbour_labels=scenario.train_labels[neighbours],
+        neighbour_labels=scenario.train_labels[_rows(knn)],
     )
     embeddings, predicted = scenario.production_embeddings, scenario.production_predicted
     tied = score_mhb(model, embeddings, predicted, predicted_covariance="tied")
@@ -379,12 +411,19 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3, help="held-out splits per scenario")
     parser.add_argument("--scenarios", nargs="*", default=list(SCENARIOS), choices=SCENARIOS)
     parser.add_argument("--tune", action="store_true", help="grid-search the signal weights")
+    parser.add_argument("--approximate-min", type=int,
+                        default=Settings().recommend_approximate_knn_min,
+                        help="training records from which the kNN is approximate (the "
+                             "service's CHROMA_RECOMMEND_APPROXIMATE_KNN_MIN; 1: always)")
     args = parser.parse_args()
+    KNN["approximate_min"] = args.approximate_min
 
     started = time.perf_counter()
     print(f"# Labelling-queue quality (held-out classes), {args.seeds} seeds\n")
     print(f"Machine: {machine_info()}\n")
     print(f"Default weights: {dict(DEFAULT_WEIGHTS)}, combination 'evidence'\n")
+    print(f"kNN: the service's TrainingNeighbours, approximate (inverted file) from "
+          f"{args.approximate_min:,} training records\n")
     results = evaluate(args.scenarios, args.seeds, RecommendParams())
     methods = list(next(iter(results.values())))
     for scenario in results.values():
@@ -402,6 +441,9 @@ def main() -> None:
         "\nMean over seeds. P@k: precision of the top k, k = number of held-out records "
         f"(~{OOD_SHARE:.0%} of production). Signals listed alone are raw values, ranked."
     )
+    print("\nkNN recall@10 of production against exact neighbours (scikit-learn), mean "
+          "over seeds: " + ", ".join(f"{name} {np.mean(values):.3f}"
+                                     for name, values in RECALL.items()))
     diversity_report(args.scenarios, args.seeds)
     if args.tune:
         tune(args.scenarios, args.seeds)

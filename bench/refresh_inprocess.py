@@ -12,7 +12,8 @@ Each child logs ``--training`` x 128 training and ``--production`` production re
 clusters, 2 of them never trained) and times a full refresh; then, per round and child in
 turn, ``--incremental`` new production records are committed and a ``recommend`` scores
 them (target <= 2 s for 10,000), and a ``recommend`` with nothing new follows (target:
-well under a second). Medians per version, with the load average of every run, and the
+well under a second). At the end every child hashes its whole queue (order, scores,
+signals): the versions must agree. Medians per version, with the load average of every run, and the
 CPU time of the benchmarking process during each run (all its threads; PostgreSQL's own
 work not included): on a busy machine the wall time is mostly waiting for a core.
 
@@ -113,6 +114,8 @@ def serve(args: argparse.Namespace) -> None:
                     committer.commit([records.batch(dataset, split,
                                                     min(CHUNK, total - first), first)])
             answer = {**run(full=True), "code": str(Path(chroma.__file__).parent)}
+        elif command == "digest":
+            answer = {"digest": queue_digest(catalog)}
         elif command == "incremental":
             committer.commit([records.batch("prod", "production", args.incremental, logged)])
             logged += args.incremental
@@ -121,6 +124,22 @@ def serve(args: argparse.Namespace) -> None:
             answer = run(full=False)
         print(json.dumps(answer), flush=True)
     db.close()
+
+
+def queue_digest(catalog: Any) -> str:
+    """A hash of the whole queue in its order: every field a run writes but the time
+    the records were logged (it differs between children). Numbers as floats: the JSON
+    of a signal may say 1 or 1.0 for the same value."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for entry in catalog.queue.page(key(), limit=10_000_000):
+        signals = sorted((name, float(v)) for name, v in entry.signals.items())
+        raw = sorted((name, float(v)) for name, v in entry.raw_signals.items())
+        digest.update(repr((entry.dataset, entry.record_id, float(entry.score),
+                            float(entry.percentile), entry.verdict, signals, raw,
+                            entry.input_uri, entry.inference_class, entry.tags)).encode())
+    return digest.hexdigest()
 
 
 class Child:
@@ -183,6 +202,10 @@ def main() -> None:
                           f"{answer['seconds']:6.2f} s (CPU {answer['cpu']:5.2f} s)  "
                           f"scored {answer['scored']:>6,}  load {answer['load']:.1f}",
                           flush=True)
+        digests = {child.name: child.ask("digest")["digest"] for child in children}
+        print("queue after the last round: " + (
+            "the same in every version (order, scores, signals)"
+            if len(set(digests.values())) == 1 else f"DIFFERS: {digests}"), flush=True)
     finally:
         for child in children:
             child.close()

@@ -12,11 +12,15 @@ does it (the code under test is unchanged, only looked at):
 * ``knn``: the nearest training records (``CHROMA_RECOMMEND_APPROXIMATE_KNN_MIN``
   decides exact or IVF: printed; the IVF build is timed separately, ``knn build``);
 * ``mhb score``, ``signals`` (logged scores, signal maths), ``assess`` (normalise,
-  combine, per-record assessments), ``rows`` (building the queue rows);
+  combine, verdicts, as columns), ``rows`` (the rest of scoring a page: reading its
+  logged scores, building the page written to the queue);
 * ``queue write``: the upserts into PostgreSQL.
 
 Phases nest (``reference`` contains some ``knn``; ``knn build`` is part of ``knn``):
-the table shows each one's own wall and CPU seconds, and ``other`` is the rest.
+the table shows each one's own wall and CPU seconds (CPU of the threads doing it: pages
+are read and written in threads beside the scoring, and the kNN's blocks run in pool
+threads, counted too), ``other`` is the rest of the process's CPU, and PostgreSQL's own
+CPU (its processes, from ``/proc``) is printed apart.
 
     .venv/bin/python bench/refresh_phases.py [--training 100000] [--production 1000000]
 """
@@ -24,19 +28,21 @@ the table shows each one's own wall and CPU seconds, and ``other`` is the rest.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info
-from refresh_inprocess import CHUNK, KEY, Records
+from refresh_inprocess import CHUNK, Records, key
 
 import chroma.labelling.runs as runs
 import chroma.labelling.scorer as scorer
@@ -46,6 +52,7 @@ from chroma.catalog.changes import Changes
 from chroma.catalog.embedded import start_embedded_postgres
 from chroma.catalog.recommendations import Recommendations
 from chroma.ingest import GroupCommitter
+from chroma.scoring import ExactNearest, IvfNearest, nearest
 from chroma.settings import Settings
 from chroma.storage import FileStore
 
@@ -54,22 +61,33 @@ CPU: dict[str, float] = defaultdict(float)
 _stack = threading.local()
 
 
+_lock = threading.Lock()
+
+
 def _enter(name: str) -> tuple[float, float]:
-    return time.perf_counter(), time.process_time()
+    return time.perf_counter(), time.thread_time()
 
 
-def _leave(name: str, began: tuple[float, float]) -> None:
-    """Adds the elapsed time to ``name`` and takes it off the enclosing phase."""
-    wall, cpu = time.perf_counter() - began[0], time.process_time() - began[1]
-    WALL[name] += wall
-    CPU[name] += cpu
-    outer = getattr(_stack, "names", [])
-    if outer:
-        WALL[outer[-1]] -= wall
-        CPU[outer[-1]] -= cpu
+def _leave(name: str, began: tuple[float, float], *, wall_counts: bool = True) -> None:
+    """Adds the elapsed time to ``name`` and takes it off the enclosing phase. CPU is
+    the calling thread's own (pages are read and written in threads while others are
+    scored: the process's CPU would count theirs too)."""
+    wall, cpu = time.perf_counter() - began[0], time.thread_time() - began[1]
+    wall = wall if wall_counts else 0.0
+    with _lock:
+        WALL[name] += wall
+        CPU[name] += cpu
+        outer = getattr(_stack, "names", [])
+        if outer:
+            WALL[outer[-1]] -= wall
+            CPU[outer[-1]] -= cpu
 
 
-def timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+def timed(name: str, function: Callable[..., Any], *,
+          wall_counts: bool = True) -> Callable[..., Any]:
+    """``function`` timed as ``name``. ``wall_counts=False`` for work done in pool
+    threads beside each other (the kNN's blocks): their CPU adds up, their wall time
+    is the caller's."""
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         names = _stack.__dict__.setdefault("names", [])
         began = _enter(name)
@@ -78,31 +96,34 @@ def timed(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
             return function(*args, **kwargs)
         finally:
             names.pop()
-            _leave(name, began)
+            _leave(name, began, wall_counts=wall_counts)
     return wrapper
 
 
-def timed_pages(name: str, function: Callable[..., Iterator[Any]]) -> Callable[..., Any]:
-    """A generator's own time: each ``next``, not the caller's work between them."""
-    def wrapper(*args: Any, **kwargs: Any) -> Iterator[Any]:
-        pages = function(*args, **kwargs)
-        while True:
-            began = _enter(name)
-            try:
-                page = next(pages)
-            except StopIteration:
-                _leave(name, began)
-                return
-            _leave(name, began)
-            yield page
-    return wrapper
+def postgres_cpu(pgdata: Path) -> float:
+    """CPU seconds of the embedded PostgreSQL so far: the postmaster with its reaped
+    children, and every live child (its backends)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    postmaster = int((pgdata / "postmaster.pid").read_text().split()[0])
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, parent = int(stat.parent.name), int(fields[1])
+        if pid == postmaster:
+            total += sum(int(v) for v in fields[11:15]) / tick  # utime stime cutime cstime
+        elif parent == postmaster:
+            total += sum(int(v) for v in fields[11:13]) / tick
+    return total
 
 
 def instrument() -> None:
     runs.read_columns = timed("parquet read", runs.read_columns)
     runs.fit_mhb_of = timed("mhb fit", runs.fit_mhb_of)
     runs.fit_scoring_reference = timed("reference", runs.fit_scoring_reference)
-    runs.assess = timed("assess", runs.assess)
+    runs.assess_columns = timed("assess", runs.assess_columns)
     scorer.score_mhb = timed("mhb score", scorer.score_mhb)
     scorer.knn_inputs = timed("knn", scorer.knn_inputs)
     scorer.compute_signals = timed("signals", scorer.compute_signals)
@@ -111,8 +132,14 @@ def instrument() -> None:
         timed("training", training.TrainingSet.load.__func__))  # type: ignore[attr-defined]
     for kind in (training.IvfNearest, training.ExactNearest):
         kind.__init__ = timed("knn build", kind.__init__)  # type: ignore[method-assign]
-    Changes.iter_records_since = timed_pages(  # type: ignore[method-assign]
-        "catalog read", Changes.iter_records_since)
+    # The kNN's blocks run in pool threads: their CPU is the kNN's too.
+    IvfNearest._search_list = timed(  # type: ignore[method-assign]
+        "knn", IvfNearest._search_list, wall_counts=False)
+    ExactNearest._closeness = timed(  # type: ignore[method-assign]
+        "knn", ExactNearest._closeness, wall_counts=False)
+    nearest._top_k = timed("knn", nearest._top_k, wall_counts=False)
+    Changes.record_columns_since = timed(  # type: ignore[method-assign]
+        "catalog read", Changes.record_columns_since)
     Recommendations.upsert = timed("queue write", Recommendations.upsert)  # type: ignore
     score_page = runs._score_page
 
@@ -132,6 +159,7 @@ def main() -> None:
     print(f"approximate kNN from {settings.recommend_approximate_knn_min:,} training records; "
           f"in memory up to {settings.recommend_exact_knn_max:,}")
     work = Path(tempfile.mkdtemp(prefix="chroma-refresh-phases-"))
+    atexit.register(shutil.rmtree, work, True)  # after PostgreSQL stops (registered later)
     dsn = start_embedded_postgres(work / "postgres")
     apply_migrations(dsn)
     db = Database(dsn)
@@ -148,19 +176,25 @@ def main() -> None:
     print(f"logged {args.training:,} training + {args.production:,} production in "
           f"{time.perf_counter() - began:.1f} s, load {os.getloadavg()[0]:.1f}", flush=True)
     instrument()
-    job = runs.LabellingJob(catalog, store, settings, KEY)
+    job = runs.LabellingJob(catalog, store, settings, key())
     load_before = os.getloadavg()[0]
+    began_postgres = postgres_cpu(work / "postgres")
     began, began_cpu = time.perf_counter(), time.process_time()
     result = runs.recommend_one(job, full=True)
     wall, cpu = time.perf_counter() - began, time.process_time() - began_cpu
-    source = job.training().neighbours
+    postgres = postgres_cpu(work / "postgres") - began_postgres
+    source = job.training().neighbours(settings.recommend_approximate_knn_min)
     print(f"full refresh: {wall:.1f} s wall, {cpu:.1f} s CPU, scored {result['scored']:,}, "
           f"kNN {'approximate (IVF)' if source.approximate else 'exact'}, "
-          f"load {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
+          f"load {load_before:.1f} -> {os.getloadavg()[0]:.1f}; PostgreSQL's own CPU "
+          f"{postgres:.1f} s")
     print(f"{'phase':>14} {'wall s':>8} {'cpu s':>8} {'share':>6}")
     for name in sorted(WALL, key=WALL.__getitem__, reverse=True):
         print(f"{name:>14} {WALL[name]:8.1f} {CPU[name]:8.1f} {WALL[name] / wall:6.1%}")
-    print(f"{'other':>14} {wall - sum(WALL.values()):8.1f} {cpu - sum(CPU.values()):8.1f}")
+    print(f"{'other':>14} {'':>8} {cpu - sum(CPU.values()):8.1f}")
+    print("(wall: of the thread doing the phase; pages are read and written beside the "
+          "scoring, so walls overlap; CPU: each thread's own, the kNN's pool threads "
+          "included)")
     db.close()
 
 

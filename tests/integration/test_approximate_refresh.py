@@ -1,7 +1,8 @@
 """A full ``recommend`` with the approximate (IVF) kNN fills the queue like the exact one.
 
 Real PostgreSQL and a real local store; records committed through the group committer;
-the only difference between the two runs is ``CHROMA_RECOMMEND_APPROXIMATE_KNN_MIN``."""
+the only difference between the two runs is ``recommend_approximate_knn_min`` of the job's
+settings."""
 
 from __future__ import annotations
 
@@ -56,17 +57,20 @@ def test_the_approximate_knn_ranks_the_queue_like_the_exact_one(
     committer = GroupCommitter(own_catalog, store)
     committer.commit([_batch("train", "training", rng.integers(0, 8, 4_000), rng)])
     committer.commit([_batch("prod", "production", rng.integers(0, 10, 1_000), rng)])
-    settings = Settings(recommend_training_cache_bytes=0)  # each run builds its search
+    # Each run builds its search; only the job's settings differ.
+    exact_settings = Settings(recommend_training_cache_bytes=0,
+                              recommend_approximate_knn_min=0)
+    approximate_settings = Settings(recommend_training_cache_bytes=0,
+                                    recommend_approximate_knn_min=1000)
 
-    monkeypatch.setenv("CHROMA_RECOMMEND_APPROXIMATE_KNN_MIN", "0")
-    exact_run = recommend_one(LabellingJob(own_catalog, store, settings, KEY), full=True)
+    exact_run = recommend_one(LabellingJob(own_catalog, store, exact_settings, KEY),
+                              full=True)
     exact = _queue(own_catalog)
-    monkeypatch.setenv("CHROMA_RECOMMEND_APPROXIMATE_KNN_MIN", "1000")
-    job = LabellingJob(own_catalog, store, settings, KEY)
+    job = LabellingJob(own_catalog, store, approximate_settings, KEY)
     approximate_run = recommend_one(job, full=True)
     approximate = _queue(own_catalog)
 
-    assert job.training().neighbours.approximate
+    assert (exact_run["knn"], approximate_run["knn"]) == ("exact", "approximate")
     assert exact_run["scored"] == approximate_run["scored"] == 1_000
     assert set(exact) == set(approximate)
     ids = sorted(exact)
@@ -78,3 +82,22 @@ def test_the_approximate_knn_ranks_the_queue_like_the_exact_one(
     best_exact = set(sorted(ids, key=lambda i: -exact[i][0])[:top])
     best_approximate = set(sorted(ids, key=lambda i: -approximate[i][0])[:top])
     assert len(best_exact & best_approximate) >= 0.9 * top
+
+
+@pytest.mark.parametrize(("environment", "job_setting", "knn"),
+                         [("0", 1000, "approximate"), ("1000", 0, "exact")])
+def test_the_jobs_settings_choose_the_knn_not_the_environment(
+    own_catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    environment: str, job_setting: int, knn: str,
+) -> None:
+    """A worker started with one ``CHROMA_RECOMMEND_APPROXIMATE_KNN_MIN`` runs jobs with
+    the settings it was given (the switch read the environment once)."""
+    rng = np.random.default_rng(1)
+    store = FileStore(str(tmp_path / "store"))
+    committer = GroupCommitter(own_catalog, store)
+    committer.commit([_batch("train", "training", rng.integers(0, 8, 1_200), rng)])
+    committer.commit([_batch("prod", "production", rng.integers(0, 10, 50), rng)])
+    monkeypatch.setenv("CHROMA_RECOMMEND_APPROXIMATE_KNN_MIN", environment)
+    settings = Settings(recommend_training_cache_bytes=0,
+                        recommend_approximate_knn_min=job_setting)
+    assert recommend_one(LabellingJob(own_catalog, store, settings, KEY))["knn"] == knn

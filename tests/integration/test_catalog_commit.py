@@ -122,10 +122,13 @@ def test_latest_seq_waits_for_a_writer_holding_lower_numbers(
 
 
 def test_queue_upsert_round_trips_and_rescoring_replaces(catalog: Catalog, uid: str) -> None:
-    """The labelling queue's COPY path: every field back as written; a rescore replaces."""
+    """The labelling queue's COPY path: every field back as written (signals that are not
+    finite left out of the JSON); a rescore replaces."""
     import numpy as np
+    import pyarrow as pa
 
-    from chroma.catalog import ScoredRow
+    from chroma.catalog import ScoredPage
+    from chroma.catalog.copying import pg_text_array
 
     es = {"model": "queue-copy", "run": uid}
     key = embedding_set_key(es)
@@ -133,30 +136,43 @@ def test_queue_upsert_round_trips_and_rescoring_replaces(catalog: Catalog, uid: 
     queue = catalog.queue
     at = datetime(2026, 11, 26, 9, 30, 0, 250000, tzinfo=UTC)
 
-    def scored(i: int, score: float) -> ScoredRow:
-        return ScoredRow(
-            dataset=f"queue-{uid}", record_id=AWKWARD[i % len(AWKWARD)] or "empty",
-            score=score, percentile=np.float32(score * 100), verdict="label" if i else "ok",
-            signals={"mhb": np.float64(score), "knn": float("nan")},
-            raw_signals={"mhb": 3.5 + i}, input_uri=None if i % 2 else AWKWARD[i],
-            inference_class=AWKWARD[i] or None, tags=AWKWARD[: i % 4], logged_at=at,
-            labelled=False)
+    def scored(indices: list[int], score: list[float]) -> ScoredPage:
+        records = pa.table({
+            "dataset": [f"queue-{uid}"] * len(indices),
+            "record_id": [AWKWARD[i % len(AWKWARD)] or "empty" for i in indices],
+            "input_uri": [None if i % 2 else AWKWARD[i] for i in indices],
+            "inference_class": [AWKWARD[i] or None for i in indices],
+            "tags": [pg_text_array(AWKWARD[: i % 4]) for i in indices],
+            "logged_at": pa.array([at] * len(indices), pa.timestamp("us", tz="UTC")),
+            "labelled": [False] * len(indices),
+        })
+        values = np.array(score)
+        return ScoredPage(
+            records=records, score=values, percentile=values * 100,
+            label=np.array([i != 0 for i in indices]),
+            signals={"mhb": values, "knn": np.full(len(indices), np.nan)},
+            raw_signals={"mhb": 3.5 + np.array(indices, dtype=float),
+                         "inf": np.where(np.array(indices) % 2 == 1, np.inf, 1.0)})
 
-    rows = [scored(i, 0.05 * (i + 1)) for i in range(len(AWKWARD))]
-    queue.upsert(key, rows, mhb_version=1)
-    queue.upsert(key, [scored(0, 0.99)], mhb_version=2)  # rescored: replaced, not added
+    indices = list(range(len(AWKWARD)))
+    queue.upsert(key, scored(indices, [0.05 * (i + 1) for i in indices]), mhb_version=1)
+    queue.upsert(key, scored([0], [0.99]), mhb_version=2)  # rescored: replaced, not added
 
     entries = {e.record_id: e for e in queue.page(key, limit=100)}
-    assert len(entries) == len(rows) == queue.count(key)
-    assert next(iter(entries.values())).record_id == rows[0].record_id  # now the best
-    for i, row in enumerate(rows):
-        entry = entries[row.record_id]
-        expected = scored(i, 0.99) if i == 0 else row
-        assert entry.score == pytest.approx(expected.score)
-        assert entry.signals == {"mhb": pytest.approx(expected.score), "knn": None}
-        assert entry.raw_signals == expected.raw_signals
+    assert len(entries) == len(indices) == queue.count(key)
+    first = AWKWARD[0] or "empty"
+    assert next(iter(entries.values())).record_id == first  # now the best
+    for i in indices:
+        entry = entries[AWKWARD[i % len(AWKWARD)] or "empty"]
+        score = 0.99 if i == 0 else 0.05 * (i + 1)
+        assert entry.score == score
+        assert entry.percentile == pytest.approx(score * 100)
+        assert entry.verdict == ("ok" if i == 0 else "label")
+        assert entry.signals == {"mhb": score}  # NaN: not in the JSON
+        assert entry.raw_signals == ({"mhb": 3.5 + i} if i % 2 else {"mhb": 3.5 + i, "inf": 1.0})
         assert (entry.input_uri, entry.inference_class, entry.tags, entry.logged_at) == (
-            expected.input_uri, expected.inference_class, expected.tags, at)
+            None if i % 2 else AWKWARD[i], AWKWARD[i] or None, AWKWARD[: i % 4], at)
+
 
 
 def test_a_commit_and_a_first_bind_elsewhere_do_not_deadlock(
@@ -193,3 +209,68 @@ def test_a_commit_and_a_first_bind_elsewhere_do_not_deadlock(
     committer.join(10)
     assert not committer.is_alive() and not errors, errors
     assert catalog.get_dataset(f"dl-{uid}").record_count == 2
+
+
+def test_record_columns_read_by_copy_are_the_stored_records(catalog: Catalog, uid: str) -> None:
+    """``record_columns_since`` (COPY out, parsed by Arrow) reads what ``records_since``
+    (row objects) reads: awkward strings, null apart from the empty string, tags and
+    times as PostgreSQL reads them back, labelled or not, paging by change number."""
+    es = {"model": "catalog-columns", "run": uid}
+    key = embedding_set_key(es)
+    dataset_id = catalog.bind(key, es, 4, f"columns-{uid}", "production")
+    ids = [f"id-{i}" for i in range(12)] + AWKWARD[1:]
+    commit(catalog, dataset_id, f"{uid}/a.parquet", ids, label="first")
+    commit(catalog, dataset_id, f"{uid}/b.parquet", ids[:3], label="second")
+    changes = catalog.changes
+    rows = changes.records_since(key, 0)
+    assert len(rows) == len(ids)
+
+    table = changes.record_columns_since(key, 0, split="production")
+    assert table.column("record_id").to_pylist() == [r.record_id for r in rows]
+    assert table.column("dataset").to_pylist() == [r.dataset for r in rows]
+    assert table.column("file_path").to_pylist() == [r.file_path for r in rows]
+    assert table.column("row_index").to_pylist() == [r.row_index for r in rows]
+    assert table.column("input_uri").to_pylist() == [r.input_uri for r in rows]
+    assert table.column("inference_class").to_pylist() == [r.inference_class for r in rows]
+    assert table.column("labelled").to_pylist() == [True] * len(rows)
+    assert table.column("change_seq").to_pylist() == [r.change_seq for r in rows]
+    with catalog.db.transaction() as conn:  # text as PostgreSQL parses it back
+        parsed = [conn.execute("SELECT %s::text[], %s::timestamptz", (tags, at)).fetchone()
+                  for tags, at in zip(table.column("tags").to_pylist(),
+                                      table.column("logged_at").to_pylist(), strict=True)]
+    assert [(list(tags), at) for tags, at in parsed] == [(r.tags, r.logged_at) for r in rows]
+
+    first = changes.record_columns_since(key, 0, limit=5)
+    rest = changes.record_columns_since(key, first.column("change_seq")[-1].as_py(),
+                                        up_to_seq=rows[-2].change_seq)
+    assert first.column("record_id").to_pylist() + rest.column("record_id").to_pylist() == [
+        r.record_id for r in rows[:-1]]
+    assert changes.record_columns_since(key, rows[-1].change_seq).num_rows == 0
+    assert changes.record_columns_since(key, 0, split="training").num_rows == 0
+
+
+def test_record_column_pages_cross_other_sets_changes(catalog: Catalog, uid: str) -> None:
+    """Pages read by ranges of change numbers: another set's records between the set's
+    (more of them than a page, so whole ranges hold none of the set's) are skipped, and
+    every record of the set comes once, in change order."""
+    sets = []
+    for name in ("mine", "other"):
+        es = {"model": f"catalog-pages-{name}", "run": uid}
+        key = embedding_set_key(es)
+        sets.append((key, catalog.bind(key, es, 4, f"pages-{name}-{uid}", "production")))
+    (mine, mine_id), (_, other_id) = sets
+    commit(catalog, mine_id, f"{uid}/m1.parquet", [f"a{i}" for i in range(7)], label="x")
+    commit(catalog, other_id, f"{uid}/o1.parquet", [f"o{i}" for i in range(60)], label="x")
+    commit(catalog, mine_id, f"{uid}/m2.parquet", [f"b{i}" for i in range(4)], label="x")
+    commit(catalog, other_id, f"{uid}/o2.parquet", [f"p{i}" for i in range(30)], label="x")
+    changes = catalog.changes
+    want = [r.record_id for r in changes.records_since(mine, 0)]
+    assert len(want) == 11
+
+    got: list[str] = []
+    after = 0
+    while (page := changes.record_columns_since(mine, after, limit=3)).num_rows:
+        assert page.num_rows <= 3
+        got += page.column("record_id").to_pylist()
+        after = page.column("change_seq")[-1].as_py()
+    assert got == want

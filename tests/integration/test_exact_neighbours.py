@@ -32,7 +32,7 @@ def test_training_neighbours_match_the_engine(tmp_path: Path, distance: str) -> 
         distance == "cosine") else training
     exact = TrainingNeighbours(TrainingSet(
         [("train", f"t{i}") for i in range(300)], [f"c{i % 3}" for i in range(300)],
-        [None] * 300, stored, distance=distance))
+        [None] * 300, stored, distance=distance), approximate_min=0)
     queries = rng.normal(size=(25, DIM)).astype(np.float32)
     ours = exact.search("k", queries, 7)
     theirs = engine.search("k", queries, 7, SearchFilter(split="training"))
@@ -48,7 +48,7 @@ def test_training_neighbours_match_the_engine(tmp_path: Path, distance: str) -> 
 def test_fewer_training_records_than_k() -> None:
     exact = TrainingNeighbours(TrainingSet(
         [("t", "a"), ("t", "b"), ("t", "c")], ["x", "y", None], [None, None, "z"],
-        np.eye(3, dtype=np.float32), distance="cosine"))
+        np.eye(3, dtype=np.float32), distance="cosine"), approximate_min=0)
     hits = exact.search("k", np.array([[1.0, 0.1, 0.0]], dtype=np.float32), 10)
     assert [n.record_id for n in hits[0]] == ["a", "b", "c"]
     assert hits[0][0].distance < hits[0][1].distance
@@ -65,7 +65,7 @@ def test_the_array_path_answers_like_the_search_path(distance: str) -> None:
     exact = TrainingNeighbours(TrainingSet(
         [("t", f"r{i}") for i in range(120)],
         [f"c{i % 4}" if i % 5 else None for i in range(120)],
-        [f"p{i % 3}" for i in range(120)], vectors, distance=distance))
+        [f"p{i % 3}" for i in range(120)], vectors, distance=distance), approximate_min=0)
 
     class SearchOnly:  # what the index offers: search, nothing else
         def search(self, key: str, queries: np.ndarray, k: int = 10,

@@ -39,6 +39,24 @@ def test_the_two_pass_top_k_equals_a_full_sort(columns: int, k: int) -> None:
     np.testing.assert_array_equal(rows, want_rows)  # no ties in continuous data
 
 
+@pytest.mark.parametrize(("columns", "k", "group"), [
+    (632, 8, 8),    # the inverted file's probes: ~2 sqrt(100k) lists, 8 probed
+    (635, 8, 8),    # a ragged tail
+    (8 * 17, 8, 8),  # at the size where the grouping stops paying: one partition
+    (158, 10, 2),
+])
+def test_the_two_pass_top_k_with_other_group_sizes_equals_a_full_sort(
+    columns: int, k: int, group: int,
+) -> None:
+    rng = np.random.default_rng(columns * group)
+    closeness = rng.normal(size=(500, columns)).astype(np.float32)
+    closeness[:7] += np.linspace(0, 50, columns, dtype=np.float32)
+    rows, values = nearest._top_k(closeness, k, group=group)
+    want_rows, want_values = _full_sort(closeness, k)
+    np.testing.assert_array_equal(values, want_values)
+    np.testing.assert_array_equal(rows, want_rows)
+
+
 def test_the_two_pass_top_k_finds_every_best_value_among_many_equal_ones() -> None:
     rng = np.random.default_rng(3)
     closeness = rng.integers(0, 6, size=(200, 4_000)).astype(np.float32)  # ties everywhere

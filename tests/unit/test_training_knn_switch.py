@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from chroma.labelling.neighbours import knn_inputs
-from chroma.labelling.training import TrainingNeighbours, TrainingSet
+from chroma.labelling.training import TrainingNeighbours, TrainingSet, exact_training_source
 from chroma.scoring import ExactNearest, IvfNearest
+from chroma.settings import Settings
 
 
 def training_set(n: int, seed: int = 0) -> TrainingSet:
@@ -30,11 +31,19 @@ def test_below_the_setting_the_search_is_exact_and_from_it_approximate():
     assert isinstance(off.rows, ExactNearest)
 
 
-def test_the_setting_comes_from_the_environment(monkeypatch):
-    monkeypatch.setenv("CHROMA_RECOMMEND_APPROXIMATE_KNN_MIN", "300")
-    assert TrainingNeighbours(training_set(300)).approximate
+def test_the_callers_settings_decide_not_the_environment(monkeypatch):
     monkeypatch.setenv("CHROMA_RECOMMEND_APPROXIMATE_KNN_MIN", "301")
-    assert not TrainingNeighbours(training_set(300)).approximate
+    training = training_set(300)
+    at = exact_training_source(300, Settings(recommend_approximate_knn_min=300),
+                               lambda: training)
+    assert at is not None and at.approximate
+    monkeypatch.setenv("CHROMA_RECOMMEND_APPROXIMATE_KNN_MIN", "300")
+    above = exact_training_source(300, Settings(recommend_approximate_knn_min=301),
+                                  lambda: training)
+    assert above is not None and not above.approximate
+    assert exact_training_source(300, Settings(recommend_exact_knn_max=299),
+                                 lambda: training) is None  # the query engine's
+    assert training.neighbours(301) is above  # built once per set and switch
 
 
 @pytest.mark.parametrize("excluded", [False, True])

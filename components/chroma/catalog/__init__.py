@@ -29,7 +29,7 @@ from chroma.catalog.recommendations import (
     QueueEntry,
     Recommendations,
     RecommendationState,
-    ScoredRow,
+    ScoredPage,
 )
 from chroma.catalog.records import StoredRecord
 
@@ -52,7 +52,7 @@ __all__ = [
     "RecommendationState",
     "Recommendations",
     "RecordRef",
-    "ScoredRow",
+    "ScoredPage",
     "StoredRecord",
     "apply_migrations",
 ]

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import psycopg
 from psycopg.rows import dict_row
@@ -28,13 +29,25 @@ from psycopg.rows import dict_row
 from chroma.catalog.database import Database
 from chroma.catalog.records import STORED_RECORD_COLUMNS, StoredRecord
 
+if TYPE_CHECKING:  # pyarrow loads only where record columns are read
+    import pyarrow as pa
+
 __all__ = [
-    "CHANGE_WRITERS_LOCK", "Changes", "DeletedRecord", "FeedLag", "IndexState",
-    "writing_changes",
+    "CHANGE_WRITERS_LOCK", "Changes", "DeletedRecord", "FeedLag",
+    "IndexState", "writing_changes",
 ]
 
 CHANGE_WRITERS_LOCK = 0x6368_726F_6D61_0001
 """Advisory lock key ("chroma" + 1) shared by change writers, exclusive for readers."""
+
+
+def _record_column_types() -> dict[str, pa.DataType]:
+    import pyarrow as pa
+
+    return {"dataset": pa.string(), "record_id": pa.string(), "file_path": pa.string(),
+            "row_index": pa.int64(), "input_uri": pa.string(),
+            "inference_class": pa.string(), "labelled": pa.bool_(), "tags": pa.string(),
+            "logged_at": pa.string(), "change_seq": pa.int64()}
 
 
 def writing_changes(conn: psycopg.Connection) -> None:
@@ -154,6 +167,63 @@ class Changes:
                 return
             yield rows
             cursor = rows[-1].change_seq
+
+    def record_columns_since(
+        self, embedding_set_key: str, after_seq: int = 0, *, limit: int = 50_000,
+        split: str | None = None, up_to_seq: int | None = None,
+    ) -> pa.Table:
+        """:meth:`records_since` as columns (dataset, record_id, file_path, row_index,
+        input_uri, inference_class, labelled, tags, logged_at, change_seq), read by COPY and
+        parsed by Arrow: no Python object per record (a fifth of a 1M refresh's CPU was
+        building them). ``tags`` and ``logged_at`` stay PostgreSQL's text (an array
+        literal, a timestamp), to be written back as they are; ``labelled`` says the
+        record was logged with a ``label_class``."""
+        import pyarrow as pa
+        import pyarrow.csv as pa_csv
+
+        # Each query reads a bounded range of change numbers (``window``, widened while
+        # the set has no record in it): with ``change_seq > after ... LIMIT`` alone the
+        # planner read and sorted every later record of the set for each page (a 1M
+        # refresh: ~10^8 rows, most of PostgreSQL's CPU).
+        query = (
+            "COPY (SELECT d.name, r.record_id, f.path, r.row_index, r.input_uri,"
+            " r.inference_class, r.label_class IS NOT NULL, r.tags::text, r.logged_at::text,"
+            " r.change_seq FROM records r JOIN datasets d ON d.id = r.dataset_id"
+            " JOIN files f ON f.id = r.file_id"
+            " WHERE r.dataset_id = ANY(%(datasets)s) AND r.change_seq > %(after)s"
+            " AND r.change_seq <= %(upto)s ORDER BY r.change_seq LIMIT %(limit)s)"
+            " TO STDOUT (FORMAT csv)")
+        data = b""
+        with self.db.transaction() as conn, conn.cursor() as cur:
+            datasets = [row[0] for row in cur.execute(
+                "SELECT id FROM datasets WHERE embedding_set_key = %s"
+                " AND (%s::text IS NULL OR split = %s)",
+                (embedding_set_key, split, split)).fetchall()]
+            end = up_to_seq
+            if end is None:
+                (end,) = cur.execute("SELECT COALESCE(max(change_seq), 0) FROM records"
+                                     ).fetchone()
+            window = max(limit, 1)
+            while datasets and not data and after_seq < end:
+                upto = min(after_seq + window, end)
+                with cur.copy(query, {"datasets": datasets, "after": after_seq,
+                                      "upto": upto, "limit": limit}) as copy:
+                    data = b"".join(bytes(block) for block in copy)
+                after_seq, window = upto, window * 4
+        column_types = _record_column_types()
+        names, types = list(column_types), list(column_types.values())
+        if not data:
+            return pa.table({n: pa.array([], t) for n, t in zip(names, types, strict=True)})
+        return pa_csv.read_csv(
+            pa.py_buffer(data),
+            read_options=pa_csv.ReadOptions(column_names=names),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=column_types, true_values=["t"], false_values=["f"],
+                # NULL is an empty unquoted field, nothing else (Arrow also took the
+                # text NULL, NA, nan... for one); "" is the empty string.
+                null_values=[""], strings_can_be_null=True,
+                quoted_strings_can_be_null=False),
+        )
 
     def deletions_since(
         self, embedding_set_key: str, after_seq: int = 0, *, up_to_seq: int | None = None,

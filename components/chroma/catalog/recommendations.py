@@ -2,28 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
+from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from chroma.catalog.copying import copy_csv, pg_text_array
+from chroma.catalog.copying import copy_csv
 from chroma.catalog.database import Database
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # numpy and pyarrow load only where queue pages are written
+    import numpy as np
     import pyarrow as pa
 
-__all__ = ["MHBVersion", "QueueEntry", "RecommendationState", "Recommendations", "ScoredRow"]
+__all__ = ["MHBVersion", "QueueEntry", "RecommendationState", "Recommendations", "ScoredPage"]
+
+_RECORD_COLUMNS = ("dataset", "record_id", "input_uri", "inference_class", "tags",
+                   "logged_at", "labelled")
+"""The columns of :attr:`ScoredPage.records` the queue keeps."""
 
 _INCOMING_SCORES = """
 CREATE TEMP TABLE incoming_scores (
-    dataset text, record_id text, score double precision, percentile real, verdict text,
-    signals jsonb, raw_signals jsonb, input_uri text, inference_class text, tags text[],
-    logged_at timestamptz, labelled boolean
+    dataset text, record_id text, input_uri text, inference_class text, tags text[],
+    logged_at timestamptz, labelled boolean, score double precision, percentile real,
+    verdict text{signals}
 ) ON COMMIT DROP
 """
 
@@ -50,8 +55,32 @@ class RecommendationState:
 
 
 @dataclass(frozen=True)
-class _Scored:
-    """A production record's place in the queue: its score and why."""
+class ScoredPage:
+    """A page of production records as a recommend run scored them, in columns: no
+    Python object per record on the way into the queue."""
+
+    records: pa.Table
+    """``dataset``, ``record_id``, ``input_uri``, ``inference_class``, ``tags`` (a
+    ``text[]`` literal), ``logged_at`` (timestamp, or PostgreSQL's text of one) and
+    ``labelled`` (logged with a label class), as ``Changes.record_columns_since`` reads
+    them; other columns are ignored."""
+    score: np.ndarray
+    percentile: np.ndarray
+    label: np.ndarray
+    """bool per record: verdict ``label``, else ``ok``."""
+    signals: Mapping[str, np.ndarray]
+    """Normalised level per signal name; a value that is not finite is left out."""
+    raw_signals: Mapping[str, np.ndarray]
+    """Raw value per signal name; a value that is not finite is left out."""
+
+    def __len__(self) -> int:
+        return int(self.records.num_rows)
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One queue entry, as the queue pages read it back: a production record's place in
+    the queue, its score and why."""
 
     dataset: str
     record_id: str
@@ -64,19 +93,6 @@ class _Scored:
     inference_class: str | None
     tags: list[str]
     logged_at: datetime
-
-
-@dataclass(frozen=True)
-class ScoredRow(_Scored):
-    """One production record's score, as the recommend operation writes it."""
-
-    labelled: bool
-
-
-@dataclass(frozen=True)
-class QueueEntry(_Scored):
-    """One queue entry, as the queue pages read it back."""
-
     dataset_id: int
 
 
@@ -145,32 +161,40 @@ class Recommendations:
 
     # -- the queue --------------------------------------------------------------------------
 
-    def upsert(self, key: str, rows: Sequence[ScoredRow], mhb_version: int | None) -> None:
-        """Insert or rescore ``rows`` (a page of a recommend run): COPY'd into a
-        temporary table, then merged into the queue in one statement. A record once
-        labelled (marked, or logged with a ``label_class``) stays out of the queue when
-        rescored: a full refresh must not bring marked records back."""
-        if not rows:
+    def upsert(self, key: str, page: ScoredPage, mhb_version: int | None) -> None:
+        """Insert or rescore the records of ``page`` (of a recommend run): COPY'd into a
+        temporary table, one float column per signal, then merged into the queue in one
+        statement that builds each record's signals JSON (finite values only). A record
+        once labelled (marked, or logged with a ``label_class``) stays out of the queue
+        when rescored: a full refresh must not bring marked records back."""
+        if not len(page):
             return
+        table = _scored_table(page)
+        signals = _json_object("s", list(page.signals))
+        raw_signals = _json_object("r", list(page.raw_signals))
+        columns = sql.SQL("").join(
+            sql.SQL(", {} double precision").format(sql.Identifier(name))
+            for name in table.column_names[len(_RECORD_COLUMNS) + 3:])
         with self.db.transaction() as conn, conn.cursor() as cur:
-            cur.execute(_INCOMING_SCORES)
-            copy_csv(cur, "incoming_scores", _scored_table(rows))
+            cur.execute(sql.SQL(_INCOMING_SCORES).format(signals=columns))
+            copy_csv(cur, "incoming_scores", table)
             cur.execute(
-                "INSERT INTO recommendations (embedding_set_key, dataset_id, record_id, score,"
-                " percentile, verdict, signals, raw_signals, input_uri, inference_class, tags,"
-                " logged_at, labelled, mhb_version)"
-                " SELECT %(k)s, d.id, x.record_id, x.score, x.percentile, x.verdict,"
-                "  x.signals, x.raw_signals, x.input_uri, x.inference_class, x.tags,"
-                "  x.logged_at, x.labelled, %(v)s"
-                " FROM incoming_scores x JOIN datasets d ON d.name = x.dataset"
-                " ON CONFLICT (dataset_id, record_id) DO UPDATE SET score = EXCLUDED.score,"
-                " percentile = EXCLUDED.percentile, verdict = EXCLUDED.verdict,"
-                " signals = EXCLUDED.signals, raw_signals = EXCLUDED.raw_signals,"
-                " input_uri = EXCLUDED.input_uri, inference_class = EXCLUDED.inference_class,"
-                " tags = EXCLUDED.tags, logged_at = EXCLUDED.logged_at,"
-                " labelled = recommendations.labelled OR EXCLUDED.labelled,"
-                " mhb_version = EXCLUDED.mhb_version,"
-                " scored_at = now()",
+                sql.SQL(
+                    "INSERT INTO recommendations (embedding_set_key, dataset_id, record_id,"
+                    " score, percentile, verdict, signals, raw_signals, input_uri,"
+                    " inference_class, tags, logged_at, labelled, mhb_version)"
+                    " SELECT %(k)s, d.id, x.record_id, x.score, x.percentile, x.verdict,"
+                    "  {signals}, {raw_signals}, x.input_uri, x.inference_class, x.tags,"
+                    "  x.logged_at, x.labelled, %(v)s"
+                    " FROM incoming_scores x JOIN datasets d ON d.name = x.dataset"
+                    " ON CONFLICT (dataset_id, record_id) DO UPDATE SET score = EXCLUDED.score,"
+                    " percentile = EXCLUDED.percentile, verdict = EXCLUDED.verdict,"
+                    " signals = EXCLUDED.signals, raw_signals = EXCLUDED.raw_signals,"
+                    " input_uri = EXCLUDED.input_uri, inference_class = EXCLUDED.inference_class,"
+                    " tags = EXCLUDED.tags, logged_at = EXCLUDED.logged_at,"
+                    " labelled = recommendations.labelled OR EXCLUDED.labelled,"
+                    " mhb_version = EXCLUDED.mhb_version,"
+                    " scored_at = now()").format(signals=signals, raw_signals=raw_signals),
                 {"k": key, "v": mhb_version},
             )
 
@@ -267,26 +291,33 @@ class Recommendations:
         return int(n)
 
 
-def _json(value: dict[str, float]) -> str:
-    """JSON text of a signals dict (numpy scalars allowed; NaN becomes null)."""
-    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+def _json_object(prefix: str, names: list[str]) -> sql.Composable:
+    """SQL building a JSON object of the columns ``<prefix>0..`` of ``incoming_scores``
+    named ``names``, without the NULL ones (PostgreSQL writes each float8 in its
+    shortest exact form, as the JSON encoder did)."""
+    pairs = sql.SQL(", ").join(
+        sql.SQL("{}::text, x.{}").format(sql.Literal(name), sql.Identifier(f"{prefix}{i}"))
+        for i, name in enumerate(names))
+    return sql.SQL("jsonb_strip_nulls(jsonb_build_object({}))").format(pairs)
 
 
-def _scored_table(rows: Sequence[ScoredRow]) -> pa.Table:
+def _scored_table(page: ScoredPage) -> pa.Table:
+    """``page`` as the columns of ``incoming_scores``: the record columns, score,
+    percentile, verdict, then one column per signal (``s0..``) and raw signal (``r0..``),
+    NULL where the value is not finite."""
+    import numpy as np
     import pyarrow as pa
 
-    """``rows`` as the columns of ``incoming_scores`` (JSON and ``text[]`` as text)."""
-    return pa.table({
-        "dataset": pa.array([r.dataset for r in rows], pa.string()),
-        "record_id": pa.array([r.record_id for r in rows], pa.string()),
-        "score": pa.array([r.score for r in rows], pa.float64()),
-        "percentile": pa.array([r.percentile for r in rows], pa.float32()),
-        "verdict": pa.array([r.verdict for r in rows], pa.string()),
-        "signals": pa.array([_json(r.signals) for r in rows], pa.string()),
-        "raw_signals": pa.array([_json(r.raw_signals) for r in rows], pa.string()),
-        "input_uri": pa.array([r.input_uri for r in rows], pa.string()),
-        "inference_class": pa.array([r.inference_class for r in rows], pa.string()),
-        "tags": pa.array([pg_text_array(r.tags) for r in rows], pa.string()),
-        "logged_at": pa.array([r.logged_at for r in rows], pa.timestamp("us", tz="UTC")),
-        "labelled": pa.array([r.labelled for r in rows], pa.bool_()),
-    })
+    def finite_or_null(values: np.ndarray) -> pa.Array:
+        array = np.asarray(values, dtype=np.float64)
+        return pa.array(array, pa.float64(), mask=~np.isfinite(array))
+
+    columns: dict[str, Any] = {name: page.records.column(name) for name in _RECORD_COLUMNS}
+    columns["score"] = pa.array(np.asarray(page.score, dtype=np.float64), pa.float64())
+    columns["percentile"] = pa.array(np.asarray(page.percentile, dtype=np.float32),
+                                     pa.float32())
+    columns["verdict"] = pa.array(np.where(page.label, "label", "ok"), pa.string())
+    for prefix, signals in (("s", page.signals), ("r", page.raw_signals)):
+        for i, values in enumerate(signals.values()):
+            columns[f"{prefix}{i}"] = finite_or_null(values)
+    return pa.table(columns)

@@ -43,6 +43,13 @@ TRAINING_ROW_OVERHEAD = 512
 """Bytes per in-memory training record besides its vectors (ids, classes, scores): an
 estimate that errs high, to decide before reading whether the vectors fit."""
 
+MEMORY_KNN_MAX = 100_000
+"""Largest training set whose neighbours an API process searches in memory (also bounded
+by ``Settings.recommend_exact_knn_max``); larger ones go through the query engine. The
+search is built inside the first ``/log`` request after a new MHB version (the inverted
+file of 100k x 128 took 2-5 s under load): a recommend run may search sets up to 1M in
+memory, a request must not wait for that."""
+
 V = TypeVar("V")
 
 
@@ -183,8 +190,9 @@ class Assessor:
         count = training.count()
         vector_bytes = count * (8 * model.dimension + TRAINING_ROW_OVERHEAD)
         in_memory = model_bytes + vector_bytes <= room
-        exact = exact_training_source(
-            count, self.settings.recommend_exact_knn_max if in_memory else 0, training)
+        limit = min(self.settings.recommend_exact_knn_max, MEMORY_KNN_MAX)
+        exact = exact_training_source(count, self.settings, training,
+                                      limit=limit if in_memory else 0)
         ready = _Ready(latest.version, model, ScoringReference.from_dict(state.reference),
                        exact, model_bytes + (vector_bytes if exact is not None else 0))
         with self._lock:

@@ -7,9 +7,10 @@ Records with a ``label_class`` are kept out of the queue. Pages of records are r
 written in threads while the one between is scored (``PAGE``), and the result reports
 the seconds of each phase.
 
-The nearest training records come from memory (``TrainingNeighbours``, exact) for sets
-with up to ``Settings.recommend_exact_knn_max`` training records, else from the query
-engine; only the latter makes a run wait for the index and tie the queue to its version.
+The nearest training records come from memory (``TrainingNeighbours``: exact, or an
+inverted file from ``Settings.recommend_approximate_knn_min`` on) for sets with up to
+``Settings.recommend_exact_knn_max`` training records, else from the query engine; only
+the latter makes a run wait for the index and tie the queue to its version.
 
 Owns: what one run over one embedding set does (:class:`LabellingJob`). Must not touch
 the operation queue or process control: ``chroma.operations.labelling`` runs these as
@@ -28,8 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
+import pyarrow as pa
 
-from chroma.catalog import Catalog, ScoredRow, StoredRecord
+from chroma.catalog import Catalog, ScoredPage
 from chroma.labelling.neighbours import NeighbourSource, open_neighbour_source
 from chroma.labelling.scorer import (
     FittedModel,
@@ -41,10 +43,10 @@ from chroma.labelling.scorer import (
     signals_for,
 )
 from chroma.labelling.training import TrainingNeighbours, exact_training_source, parse_scores
-from chroma.scoring import MHBModel, ScoringReference, assess
+from chroma.scoring import MHBModel, ScoringReference, assess_columns
 from chroma.scoring.nearest import one_blas_thread
 from chroma.settings import Settings
-from chroma.storage import FileStore, read_columns
+from chroma.storage import FileStore, RecentTables, read_columns
 
 __all__ = ["LabellingJob", "Progress", "fit_mhb_of", "recommend_one"]
 
@@ -111,8 +113,7 @@ def _wait_for_index(job: LabellingJob) -> int | None:
 def _neighbour_source(job: LabellingJob) -> tuple[NeighbourSource | None, int | None]:
     """Where this run's kNN answers come from, and the index version they depend on
     (None when they do not depend on the index)."""
-    exact = exact_training_source(job.training.count(), job.settings.recommend_exact_knn_max,
-                                  job.training)
+    exact = exact_training_source(job.training.count(), job.settings, job.training)
     if exact is not None:
         return exact, None
     source = open_neighbour_source(job.settings)
@@ -204,18 +205,22 @@ class Phases:
 
 
 def _pages(job: LabellingJob, after: int, upto: int,
-           phases: Phases) -> Iterator[tuple[list[StoredRecord], dict[str, Any]]]:
-    """The production records changed in (after, upto], page by page, with their
-    ``embedding`` and ``scores`` read from the store."""
-    pages = job.catalog.changes.iter_records_since(job.key, after, split="production",
-                                                   up_to_seq=upto, page=PAGE)
+           phases: Phases) -> Iterator[tuple[pa.Table, dict[str, Any]]]:
+    """The production records changed in (after, upto], page by page (columns, as
+    ``Changes.record_columns_since`` reads them), with their ``embedding`` and
+    ``scores`` read from the store (a file spanning pages read once, while its pages
+    follow each other)."""
+    changes, tables = job.catalog.changes, RecentTables(job.store, keep=2)
     while True:
         with phases("read"):
-            page = next(pages, None)
-            if page is None:
+            page = changes.record_columns_since(job.key, after, split="production",
+                                                up_to_seq=upto, limit=PAGE)
+            if page.num_rows == 0:
                 return
-            columns = read_columns(job.store, [(r.file_path, r.row_index) for r in page],
-                                   ["embedding", "scores"])
+            after = page.column("change_seq")[-1].as_py()
+            locations = zip(page.column("file_path").to_pylist(),
+                            page.column("row_index").to_pylist(), strict=True)
+            columns = read_columns(tables, list(locations), ["embedding", "scores"])
         yield page, columns
 
 
@@ -250,45 +255,42 @@ def _up_to_date(job: LabellingJob) -> tuple[int, str] | None:
 
 
 def _readable(
-    key: str, page: list[StoredRecord], vectors: np.ndarray, raw_scores: list[Any],
-) -> tuple[list[StoredRecord], np.ndarray, list[dict[str, float] | None]]:
+    key: str, page: pa.Table, vectors: np.ndarray, raw_scores: list[Any],
+) -> tuple[pa.Table, np.ndarray, list[dict[str, float] | None]]:
     """The page without records whose stored scores cannot be read: one such record is
     skipped with a warning naming it, never the whole set's run."""
+    if all(raw is None for raw in raw_scores):
+        return page, vectors, list(raw_scores)
     keep: list[int] = []
     scores: list[dict[str, float] | None] = []
-    for i, (record, raw) in enumerate(zip(page, raw_scores, strict=True)):
+    for i, raw in enumerate(raw_scores):
         try:
             scores.append(parse_scores(raw))
         except ValueError as exc:
-            log.warning("recommend %s: skipping record %s/%s: %s", key, record.dataset,
-                        record.record_id, exc)
+            log.warning("recommend %s: skipping record %s/%s: %s", key,
+                        page.column("dataset")[i].as_py(), page.column("record_id")[i].as_py(), exc)
             continue
         keep.append(i)
-    if len(keep) == len(page):
+    if len(keep) == len(raw_scores):
         return page, vectors, scores
-    return [page[i] for i in keep], vectors[keep], scores
+    return page.take(pa.array(keep, pa.int64())), vectors[keep], scores
 
 
 def _score_page(
     job: LabellingJob, model: MHBModel, source: NeighbourSource | None,
-    page: list[StoredRecord], columns: dict[str, Any], reference: ScoringReference,
-) -> list[ScoredRow]:
+    page: pa.Table, columns: dict[str, Any], reference: ScoringReference,
+) -> ScoredPage:
     vectors = np.asarray(columns["embedding"])
     page, vectors, scores = _readable(job.key, page, vectors, columns["scores"])
-    if not page:
-        return []
+    if page.num_rows == 0:
+        return ScoredPage(page, np.empty(0), np.empty(0), np.empty(0, bool), {}, {})
     with one_blas_thread():  # BLAS's two threads waited on each other (MHB scoring 3x)
         signals, _ = signals_for(model, source, job.key, vectors,
-                                 [r.inference_class for r in page], scores)
-    assessments = assess(signals, reference)
-    return [
-        ScoredRow(
-            dataset=r.dataset, record_id=r.record_id,
-            score=a.score if np.isfinite(a.score) else 0.0,
-            percentile=a.percentile if np.isfinite(a.percentile) else 0.0,
-            verdict=a.verdict, signals=a.signals, raw_signals=a.raw_signals,
-            input_uri=r.input_uri, inference_class=r.inference_class, tags=list(r.tags),
-            logged_at=r.logged_at, labelled=r.label_class is not None,
-        )
-        for r, a in zip(page, assessments, strict=True)
-    ]
+                                 page.column("inference_class").to_pylist(), scores)
+    assessed = assess_columns(signals, reference)
+    return ScoredPage(
+        records=page,
+        score=np.where(np.isfinite(assessed.score), assessed.score, 0.0),
+        percentile=np.where(np.isfinite(assessed.percentile), assessed.percentile, 0.0),
+        label=assessed.label, signals=assessed.signals, raw_signals=assessed.raw_signals,
+    )

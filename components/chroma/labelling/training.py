@@ -84,6 +84,8 @@ class TrainingSet:
     """(n, d) float32, as logged."""
     scores: list[dict[str, float] | None] = field(default_factory=list)
     distance: str = "cosine"
+    _neighbours: dict[int, TrainingNeighbours] = field(default_factory=dict, repr=False,
+                                                       compare=False)
 
     @classmethod
     def load(cls, catalog: Catalog, store: FileStore, key: str) -> TrainingSet:
@@ -104,11 +106,15 @@ class TrainingSet:
     def __len__(self) -> int:
         return len(self.refs)
 
-    @cached_property
-    def neighbours(self) -> TrainingNeighbours:
-        """The search over these vectors, built once per set (it normalises a copy; from
-        ``Settings.recommend_approximate_knn_min`` rows on, it also builds the IVF)."""
-        return TrainingNeighbours(self)
+    def neighbours(self, approximate_min: int) -> TrainingNeighbours:
+        """The search over these vectors, built once per set and switch (it normalises a
+        copy; from ``approximate_min`` rows on, ``Settings.recommend_approximate_knn_min``
+        of the caller, it also builds the IVF)."""
+        built = self._neighbours.get(approximate_min)
+        if built is None:
+            built = TrainingNeighbours(self, approximate_min)
+            self._neighbours = {approximate_min: built}  # one search kept per set
+        return built
 
     def sample(self, size: int, *, seed: int = 0) -> list[int]:
         """Up to ``size`` row numbers, in order, drawn without replacement."""
@@ -120,12 +126,11 @@ class TrainingSet:
 class TrainingNeighbours:
     """A :class:`~chroma.labelling.neighbours.NeighbourSource` over training vectors."""
 
-    def __init__(self, training: TrainingSet, approximate_min: int | None = None) -> None:
+    def __init__(self, training: TrainingSet, approximate_min: int) -> None:
         self.training = training
-        # The one switch: exact below ``Settings.recommend_approximate_knn_min`` training
-        # records, an inverted file (same metrics, distances and shapes) from there on.
-        if approximate_min is None:
-            approximate_min = Settings().recommend_approximate_knn_min
+        # The one switch: exact below ``approximate_min`` training records (the caller's
+        # ``Settings.recommend_approximate_knn_min``), an inverted file (same metrics,
+        # distances and shapes) from there on.
         self.approximate = 0 < approximate_min <= len(training)
         self.rows = (IvfNearest if self.approximate else ExactNearest)(
             training.vectors, training.distance)
@@ -200,12 +205,17 @@ class TrainingNeighbours:
 
 
 def exact_training_source(
-    training_count: int, limit: int, training: Callable[[], TrainingSet]
+    training_count: int, settings: Settings, training: Callable[[], TrainingSet], *,
+    limit: int | None = None,
 ) -> TrainingNeighbours | None:
-    """The in-memory source when the set has 1..``limit`` training records
-    (``Settings.recommend_exact_knn_max``), else None: use the query engine. The one
-    decision, so that a ``recommend`` run and the assessments on ``/log`` agree.
-    ``training`` loads (or returns the loaded) set only when it is needed."""
+    """The in-memory source when the set has 1..``limit`` training records (default
+    ``settings.recommend_exact_knn_max``), else None: use the query engine; approximate
+    from ``settings.recommend_approximate_knn_min`` records on. The one decision for a
+    ``recommend`` run and the assessments on ``/log`` (which pass a lower ``limit``: a
+    request does not wait for a large search to be built). ``training`` loads (or
+    returns the loaded) set only when it is needed."""
+    if limit is None:
+        limit = settings.recommend_exact_knn_max
     if not 0 < training_count <= limit:
         return None
-    return training().neighbours
+    return training().neighbours(settings.recommend_approximate_knn_min)

@@ -31,11 +31,13 @@ from chroma.scoring.normalise import SignalReference
 
 __all__ = [
     "DEFAULT_WEIGHTS",
+    "AssessedColumns",
     "Assessment",
     "Priorities",
     "RecommendParams",
     "ScoringReference",
     "assess",
+    "assess_columns",
     "combine",
     "fit_reference",
     "prioritise",
@@ -229,21 +231,51 @@ class Assessment:
     """Raw value of each available signal (distances, nats, shares)."""
 
 
+@dataclass(frozen=True)
+class AssessedColumns:
+    """The assessments of a batch as columns (what :func:`assess` gives per record)."""
+
+    score: np.ndarray
+    """(N,) priority in [0, 1]; NaN when no signal could be computed."""
+    percentile: np.ndarray
+    """(N,) percentile of ``score`` among the reference records, 0-100 (NaN with it)."""
+    label: np.ndarray
+    """(N,) bool: verdict 'label' (``percentile >= label_percentile``), else 'ok'."""
+    signals: dict[str, np.ndarray]
+    """Normalised level per signal name (float64; not finite = not available)."""
+    raw_signals: dict[str, np.ndarray]
+    """Raw value per signal name (float64; not finite = not available)."""
+
+
+def assess_columns(signals: Mapping[str, np.ndarray],
+                   reference: ScoringReference) -> AssessedColumns:
+    """:func:`assess` for a batch, as columns: no Python object per record (the
+    ``recommend`` run writes them to the queue as they are)."""
+    priorities = prioritise(signals, reference)
+    percentile = np.atleast_1d(priorities.percentile)
+    with np.errstate(invalid="ignore"):  # NaN is no label
+        label = percentile >= reference.params.label_percentile
+    return AssessedColumns(
+        score=np.atleast_1d(priorities.score), percentile=percentile, label=label,
+        signals={name: np.atleast_1d(np.asarray(v, dtype=np.float64))
+                 for name, v in priorities.normalised.items()},
+        raw_signals={name: np.atleast_1d(np.asarray(v, dtype=np.float64))
+                     for name, v in signals.items()},
+    )
+
+
 def assess(signals: Mapping[str, np.ndarray], reference: ScoringReference) -> list[Assessment]:
     """One :class:`Assessment` per record of ``signals`` (raw, as from ``compute_signals``)."""
-    priorities = prioritise(signals, reference)
-    threshold = reference.params.label_percentile
-    raw = {name: np.atleast_1d(np.asarray(v, dtype=np.float64)) for name, v in signals.items()}
-    scores = np.atleast_1d(priorities.score).tolist()
-    percentiles = np.atleast_1d(priorities.percentile).tolist()
-    levels = _finite_by_row(priorities.normalised, len(scores))
-    values = _finite_by_row(raw, len(scores))
+    columns = assess_columns(signals, reference)
+    scores = columns.score.tolist()
+    levels = _finite_by_row(columns.signals, len(scores))
+    values = _finite_by_row(columns.raw_signals, len(scores))
     return [
         Assessment(score=score, percentile=percentile,
-                   verdict="label" if percentile >= threshold else "ok",
-                   signals=level, raw_signals=value)
-        for score, percentile, level, value in zip(scores, percentiles, levels, values,
-                                                   strict=True)
+                   verdict="label" if label else "ok", signals=level, raw_signals=value)
+        for score, percentile, label, level, value in zip(
+            scores, columns.percentile.tolist(), columns.label.tolist(), levels, values,
+            strict=True)
     ]
 
 

@@ -40,6 +40,7 @@ import numpy as np
 
 from chroma.scoring.nearest import (
     ExactNearest,
+    _top_k,
     closeness_to_distance,
     one_blas_thread,  # one counter for the process: exact and approximate searches overlap
     query_matrix,
@@ -53,6 +54,9 @@ _THREADS = max(1, min(4, os.cpu_count() or 1))
 
 _BLOCK_QUERIES = 32_768
 """Queries per block: bounds the candidate arrays (block x probes x k)."""
+
+_PROBE_GROUP = 8
+"""Columns per group when picking the probed lists (``nearest._top_k``)."""
 
 _ASSIGN_ELEMENTS = 16_000_000
 """Rows x centres per block of scores when assigning rows to lists (64 MB of float32)."""
@@ -143,7 +147,10 @@ class IvfNearest:
                       pool: ThreadPoolExecutor) -> tuple[np.ndarray, np.ndarray]:
         """Caller's row numbers and closeness of each query's k best candidates."""
         scaled = block * np.float32(self._scale)
-        probes = _top_columns(self._list_scores(scaled), min(self.params.probes, self.lists))
+        # The probed lists by the two-pass selection (a partition over every list was a
+        # quarter of the search).
+        probes, _ = _top_k(self._list_scores(scaled), min(self.params.probes, self.lists),
+                           group=_PROBE_GROUP)
         width = probes.shape[1]
         values = np.full((len(block), width, k), -np.inf, dtype=np.float32)
         found = np.zeros((len(block), width, k), dtype=np.int64)

@@ -147,7 +147,8 @@ _GROUP = 16
 """Columns per group in :func:`_top_k`'s first pass."""
 
 
-def _top_k(closeness: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def _top_k(closeness: np.ndarray, k: int,
+           group: int = _GROUP) -> tuple[np.ndarray, np.ndarray]:
     """Columns of the ``k`` largest values of each row, largest first, and the values.
 
     Exact, in two passes, because a partition over every column was most of an
@@ -157,17 +158,19 @@ def _top_k(closeness: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     whose maximum is among the k largest group maxima (fewer than k groups can hold a
     larger value), so only those ``k * _GROUP`` columns, and the ragged tail, are
     partitioned. Among exactly equal values, which column is reported may differ from a
-    full partition's (both are arbitrary there)."""
+    full partition's (both are arbitrary there). ``group``: columns per group (the
+    inverted file picks its probed lists among ~600 with groups of 8: 4x faster than a
+    partition)."""
     rows, n = closeness.shape
-    m = n // _GROUP
+    m = n // group
     if m <= 2 * k:
         return _top_k_full(closeness, k)
-    grouped = m * _GROUP
+    grouped = m * group
     maxima = closeness[:, :m].copy()
     for start in range(m, grouped, m):  # views, not a reshaped copy of the block
         np.maximum(maxima, closeness[:, start:start + m], out=maxima)
     groups = np.argpartition(maxima, m - k, axis=1)[:, m - k:]
-    columns = (groups[:, :, np.newaxis] + m * np.arange(_GROUP)).reshape(rows, k * _GROUP)
+    columns = (groups[:, :, np.newaxis] + m * np.arange(group)).reshape(rows, k * group)
     if grouped < n:
         tail = np.broadcast_to(np.arange(grouped, n), (rows, n - grouped))
         columns = np.concatenate([columns, tail], axis=1)

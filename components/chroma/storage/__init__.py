@@ -7,11 +7,12 @@ Called by: ``chroma.ingest`` (writes), compaction, the indexer and recommender (
 """
 
 from chroma.storage.files import FileStore, open_store
-from chroma.storage.reading import read_columns, read_embeddings
+from chroma.storage.reading import RecentTables, read_columns, read_embeddings
 from chroma.storage.records import RecordBatch, batch_to_table, record_schema
 
 __all__ = [
     "FileStore",
+    "RecentTables",
     "RecordBatch",
     "batch_to_table",
     "open_store",
