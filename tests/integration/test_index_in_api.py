@@ -113,15 +113,17 @@ def test_a_killed_api_comes_back_hosting_and_its_index_run_is_retried(system: Sy
     es, vectors, ids = log_set(system, 60_000, seed=2, dim=64)
     key = embedding_set_key(es)
     system.wait_indexed(key, timeout=180)
+    # The first index run may still build its graph after the set reads as indexed.
+    wait_for(lambda: not _indexing(system, key), 600, "first index run over")
     before = components(system)
     answer = system.post("/api/v1/operations", {"kind": "reindex", "embedding_set_key": key})
     assert answer.status_code in (200, 201), answer.text
     op_id = answer.json()["id"]
-    wait_for(lambda: system.operation(op_id)["state"] == "running", 60, "reindex running")
+    wait_for(lambda: system.operation(op_id)["state"] == "running", 120, "reindex running")
     os.kill(before["api"]["pid"], signal.SIGKILL)
 
     wait_for(lambda: _back(system, before["api"]["pid"]), 90, "api back")
-    wait_for(lambda: system.operation(op_id)["state"] in ("succeeded", "failed"), 180,
+    wait_for(lambda: system.operation(op_id)["state"] in ("succeeded", "failed"), 600,
              "reindex done")
     assert system.operation(op_id)["state"] == "succeeded"
     attempts = runs(system, op_id)
@@ -135,6 +137,12 @@ def test_a_killed_api_comes_back_hosting_and_its_index_run_is_retried(system: Sy
         expected = brute_force(vectors, ids, vectors[row], 5)
         assert query_ids(system, key, vectors[row], 5)[:1] == expected[:1]
         assert served_ids(system, key, vectors[row], 5)[:1] == expected[:1]
+
+
+def _indexing(system: System, key: str) -> bool:
+    ops = system.get("/api/v1/operations", limit=100)["data"]
+    return any(op["kind"] in ("index", "reindex") and op["embedding_set_key"] == key
+               and op["state"] in ("queued", "running") for op in ops)
 
 
 def _back(system: System, old_pid: int) -> bool:
