@@ -10,9 +10,10 @@ the same clustered vectors (``bench/peers.py``'s data: 20% training, 80% product
   time on a busy machine;
 * batched: 100 vectors a request, vectors/s;
 * busy: a ``reindex`` of the set (its pages written, graph built in a child, journal
-  replayed), with single queries in one thread and JSON ``/log`` batches of 500
-  production records in another until it ends: query p50/p99 and ingest records/s
-  *while the index run goes* (the GIL of the process that hosts the index);
+  replayed), with single queries in one thread (until it ends, at most ``BUSY_MAX_S``)
+  and ``BUSY_BATCHES`` JSON ``/log`` batches of 500 production records in another:
+  query p50/p99 and ingest records/s *while the index run goes* (the GIL of the process
+  that hosts the index);
 * RSS summed over the processes after ingest.
 
 Then the engine alone on the index the last run left (``EdgeQueryEngine.search``, 100
@@ -44,6 +45,11 @@ from peers import exact_top10, make_data, memory_of, recall
 from chroma.client import Client
 
 HOSTS = ("workers", "api")
+BUSY_BATCHES = 20
+"""JSON batches of 500 logged during the reindex (more would keep a slow machine's
+reindex catching up for ever)."""
+BUSY_MAX_S = 180.0
+"""Queries during the reindex stop after this long even if it has not ended."""
 TICK_S = 1 / os.sysconf("SC_CLK_TCK")
 
 
@@ -148,7 +154,7 @@ def busy(url: str, http: httpx.Client, key: str, queries: np.ndarray) -> dict[st
         with httpx.Client(base_url=url, timeout=120) as client:
             began = time.perf_counter()
             batch = 0
-            while not done.is_set():
+            while not done.is_set() and batch < BUSY_BATCHES:
                 vectors = rng.normal(size=(500, queries.shape[1])).astype(np.float32)
                 records = [{"id": f"busy-{batch}-{i}", "embedding": v.tolist()}
                            for i, v in enumerate(vectors)]
@@ -164,7 +170,7 @@ def busy(url: str, http: httpx.Client, key: str, queries: np.ndarray) -> dict[st
     latencies: list[float] = []
     began = time.perf_counter()
     i = 0
-    while True:
+    while time.perf_counter() - began < BUSY_MAX_S:
         if i % 20 == 0 and http.get(f"/api/v1/operations/{op_id}").json()["state"] != "running":
             break
         latencies.append(single(http, key, queries[i % len(queries)])[0])
