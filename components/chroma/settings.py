@@ -195,6 +195,14 @@ class Settings(BaseSettings):
     their loops as threads of one process (one resident copy of the libraries; a crash
     restarts all four), ``separate`` one process each (isolated; ~4x the memory)."""
 
+    index_host: Literal["api", "workers"] = "workers"
+    """``chroma run`` with the embedded (edge) index: which process runs the ``indexer``
+    loop and so hosts the index. ``api``: a thread of the API process, whose searches
+    and fresh upserts then reach the engine in-process (no socket hop); the other
+    workers read through the API's socket. ``workers``: the workers process, which the
+    API reads over a unix socket. With ``api_workers > 1`` the workers host it anyway
+    (only one process can). ``chroma serve``/``chroma worker`` are not affected."""
+
     @field_validator("storage_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str | None) -> str | None:

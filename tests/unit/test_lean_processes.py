@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-from chroma.control.embedded import child_specs
+from chroma.control.embedded import api_hosts_index, child_specs
 from chroma.operations.kinds import WORKERS
+from chroma.settings import Settings
 
 HEAVY = ("numpy", "pyarrow", "qdrant_edge", "uvicorn", "yoyo", "chroma.api.app",
          "chroma.storage", "chroma.scoring")
@@ -51,3 +52,27 @@ def test_chroma_run_starts_one_worker_process_serving_every_worker_by_default() 
     separate = child_specs("separate")
     assert [s.name for s in separate] == ["api", *WORKERS]
     assert all(list(s.component_names) == [s.name] for s in separate)
+
+
+def test_with_the_index_in_the_api_the_api_process_runs_the_indexer_loop() -> None:
+    for layout in ("shared", "separate"):
+        specs = child_specs(layout, index_in_api=True)
+        api, workers = specs[0], specs[1:]
+        assert api.name == "api" and api.args == ({"indexer": WORKERS["indexer"]},)
+        assert list(api.component_names) == ["api", "indexer"]
+        assert sorted(api.operation_kinds) == sorted(WORKERS["indexer"])
+        served = [name for spec in workers for name in spec.component_names]
+        assert sorted(served) == sorted(set(WORKERS) - {"indexer"})
+        assert not {"index", "reindex"} & {k for s in workers for k in s.operation_kinds}
+
+
+@pytest.mark.parametrize(("fields", "hosts"), [
+    ({"index_host": "api"}, True),
+    ({"index_host": "workers"}, False),
+    ({"index_host": "api", "api_workers": 2}, False),  # uvicorn workers: one host only
+    ({"index_host": "api", "index_backend": "remote"}, False),  # the cluster: no host
+])
+def test_the_api_hosts_the_index_only_when_it_is_one_process_on_edge(
+    fields: dict[str, object], hosts: bool,
+) -> None:
+    assert api_hosts_index(Settings(**fields)) is hosts  # type: ignore[arg-type]

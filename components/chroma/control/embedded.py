@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -30,9 +31,16 @@ from chroma.settings import Settings
 if TYPE_CHECKING:
     from chroma.catalog.embedded import EmbeddedPostgres
 
-__all__ = ["DataDirLocked", "child_specs", "lock_data_dir", "run_embedded", "serve_api"]
+__all__ = [
+    "DataDirLocked", "api_hosts_index", "child_specs", "lock_data_dir", "run_embedded",
+    "serve_api",
+]
 
 log = logging.getLogger(__name__)
+
+INDEXER = "indexer"
+"""The worker loop that writes the embedded index (kinds ``index``, ``reindex``), and so
+hosts it."""
 
 
 class DataDirLocked(RuntimeError):
@@ -49,28 +57,62 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
         ) from None
 
 
-def child_specs(worker_processes: str = "shared") -> list[ChildSpec]:
+def child_specs(worker_processes: str = "shared", *, index_in_api: bool = False
+                ) -> list[ChildSpec]:
     """The API and the workers: every worker loop in one process (``shared``, the
     default: a resident copy of the libraries instead of four), or one process each
-    (``separate``: a crash takes one worker down, not all; ``CHROMA_WORKER_PROCESSES``)."""
-    specs = [ChildSpec("api", "api", api_process)]
+    (``separate``: a crash takes one worker down, not all; ``CHROMA_WORKER_PROCESSES``).
+
+    ``index_in_api`` (:func:`api_hosts_index`): the ``indexer`` loop runs in the API
+    process instead, which then hosts the embedded index; the workers keep the rest."""
+    loops = dict(WORKERS)
+    if index_in_api:
+        indexer = {INDEXER: loops.pop(INDEXER)}
+        specs = [ChildSpec("api", "api", api_process, (indexer,), indexer[INDEXER],
+                           components=("api", INDEXER))]
+    else:
+        specs = [ChildSpec("api", "api", api_process)]
     if worker_processes == "shared":
-        every_kind = tuple(kind for kinds in WORKERS.values() for kind in kinds)
-        specs.append(ChildSpec("workers", "worker", workers_process, (dict(WORKERS),),
-                               every_kind, components=tuple(WORKERS)))
+        every_kind = tuple(kind for kinds in loops.values() for kind in kinds)
+        specs.append(ChildSpec("workers", "worker", workers_process, (loops,),
+                               every_kind, components=tuple(loops)))
         return specs
-    for name, kinds in WORKERS.items():
+    for name, kinds in loops.items():
         specs.append(ChildSpec(name, "worker", workers_process, ({name: kinds},), kinds))
     return specs
 
 
-def api_process() -> None:
-    """Entry point of the API child: settings come from the environment."""
+def api_hosts_index(settings: Settings) -> bool:
+    """Whether ``chroma run``'s API process runs the ``indexer`` loop (and so hosts the
+    embedded index): ``index_host=api``, the edge backend, and one API process (uvicorn
+    workers are processes of their own; only one process can host)."""
+    return (settings.index_host == "api" and settings.index_backend == "edge"
+            and settings.api_workers == 1)
+
+
+def api_process(loops: Mapping[str, Sequence[str]] | None = None) -> None:
+    """Entry point of the API child: settings come from the environment. ``loops``:
+    worker loops it runs as threads beside the server (the ``indexer``, which then
+    hosts the index in this process before the first request)."""
     stop_with_parent()
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)  # a spawned child starts bare
     quiet_server_banner()  # the supervisor logs 'api: ... ready' instead
-    serve_api(settings)
+    if not loops:
+        serve_api(settings)
+        return
+    from chroma.control.worker import start_worker_loops  # the supervisor never loads it
+
+    stop_loops = start_worker_loops(loops)
+    # uvicorn restores the handlers it found and raises the signal it caught again once
+    # it has shut down: with a handler of ours that second delivery does not kill the
+    # process before the loops gave their operation back to the queue.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
+    try:
+        serve_api(settings)
+    finally:
+        stop_loops()
 
 
 def workers_process(loops: Mapping[str, Sequence[str]]) -> None:
@@ -156,7 +198,8 @@ def supervise(dsn: str, watched: list[Watched]) -> None:
     db.open()
     child_environment(os.environ)  # the children's allocator settings, read at their start
     try:
-        specs = child_specs(Settings().worker_processes)
+        settings = Settings()
+        specs = child_specs(settings.worker_processes, index_in_api=api_hosts_index(settings))
         Supervisor(specs, Catalog(db).operations, watched=watched).run()
     finally:
         db.close()

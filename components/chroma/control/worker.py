@@ -36,7 +36,7 @@ from chroma.operations.kinds import OperationKind, OperationUnavailable, kind_of
 from chroma.settings import Settings
 from chroma.storage import FileStore, open_store
 
-__all__ = ["Worker", "WorkerServices", "run_worker", "run_workers"]
+__all__ = ["Worker", "WorkerServices", "run_worker", "run_workers", "start_worker_loops"]
 
 log = logging.getLogger(__name__)
 
@@ -246,12 +246,7 @@ def run_workers(loops: Mapping[str, Sequence[str]]) -> None:
     label = ",".join(loops)
     logging.basicConfig(level=logging.INFO,
                         format=f"%(asctime)s %(levelname)s [{label}] %(name)s %(message)s")
-    services = WorkerServices.open(Settings(), loops=len(loops))
-    settings = services.settings
-    if any("index" in kinds for kinds in loops.values()):
-        _host_index(settings)
-    workers = [Worker(services, name, kinds, lease_s=settings.operation_lease_s,
-                      poll_s=settings.worker_poll_s) for name, kinds in loops.items()]
+    services, workers = _open_loops(loops)
 
     def stop(*_: object) -> None:
         for worker in workers:
@@ -260,7 +255,6 @@ def run_workers(loops: Mapping[str, Sequence[str]]) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
     threading.current_thread().name = workers[0].name
-    _name_log_records_after_their_loop(set(loops))
     threads = [threading.Thread(target=w.run_forever, name=w.name) for w in workers[1:]]
     for thread in threads:
         thread.start()
@@ -271,6 +265,42 @@ def run_workers(loops: Mapping[str, Sequence[str]]) -> None:
         for thread in threads:
             thread.join()
         services.close()
+
+
+def start_worker_loops(loops: Mapping[str, Sequence[str]]) -> Callable[[], None]:
+    """Worker loops as background threads of a process whose main thread serves something
+    else (``chroma run``'s API process runs the ``indexer`` so that it hosts the index);
+    the same claims, leases, heartbeats and status as :func:`run_workers`.
+
+    The index is opened (and hosted) before this returns, so the process's readers find
+    it in-process. Returns the stop: each loop gives its operation back, then it joins
+    them and closes their catalog pool."""
+    services, workers = _open_loops(loops)
+    threads = [threading.Thread(target=w.run_forever, name=w.name, daemon=True)
+               for w in workers]
+    for thread in threads:
+        thread.start()
+
+    def stop() -> None:
+        for worker in workers:
+            worker.stop()
+        for thread in threads:
+            thread.join()
+        services.close()
+
+    return stop
+
+
+def _open_loops(loops: Mapping[str, Sequence[str]]) -> tuple[WorkerServices, list[Worker]]:
+    """The shared services and one :class:`Worker` per loop; the indexer hosts the index."""
+    services = WorkerServices.open(Settings(), loops=len(loops))
+    settings = services.settings
+    if any("index" in kinds for kinds in loops.values()):
+        _host_index(settings)
+    _name_log_records_after_their_loop(set(loops))
+    workers = [Worker(services, name, kinds, lease_s=settings.operation_lease_s,
+                      poll_s=settings.worker_poll_s) for name, kinds in loops.items()]
+    return services, workers
 
 
 def _name_log_records_after_their_loop(names: set[str]) -> None:

@@ -4,8 +4,9 @@ Callers (``POST /api/v1/query``, the recommender) get a :class:`QueryReader` and
 branch on the mode:
 
 * embedded (``index_backend=edge``): a :class:`HostedReader`, a client of the index host
-  that runs inside the indexer worker (``chroma.index.hosting.host``); in the indexer worker
-  itself, the hosted engine;
+  that runs in the process of the indexer worker loop (``chroma.index.hosting.host``: the
+  workers process, or under ``chroma run`` with ``index_host=api`` the API process); in
+  that process itself, the hosted engine (:class:`InProcessReader`: no socket);
 * cluster (``index_backend=remote``): the remote engine, straight to the Qdrant server.
 
 When no host is listening (the indexer worker has not run an index operation since it
@@ -390,9 +391,11 @@ def search_checked(
 
 def answers_at_once(reader: QueryReader) -> bool:
     """Whether a search may be asked from an event loop (``wait=False``): the embedded
-    index host, whose searches take a millisecond. A remote server's may take longer,
-    and its hits are always checked against the catalog."""
-    return isinstance(reader, HostedReader)
+    index, hosted elsewhere or in this process, whose searches take a millisecond (in
+    this process nothing waits but for the GIL, which a thread would wait for too). A
+    remote server's may take longer, and its hits are always checked against the
+    catalog."""
+    return isinstance(reader, HostedReader | InProcessReader)
 
 
 def invalidate(settings: Settings, key: str) -> None:
