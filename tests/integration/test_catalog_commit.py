@@ -274,3 +274,35 @@ def test_record_column_pages_cross_other_sets_changes(catalog: Catalog, uid: str
         got += page.column("record_id").to_pylist()
         after = page.column("change_seq")[-1].as_py()
     assert got == want
+
+
+def test_record_pages_cross_other_sets_changes_split_and_bound(catalog: Catalog, uid: str) -> None:
+    """``iter_records_since`` (the indexer's and the training load's walk) reads by the
+    same ranges of change numbers: another set's records between this set's, the split
+    filter and ``up_to_seq`` give exactly the records one unpaged read gives, once each."""
+    sets = []
+    for name in ("walk", "noise"):
+        es = {"model": f"catalog-walk-{name}", "run": uid}
+        key = embedding_set_key(es)
+        sets.append((key, catalog.bind(key, es, 4, f"walk-{name}-{uid}", "production")))
+    (mine, mine_id), (noise_key, noise_id) = sets
+    training_id = catalog.bind(mine, {"model": "catalog-walk-walk", "run": uid}, 4,
+                               f"walk-train-{uid}", "training")
+    commit(catalog, mine_id, f"{uid}/w1.parquet", [f"a{i}" for i in range(5)], label="x")
+    commit(catalog, noise_id, f"{uid}/n1.parquet", [f"n{i}" for i in range(40)], label="x")
+    commit(catalog, training_id, f"{uid}/t1.parquet", [f"t{i}" for i in range(6)], label="x")
+    bound = catalog.changes.latest_seq(mine)
+    commit(catalog, noise_id, f"{uid}/n2.parquet", [f"m{i}" for i in range(25)], label="x")
+    commit(catalog, mine_id, f"{uid}/w2.parquet", [f"b{i}" for i in range(3)], label="x")
+    changes = catalog.changes
+
+    def walk(**kwargs: object) -> list[str]:
+        return [r.record_id for page in changes.iter_records_since(mine, 0, page=2, **kwargs)
+                for r in page]
+
+    assert walk() == [f"a{i}" for i in range(5)] + [f"t{i}" for i in range(6)] + ["b0", "b1", "b2"]
+    assert walk(split="training") == [f"t{i}" for i in range(6)]
+    assert walk(up_to_seq=bound) == [f"a{i}" for i in range(5)] + [f"t{i}" for i in range(6)]
+    assert all(len(page) <= 2 for page in changes.iter_records_since(mine, 0, page=2))
+    assert [r.record_id for r in changes.records_since(noise_key, 0)] == (
+        [f"n{i}" for i in range(40)] + [f"m{i}" for i in range(25)])

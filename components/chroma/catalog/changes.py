@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg.rows import dict_row
@@ -139,19 +139,20 @@ class Changes:
         self, embedding_set_key: str, after_seq: int = 0, *, limit: int = 50_000,
         split: str | None = None, up_to_seq: int | None = None,
     ) -> list[StoredRecord]:
-        """Live records whose latest change is after ``after_seq``, in change order."""
+        """Live records whose latest change is after ``after_seq``, in change order (at
+        most ``limit``; read by windows of change numbers, see :func:`_windows`)."""
+        query = (
+            f"SELECT {STORED_RECORD_COLUMNS}"
+            " FROM records r JOIN datasets d ON d.id = r.dataset_id"
+            " JOIN files f ON f.id = r.file_id"
+            " WHERE r.dataset_id = ANY(%(datasets)s) AND r.change_seq > %(after)s"
+            " AND r.change_seq <= %(upto)s ORDER BY r.change_seq LIMIT %(limit)s")
+        rows: list[dict[str, Any]] = []
         with self.db.transaction() as conn, conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute(
-                f"SELECT {STORED_RECORD_COLUMNS}"
-                " FROM records r JOIN datasets d ON d.id = r.dataset_id"
-                " JOIN files f ON f.id = r.file_id"
-                " WHERE d.embedding_set_key = %(k)s AND r.change_seq > %(after)s"
-                " AND (%(upto)s::bigint IS NULL OR r.change_seq <= %(upto)s)"
-                " AND (%(split)s::text IS NULL OR d.split = %(split)s)"
-                " ORDER BY r.change_seq LIMIT %(limit)s",
-                {"k": embedding_set_key, "after": after_seq, "upto": up_to_seq,
-                 "split": split, "limit": limit},
-            ).fetchall()
+            for params in _windows(conn, embedding_set_key, split, after_seq, up_to_seq, limit):
+                rows = cur.execute(query, params).fetchall()
+                if rows:
+                    break
         return [StoredRecord(**row) for row in rows]
 
     def iter_records_since(
@@ -181,10 +182,6 @@ class Changes:
         import pyarrow as pa
         import pyarrow.csv as pa_csv
 
-        # Each query reads a bounded range of change numbers (``window``, widened while
-        # the set has no record in it): with ``change_seq > after ... LIMIT`` alone the
-        # planner read and sorted every later record of the set for each page (a 1M
-        # refresh: ~10^8 rows, most of PostgreSQL's CPU).
         query = (
             "COPY (SELECT d.name, r.record_id, f.path, r.row_index, r.input_uri,"
             " r.inference_class, r.label_class IS NOT NULL, r.tags::text, r.logged_at::text,"
@@ -195,21 +192,11 @@ class Changes:
             " TO STDOUT (FORMAT csv)")
         data = b""
         with self.db.transaction() as conn, conn.cursor() as cur:
-            datasets = [row[0] for row in cur.execute(
-                "SELECT id FROM datasets WHERE embedding_set_key = %s"
-                " AND (%s::text IS NULL OR split = %s)",
-                (embedding_set_key, split, split)).fetchall()]
-            end = up_to_seq
-            if end is None:
-                (end,) = cur.execute("SELECT COALESCE(max(change_seq), 0) FROM records"
-                                     ).fetchone()
-            window = max(limit, 1)
-            while datasets and not data and after_seq < end:
-                upto = min(after_seq + window, end)
-                with cur.copy(query, {"datasets": datasets, "after": after_seq,
-                                      "upto": upto, "limit": limit}) as copy:
+            for params in _windows(conn, embedding_set_key, split, after_seq, up_to_seq, limit):
+                with cur.copy(query, params) as copy:
                     data = b"".join(bytes(block) for block in copy)
-                after_seq, window = upto, window * 4
+                if data:
+                    break
         column_types = _record_column_types()
         names, types = list(column_types), list(column_types.values())
         if not data:
@@ -290,3 +277,27 @@ class Changes:
                 " updated_at = now()",
                 (embedding_set_key, scored_seq),
             )
+
+
+def _windows(
+    conn: psycopg.Connection[Any], embedding_set_key: str, split: str | None, after_seq: int,
+    up_to_seq: int | None, limit: int,
+) -> Iterator[dict[str, Any]]:
+    """Query parameters for a page of a set's records: successive ranges of change
+    numbers after ``after_seq``, each four times the last; the caller reads each until one
+    has rows. With ``change_seq > after ... LIMIT`` alone the planner read and sorted every
+    later record of the set for each page (O(n^2) over a walk of the set: a 1M refresh
+    spent most of PostgreSQL's CPU there)."""
+    datasets = [row[0] for row in conn.execute(
+        "SELECT id FROM datasets WHERE embedding_set_key = %s"
+        " AND (%s::text IS NULL OR split = %s)", (embedding_set_key, split, split)).fetchall()]
+    if not datasets:
+        return
+    end = up_to_seq
+    if end is None:
+        (end,) = conn.execute("SELECT COALESCE(max(change_seq), 0) FROM records").fetchone()
+    window = max(limit, 1)
+    while after_seq < end:
+        upto = min(after_seq + window, end)
+        yield {"datasets": datasets, "after": after_seq, "upto": upto, "limit": limit}
+        after_seq, window = upto, window * 4
