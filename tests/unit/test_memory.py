@@ -8,7 +8,13 @@ import sys
 
 import pytest
 
-from chroma.memory import CHILD_ENVIRONMENT, child_environment, release_unused
+from chroma.memory import (
+    CHILD_ENVIRONMENT,
+    IdleRelease,
+    child_environment,
+    release_unused,
+    start_idle_release,
+)
 
 
 def test_child_environment_fills_in_defaults_and_keeps_what_is_set() -> None:
@@ -53,6 +59,60 @@ print(freed, rss())
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
 def test_release_unused_gives_freed_heap_memory_back() -> None:
     out = subprocess.run([sys.executable, "-c", _HEAP_PROBE], capture_output=True,
+                         text=True, check=True, env={"MALLOC_ARENA_MAX": "1"})
+    freed_kib, after_kib = map(int, out.stdout.split())
+    assert freed_kib - after_kib > 150 * 1024, out.stdout
+
+
+def test_idle_release_waits_for_a_busy_spell_to_end_and_releases_once() -> None:
+    policy = IdleRelease(busy_cpu_s=1.0, quiet_fraction=0.05)
+    interval = 5.0
+    assert not policy.tick(10.0, interval)  # first reading: the baseline
+    assert not policy.tick(10.1, interval)  # quiet, but nothing was done since
+    assert not policy.tick(14.0, interval)  # busy (3.9 s of CPU in 5 s): never mid-burst
+    assert not policy.tick(18.5, interval)  # still busy
+    assert policy.tick(18.6, interval)  # quiet after 8.5 s of work: release
+    assert not policy.tick(18.6, interval)  # already released: idle stays untouched
+    assert not policy.tick(18.7, interval)
+    assert not policy.tick(19.0, interval)  # a little work (0.3 s) is not worth a trim
+    assert not policy.tick(19.01, interval)
+    assert not policy.tick(20.5, interval)  # busy again
+    assert policy.tick(20.51, interval)  # 1.9 s since the last release, now quiet
+
+
+def test_start_idle_release_is_off_at_zero() -> None:
+    assert start_idle_release(0) is False
+
+
+# A burst of work (writing 200 MiB of heap, freed but pinned), then quiet: the watcher
+# thread gives it back without anyone calling release_unused.
+_IDLE_PROBE = """
+import ctypes, re, time
+from chroma.memory import start_idle_release
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+def rss():
+    return int(re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+assert start_idle_release(0.2, busy_cpu_s=0.01)
+assert not start_idle_release(0.2, busy_cpu_s=0.01)  # once per process
+blocks = [libc.malloc(64 * 1024) for _ in range(3200)]
+for block in blocks:
+    ctypes.memset(block, 1, 64 * 1024)
+pin = libc.malloc(64 * 1024)
+for block in blocks:
+    libc.free(block)
+freed = rss()
+deadline = time.monotonic() + 20
+while rss() > freed - 150 * 1024 and time.monotonic() < deadline:
+    time.sleep(0.1)
+print(freed, rss())
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_idle_release_gives_a_bursts_freed_heap_back_once_quiet() -> None:
+    out = subprocess.run([sys.executable, "-c", _IDLE_PROBE], capture_output=True,
                          text=True, check=True, env={"MALLOC_ARENA_MAX": "1"})
     freed_kib, after_kib = map(int, out.stdout.split())
     assert freed_kib - after_kib > 150 * 1024, out.stdout
