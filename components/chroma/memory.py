@@ -17,10 +17,12 @@ import logging
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Callable, MutableMapping
+from pathlib import Path
 
-__all__ = ["CHILD_ENVIRONMENT", "IdleRelease", "child_environment", "release_unused",
-           "start_idle_release"]
+__all__ = ["CHILD_ENVIRONMENT", "IdleRelease", "add_release_hook", "child_environment",
+           "drop_file_pages", "release_unused", "start_idle_release"]
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +46,29 @@ def child_environment(environ: MutableMapping[str, str]) -> None:
         environ.setdefault(name, value)
 
 
+_hooks: list[weakref.WeakMethod[Callable[[], None]]] = []
+_hooks_lock = threading.Lock()
+
+
+def add_release_hook(method: Callable[[], None]) -> None:
+    """Have :func:`release_unused` also call ``method`` (a bound method, held weakly: a
+    closed engine's hook goes with it), for memory only its owner can give back."""
+    with _hooks_lock:
+        _hooks[:] = [hook for hook in _hooks if hook() is not None]
+        _hooks.append(weakref.WeakMethod(method))  # type: ignore[arg-type]
+
+
 def release_unused() -> None:
     """Hand memory freed since the last call back to the system (a few ms; call it when
     an operation or a burst of work has ended, not per request)."""
+    with _hooks_lock:
+        hooks = [hook() for hook in _hooks]
+    for hook in hooks:
+        if hook is not None:
+            try:
+                hook()
+            except Exception:  # best effort: memory, not correctness
+                log.debug("a release hook failed", exc_info=True)
     pyarrow = sys.modules.get("pyarrow")
     if pyarrow is not None:
         try:
@@ -106,6 +128,49 @@ def start_idle_release(interval_s: float = 5.0, busy_cpu_s: float = 1.0) -> bool
 
     threading.Thread(target=watch, name="idle-release", daemon=True).start()
     return True
+
+
+_MADV_DONTNEED = 4  # linux/mman.h
+
+
+def drop_file_pages(under: Path) -> int:
+    """Unmap from this process the resident pages of its *shared* mappings of files under
+    ``under`` (``madvise(MADV_DONTNEED)``); returns the bytes of mappings advised.
+
+    The pages stay in the page cache (dirty ones are written back as usual: for a shared
+    file mapping the kernel keeps the data) and fault back in on the next access, so
+    this is for files the process has finished with for now, e.g. a flushed write-ahead
+    log. They no longer count in the process' RSS or PSS; the kernel can reclaim them.
+    Private mappings are never touched (there the advice would discard data)."""
+    madvise = _madvise()
+    if madvise is None:
+        return 0
+    prefix = str(under).rstrip("/") + "/"
+    advised = 0
+    try:
+        lines = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        fields = line.split(None, 5)
+        if len(fields) < 6 or fields[1][3] != "s" or not fields[5].startswith(prefix):
+            continue
+        start, end = (int(address, 16) for address in fields[0].split("-"))
+        if madvise(start, end - start, _MADV_DONTNEED) == 0:
+            advised += end - start
+    return advised
+
+
+@functools.cache
+def _madvise() -> Callable[[int, int, int], int] | None:
+    """The C library's ``madvise`` (None where there is none to find)."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function  # type: ignore[no-any-return]
 
 
 @functools.cache

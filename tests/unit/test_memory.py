@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import mmap
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from chroma.memory import (
     CHILD_ENVIRONMENT,
     IdleRelease,
+    add_release_hook,
     child_environment,
+    drop_file_pages,
     release_unused,
     start_idle_release,
 )
@@ -116,3 +120,61 @@ def test_idle_release_gives_a_bursts_freed_heap_back_once_quiet() -> None:
                          text=True, check=True, env={"MALLOC_ARENA_MAX": "1"})
     freed_kib, after_kib = map(int, out.stdout.split())
     assert freed_kib - after_kib > 150 * 1024, out.stdout
+
+
+def _resident_kib(path: Path) -> int:
+    """This process' RSS of its mappings of ``path``."""
+    total, mine = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split(None, 5)
+        if len(fields) >= 5 and "-" in fields[0] and not fields[0].endswith(":"):
+            mine = len(fields) > 5 and fields[5].strip() == str(path)
+        elif mine and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc and madvise are Linux's")
+def test_drop_file_pages_unmaps_shared_pages_and_keeps_their_data(tmp_path: Path) -> None:
+    size = 16 * 2**20
+    shared_file, private_file = tmp_path / "wal" / "segment", tmp_path / "private"
+    shared_file.parent.mkdir()
+    for path in (shared_file, private_file):
+        path.write_bytes(b"\0" * size)
+    with shared_file.open("r+b") as a, private_file.open("r+b") as b:
+        shared = mmap.mmap(a.fileno(), size, flags=mmap.MAP_SHARED)
+        private = mmap.mmap(b.fileno(), size, flags=mmap.MAP_PRIVATE)
+        pattern = bytes(range(256)) * (size // 256)
+        shared[:] = pattern  # dirty, not yet written back
+        private[:] = pattern
+        assert _resident_kib(shared_file) >= 15 * 1024
+        assert drop_file_pages(tmp_path / "wal") == size
+        assert drop_file_pages(tmp_path) == size  # the private mapping is never advised
+        assert _resident_kib(shared_file) < 1024
+        assert _resident_kib(private_file) >= 15 * 1024
+        assert private[:] == pattern  # a private copy keeps what it held
+        assert shared[:] == pattern  # faults back in from the page cache
+        shared.close()
+        private.close()
+    assert shared_file.read_bytes() == pattern  # nothing written was lost
+
+
+def test_release_unused_calls_the_hooks_of_live_owners_only() -> None:
+    calls: list[str] = []
+
+    class Owner:
+        def __init__(self, name: str) -> None:
+            self.name = name
+            add_release_hook(self.release)
+
+        def release(self) -> None:
+            calls.append(self.name)
+
+        def failing(self) -> None:
+            raise RuntimeError("best effort")
+
+    kept, gone = Owner("kept"), Owner("gone")
+    add_release_hook(kept.failing)  # a failing hook stops neither the others nor the trim
+    del gone
+    release_unused()
+    assert calls == ["kept"]
