@@ -5,7 +5,8 @@ and arena memory stays resident until trimmed: an operation's arrays of tens of 
 freed, kept the worker ~150 MiB larger) and pyarrow's memory pool, the allocator
 environment ``chroma run`` gives its children (:data:`CHILD_ENVIRONMENT`), and the
 release after a busy spell (:func:`start_idle_release`: the API kept ~70 MiB of freed
-heap after a 100k bulk ingest). Imports nothing of chroma; pyarrow only when the process
+heap after a 100k bulk ingest), and the libraries a service process must not load
+(:func:`refuse_unused_imports`). Imports nothing of chroma; pyarrow only when the process
 has already loaded it.
 """
 
@@ -21,8 +22,9 @@ import weakref
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
 
-__all__ = ["CHILD_ENVIRONMENT", "IdleRelease", "add_release_hook", "child_environment",
-           "drop_file_pages", "release_unused", "start_idle_release"]
+__all__ = ["CHILD_ENVIRONMENT", "UNUSED_IMPORTS", "IdleRelease", "add_release_hook",
+           "child_environment", "drop_file_pages", "refuse_unused_imports", "release_unused",
+           "start_idle_release"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,31 @@ CHILD_ENVIRONMENT = {
 """Allocator settings for ``chroma run``'s API and worker processes (read by glibc at
 process start, so set in the parent before it spawns them; a value already in the
 environment wins)."""
+
+
+UNUSED_IMPORTS = ("pandas",)
+"""Libraries the API and worker processes never use but would load: pyarrow imports
+pandas, when it is installed (here via the ``bench`` extra; often in a data scientist's
+environment), the first time it checks whether a value is a pandas object: +55 MiB RSS in
+each process and ~1.5 s. Without it pyarrow behaves as in an install without pandas."""
+
+
+class _Refused:
+    """A meta-path finder that says "not installed" for :data:`UNUSED_IMPORTS` (a None
+    in ``sys.modules`` does not do: pyarrow's compiled import then gets the None)."""
+
+    @staticmethod
+    def find_spec(name: str, path: object = None, target: object = None) -> None:
+        if name.partition(".")[0] in UNUSED_IMPORTS:
+            raise ModuleNotFoundError(f"{name} is not loaded in Chroma's service processes",
+                                      name=name)
+
+
+def refuse_unused_imports() -> None:
+    """Make an import of :data:`UNUSED_IMPORTS` fail in this process (as when they are not
+    installed), unless already loaded. For the service's long-lived processes only."""
+    if not any(isinstance(finder, _Refused) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _Refused())  # type: ignore[arg-type]
 
 
 def child_environment(environ: MutableMapping[str, str]) -> None:

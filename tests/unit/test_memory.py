@@ -178,3 +178,24 @@ def test_release_unused_calls_the_hooks_of_live_owners_only() -> None:
     del gone
     release_unused()
     assert calls == ["kept"]
+
+
+def test_refused_imports_fail_and_pyarrow_works_without_them() -> None:
+    probe = ("import sys; from chroma.memory import UNUSED_IMPORTS, refuse_unused_imports; "
+             "refuse_unused_imports(); import numpy as np, pyarrow as pa; "
+             "assert pa.array(np.arange(3, dtype=np.float32)).to_pylist() == [0, 1, 2]; "
+             "assert pa.table({'a': [1]}).num_rows == 1; "
+             "assert not any(sys.modules.get(name) for name in UNUSED_IMPORTS)\n"
+             "try:\n    import pandas\nexcept ImportError:\n    pass\n"
+             "else:\n    raise AssertionError('pandas was imported')")
+    subprocess.run([sys.executable, "-c", probe], check=True)
+
+
+def test_without_refusing_pyarrow_loads_pandas_when_installed() -> None:
+    """Why the refusal exists (skipped where pandas is not installed)."""
+    pytest.importorskip("pandas")
+    probe = ("import sys, numpy as np, pyarrow as pa; pa.array(np.zeros(1)); "
+             "print('pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "True"

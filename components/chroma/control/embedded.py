@@ -23,7 +23,7 @@ from chroma.control.supervisor import ChildSpec, Supervisor, Watched
 from chroma.lifetime import die_with_parent
 from chroma.locks import LockHeld, hold_pid_lock
 from chroma.logs import configure_logging, logging_config
-from chroma.memory import child_environment, start_idle_release
+from chroma.memory import child_environment, refuse_unused_imports, start_idle_release
 from chroma.operations.kinds import WORKERS
 from chroma.settings import Settings
 
@@ -71,6 +71,7 @@ def api_process() -> None:
     configure_logging(settings.log_level, settings.log_format)  # a spawned child starts bare
     quiet_server_banner()  # the supervisor logs 'api: ... ready' instead
     start_idle_release(settings.memory_release_check_s)
+    refuse_unused_imports()
     serve_api(settings)
 
 
@@ -81,6 +82,7 @@ def workers_process(loops: Mapping[str, Sequence[str]]) -> None:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
     start_idle_release(settings.memory_release_check_s)
+    refuse_unused_imports()
     from chroma.control.worker import run_workers  # the supervisor never loads it
 
     run_workers(loops)
