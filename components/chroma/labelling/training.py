@@ -63,15 +63,9 @@ def parse_scores(raw: Any) -> dict[str, float] | None:
     return scores
 
 
-def _compact(text: str) -> str:
-    """A copy of ``text`` made now, next to the other copies. Kept as they came, the
-    strings of 100k catalog rows, scattered among the rows' other fields, held the
-    Python heap of all the freed rows too (~50 MiB of the worker after 100k x 128)."""
-    return text.encode().decode()
-
-
 def _intern(text: str | None) -> str | None:
-    """One shared string per value (classes repeat), none pinning a freed row."""
+    """One shared string per value: a set's classes and datasets repeat, and the catalog
+    rows gave each row strings of its own (~11 MiB for 100k kept records)."""
     return None if text is None else sys.intern(text)
 
 
@@ -105,8 +99,8 @@ class TrainingSet:
             for r in page]
         columns = read_columns(store, [(r.file_path, r.row_index) for r in rows],
                                ["embedding", "scores"])
-        return cls(  # strings of their own: see _compact
-            refs=[(sys.intern(r.dataset), _compact(r.record_id)) for r in rows],
+        return cls(
+            refs=[(sys.intern(r.dataset), r.record_id) for r in rows],
             labels=[_intern(r.label_class) for r in rows],
             predicted=[_intern(r.inference_class) for r in rows],
             vectors=np.asarray(columns["embedding"], dtype=np.float32).reshape(len(rows), -1),
