@@ -157,18 +157,19 @@ def start_idle_release(interval_s: float = 5.0, busy_cpu_s: float = 1.0) -> bool
     return True
 
 
-_MADV_DONTNEED = 4  # linux/mman.h
+_MADV_PAGEOUT = 21  # linux/mman.h, Linux 5.4+
 
 
 def drop_file_pages(under: Path) -> int:
-    """Unmap from this process the resident pages of its *shared* mappings of files under
-    ``under`` (``madvise(MADV_DONTNEED)``); returns the bytes of mappings advised.
+    """Reclaim the resident pages of this process' *shared* mappings of files under
+    ``under`` (``madvise(MADV_PAGEOUT)``); returns the bytes of mappings advised.
 
-    The pages stay in the page cache (dirty ones are written back as usual: for a shared
-    file mapping the kernel keeps the data) and fault back in on the next access, so
-    this is for files the process has finished with for now, e.g. a flushed write-ahead
-    log. They no longer count in the process' RSS or PSS; the kernel can reclaim them.
-    Private mappings are never touched (there the advice would discard data)."""
+    Dirty pages are written back first, nothing is lost; a page is read back from disk on
+    its next access, so this is for files the process has finished with for now, e.g. a
+    written write-ahead log. They no longer count in the process' RSS or PSS (nor in the
+    page cache). ``MADV_PAGEOUT``, not ``MADV_DONTNEED``: it never discards data, so a
+    mapping that another thread replaced between reading the map and advising (e.g. by
+    anonymous memory) is safe. A kernel without it refuses: nothing happens."""
     madvise = _madvise()
     if madvise is None:
         return 0
@@ -183,7 +184,7 @@ def drop_file_pages(under: Path) -> int:
         if len(fields) < 6 or fields[1][3] != "s" or not fields[5].startswith(prefix):
             continue
         start, end = (int(address, 16) for address in fields[0].split("-"))
-        if madvise(start, end - start, _MADV_DONTNEED) == 0:
+        if madvise(start, end - start, _MADV_PAGEOUT) == 0:
             advised += end - start
     return advised
 

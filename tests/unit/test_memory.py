@@ -153,7 +153,7 @@ def test_drop_file_pages_unmaps_shared_pages_and_keeps_their_data(tmp_path: Path
         assert _resident_kib(shared_file) < 1024
         assert _resident_kib(private_file) >= 15 * 1024
         assert private[:] == pattern  # a private copy keeps what it held
-        assert shared[:] == pattern  # faults back in from the page cache
+        assert shared[:] == pattern  # read back from the file
         shared.close()
         private.close()
     assert shared_file.read_bytes() == pattern  # nothing written was lost

@@ -201,7 +201,7 @@ class EdgeQueryEngine(QueryEngine):
         add_release_hook(self._release_wal_pages)
 
     def _release_wal_pages(self) -> None:
-        """Unmap the resident pages of the open shards' write-ahead logs (a 32 MiB
+        """Reclaim the resident pages of the open shards' write-ahead logs (a 32 MiB
         segment each, ~44 MiB of RSS after 100k upserts): once written they are read only
         by a recovery, from disk. Called by ``chroma.memory.release_unused``."""
         with self._lock:
