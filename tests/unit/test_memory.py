@@ -135,7 +135,7 @@ def _resident_kib(path: Path) -> int:
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="/proc and madvise are Linux's")
-def test_drop_file_pages_unmaps_shared_pages_and_keeps_their_data(tmp_path: Path) -> None:
+def test_drop_file_pages_reclaims_shared_pages_and_keeps_their_data(tmp_path: Path) -> None:
     size = 16 * 2**20
     shared_file, private_file = tmp_path / "wal" / "segment", tmp_path / "private"
     shared_file.parent.mkdir()

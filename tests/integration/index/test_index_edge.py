@@ -178,7 +178,7 @@ def _wal_resident_kib(root: Path) -> int:
     return total
 
 
-def test_release_unused_unmaps_the_written_wal_and_nothing_is_lost(tmp_path: Path) -> None:
+def test_release_unused_reclaims_the_written_wal_and_nothing_is_lost(tmp_path: Path) -> None:
     """The WAL of the open version stays mapped and resident after its writes (~44 MiB
     of RSS after 100k x 128); ``release_unused`` drops those pages from the process,
     and the points stay searchable, writable and durable across a reopen."""
