@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -136,6 +137,37 @@ def rss_by_kind(pid: int) -> dict[str, float] | None:
     return kinds
 
 
+def top_mappings(pid: int, count: int) -> list[tuple[float, float, str]]:
+    """The ``count`` largest mappings of a process by RSS: (RSS MiB, PSS MiB, what), the
+    anonymous ones summed per kind of pseudo-path ("[heap]", "[anon]", "[stack]")."""
+    totals: dict[str, list[float]] = {}
+    what = "[anon]"
+    try:
+        lines = Path(f"/proc/{pid}/smaps").read_text().splitlines()
+    except OSError:
+        return []
+    for line in lines:
+        head = line.split(None, 5)
+        if len(head) >= 5 and "-" in head[0] and not head[0].endswith(":"):
+            what = head[5].strip() if len(head) > 5 else "[anon]"
+            if what.startswith("[stack:"):
+                what = "[stack]"
+            totals.setdefault(what, [0.0, 0.0])
+        elif line.startswith(("Rss:", "Pss:")):
+            totals[what][0 if line.startswith("Rss:") else 1] += int(line.split()[1]) / MIB
+    ranked = sorted(((r, p, w) for w, (r, p) in totals.items()), reverse=True)
+    return ranked[:count]
+
+
+def print_top(rows: list[tuple[str, int, float, float]], count: int) -> None:
+    for name, pid, _, _ in rows:
+        if name.startswith("postgres") or pid <= 0 or count <= 0:
+            continue
+        print(f"  largest mappings of {name} (RSS / PSS MiB):")
+        for rss, pss, what in top_mappings(pid, count):
+            print(f"    {rss:8.1f} {pss:8.1f}  {what[-70:]}")
+
+
 def print_kinds(rows: list[tuple[str, int, float, float]]) -> None:
     print(f"  {'RSS MiB by kind':<34} " + " ".join(f"{k:>13}" for k in KINDS))
     for name, pid, _, _ in rows:
@@ -180,7 +212,8 @@ def postmaster_pid(data_dir: Path) -> int | None:
         return None
 
 
-def measure(root: int, data_dir: Path, names: dict[int, str], samples: int) -> None:
+def measure(root: int, data_dir: Path, names: dict[int, str], samples: int,
+            top: int = 0) -> None:
     """Print RSS and PSS per process (median of its readings over ``samples`` readings a
     second apart) and the sums (median of each reading's sum: a connection that closed
     and another that opened between readings are not both counted)."""
@@ -222,6 +255,7 @@ def measure(root: int, data_dir: Path, names: dict[int, str], samples: int) -> N
     print(f"  {f'sum ({count:.0f} processes)':<42} {'':>8} {median[0]:>9.1f} {median[1]:>9.1f}")
     print(f"  {'  of which PostgreSQL':<42} {'':>8} {median[2]:>9.1f} {median[3]:>9.1f}")
     print_kinds(rows)
+    print_top(rows, top)
     print(f"  load average {os.getloadavg()}", flush=True)
 
 
@@ -247,6 +281,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=5)
     parser.add_argument("--settle", type=float, default=10.0,
                         help="seconds without operations before measuring")
+    parser.add_argument("--top", type=int, default=0,
+                        help="also print each chroma process's largest mappings")
+    parser.add_argument("--hold", type=float, default=0.0,
+                        help="keep the system running this many seconds after the last "
+                             "measurement (to look into its processes)")
     args = parser.parse_args()
 
     print(machine_info(("numpy", "pyarrow", "qdrant-edge-py", "fastapi", "psycopg")))
@@ -263,20 +302,25 @@ def main() -> None:
                     names[c["pid"]] = ",".join(filter(None, (names.get(c["pid"]), c["name"])))
             wait_idle(http, args.settle)
             print(f"\nidle, empty (after {args.settle:.0f} s without operations):")
-            measure(system.pid, workdir / "data", names, args.samples)
+            measure(system.pid, workdir / "data", names, args.samples, args.top)
             if args.records:
                 began = time.perf_counter()
                 load(url, args.records, args.dim)
                 wait_idle(http, args.settle)
                 print(f"\nafter {args.records:,} x {args.dim} training records (logged and "
                       f"settled in {time.perf_counter() - began:.0f} s):")
-                measure(system.pid, workdir / "data", names, args.samples)
+                measure(system.pid, workdir / "data", names, args.samples, args.top)
+            if args.hold:
+                print(f"holding {args.hold:.0f} s: {url}, data {workdir / 'data'}", flush=True)
+                time.sleep(args.hold)
     finally:
         system.send_signal(signal.SIGTERM)
         try:
             system.wait(120)
         except subprocess.TimeoutExpired:
             os.killpg(system.pid, signal.SIGKILL)
+            system.wait()
+        shutil.rmtree(workdir, ignore_errors=True)  # ~300 MiB after 100k records
 
 
 if __name__ == "__main__":

@@ -2,9 +2,12 @@
 
 Owns the two allocator knobs the processes share: glibc's ``malloc_trim`` (freed heap
 and arena memory stays resident until trimmed: an operation's arrays of tens of MiB,
-freed, kept the worker ~150 MiB larger) and pyarrow's memory pool, and the allocator
-environment ``chroma run`` gives its children (:data:`CHILD_ENVIRONMENT`). Imports
-nothing of chroma; pyarrow only when the process has already loaded it.
+freed, kept the worker ~150 MiB larger) and pyarrow's memory pool, the allocator
+environment ``chroma run`` gives its children (:data:`CHILD_ENVIRONMENT`), and the
+release after a busy spell (:func:`start_idle_release`: the API kept ~70 MiB of freed
+heap after a 100k bulk ingest), and the libraries a service process must not load
+(:func:`refuse_unused_imports`). Imports nothing of chroma; pyarrow only when the process
+has already loaded it.
 """
 
 from __future__ import annotations
@@ -13,9 +16,15 @@ import ctypes
 import functools
 import logging
 import sys
+import threading
+import time
+import weakref
 from collections.abc import Callable, MutableMapping
+from pathlib import Path
 
-__all__ = ["CHILD_ENVIRONMENT", "child_environment", "release_unused"]
+__all__ = ["CHILD_ENVIRONMENT", "UNUSED_IMPORTS", "IdleRelease", "add_release_hook",
+           "child_environment", "drop_file_pages", "refuse_unused_imports", "release_unused",
+           "start_idle_release"]
 
 log = logging.getLogger(__name__)
 
@@ -33,15 +42,60 @@ process start, so set in the parent before it spawns them; a value already in th
 environment wins)."""
 
 
+UNUSED_IMPORTS = ("pandas",)
+"""Libraries the API and worker processes never use but would load: pyarrow imports
+pandas, when it is installed (here via the ``bench`` extra; often in a data scientist's
+environment), the first time it checks whether a value is a pandas object: +55 MiB RSS in
+each process and ~1.5 s. Without it pyarrow behaves as in an install without pandas."""
+
+
+class _Refused:
+    """A meta-path finder that says "not installed" for :data:`UNUSED_IMPORTS` (a None
+    in ``sys.modules`` does not do: pyarrow's compiled import then gets the None)."""
+
+    @staticmethod
+    def find_spec(name: str, path: object = None, target: object = None) -> None:
+        if name.partition(".")[0] in UNUSED_IMPORTS:
+            raise ModuleNotFoundError(f"{name} is not loaded in Chroma's service processes",
+                                      name=name)
+
+
+def refuse_unused_imports() -> None:
+    """Make an import of :data:`UNUSED_IMPORTS` fail in this process (as when they are not
+    installed), unless already loaded. For the service's long-lived processes only."""
+    if not any(isinstance(finder, _Refused) for finder in sys.meta_path):
+        sys.meta_path.insert(0, _Refused())  # type: ignore[arg-type]
+
+
 def child_environment(environ: MutableMapping[str, str]) -> None:
     """Put :data:`CHILD_ENVIRONMENT` into ``environ`` where it has no value yet."""
     for name, value in CHILD_ENVIRONMENT.items():
         environ.setdefault(name, value)
 
 
+_hooks: list[weakref.WeakMethod[Callable[[], None]]] = []
+_hooks_lock = threading.Lock()
+
+
+def add_release_hook(method: Callable[[], None]) -> None:
+    """Have :func:`release_unused` also call ``method`` (a bound method, held weakly: a
+    closed engine's hook goes with it), for memory only its owner can give back."""
+    with _hooks_lock:
+        _hooks[:] = [hook for hook in _hooks if hook() is not None]
+        _hooks.append(weakref.WeakMethod(method))  # type: ignore[arg-type]
+
+
 def release_unused() -> None:
     """Hand memory freed since the last call back to the system (a few ms; call it when
     an operation or a burst of work has ended, not per request)."""
+    with _hooks_lock:
+        hooks = [hook() for hook in _hooks]
+    for hook in hooks:
+        if hook is not None:
+            try:
+                hook()
+            except Exception:  # best effort: memory, not correctness
+                log.debug("a release hook failed", exc_info=True)
     pyarrow = sys.modules.get("pyarrow")
     if pyarrow is not None:
         try:
@@ -53,6 +107,98 @@ def release_unused() -> None:
     trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+class IdleRelease:
+    """When to release: once after a busy spell, when the process has gone quiet.
+
+    Fed the process' CPU time every ``interval_s``; says "release" when the last interval
+    used under ``quiet_fraction`` of a core and at least ``busy_cpu_s`` of CPU was spent
+    since the last release. So it never trims in the middle of an ingest burst (a trim
+    per commit slowed bulk ingest), and an idle process is not trimmed over and over."""
+
+    def __init__(self, busy_cpu_s: float = 1.0, quiet_fraction: float = 0.05) -> None:
+        self.busy_cpu_s = busy_cpu_s
+        self.quiet_fraction = quiet_fraction
+        self._last: float | None = None
+        self._released_at = 0.0
+
+    def tick(self, cpu_s: float, interval_s: float) -> bool:
+        """``cpu_s``: the process' CPU seconds now; True when it is time to release."""
+        last, self._last = self._last, cpu_s
+        if last is None:
+            self._released_at = cpu_s
+            return False
+        quiet = cpu_s - last < self.quiet_fraction * interval_s
+        if quiet and cpu_s - self._released_at >= self.busy_cpu_s:
+            self._released_at = cpu_s
+            return True
+        return False
+
+
+_idle_release_started = threading.Lock()
+
+
+def start_idle_release(interval_s: float = 5.0, busy_cpu_s: float = 1.0) -> bool:
+    """Start (once per process) a daemon thread that calls :func:`release_unused` when a
+    busy spell ends (see :class:`IdleRelease`); ``interval_s`` <= 0: do nothing. True if
+    this call started it."""
+    if interval_s <= 0 or not _idle_release_started.acquire(blocking=False):
+        return False
+    policy = IdleRelease(busy_cpu_s)
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval_s)
+            if policy.tick(time.process_time(), interval_s):
+                release_unused()
+
+    threading.Thread(target=watch, name="idle-release", daemon=True).start()
+    return True
+
+
+_MADV_PAGEOUT = 21  # linux/mman.h, Linux 5.4+
+
+
+def drop_file_pages(under: Path) -> int:
+    """Reclaim the resident pages of this process' *shared* mappings of files under
+    ``under`` (``madvise(MADV_PAGEOUT)``); returns the bytes of mappings advised.
+
+    Dirty pages are written back first, nothing is lost; a page is read back from disk on
+    its next access, so this is for files the process has finished with for now, e.g. a
+    written write-ahead log. They no longer count in the process' RSS or PSS (nor in the
+    page cache). ``MADV_PAGEOUT``, not ``MADV_DONTNEED``: it never discards data, so a
+    mapping that another thread replaced between reading the map and advising (e.g. by
+    anonymous memory) is safe. A kernel without it refuses: nothing happens."""
+    madvise = _madvise()
+    if madvise is None:
+        return 0
+    prefix = str(under).rstrip("/") + "/"
+    advised = 0
+    try:
+        lines = Path("/proc/self/maps").read_text().splitlines()
+    except OSError:
+        return 0
+    for line in lines:
+        fields = line.split(None, 5)
+        if len(fields) < 6 or fields[1][3] != "s" or not fields[5].startswith(prefix):
+            continue
+        start, end = (int(address, 16) for address in fields[0].split("-"))
+        if madvise(start, end - start, _MADV_PAGEOUT) == 0:
+            advised += end - start
+    return advised
+
+
+@functools.cache
+def _madvise() -> Callable[[int, int, int], int] | None:
+    """The C library's ``madvise`` (None where there is none to find)."""
+    try:
+        function = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    function.restype = ctypes.c_int
+    return function  # type: ignore[no-any-return]
 
 
 @functools.cache

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import mmap
 import platform
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from chroma.memory import CHILD_ENVIRONMENT, child_environment, release_unused
+from chroma.memory import (
+    CHILD_ENVIRONMENT,
+    IdleRelease,
+    add_release_hook,
+    child_environment,
+    drop_file_pages,
+    release_unused,
+    start_idle_release,
+)
 
 
 def test_child_environment_fills_in_defaults_and_keeps_what_is_set() -> None:
@@ -56,3 +66,136 @@ def test_release_unused_gives_freed_heap_memory_back() -> None:
                          text=True, check=True, env={"MALLOC_ARENA_MAX": "1"})
     freed_kib, after_kib = map(int, out.stdout.split())
     assert freed_kib - after_kib > 150 * 1024, out.stdout
+
+
+def test_idle_release_waits_for_a_busy_spell_to_end_and_releases_once() -> None:
+    policy = IdleRelease(busy_cpu_s=1.0, quiet_fraction=0.05)
+    interval = 5.0
+    assert not policy.tick(10.0, interval)  # first reading: the baseline
+    assert not policy.tick(10.1, interval)  # quiet, but nothing was done since
+    assert not policy.tick(14.0, interval)  # busy (3.9 s of CPU in 5 s): never mid-burst
+    assert not policy.tick(18.5, interval)  # still busy
+    assert policy.tick(18.6, interval)  # quiet after 8.5 s of work: release
+    assert not policy.tick(18.6, interval)  # already released: idle stays untouched
+    assert not policy.tick(18.7, interval)
+    assert not policy.tick(19.0, interval)  # a little work (0.3 s) is not worth a trim
+    assert not policy.tick(19.01, interval)
+    assert not policy.tick(20.5, interval)  # busy again
+    assert policy.tick(20.51, interval)  # 1.9 s since the last release, now quiet
+
+
+def test_start_idle_release_is_off_at_zero() -> None:
+    assert start_idle_release(0) is False
+
+
+# A burst of work (writing 200 MiB of heap, freed but pinned), then quiet: the watcher
+# thread gives it back without anyone calling release_unused.
+_IDLE_PROBE = """
+import ctypes, re, time
+from chroma.memory import start_idle_release
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+def rss():
+    return int(re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+assert start_idle_release(0.2, busy_cpu_s=0.01)
+assert not start_idle_release(0.2, busy_cpu_s=0.01)  # once per process
+blocks = [libc.malloc(64 * 1024) for _ in range(3200)]
+for block in blocks:
+    ctypes.memset(block, 1, 64 * 1024)
+pin = libc.malloc(64 * 1024)
+for block in blocks:
+    libc.free(block)
+freed = rss()
+deadline = time.monotonic() + 20
+while rss() > freed - 150 * 1024 and time.monotonic() < deadline:
+    time.sleep(0.1)
+print(freed, rss())
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_idle_release_gives_a_bursts_freed_heap_back_once_quiet() -> None:
+    out = subprocess.run([sys.executable, "-c", _IDLE_PROBE], capture_output=True,
+                         text=True, check=True, env={"MALLOC_ARENA_MAX": "1"})
+    freed_kib, after_kib = map(int, out.stdout.split())
+    assert freed_kib - after_kib > 150 * 1024, out.stdout
+
+
+def _resident_kib(path: Path) -> int:
+    """This process' RSS of its mappings of ``path``."""
+    total, mine = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split(None, 5)
+        if len(fields) >= 5 and "-" in fields[0] and not fields[0].endswith(":"):
+            mine = len(fields) > 5 and fields[5].strip() == str(path)
+        elif mine and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="/proc and madvise are Linux's")
+def test_drop_file_pages_reclaims_shared_pages_and_keeps_their_data(tmp_path: Path) -> None:
+    size = 16 * 2**20
+    shared_file, private_file = tmp_path / "wal" / "segment", tmp_path / "private"
+    shared_file.parent.mkdir()
+    for path in (shared_file, private_file):
+        path.write_bytes(b"\0" * size)
+    with shared_file.open("r+b") as a, private_file.open("r+b") as b:
+        shared = mmap.mmap(a.fileno(), size, flags=mmap.MAP_SHARED)
+        private = mmap.mmap(b.fileno(), size, flags=mmap.MAP_PRIVATE)
+        pattern = bytes(range(256)) * (size // 256)
+        shared[:] = pattern  # dirty, not yet written back
+        private[:] = pattern
+        assert _resident_kib(shared_file) >= 15 * 1024
+        assert drop_file_pages(tmp_path / "wal") == size
+        assert drop_file_pages(tmp_path) == size  # the private mapping is never advised
+        assert _resident_kib(shared_file) < 1024
+        assert _resident_kib(private_file) >= 15 * 1024
+        assert private[:] == pattern  # a private copy keeps what it held
+        assert shared[:] == pattern  # read back from the file
+        shared.close()
+        private.close()
+    assert shared_file.read_bytes() == pattern  # nothing written was lost
+
+
+def test_release_unused_calls_the_hooks_of_live_owners_only() -> None:
+    calls: list[str] = []
+
+    class Owner:
+        def __init__(self, name: str) -> None:
+            self.name = name
+            add_release_hook(self.release)
+
+        def release(self) -> None:
+            calls.append(self.name)
+
+        def failing(self) -> None:
+            raise RuntimeError("best effort")
+
+    kept, gone = Owner("kept"), Owner("gone")
+    add_release_hook(kept.failing)  # a failing hook stops neither the others nor the trim
+    del gone
+    release_unused()
+    assert calls == ["kept"]
+
+
+def test_refused_imports_fail_and_pyarrow_works_without_them() -> None:
+    probe = ("import sys; from chroma.memory import UNUSED_IMPORTS, refuse_unused_imports; "
+             "refuse_unused_imports(); import numpy as np, pyarrow as pa; "
+             "assert pa.array(np.arange(3, dtype=np.float32)).to_pylist() == [0, 1, 2]; "
+             "assert pa.table({'a': [1]}).num_rows == 1; "
+             "assert not any(sys.modules.get(name) for name in UNUSED_IMPORTS)\n"
+             "try:\n    import pandas\nexcept ImportError:\n    pass\n"
+             "else:\n    raise AssertionError('pandas was imported')")
+    subprocess.run([sys.executable, "-c", probe], check=True)
+
+
+def test_without_refusing_pyarrow_loads_pandas_when_installed() -> None:
+    """Why the refusal exists (skipped where pandas is not installed)."""
+    pytest.importorskip("pandas")
+    probe = ("import sys, numpy as np, pyarrow as pa; pa.array(np.zeros(1)); "
+             "print('pandas' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "True"

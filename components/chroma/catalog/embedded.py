@@ -146,10 +146,12 @@ def leftover_postmaster(pgdata: Path) -> int | None:
 
 
 SERVER_SETTINGS = {
-    # Sized for a server that shares one machine with the service: the catalog's hot rows
-    # fit, the OS page cache holds the rest, and every backend that touches a buffer
-    # counts it in its RSS (the default 128MB).
-    "shared_buffers": "32MB",
+    # Sized for a server that shares one machine with the service: the OS page cache
+    # holds the catalog (32 MB after 100k records), and every backend that touches a
+    # buffer counts it in its RSS (the default 128MB; 32MB put ~30 MiB in each of the
+    # 3-5 connections' RSS after 100k x 128, PSS only a fifth of that). 16MB is also
+    # the ring a bulk COPY writes through, whatever this is.
+    "shared_buffers": "16MB",
     # No I/O worker processes (PostgreSQL 18's default is three); reads go through the
     # page cache as they did before 18.
     "io_method": "sync",

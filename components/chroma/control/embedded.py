@@ -24,7 +24,7 @@ from chroma.control.supervisor import ChildSpec, Supervisor, Watched
 from chroma.lifetime import die_with_parent
 from chroma.locks import LockHeld, hold_pid_lock
 from chroma.logs import configure_logging, logging_config
-from chroma.memory import child_environment
+from chroma.memory import child_environment, refuse_unused_imports, start_idle_release
 from chroma.operations.kinds import WORKERS
 from chroma.settings import Settings
 
@@ -98,6 +98,8 @@ def api_process(loops: Mapping[str, Sequence[str]] | None = None) -> None:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)  # a spawned child starts bare
     quiet_server_banner()  # the supervisor logs 'api: ... ready' instead
+    start_idle_release(settings.memory_release_check_s)
+    refuse_unused_imports()
     if not loops:
         serve_api(settings)
         return
@@ -121,6 +123,8 @@ def workers_process(loops: Mapping[str, Sequence[str]]) -> None:
     stop_with_parent()
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
+    start_idle_release(settings.memory_release_check_s)
+    refuse_unused_imports()
     from chroma.control.worker import run_workers  # the supervisor never loads it
 
     run_workers(loops)

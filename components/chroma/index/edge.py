@@ -70,6 +70,7 @@ from chroma.index.base import (
 from chroma.index.config import IndexConfig
 from chroma.keys import point_id
 from chroma.lifetime import PARENT_PID_ENV
+from chroma.memory import add_release_hook, drop_file_pages
 
 __all__ = ["EdgeQueryEngine"]
 
@@ -197,6 +198,17 @@ class EdgeQueryEngine(QueryEngine):
         self._journals: dict[str, list[tuple[Any, ...]]] = {}
         """Writes to the live version of each key whose new version ``reindex`` builds."""
         self._closed = False
+        add_release_hook(self._release_wal_pages)
+
+    def _release_wal_pages(self) -> None:
+        """Reclaim the resident pages of the open shards' write-ahead logs (a 32 MiB
+        segment each, ~44 MiB of RSS after 100k upserts): once written they are read only
+        by a recovery, from disk. Called by ``chroma.memory.release_unused``."""
+        with self._lock:
+            shards = [*self._live.values(), *self._draining]
+        for shard in shards:
+            drop_file_pages(self._collection_dir(shard.key) / _version_dir_name(shard.version)
+                            / "wal")
 
     # -- layout and locking ------------------------------------------------------------
 

@@ -163,3 +163,44 @@ def test_a_live_write_during_the_journal_replay_is_taken_at_once_and_carried_ove
         assert engine.search(KEY, late_vector, 1)[0][0].record_id == "late"
         for i in (100, 129):
             assert engine.search(KEY, vectors[i], 1)[0][0].record_id == f"r{i}"
+
+
+def _wal_resident_kib(root: Path) -> int:
+    """This process' RSS of the write-ahead-log files it maps under ``root``."""
+    total, wal = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        fields = line.split(None, 5)
+        if len(fields) >= 5 and "-" in fields[0] and not fields[0].endswith(":"):
+            path = fields[5].strip() if len(fields) > 5 else ""
+            wal = path.startswith(str(root)) and "/wal/" in path
+        elif wal and line.startswith("Rss:"):
+            total += int(line.split()[1])
+    return total
+
+
+def test_release_unused_reclaims_the_written_wal_and_nothing_is_lost(tmp_path: Path) -> None:
+    """The WAL of the open version stays mapped and resident after its writes (~44 MiB
+    of RSS after 100k x 128); ``release_unused`` drops those pages from the process,
+    and the points stay searchable, writable and durable across a reopen."""
+    from chroma.memory import release_unused
+
+    n, dimension = 20_000, 64
+    records = make_records(n, seed=3)
+    vectors = gaussian_mixture(n, dimension, seed=3)
+    config = IndexConfig(backend="edge", path=tmp_path)
+    with open_query_engine(config) as engine:
+        engine.ensure_collection(KEY, dimension)
+        engine.upsert(KEY, records[: n - 100], vectors[: n - 100])
+        engine.optimize(KEY)
+        before = _wal_resident_kib(tmp_path)
+        assert before > 4 * 1024, f"only {before} KiB of WAL resident: nothing to show"
+        release_unused()
+        after = _wal_resident_kib(tmp_path)
+        assert after < before / 4, (before, after)
+        engine.upsert(KEY, records[n - 100 :], vectors[n - 100 :])  # the WAL takes writes
+        hits = engine.search(KEY, vectors[n - 1], 1)[0]
+        assert hits[0].record_id == records[n - 1].record_id
+    with open_query_engine(config) as engine:  # recovery reads the WAL back from disk
+        assert engine.count(KEY) == n
+        hits = engine.search(KEY, vectors[5], 1)[0]
+        assert hits[0].record_id == records[5].record_id
