@@ -105,8 +105,9 @@ class GroupCommitter:
     # -- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
-        # pyarrow's first numpy conversion in a process loads its pandas shim (~1.5 s
-        # here when pandas is installed): pay it now, not on the first request.
+        # pyarrow's first numpy conversion in a process looks for pandas (~1.5 s to load
+        # it where it is installed and not refused: ``chroma serve`` does not refuse it,
+        # see chroma.memory.refuse_unused_imports): pay that now, not on the first request.
         pa.array(np.zeros(1, dtype=np.float32))
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="group-commit", daemon=True)
