@@ -22,6 +22,7 @@ An operation with no ``embedding_set_key`` covers every embedding set that has r
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +40,8 @@ from chroma.operations.context import OperationContext
 from chroma.storage import EmbeddingReader
 
 __all__ = ["index_embedding_set", "reindex_embedding_set", "run_index", "run_reindex"]
+
+log = logging.getLogger(__name__)
 
 PAGE = 5_000
 """Records read from the catalog and the store per batch (5000 x 128 floats = 2.5 MB)."""
@@ -207,9 +210,12 @@ def _fill_in_child(
             if found < PAGE:
                 break
 
+    began = time.monotonic()
     engine.reindex(info.key, info.dimension, check_distance(info.distance), rounds(),
                    graph=False)
     built = heads[-1] if heads else 0
+    log.info("first fill of %s: %d records in %d round(s) written by a child and switched "
+             "to in %.1f s", info.key[:12], written[0], len(heads), time.monotonic() - began)
     # Deleted after the first round read the live records (a later change number):
     # perhaps written to the new version; those after ``built`` are caught up below.
     gone = changes.deletions_since(info.key, heads[0], up_to_seq=built) if heads else []
