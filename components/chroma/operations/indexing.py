@@ -9,10 +9,12 @@ so re-running either after a crash or a retry is harmless.
 * ``index`` (incremental, queued implicitly after commits): upserts records changed since
   ``indexed_seq`` (new, re-logged or re-tagged), deletes deleted ones. When too many points
   are outside the HNSW graph it builds the graph (see ``Settings.index_rebuild_ratio``).
-  A set with no index yet gets an empty version published at once, filled page by page
-  (searched by exact scan, so records are searchable as they land, and the commit path's
-  fresh upserts are taken from the first moment), recorded, and only then its graph is
-  built beside it (``reindex``: the live version serves until the switch). An index of
+  A set with no index yet gets an empty version published at once (the commit path's
+  fresh upserts are taken from the first moment), filled page by page (searched by exact
+  scan, so records are searchable as they land) or, for a bulk load, replaced by a
+  graph-less version a child process writes (searchable at its switch), recorded, and
+  only then its graph is built beside it (``reindex``: the live version serves until
+  the switch). An index of
   another dimension or metric is built in full instead.
 * ``reindex`` (full): builds a new version from every live record, switches to it
   atomically, re-applies what changed during the build, drops older versions.
@@ -182,8 +184,9 @@ def _fill_in_child(
     ctx: OperationContext, engine: QueryEngine, info: EmbeddingSetInfo, step: _Step
 ) -> tuple[int, int, int]:
     """Fill a bulk-loaded new set as a graph-less version written by a child process,
-    then switch to it: ~4x the rate of page-by-page upserts here, which hold the GIL
-    the worker process's other operations (a ``recommend`` of the same load) need too.
+    then switch to it. Converting and upserting points holds the GIL (~40 us a point in
+    qdrant-edge-py 0.9); here it would share it with the worker process's other
+    operations (a ``recommend`` of the same load), in the child it has a core to itself.
 
     The pages are streamed in rounds while the load keeps arriving (as in
     ``_fill_in_place``); the published empty version takes fresh upserts meanwhile,
