@@ -230,3 +230,33 @@ def test_a_bulk_loaded_new_set_is_filled_by_a_child_and_nothing_written_meanwhil
     assert state is not None and state.indexed_seq == parts.catalog.changes.latest_seq(parts.key)
     assert state.indexed_count == info.points
     assert list((parts.settings.data_dir / "index").glob("*/v000001")) == []  # empty v1 dropped
+
+
+def test_a_load_that_grows_past_the_handover_while_filled_in_place_goes_to_a_child(
+    parts: Parts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first run starting with the first commit of a bulk load fills it in place
+    (searchable as it lands); when the next round finds ``CHILD_FILL_MIN`` more, the
+    whole set is written by a child, and what was searchable stays so until the switch."""
+    import chroma.operations.indexing as indexing
+
+    monkeypatch.setattr(indexing, "CHILD_FILL_MIN", 500)
+    monkeypatch.setattr(indexing, "PAGE", 100)
+    first, rest = spread(300, seed=6), spread(600, seed=7)
+    first_ids, rest_ids = [f"a{i}" for i in range(300)], [f"b{i}" for i in range(600)]
+    parts.log(first_ids, first)
+    seen: list[str] = []
+
+    def watch(message: str) -> None:
+        seen.append(message)
+        if message.startswith("upserted") and len(seen) == 1:
+            parts.log(rest_ids, rest)  # the rest of the load arrives meanwhile
+        if message.startswith("filling"):  # the in-place part still answers
+            assert parts.nearest(first) == first_ids
+
+    result = parts.index(watch)
+    assert any(m.startswith("upserted") for m in seen)
+    assert any(m.startswith("filling") for m in seen)
+    assert result["published_first"] and result["version"] == 2
+    assert parts.nearest(first) == first_ids and parts.nearest(rest) == rest_ids
+    assert hosted_engine(parts.settings).collection_info(parts.key).points == 900

@@ -123,8 +123,11 @@ def index_embedding_set(
 
 FILL_ROUNDS = 20
 """Rounds a first index run fills its published version while records keep arriving."""
-CHILD_FILL_MIN = 2 * PAGE
-"""Records of a new set from which its first fill is written by a child process (Edge)."""
+CHILD_FILL_MIN = 30_000
+"""Records of a new set still to fill from which the rest of its first fill is written by
+a child process (Edge). Below, filling here costs less than a child's start (~0.6 s of
+CPU, seconds on a busy machine); above, it would hold the worker process's GIL for long
+(~60 us of CPU a point)."""
 
 
 def _publish_first(
@@ -140,11 +143,10 @@ def _publish_first(
     filled = step.start + 0.4 * (step.end - step.start)  # progress once the fill is done
     engine.ensure_collection(info.key, info.dimension, check_distance(info.distance))
     fill = _Step(ctx, step.start, filled)
-    if (ctx.settings.index_backend == "edge"
-            and changes.live_count(info.key) >= CHILD_FILL_MIN):
+    handover = CHILD_FILL_MIN if ctx.settings.index_backend == "edge" else None
+    snapshot, upserted, deleted, more = _fill_in_place(ctx, engine, info, fill, handover)
+    if more:  # a bulk load: the rest (and what is in already) written by a child
         snapshot, upserted, deleted = _fill_in_child(ctx, engine, info, fill)
-    else:
-        snapshot, upserted, deleted = _fill_in_place(ctx, engine, info, fill)
     current = engine.collection_info(info.key)
     published = {"version": current.version, "indexed_seq": snapshot,
                  "points": current.points, "upserted": upserted, "deleted": deleted,
@@ -158,38 +160,44 @@ def _publish_first(
 
 
 def _fill_in_place(
-    ctx: OperationContext, engine: QueryEngine, info: EmbeddingSetInfo, step: _Step
-) -> tuple[int, int, int]:
+    ctx: OperationContext, engine: QueryEngine, info: EmbeddingSetInfo, step: _Step,
+    handover: int | None,
+) -> tuple[int, int, int, bool]:
     """Fill the published version page by page: records are searchable as they land.
 
     A first run usually starts with the set's first commit, while a bulk load is still
     arriving (commits over ``FRESH_MAX_RECORDS`` are not fed straight to the index): keep
     filling until a round finds less than a page, so the load is searchable before the
-    graph build holds this operation (and the next index run) for a while."""
+    graph build holds this operation (and the next index run) for a while. Stops early
+    (last value True) when a round would start with ``handover`` records or more to go."""
     changes = ctx.catalog.changes
     snapshot = upserted = deleted = 0
     for _ in range(FILL_ROUNDS):
         head = changes.latest_seq(info.key)
         if head <= snapshot:
             break
+        if handover is not None and changes.live_count(info.key) - upserted >= handover:
+            return snapshot, upserted, deleted, True
         more, gone = _apply_changes(ctx, engine, changes, info.key, snapshot, head, step)
         upserted, deleted, snapshot = upserted + more, deleted + gone, head
         _record(ctx, engine, info.key, snapshot)
         if more + gone < PAGE:
             break
-    return snapshot, upserted, deleted
+    return snapshot, upserted, deleted, False
 
 
 def _fill_in_child(
     ctx: OperationContext, engine: QueryEngine, info: EmbeddingSetInfo, step: _Step
 ) -> tuple[int, int, int]:
-    """Fill a bulk-loaded new set as a graph-less version written by a child process,
-    then switch to it. Converting and upserting points holds the GIL (~40 us a point in
-    qdrant-edge-py 0.9); here it would share it with the worker process's other
-    operations (a ``recommend`` of the same load), in the child it has a core to itself.
+    """Fill a bulk-loaded new set as a graph-less version written by a child process
+    (every record, also those filled in place already: the published version keeps
+    answering them until the switch), then switch to it. Converting and upserting points
+    holds the GIL (40-60 us of CPU a point with qdrant-edge-py 0.9): here it would share
+    it with the worker process's other operations (a ``recommend`` of the same load);
+    the child has it, and a core, to itself.
 
     The pages are streamed in rounds while the load keeps arriving (as in
-    ``_fill_in_place``); the published empty version takes fresh upserts meanwhile,
+    ``_fill_in_place``); the published version takes fresh upserts meanwhile,
     which the switch carries over (``reindex``'s journal). The rest is caught up here."""
     assert info.dimension is not None
     changes = ctx.catalog.changes
