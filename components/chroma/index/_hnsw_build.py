@@ -1,14 +1,14 @@
 """Child-process entry point that writes a new Qdrant Edge version and builds its graph.
 
-``python -m chroma.index._hnsw_build <shard-dir> [--write BATCH]`` loads the (closed)
-shard; with ``--write`` it first upserts the points its parent streams on stdin (pickled
-``(records, float32 matrix)`` pairs, ``BATCH`` points per update, until end of input);
-then it runs the optimizers to completion (the HNSW graph), flushes and closes it.
-``edge.EdgeQueryEngine`` builds every new version this way because qdrant-edge-py 0.9
-holds the GIL both while it converts points (40-60 us of CPU a point with our payload)
-and for the whole ``optimize`` (a 100k x 128 build stalls every other Python thread of
-the process for ~20 s). In a child, searches and the other workers of the serving
-process keep running.
+``python -m chroma.index._hnsw_build <shard-dir> [--write BATCH] [--no-graph]`` loads the
+(closed) shard; with ``--write`` it first upserts the points its parent streams on stdin
+(pickled ``(records, float32 matrix)`` pairs, ``BATCH`` points per update, until end of
+input); unless ``--no-graph`` it runs the optimizers to completion (the HNSW graph); then
+flushes and closes it. ``edge.EdgeQueryEngine`` builds every new version this way because
+qdrant-edge-py 0.9 holds the GIL both while it converts points (~40 us a point with our
+payload) and for the whole ``optimize`` (a 100k x 128 build stalls every other Python
+thread of the process for ~20 s). In a child, searches and the other workers of the
+serving process keep running, and the child has a core of its own.
 """
 
 from __future__ import annotations
@@ -36,12 +36,14 @@ def write(shard: edge.EdgeShard, frames: BinaryIO, batch_size: int) -> int:
         written += upsert_points(shard, records, matrix, batch_size)
 
 
-def build(shard_dir: str, *, frames: BinaryIO | None = None, batch_size: int = 1_000) -> None:
+def build(shard_dir: str, *, frames: BinaryIO | None = None, batch_size: int = 1_000,
+          graph: bool = True) -> None:
     shard = edge.EdgeShard.load(shard_dir)
     try:
         if frames is not None:
             write(shard, frames, batch_size)
-        shard.optimize()
+        if graph:
+            shard.optimize()
         shard.flush()
     finally:
         shard.close()
@@ -52,9 +54,10 @@ def main(argv: list[str]) -> None:
     parser.add_argument("shard_dir")
     parser.add_argument("--write", type=int, metavar="BATCH", default=None,
                         help="upsert the points streamed on stdin first, BATCH per update")
+    parser.add_argument("--no-graph", action="store_true", help="do not build the graph")
     args = parser.parse_args(argv)
     build(args.shard_dir, frames=sys.stdin.buffer if args.write else None,
-          batch_size=args.write or 1_000)
+          batch_size=args.write or 1_000, graph=not args.no_graph)
 
 
 if __name__ == "__main__":

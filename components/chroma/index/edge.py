@@ -141,13 +141,13 @@ def _translate_errors(action: str) -> Iterator[None]:
 def _build_in_child(
     version_dir: Path, first: tuple[Sequence[IndexedRecord], np.ndarray],
     rest: Iterator[tuple[Sequence[IndexedRecord], np.ndarray]], dimension: int,
-    batch_size: int,
+    batch_size: int, *, graph: bool,
 ) -> None:
-    """Stream the points to ``chroma.index._hnsw_build``, which writes them into the
-    closed shard at ``version_dir`` and builds its graph: waiting for it and reading the
-    batches release the GIL, and converting the points there does not hold ours."""
+    """Stream the points to ``chroma.index._hnsw_build`` writing the closed shard at
+    ``version_dir`` (and building its graph unless not ``graph``); waiting for it and
+    reading the batches release the GIL, converting points there does not hold ours."""
     command = [sys.executable, "-m", "chroma.index._hnsw_build", str(version_dir),
-               "--write", str(batch_size)]
+               "--write", str(batch_size)] + ([] if graph else ["--no-graph"])
     with tempfile.TemporaryFile() as errors:
         child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                  stderr=errors,
@@ -411,8 +411,11 @@ class EdgeQueryEngine(QueryEngine):
         dimension: int,
         distance: Distance,
         batches: Iterable[tuple[Sequence[IndexedRecord], np.ndarray]],
+        *,
+        graph: bool = True,
     ) -> _Shard:
-        """A complete, HNSW-indexed, flushed new version, open here but not yet live.
+        """A complete, flushed new version (its HNSW graph built unless not ``graph``),
+        open here but not yet live.
 
         Points are written and the graph built by a child process (see ``_hnsw_build``)
         fed from ``batches``: searches here are not stalled by the GIL meanwhile.
@@ -434,7 +437,7 @@ class EdgeQueryEngine(QueryEngine):
             first = next(pending, None)
             if first is not None:
                 _build_in_child(version_dir, first, pending, dimension,
-                                self._config.upsert_batch_size)
+                                self._config.upsert_batch_size, graph=graph)
             (version_dir / _META).write_text(
                 json.dumps({"dimension": dimension, "distance": distance, "version": version})
             )
@@ -559,6 +562,8 @@ class EdgeQueryEngine(QueryEngine):
         dimension: int,
         distance: Distance,
         batches: Iterable[tuple[Sequence[IndexedRecord], np.ndarray]],
+        *,
+        graph: bool = True,
     ) -> CollectionInfo:
         check_key(key)
         check_dimension(dimension)
@@ -567,7 +572,7 @@ class EdgeQueryEngine(QueryEngine):
             mine = key not in self._journals
             journal = self._journals.setdefault(key, [])
         try:
-            built = self._build_version(key, dimension, distance, batches)
+            built = self._build_version(key, dimension, distance, batches, graph=graph)
             replayed = self._replay(built, key, journal)
             with self._journal_lock:  # no write between the last entries and the switch
                 self._replay_entries(built, key, journal[replayed:])

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from index_data import gaussian_mixture, make_records
 
+import chroma.index.edge as edge_engine
 from chroma.errors import InvalidInput, Unavailable
 from chroma.index import IndexConfig, IndexedRecord, open_query_engine
 
@@ -209,3 +210,21 @@ def test_a_build_that_fails_midway_leaves_the_live_version_alone_and_nothing_beh
         assert (info.version, info.points) == (1, 100)
         assert engine.search(KEY, vectors[:1], 1)[0][0].record_id == records[0].record_id
 
+
+def test_a_graph_less_build_is_live_at_once_and_counted_outside_the_graph(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``graph=False`` (a new set's first fill): every point searchable by exact scan, none
+    in a graph, so the next ``index`` run knows a build is due; a build then graphs them."""
+    monkeypatch.setattr(edge_engine, "INDEXING_THRESHOLD_KB", 1)  # graphs for tiny shards
+    dimension = 16
+    vectors = gaussian_mixture(2_000, dimension, seed=8, clusters=8)
+    records = make_records(2_000, seed=8)
+    with open_query_engine(IndexConfig(backend="edge", path=tmp_path)) as engine:
+        info = engine.reindex(KEY, dimension, "cosine", [(records, vectors)], graph=False)
+        assert (info.points, info.indexed_points) == (2_000, 0)
+        top = engine.search(KEY, vectors[:50], 1)
+        assert [row[0].record_id for row in top] == [r.record_id for r in records[:50]]
+        assert engine.search(KEY, vectors[:1], 1)[0][0] == top[0][0]  # payload kept whole
+        info = engine.reindex(KEY, dimension, "cosine", [(records, vectors)])
+        assert info.points == 2_000 and info.indexed_points > 0
