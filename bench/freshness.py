@@ -51,6 +51,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -289,6 +290,7 @@ def _steady_phase(
     http: httpx.Client, url: str, key: str, model: dict[str, Any], centres: np.ndarray,
     rng: np.random.Generator, args: argparse.Namespace,
 ) -> dict[str, Any]:
+    phase_began = datetime.now(UTC)
     poller = Poller(http, key, args.poll)
     polling = threading.Thread(target=poller.run, daemon=True)
     polling.start()
@@ -336,7 +338,32 @@ def _steady_phase(
         "searchable": prober.lags,
         "index": lags(writers.written, poller.samples, "indexed"),
         "queue": lags(writers.written, poller.samples, "scored"),
+        "runs": {kind: operation_times(http, kind, phase_began)
+                 for kind in ("index", "recommend")},
     }
+
+
+def operation_times(http: httpx.Client, kind: str, since: datetime) -> dict[str, list[float]]:
+    """The implicit runs of ``kind`` queued since ``since``: how long each waited in the
+    queue (created to started) and ran (started to finished), in seconds."""
+    waited: list[float] = []
+    ran: list[float] = []
+    cursor = None
+    while True:
+        params: dict[str, Any] = {"kind": kind, "limit": 500, "state": "succeeded"}
+        if cursor:
+            params["cursor"] = cursor
+        page = http.get("/api/v1/operations", params=params).json()
+        for op in page["data"]:
+            created = datetime.fromisoformat(op["created_at"].replace("Z", "+00:00"))
+            if created < since or not op["started_at"]:
+                continue
+            started = datetime.fromisoformat(op["started_at"].replace("Z", "+00:00"))
+            waited.append((started - created).total_seconds())
+            ran.append(float(op["duration_s"] or 0.0))
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return {"waited": waited, "ran": ran}
 
 
 def report(result: dict[str, Any], args: argparse.Namespace) -> None:
@@ -362,6 +389,13 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
           + (f" [{result['lost']} never found]" if result["lost"] else ""))
     print(describe("index", result["index"], result["batches"]))
     print(describe("queue", result["queue"], result["batches"]))
+    for kind, times in result["runs"].items():
+        if times["ran"]:
+            waited, ran = np.percentile(times["waited"], [50, 100]), np.percentile(
+                times["ran"], [50, 100])
+            print(f"  {kind} runs during the phase: {len(times['ran'])}, each queued "
+                  f"{waited[0]:.2f} s (max {waited[1]:.2f}) and ran {ran[0]:.2f} s "
+                  f"(max {ran[1]:.2f})")
 
 
 def summary(results: list[dict[str, Any]]) -> None:

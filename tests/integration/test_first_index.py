@@ -183,3 +183,80 @@ def test_a_set_too_small_for_a_graph_is_not_rebuilt_by_every_index_run(parts: Pa
     assert second["graph"] == "unchanged" and second["version"] == 1
     assert second["upserted"] == 100 and second["points"] == 500
     assert parts.nearest(more) == [f"m{i}" for i in range(100)]
+
+
+def test_a_bulk_loaded_new_set_is_filled_by_a_child_and_nothing_written_meanwhile_is_lost(
+    parts: Parts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From ``CHILD_FILL_MIN`` records a new set's first fill is a graph-less version written
+    by a child process, switched to after the rounds: a fresh upsert into the published
+    (empty) version, a commit and a deletion made during the fill all end up in the index."""
+    import chroma.operations.indexing as indexing
+
+    monkeypatch.setattr(indexing, "CHILD_FILL_MIN", 500)
+    monkeypatch.setattr(indexing, "PAGE", 200)  # several pages, and a second round
+    vectors = spread(600, seed=4)
+    ids = [f"r{i}" for i in range(600)]
+    parts.log(ids, vectors)
+    engine = hosted_engine(parts.settings)
+    late = spread(300, seed=5)
+    late_ids = [f"late{i}" for i in range(300)]
+    fresh = IndexedRecord(dataset="d", record_id="fresh", split="production")
+    fresh_vector = np.full((1, DIM), 40.0, dtype=np.float32)
+    during: list[str] = []
+
+    def during_the_fill(message: str) -> None:
+        if not message.startswith("filling") or during:
+            return
+        during.append(message)
+        # Published at once, empty: it takes a fresh commit's upsert ...
+        assert engine.collection_info(parts.key).version == 1
+        assert engine.upsert(parts.key, [fresh], fresh_vector) == 1
+        # ... while more of the load arrives and a record already read is deleted.
+        parts.log(late_ids, late)
+        parts.catalog.delete_records("d", ["r0"])
+
+    result = parts.index(during_the_fill)
+    assert during, "the fill did not run as a child fill"
+    assert result["published_first"] and result["version"] == 2
+    assert result["upserted"] == 900 and result["deleted"] == 1
+    info = engine.collection_info(parts.key)
+    assert (info.version, info.points) == (2, 600 - 1 + 300 + 1)
+    assert parts.nearest(vectors[1:]) == ids[1:]
+    assert parts.nearest(late) == late_ids
+    assert parts.nearest(fresh_vector) == ["fresh"]
+    assert parts.nearest(vectors[:1]) != ["r0"]
+    state = parts.catalog.changes.index_state(parts.key)
+    assert state is not None and state.indexed_seq == parts.catalog.changes.latest_seq(parts.key)
+    assert state.indexed_count == info.points
+    assert list((parts.settings.data_dir / "index").glob("*/v000001")) == []  # empty v1 dropped
+
+
+def test_a_load_that_grows_past_the_handover_while_filled_in_place_goes_to_a_child(
+    parts: Parts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A first run starting with the first commit of a bulk load fills it in place
+    (searchable as it lands); when the next round finds ``CHILD_FILL_MIN`` more, the
+    whole set is written by a child, and what was searchable stays so until the switch."""
+    import chroma.operations.indexing as indexing
+
+    monkeypatch.setattr(indexing, "CHILD_FILL_MIN", 500)
+    monkeypatch.setattr(indexing, "PAGE", 100)
+    first, rest = spread(300, seed=6), spread(600, seed=7)
+    first_ids, rest_ids = [f"a{i}" for i in range(300)], [f"b{i}" for i in range(600)]
+    parts.log(first_ids, first)
+    seen: list[str] = []
+
+    def watch(message: str) -> None:
+        seen.append(message)
+        if message.startswith("upserted") and len(seen) == 1:
+            parts.log(rest_ids, rest)  # the rest of the load arrives meanwhile
+        if message.startswith("filling"):  # the in-place part still answers
+            assert parts.nearest(first) == first_ids
+
+    result = parts.index(watch)
+    assert any(m.startswith("upserted") for m in seen)
+    assert any(m.startswith("filling") for m in seen)
+    assert result["published_first"] and result["version"] == 2
+    assert parts.nearest(first) == first_ids and parts.nearest(rest) == rest_ids
+    assert hosted_engine(parts.settings).collection_info(parts.key).points == 900

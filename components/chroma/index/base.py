@@ -223,8 +223,14 @@ class QueryEngine(ABC):
         dimension: int,
         distance: Distance,
         batches: Iterable[tuple[Sequence[IndexedRecord], np.ndarray]],
+        *,
+        graph: bool = True,
     ) -> CollectionInfo:
         """Build a new version from ``batches``, index it fully, then switch to it atomically.
+
+        ``graph=False``: switch as soon as the points are written, searched by exact scan
+        until a later build or ``optimize`` (a backend whose server builds the graph by
+        itself ignores it).
 
         Searches running meanwhile use the previous version; none fails and none sees a
         partial build. The previous version stays on disk until ``drop_old_versions``.

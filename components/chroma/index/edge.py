@@ -31,13 +31,17 @@ wait only for the last few entries and the switch, never for a whole replay.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import itertools
 import json
 import logging
 import os
+import pickle
 import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -135,20 +139,55 @@ def _translate_errors(action: str) -> Iterator[None]:
         raise Unavailable(f"{action}: {message}") from exc
 
 
-def _build_hnsw_in_child(shard_dir: Path) -> None:
-    """Run ``chroma.index._hnsw_build`` on a closed shard; waiting releases the GIL."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "chroma.index._hnsw_build", str(shard_dir)],
-        env={**os.environ, PARENT_PID_ENV: str(os.getpid())},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if completed.returncode != 0:
-        raise Unavailable(
-            f"building the HNSW graph of {shard_dir} failed (exit {completed.returncode})",
-            details=completed.stderr[-2000:],
-        )
+def _build_in_child(
+    version_dir: Path, first: tuple[Sequence[IndexedRecord], np.ndarray],
+    rest: Iterator[tuple[Sequence[IndexedRecord], np.ndarray]], dimension: int,
+    batch_size: int, *, graph: bool,
+) -> None:
+    """Stream the points to ``chroma.index._hnsw_build`` writing the closed shard at
+    ``version_dir`` (and building its graph unless not ``graph``); waiting for it and
+    reading the batches release the GIL, converting points there does not hold ours."""
+    command = [sys.executable, "-m", "chroma.index._hnsw_build", str(version_dir),
+               "--write", str(batch_size)] + ([] if graph else ["--no-graph"])
+    with tempfile.TemporaryFile() as errors:
+        child = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                 stderr=errors,
+                                 env={**os.environ, PARENT_PID_ENV: str(os.getpid())})
+        assert child.stdin is not None
+        try:
+            try:
+                for records, vectors in itertools.chain((first,), rest):
+                    matrix = as_matrix(vectors, dimension)
+                    check_records(records, matrix)  # bad input fails here, not in the child
+                    pickle.dump((list(records), matrix), child.stdin, protocol=5)
+            except BrokenPipeError:
+                pass  # the child failed: its exit status and stderr say why
+            finally:
+                with contextlib.suppress(BrokenPipeError):
+                    child.stdin.close()
+            code = child.wait()
+        except BaseException:  # interrupted or bad input: the build is abandoned
+            child.kill()
+            child.wait()
+            raise
+        if code != 0:
+            errors.seek(0)
+            raise Unavailable(f"writing index version {version_dir} failed (exit {code})",
+                              details=errors.read()[-2000:].decode(errors="replace"))
+
+
+def upsert_points(
+    shard: edge.EdgeShard, records: Sequence[IndexedRecord], matrix: np.ndarray, batch_size: int
+) -> int:
+    """Upsert ``records`` with their vectors (checked already), ``batch_size`` per update."""
+    for start in range(0, len(records), batch_size):
+        rows = matrix[start : start + batch_size].tolist()
+        points = [
+            edge.Point(point_id(record.dataset, record.record_id), row, record.stored_payload())
+            for record, row in zip(records[start : start + batch_size], rows, strict=True)
+        ]
+        shard.update(edge.UpdateOperation.upsert_points(points))
+    return len(records)
 
 
 class _Shard:
@@ -384,11 +423,14 @@ class EdgeQueryEngine(QueryEngine):
         dimension: int,
         distance: Distance,
         batches: Iterable[tuple[Sequence[IndexedRecord], np.ndarray]],
+        *,
+        graph: bool = True,
     ) -> _Shard:
-        """A complete, HNSW-indexed, flushed new version, open here but not yet live.
+        """A complete, flushed new version (its HNSW graph built unless not ``graph``),
+        open here but not yet live.
 
-        Points are written in this process; the graph is built in a child process (see
-        ``_hnsw_build``) so that searches here are not stalled by the GIL meanwhile.
+        Points are written and the graph built by a child process (see ``_hnsw_build``)
+        fed from ``batches``: searches here are not stalled by the GIL meanwhile.
         """
         version, version_dir = self._claim_version_dir(key)
         try:
@@ -396,19 +438,18 @@ class EdgeQueryEngine(QueryEngine):
                 shard = edge.EdgeShard.create(
                     str(version_dir), self._edge_config(dimension, distance)
                 )
-            building = _Shard(shard, version, dimension, distance, None)
             try:
                 with _translate_errors(f"creating payload indexes of {key} v{version}"):
                     for name, schema in _payload_indexes(self._config.filter_graph):
                         shard.update(edge.UpdateOperation.create_field_index(name, schema))
-                written = sum(
-                    self._write_points(building, key, records, vectors)
-                    for records, vectors in batches
-                )
             finally:
-                building.close()
-            if written:
-                _build_hnsw_in_child(version_dir)
+                shard.flush()
+                shard.close()
+            pending = iter(batches)
+            first = next(pending, None)
+            if first is not None:
+                _build_in_child(version_dir, first, pending, dimension,
+                                self._config.upsert_batch_size, graph=graph)
             (version_dir / _META).write_text(
                 json.dumps({"dimension": dimension, "distance": distance, "version": version})
             )
@@ -422,18 +463,8 @@ class EdgeQueryEngine(QueryEngine):
     ) -> int:
         matrix = as_matrix(vectors, shard.dimension)
         check_records(records, matrix)
-        batch_size = self._config.upsert_batch_size
         with _translate_errors(f"upserting into {key}"):
-            for start in range(0, len(records), batch_size):
-                rows = matrix[start : start + batch_size].tolist()
-                points = [
-                    edge.Point(
-                        point_id(record.dataset, record.record_id), row, record.stored_payload()
-                    )
-                    for record, row in zip(records[start : start + batch_size], rows, strict=True)
-                ]
-                shard.shard.update(edge.UpdateOperation.upsert_points(points))
-        return len(records)
+            return upsert_points(shard.shard, records, matrix, self._config.upsert_batch_size)
 
     # -- QueryEngine: collections -----------------------------------------------------
 
@@ -543,6 +574,8 @@ class EdgeQueryEngine(QueryEngine):
         dimension: int,
         distance: Distance,
         batches: Iterable[tuple[Sequence[IndexedRecord], np.ndarray]],
+        *,
+        graph: bool = True,
     ) -> CollectionInfo:
         check_key(key)
         check_dimension(dimension)
@@ -551,7 +584,7 @@ class EdgeQueryEngine(QueryEngine):
             mine = key not in self._journals
             journal = self._journals.setdefault(key, [])
         try:
-            built = self._build_version(key, dimension, distance, batches)
+            built = self._build_version(key, dimension, distance, batches, graph=graph)
             replayed = self._replay(built, key, journal)
             with self._journal_lock:  # no write between the last entries and the switch
                 self._replay_entries(built, key, journal[replayed:])

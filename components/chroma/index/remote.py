@@ -476,7 +476,10 @@ class RemoteQueryEngine(QueryEngine):
         dimension: int,
         distance: Distance,
         batches: Iterable[tuple[Sequence[IndexedRecord], np.ndarray]],
+        *,
+        graph: bool = True,
     ) -> CollectionInfo:
+        del graph  # the server's optimizers build it, whatever we ask
         self._check_open()
         check_key(key)
         check_dimension(dimension)

@@ -9,10 +9,12 @@ so re-running either after a crash or a retry is harmless.
 * ``index`` (incremental, queued implicitly after commits): upserts records changed since
   ``indexed_seq`` (new, re-logged or re-tagged), deletes deleted ones. When too many points
   are outside the HNSW graph it builds the graph (see ``Settings.index_rebuild_ratio``).
-  A set with no index yet gets an empty version published at once, filled page by page
-  (searched by exact scan, so records are searchable as they land, and the commit path's
-  fresh upserts are taken from the first moment), recorded, and only then its graph is
-  built beside it (``reindex``: the live version serves until the switch). An index of
+  A set with no index yet gets an empty version published at once (the commit path's
+  fresh upserts are taken from the first moment), filled page by page (searched by exact
+  scan, so records are searchable as they land) or, for a bulk load, replaced by a
+  graph-less version a child process writes (searchable at its switch), recorded, and
+  only then its graph is built beside it (``reindex``: the live version serves until
+  the switch). An index of
   another dimension or metric is built in full instead.
 * ``reindex`` (full): builds a new version from every live record, switches to it
   atomically, re-applies what changed during the build, drops older versions.
@@ -22,8 +24,10 @@ An operation with no ``embedding_set_key`` covers every embedding set that has r
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,9 +39,11 @@ from chroma.index import CollectionInfo, IndexedRecord, QueryEngine
 from chroma.index.base import check_distance
 from chroma.index.hosting.host import host_guard, hosted_engine
 from chroma.operations.context import OperationContext
-from chroma.storage import read_embeddings
+from chroma.storage import EmbeddingReader
 
 __all__ = ["index_embedding_set", "reindex_embedding_set", "run_index", "run_reindex"]
+
+log = logging.getLogger(__name__)
 
 PAGE = 5_000
 """Records read from the catalog and the store per batch (5000 x 128 floats = 2.5 MB)."""
@@ -117,6 +123,11 @@ def index_embedding_set(
 
 FILL_ROUNDS = 20
 """Rounds a first index run fills its published version while records keep arriving."""
+CHILD_FILL_MIN = 30_000
+"""Records of a new set still to fill from which the rest of its first fill is written by
+a child process (Edge). Below, filling here costs less than a child's start (~0.6 s of
+CPU, seconds on a busy machine); above, it would hold the worker process's GIL for long
+(~60 us of CPU a point)."""
 
 
 def _publish_first(
@@ -131,23 +142,11 @@ def _publish_first(
     changes = ctx.catalog.changes
     filled = step.start + 0.4 * (step.end - step.start)  # progress once the fill is done
     engine.ensure_collection(info.key, info.dimension, check_distance(info.distance))
-    snapshot = upserted = deleted = 0
-    # A first run usually starts with the set's first commit, while a bulk load is still
-    # arriving (commits over ``FRESH_MAX_RECORDS`` are not fed straight to the index): keep
-    # filling until a round finds less than a page, so the load is searchable before the
-    # graph build holds this operation (and the next index run) for a while.
-    for _ in range(FILL_ROUNDS):
-        head = changes.latest_seq(info.key)
-        if head <= snapshot:
-            break
-        more, gone = _apply_changes(ctx, engine, changes, info.key, snapshot, head,
-                                    _Step(ctx, step.start, filled))
-        upserted, deleted, snapshot = upserted + more, deleted + gone, head
-        current = engine.collection_info(info.key)
-        changes.record_index_state(info.key, collection=info.key, version=current.version,
-                                   indexed_seq=snapshot, indexed_count=current.points)
-        if more + gone < PAGE:
-            break
+    fill = _Step(ctx, step.start, filled)
+    handover = CHILD_FILL_MIN if ctx.settings.index_backend == "edge" else None
+    snapshot, upserted, deleted, more = _fill_in_place(ctx, engine, info, fill, handover)
+    if more:  # a bulk load: the rest (and what is in already) written by a child
+        snapshot, upserted, deleted = _fill_in_child(ctx, engine, info, fill)
     current = engine.collection_info(info.key)
     published = {"version": current.version, "indexed_seq": snapshot,
                  "points": current.points, "upserted": upserted, "deleted": deleted,
@@ -158,6 +157,95 @@ def _publish_first(
     if graph == "optimized":
         published["points"] = engine.collection_info(info.key).points
     return {**published, "graph": graph}
+
+
+def _fill_in_place(
+    ctx: OperationContext, engine: QueryEngine, info: EmbeddingSetInfo, step: _Step,
+    handover: int | None,
+) -> tuple[int, int, int, bool]:
+    """Fill the published version page by page: records are searchable as they land.
+
+    A first run usually starts with the set's first commit, while a bulk load is still
+    arriving (commits over ``FRESH_MAX_RECORDS`` are not fed straight to the index): keep
+    filling until a round finds less than a page, so the load is searchable before the
+    graph build holds this operation (and the next index run) for a while. Stops early
+    (last value True) when a round would start with ``handover`` records or more to go."""
+    changes = ctx.catalog.changes
+    snapshot = upserted = deleted = 0
+    for _ in range(FILL_ROUNDS):
+        head = changes.latest_seq(info.key)
+        if head <= snapshot:
+            break
+        if handover is not None and changes.live_count(info.key) - upserted >= handover:
+            return snapshot, upserted, deleted, True
+        more, gone = _apply_changes(ctx, engine, changes, info.key, snapshot, head, step)
+        upserted, deleted, snapshot = upserted + more, deleted + gone, head
+        _record(ctx, engine, info.key, snapshot)
+        if more + gone < PAGE:
+            break
+    return snapshot, upserted, deleted, False
+
+
+def _fill_in_child(
+    ctx: OperationContext, engine: QueryEngine, info: EmbeddingSetInfo, step: _Step
+) -> tuple[int, int, int]:
+    """Fill a bulk-loaded new set as a graph-less version written by a child process
+    (every record, also those filled in place already: the published version keeps
+    answering them until the switch), then switch to it. Converting and upserting points
+    holds the GIL (40-60 us of CPU a point with qdrant-edge-py 0.9): here it would share
+    it with the worker process's other operations (a ``recommend`` of the same load);
+    the child has it, and a core, to itself.
+
+    The pages are streamed in rounds while the load keeps arriving (as in
+    ``_fill_in_place``); the published version takes fresh upserts meanwhile,
+    which the switch carries over (``reindex``'s journal). The rest is caught up here."""
+    assert info.dimension is not None
+    changes = ctx.catalog.changes
+    heads: list[int] = []
+    written = [0]
+    total = max(changes.live_count(info.key), 1)
+
+    def rounds() -> Iterator[tuple[Sequence[IndexedRecord], np.ndarray]]:
+        after = 0
+        for _ in range(FILL_ROUNDS):
+            head = changes.latest_seq(info.key)
+            if head <= after:
+                break
+            found = 0
+            for page, records, vectors in _pages(ctx, info.key, after, head):
+                step(0.9 * written[0] / total, f"filling: {written[0]} records")  # may interrupt
+                yield records, vectors
+                found += len(page)
+                written[0] += len(page)
+            heads.append(after := head)
+            if found < PAGE:
+                break
+
+    began = time.monotonic()
+    engine.reindex(info.key, info.dimension, check_distance(info.distance), rounds(),
+                   graph=False)
+    built = heads[-1] if heads else 0
+    log.info("first fill of %s: %d records in %d round(s) written by a child and switched "
+             "to in %.1f s", info.key[:12], written[0], len(heads), time.monotonic() - began)
+    # Deleted after the first round read the live records (a later change number):
+    # perhaps written to the new version; those after ``built`` are caught up below.
+    gone = changes.deletions_since(info.key, heads[0], up_to_seq=built) if heads else []
+    if gone:
+        engine.delete(info.key, [(d.dataset, d.record_id) for d in gone])
+    caught_up = changes.latest_seq(info.key)
+    more, deleted = _apply_changes(ctx, engine, changes, info.key, built, caught_up,
+                                   _Step(ctx, step.start + 0.9 * (step.end - step.start),
+                                         step.end))
+    engine.drop_old_versions(info.key)
+    _record(ctx, engine, info.key, caught_up)
+    return caught_up, written[0] + more, deleted + len(gone)
+
+
+def _record(ctx: OperationContext, engine: QueryEngine, key: str, indexed_seq: int) -> None:
+    current = engine.collection_info(key)
+    ctx.catalog.changes.record_index_state(key, collection=key, version=current.version,
+                                           indexed_seq=indexed_seq,
+                                           indexed_count=current.points)
 
 
 MAX_REBUILDS = 3
@@ -181,9 +269,9 @@ def reindex_embedding_set(
 
     def batches() -> Iterator[tuple[Sequence[IndexedRecord], np.ndarray]]:
         done = 0
-        for page in changes.iter_records_since(info.key, 0, page=PAGE, up_to_seq=snapshot):
+        for page, records, vectors in _pages(ctx, info.key, 0, snapshot):
             step(0.8 * done / total, f"building: {done}/{total} records")  # may interrupt
-            yield _indexed(page), _vectors(ctx, page)
+            yield records, vectors
             done += len(page)
         step(0.8, f"building the graph of {done} records")
 
@@ -224,8 +312,8 @@ def _apply_changes(
         return 0, 0
     span = up_to - after
     upserted = 0
-    for page in changes.iter_records_since(key, after, page=PAGE, up_to_seq=up_to):
-        upserted += engine.upsert(key, _indexed(page), _vectors(ctx, page))
+    for page, records, vectors in _pages(ctx, key, after, up_to):
+        upserted += engine.upsert(key, records, vectors)
         step((page[-1].change_seq - after) / span * 0.9, f"upserted {upserted} records")
     gone = changes.deletions_since(key, after, up_to_seq=up_to)
     if gone:
@@ -253,6 +341,32 @@ def _maintain_graph(
     return "optimized"
 
 
+Loaded = tuple[list[StoredRecord], list[IndexedRecord], np.ndarray]
+
+
+def _pages(ctx: OperationContext, key: str, after: int, up_to: int) -> Iterator[Loaded]:
+    """The records changed in (after, up_to], a page at a time, with their vectors.
+
+    The next page is read (catalog query, parquet file) by a helper thread while the
+    caller writes the current one into the index: both reads mostly wait outside the
+    GIL (PostgreSQL, file I/O and decoding), the index writes hold it. One page ahead at
+    most; leaving the loop early waits for that one read."""
+    pages = ctx.catalog.changes.iter_records_since(key, after, page=PAGE, up_to_seq=up_to)
+    vectors = EmbeddingReader(ctx.store)
+
+    def load() -> Loaded | None:
+        page = next(pages, None)
+        if page is None:
+            return None
+        return page, _indexed(page), vectors([(r.file_path, r.row_index) for r in page])
+
+    with ThreadPoolExecutor(1, thread_name_prefix="index-read") as reader:
+        ahead = reader.submit(load)
+        while (loaded := ahead.result()) is not None:
+            ahead = reader.submit(load)
+            yield loaded
+
+
 def _indexed(page: Sequence[StoredRecord]) -> list[IndexedRecord]:
     return [
         IndexedRecord(
@@ -264,6 +378,3 @@ def _indexed(page: Sequence[StoredRecord]) -> list[IndexedRecord]:
         for r in page
     ]
 
-
-def _vectors(ctx: OperationContext, page: Sequence[StoredRecord]) -> np.ndarray:
-    return read_embeddings(ctx.store, [(r.file_path, r.row_index) for r in page])

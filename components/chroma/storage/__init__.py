@@ -7,10 +7,11 @@ Called by: ``chroma.ingest`` (writes), compaction, the indexer and recommender (
 """
 
 from chroma.storage.files import FileStore, open_store
-from chroma.storage.reading import RecentTables, read_columns, read_embeddings
+from chroma.storage.reading import EmbeddingReader, RecentTables, read_columns, read_embeddings
 from chroma.storage.records import RecordBatch, batch_to_table, record_schema
 
 __all__ = [
+    "EmbeddingReader",
     "FileStore",
     "RecentTables",
     "RecordBatch",

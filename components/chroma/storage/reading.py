@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from chroma.storage.files import FileStore
 
-__all__ = ["RecentTables", "read_columns", "read_embeddings"]
+__all__ = ["EmbeddingReader", "RecentTables", "read_columns", "read_embeddings"]
 
 
 class RecentTables:
@@ -77,3 +77,37 @@ def read_columns(
                     ordered[position] = value
             out[name] = ordered
     return out
+
+
+class EmbeddingReader:
+    """Embeddings by (file, row) for a reader walking the change feed page by page.
+
+    A commit's rows are one file and consecutive change numbers, so a bulk load's file
+    spans many pages: :func:`read_embeddings` would read (and decode) the whole file
+    again for every page. This keeps the embedding column of the last ``keep`` files
+    read (a :class:`RecentTables`). Stored files are never rewritten (compaction writes new ones), so a kept matrix
+    stays true. One reader per thread."""
+
+    def __init__(self, store: FileStore, keep: int = 2) -> None:
+        self._tables = RecentTables(store, keep)
+
+    def __call__(self, locations: Sequence[tuple[str, int]]) -> np.ndarray:
+        """float32 (n, d) embeddings of the rows at ``locations``, in the order given."""
+        by_file: dict[str, list[int]] = defaultdict(list)
+        for position, (path, _) in enumerate(locations):
+            by_file[path].append(position)
+        out: np.ndarray | None = None
+        for path, positions in by_file.items():
+            matrix = self._file(path)
+            if out is None:
+                out = np.empty((len(locations), matrix.shape[1]), dtype=np.float32)
+            out[positions] = matrix[[locations[p][1] for p in positions]]
+        return out if out is not None else np.empty((0, 0), dtype=np.float32)
+
+    def _file(self, path: str) -> np.ndarray:
+        # A single-chunk float32 column converts without a copy: keeping the table is
+        # keeping the matrix.
+        column = self._tables.read_table(path, ["embedding"]).column("embedding")
+        column = column.combine_chunks()
+        values = column.flatten().to_numpy(zero_copy_only=False)
+        return values.reshape(len(column), column.type.list_size)

@@ -7,6 +7,7 @@ so recall is measured here on Edge only.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import numpy as np
 import pytest
 from index_data import gaussian_mixture, make_records
 
-from chroma.errors import Unavailable
+import chroma.index.edge as edge_engine
+from chroma.errors import InvalidInput, Unavailable
 from chroma.index import IndexConfig, IndexedRecord, open_query_engine
 
 pytestmark = pytest.mark.integration
@@ -204,3 +206,66 @@ def test_release_unused_reclaims_the_written_wal_and_nothing_is_lost(tmp_path: P
         assert engine.count(KEY) == n
         hits = engine.search(KEY, vectors[5], 1)[0]
         assert hits[0].record_id == records[5].record_id
+
+
+def _children_of_this_process() -> list[str]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+        if int(ppid) == os.getpid() and state != "Z" and b"_hnsw_build" in cmdline:
+            found.append(entry.name)
+    return found
+
+
+@pytest.mark.parametrize("failure", ["bad batch", "interrupted"])
+def test_a_build_that_fails_midway_leaves_the_live_version_alone_and_nothing_behind(
+    tmp_path: Path, failure: str
+) -> None:
+    """The child writing a new version is stopped and its directory removed when a later
+    batch is bad (refused with the same error as before, not the child's) or the build is
+    interrupted; the live version answers as before."""
+    dimension = 8
+    vectors = gaussian_mixture(200, dimension, seed=7, clusters=4)
+    records = make_records(200, seed=7)
+    with open_query_engine(IndexConfig(backend="edge", path=tmp_path)) as engine:
+        engine.reindex(KEY, dimension, "cosine", [(records[:100], vectors[:100])])
+
+        def batches():
+            yield records[100:150], vectors[100:150]
+            assert _children_of_this_process(), "the points are not written by a child"
+            if failure == "interrupted":
+                raise RuntimeError("interrupted")
+            yield records[150:], vectors[150:, :4]  # the wrong dimension
+
+        expected = RuntimeError if failure == "interrupted" else InvalidInput
+        with pytest.raises(expected):
+            engine.reindex(KEY, dimension, "cosine", batches())
+        assert _children_of_this_process() == []
+        assert sorted(p.name for p in (tmp_path / KEY).iterdir() if p.is_dir()) == ["v000001"]
+        info = engine.collection_info(KEY)
+        assert (info.version, info.points) == (1, 100)
+        assert engine.search(KEY, vectors[:1], 1)[0][0].record_id == records[0].record_id
+
+
+def test_a_graph_less_build_is_live_at_once_and_counted_outside_the_graph(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``graph=False`` (a new set's first fill): every point searchable by exact scan, none
+    in a graph, so the next ``index`` run knows a build is due; a build then graphs them."""
+    monkeypatch.setattr(edge_engine, "INDEXING_THRESHOLD_KB", 1)  # graphs for tiny shards
+    dimension = 16
+    vectors = gaussian_mixture(2_000, dimension, seed=8, clusters=8)
+    records = make_records(2_000, seed=8)
+    with open_query_engine(IndexConfig(backend="edge", path=tmp_path)) as engine:
+        info = engine.reindex(KEY, dimension, "cosine", [(records, vectors)], graph=False)
+        assert (info.points, info.indexed_points) == (2_000, 0)
+        top = engine.search(KEY, vectors[:50], 1)
+        assert [row[0].record_id for row in top] == [r.record_id for r in records[:50]]
+        assert engine.search(KEY, vectors[:1], 1)[0][0] == top[0][0]  # payload kept whole
+        info = engine.reindex(KEY, dimension, "cosine", [(records, vectors)])
+        assert info.points == 2_000 and info.indexed_points > 0
