@@ -85,8 +85,8 @@ class EmbeddingReader:
     A commit's rows are one file and consecutive change numbers, so a bulk load's file
     spans many pages: :func:`read_embeddings` would read (and decode) the whole file
     again for every page. This keeps the embedding column of the last ``keep`` files
-    read (a :class:`RecentTables`). Stored files are never rewritten (compaction writes new ones), so a kept matrix
-    stays true. One reader per thread."""
+    read (a :class:`RecentTables`). Stored files are never rewritten (compaction writes
+    new ones), so a kept column stays true. One reader per thread."""
 
     def __init__(self, store: FileStore, keep: int = 2) -> None:
         self._tables = RecentTables(store, keep)
