@@ -249,16 +249,22 @@ def test_record_columns_read_by_copy_are_the_stored_records(catalog: Catalog, ui
     assert changes.record_columns_since(key, 0, split="training").num_rows == 0
 
 
+def production_sets(catalog: Catalog, uid: str, prefix: str,
+                    *names: str) -> list[tuple[str, int]]:
+    """(set key, production dataset id) of one new embedding set per name."""
+    sets = []
+    for name in names:
+        es = {"model": f"catalog-{prefix}-{name}", "run": uid}
+        key = embedding_set_key(es)
+        sets.append((key, catalog.bind(key, es, 4, f"{prefix}-{name}-{uid}", "production")))
+    return sets
+
+
 def test_record_column_pages_cross_other_sets_changes(catalog: Catalog, uid: str) -> None:
     """Pages read by ranges of change numbers: another set's records between the set's
     (more of them than a page, so whole ranges hold none of the set's) are skipped, and
     every record of the set comes once, in change order."""
-    sets = []
-    for name in ("mine", "other"):
-        es = {"model": f"catalog-pages-{name}", "run": uid}
-        key = embedding_set_key(es)
-        sets.append((key, catalog.bind(key, es, 4, f"pages-{name}-{uid}", "production")))
-    (mine, mine_id), (_, other_id) = sets
+    (mine, mine_id), (_, other_id) = production_sets(catalog, uid, "pages", "mine", "other")
     commit(catalog, mine_id, f"{uid}/m1.parquet", [f"a{i}" for i in range(7)], label="x")
     commit(catalog, other_id, f"{uid}/o1.parquet", [f"o{i}" for i in range(60)], label="x")
     commit(catalog, mine_id, f"{uid}/m2.parquet", [f"b{i}" for i in range(4)], label="x")
@@ -280,12 +286,8 @@ def test_record_pages_cross_other_sets_changes_split_and_bound(catalog: Catalog,
     """``iter_records_since`` (the indexer's and the training load's walk) reads by the
     same ranges of change numbers: another set's records between this set's, the split
     filter and ``up_to_seq`` give exactly the records one unpaged read gives, once each."""
-    sets = []
-    for name in ("walk", "noise"):
-        es = {"model": f"catalog-walk-{name}", "run": uid}
-        key = embedding_set_key(es)
-        sets.append((key, catalog.bind(key, es, 4, f"walk-{name}-{uid}", "production")))
-    (mine, mine_id), (noise_key, noise_id) = sets
+    (mine, mine_id), (noise_key, noise_id) = production_sets(catalog, uid, "walk", "walk",
+                                                              "noise")
     training_id = catalog.bind(mine, {"model": "catalog-walk-walk", "run": uid}, 4,
                                f"walk-train-{uid}", "training")
     commit(catalog, mine_id, f"{uid}/w1.parquet", [f"a{i}" for i in range(5)], label="x")

@@ -39,15 +39,17 @@ def test_release_unused_runs_with_and_without_pyarrow_loaded() -> None:
 
 
 # Small blocks (below glibc's mmap threshold) come from the heap; one block allocated last
-# pins its top, so free() alone cannot shrink it and the freed pages stay resident.
-_HEAP_PROBE = """
-import ctypes, re, sys
-from chroma.memory import release_unused
+# pins its top, so free() alone cannot shrink it and the freed pages stay resident. The
+# probe prints the RSS (KiB) with that heap freed, then after ``{after}`` ran.
+_HEAP_BURST = """
+import ctypes, re, time
+from chroma.memory import release_unused, start_idle_release
 libc = ctypes.CDLL(None)
 libc.malloc.restype = ctypes.c_void_p
 libc.free.argtypes = [ctypes.c_void_p]
 def rss():
     return int(re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+{before}
 blocks = [libc.malloc(64 * 1024) for _ in range(3200)]  # 200 MiB
 for block in blocks:
     ctypes.memset(block, 1, 64 * 1024)
@@ -55,17 +57,24 @@ pin = libc.malloc(64 * 1024)
 for block in blocks:
     libc.free(block)
 freed = rss()
-release_unused()
+{after}
 print(freed, rss())
 """
 
 
+def _heap_given_back_kib(*, before: str = "", after: str) -> int:
+    """KiB of the freed 200 MiB burst the probe process no longer holds after ``after``."""
+    probe = _HEAP_BURST.format(before=before, after=after)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, env={"MALLOC_ARENA_MAX": "1"})
+    freed_kib, after_kib = map(int, out.stdout.split())
+    return freed_kib - after_kib
+
+
+
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
 def test_release_unused_gives_freed_heap_memory_back() -> None:
-    out = subprocess.run([sys.executable, "-c", _HEAP_PROBE], capture_output=True,
-                         text=True, check=True, env={"MALLOC_ARENA_MAX": "1"})
-    freed_kib, after_kib = map(int, out.stdout.split())
-    assert freed_kib - after_kib > 150 * 1024, out.stdout
+    assert _heap_given_back_kib(after="release_unused()") > 150 * 1024
 
 
 def test_idle_release_waits_for_a_busy_spell_to_end_and_releases_once() -> None:
@@ -88,38 +97,18 @@ def test_start_idle_release_is_off_at_zero() -> None:
     assert start_idle_release(0) is False
 
 
-# A burst of work (writing 200 MiB of heap, freed but pinned), then quiet: the watcher
-# thread gives it back without anyone calling release_unused.
-_IDLE_PROBE = """
-import ctypes, re, time
-from chroma.memory import start_idle_release
-libc = ctypes.CDLL(None)
-libc.malloc.restype = ctypes.c_void_p
-libc.free.argtypes = [ctypes.c_void_p]
-def rss():
-    return int(re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
-assert start_idle_release(0.2, busy_cpu_s=0.01)
-assert not start_idle_release(0.2, busy_cpu_s=0.01)  # once per process
-blocks = [libc.malloc(64 * 1024) for _ in range(3200)]
-for block in blocks:
-    ctypes.memset(block, 1, 64 * 1024)
-pin = libc.malloc(64 * 1024)
-for block in blocks:
-    libc.free(block)
-freed = rss()
-deadline = time.monotonic() + 20
-while rss() > freed - 150 * 1024 and time.monotonic() < deadline:
-    time.sleep(0.1)
-print(freed, rss())
-"""
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
 def test_idle_release_gives_a_bursts_freed_heap_back_once_quiet() -> None:
-    out = subprocess.run([sys.executable, "-c", _IDLE_PROBE], capture_output=True,
-                         text=True, check=True, env={"MALLOC_ARENA_MAX": "1"})
-    freed_kib, after_kib = map(int, out.stdout.split())
-    assert freed_kib - after_kib > 150 * 1024, out.stdout
+    """A burst of work, then quiet: the watcher thread gives the freed heap back without
+    anyone calling release_unused."""
+    started = ("assert start_idle_release(0.2, busy_cpu_s=0.01)\n"
+               "assert not start_idle_release(0.2, busy_cpu_s=0.01)  # once per process")
+    wait = ("deadline = time.monotonic() + 20\n"
+            "while rss() > freed - 150 * 1024 and time.monotonic() < deadline:\n"
+            "    time.sleep(0.1)")
+    assert _heap_given_back_kib(before=started, after=wait) > 150 * 1024
 
 
 def _resident_kib(path: Path) -> int:
