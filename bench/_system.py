@@ -1,15 +1,19 @@
-"""``chroma run`` for a benchmark: started in a work folder, returned once every component
-is up (the benches that time a whole system share this)."""
+"""Processes a benchmark drives: ``chroma run`` started in a work folder and returned once
+every component is up (the benches that time a whole system), and :class:`LineChild`, a
+helper process spoken to one line at a time (peers in their own virtualenv, a checkout's
+code under test)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -43,3 +47,28 @@ def start_chroma_run(
         time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     raise RuntimeError("chroma run did not come up")
+
+
+class LineChild:
+    """A helper process that answers each command line on its stdin with one JSON line."""
+
+    def __init__(self, name: str, argv: Sequence[str],
+                 env: Mapping[str, str] | None = None) -> None:
+        self.name = name
+        self.proc = subprocess.Popen(list(argv), env=None if env is None else dict(env),
+                                     text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def ask(self, command: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.name}: the child ended (exit {self.proc.wait()})")
+        return dict(json.loads(line))
+
+    def close(self, timeout_s: float = 120) -> None:
+        """End of input, then wait for the child to finish."""
+        if self.proc.stdin:
+            self.proc.stdin.close()
+        self.proc.wait(timeout_s)

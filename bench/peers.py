@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -48,6 +47,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, median
+from _system import LineChild
 from refresh import run_operation, start_system, wait_idle
 
 from chroma.client import Client
@@ -114,29 +114,18 @@ def peer_python() -> Path:
     return python
 
 
-class Peer:
+class Peer(LineChild):
     """One peer engine in its own process (``_peer_worker.py``)."""
 
     def __init__(self, name: str, python: Path, data: Path, workdir: Path) -> None:
-        self.name = name
         (workdir / name).mkdir()
-        self.proc = subprocess.Popen(
-            [str(python), str(HERE / "_peer_worker.py"), name, str(data), str(workdir / name)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        super().__init__(name, [str(python), str(HERE / "_peer_worker.py"), name, str(data),
+                                str(workdir / name)])
 
-    def ask(self, command: str) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{self.name} worker died (exit {self.proc.wait()})")
-        return json.loads(line)
-
-    def close(self) -> None:
+    def close(self, timeout_s: float = 60) -> None:
         with contextlib.suppress(RuntimeError, OSError):
             self.ask("quit")
-        self.proc.wait(60)
+        self.proc.wait(timeout_s)
 
 
 # -- us ----------------------------------------------------------------------------------

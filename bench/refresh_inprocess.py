@@ -28,7 +28,6 @@ import atexit
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,6 +38,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, median
+from _system import LineChild
 
 DIM = 128
 CHUNK = 50_000
@@ -142,29 +142,14 @@ def queue_digest(catalog: Any) -> str:
     return digest.hexdigest()
 
 
-class Child:
-    def __init__(self, code: str | None, argv: list[str]) -> None:
-        env = dict(os.environ)
-        if code:
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [code, env.get("PYTHONPATH")]))
-        self.name = code or "this checkout"
-        self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", *argv], env=env, text=True,
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-
-    def ask(self, command: str) -> dict[str, Any]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(command + "\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{self.name}: the child ended (exit {self.proc.wait()})")
-        return dict(json.loads(line))
-
-    def close(self) -> None:
-        if self.proc.stdin:
-            self.proc.stdin.close()
-        self.proc.wait(120)
+def code_child(code: str | None, argv: list[str]) -> LineChild:
+    """This script serving ``argv``'s runs, with the ``chroma`` package of ``code`` (a
+    components folder) or of this checkout."""
+    env = dict(os.environ)
+    if code:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [code, env.get("PYTHONPATH")]))
+    return LineChild(code or "this checkout", [sys.executable, __file__, "--serve", *argv],
+                     env)
 
 
 def main() -> None:
@@ -183,7 +168,7 @@ def main() -> None:
     print(machine_info(("numpy", "pyarrow", "psycopg")))
     argv = [f"--training={args.training}", f"--production={args.production}",
             f"--incremental={args.incremental}"]
-    children = [Child(code, argv) for code in [None, *args.code]]
+    children = [code_child(code, argv) for code in [None, *args.code]]
     times: dict[str, dict[str, list[float]]] = {c.name: {} for c in children}
     try:
         for child in children:  # one at a time: a full refresh is minutes of both cores
