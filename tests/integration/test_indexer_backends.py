@@ -218,3 +218,54 @@ def test_the_hosted_reader_waits_out_a_host_killed_mid_request(tmp_path: Path) -
         reader.close()
         host.stop()
     assert [n.record_id for n in hits[0]] == ["r3"]
+
+
+@pytest.mark.parametrize("parts", ["remote"], indirect=True)
+def test_what_index_runs_change_during_a_rebuild_holds_the_moment_it_switches(
+    parts: Parts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cluster mode: other workers' ``index`` operations keep applying the change feed to
+    the live version while a ``reindex`` of the same set builds the next one. What they
+    upsert or delete meanwhile must hold in the new version when the alias moves, not only
+    after the rebuild's catch-up: a searchable record must never drop out of search, and a
+    deleted one never come back (DESIGN §12)."""
+    from chroma.operations import indexing
+
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(60, DIM))
+    base_ids = [f"b{i}" for i in range(60)]
+    parts.log("ds", "production", base_ids, base, [[] for _ in base_ids])
+    parts.run("index")
+    late = rng.normal(size=(5, DIM))
+    late_ids = [f"late{i}" for i in range(5)]
+    phase = {"build": False, "concurrent_done": False}
+    seen_at_switch: list[tuple[list[str], str]] = []
+    pages, apply_changes = indexing._pages, indexing._apply_changes
+
+    def build_pages(ctx: OperationContext, key: str, after: int, up_to: int):  # type: ignore[no-untyped-def]
+        for loaded in pages(ctx, key, after, up_to):
+            yield loaded
+            if after == 0 and not phase["build"]:  # the rebuild's first page is written
+                phase["build"] = True
+                parts.log("ds", "production", late_ids, late, [[] for _ in late_ids])
+                parts.catalog.delete_records("ds", ["b0"])
+                parts.run("index")  # another worker's index operation, meanwhile
+                assert [searched(parts, v, 1)[0] for v in late] == late_ids
+                phase["concurrent_done"] = True
+
+    def catch_up(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if phase["concurrent_done"] and not seen_at_switch:  # switched, not caught up yet
+            seen_at_switch.append(([searched(parts, v, 1)[0] for v in late],
+                                   searched(parts, base[0], 1)[0]))
+        return apply_changes(*args, **kwargs)
+
+    monkeypatch.setattr(indexing, "_pages", build_pages)
+    monkeypatch.setattr(indexing, "_apply_changes", catch_up)
+    rebuilt = parts.run("reindex")
+
+    assert phase["concurrent_done"] and rebuilt["version"] == 2
+    assert seen_at_switch == [(late_ids, seen_at_switch[0][1])]
+    assert seen_at_switch[0][1] != "b0"
+    assert rebuilt["points"] == 64
+    assert [searched(parts, v, 1)[0] for v in late] == late_ids
+    assert searched(parts, base[0], 1)[0] != "b0"

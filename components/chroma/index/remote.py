@@ -5,7 +5,9 @@ Each embedding set is an alias ``<prefix><key>`` pointing at one versioned colle
 so a full re-index builds the next collection, waits until the server has indexed it
 (status green) and then moves the alias in one ``update_collection_aliases`` request:
 the server applies the delete+create pair atomically, and searches never see a partial
-collection. Old collections stay until ``drop_old_versions``.
+collection. Old collections stay until ``drop_old_versions``. While a version is being
+built, upserts, deletes and payload changes (other workers' ``index`` runs) go to it as
+well as to the live one, so nothing they did is undone for a moment when the alias moves.
 
 ``url=":memory:"`` or a ``path`` without ``url`` selects qdrant-client's *local mode*, the
 test stand-in for a server (brute force; fine below ~20k points). It is not thread-safe,
@@ -152,6 +154,15 @@ def _translate_errors(action: str) -> Iterator[None]:
         raise InvalidInput(f"{action}: {exc}") from exc
     except RuntimeError as exc:  # local mode after close, grpc failures
         raise Unavailable(f"{action}: {exc}") from exc
+
+
+@contextmanager
+def _build_dropped_meanwhile() -> Iterator[None]:
+    """A write into a build in progress that the build's own failure dropped is moot."""
+    try:
+        yield
+    except NotFound:
+        log.info("a build in progress was dropped during a write to it; the live version has it")
 
 
 class RemoteQueryEngine(QueryEngine):
@@ -436,6 +447,9 @@ class RemoteQueryEngine(QueryEngine):
     def upsert(self, key: str, records: Sequence[IndexedRecord], vectors: np.ndarray) -> int:
         self._check_open()
         dimension, _ = self._shape(key)
+        for build in self._builds_in_progress(key):
+            with _build_dropped_meanwhile():
+                self._write_points(build, dimension, records, vectors)
         return self._write_points(self._alias(key), dimension, records, vectors)
 
     def delete(self, key: str, refs: Iterable[RecordRef]) -> None:
@@ -443,9 +457,15 @@ class RemoteQueryEngine(QueryEngine):
         ids: list[models.ExtendedPointId] = [point_id(ds, rid) for ds, rid in refs]
         if not ids:
             return
-        with self._serialise, _translate_errors(f"deleting from {key}"):
+        for build in self._builds_in_progress(key):
+            with _build_dropped_meanwhile():
+                self._delete_points(build, ids)
+        self._delete_points(self._alias(key), ids)
+
+    def _delete_points(self, collection: str, ids: list[models.ExtendedPointId]) -> None:
+        with self._serialise, _translate_errors(f"deleting from {collection}"):
             self._client.delete(
-                collection_name=self._alias(key),
+                collection_name=collection,
                 points_selector=models.PointIdsList(points=ids),
                 wait=True,
             )
@@ -456,12 +476,29 @@ class RemoteQueryEngine(QueryEngine):
         ids = [point_id(dataset, record_id) for dataset, record_id in refs]
         if not ids or not payload:
             return
-        alias = self._alias(key)
-        with self._serialise, _translate_errors(f"setting payload in {key}"):
+        for build in self._builds_in_progress(key):
+            with _build_dropped_meanwhile():
+                self._set_present_payload(build, ids, payload)
+        self._set_present_payload(self._alias(key), ids, payload)
+
+    def _set_present_payload(
+        self, collection: str, ids: list[models.ExtendedPointId], payload: dict[str, Any]
+    ) -> None:
+        with self._serialise, _translate_errors(f"setting payload in {collection}"):
             # Only points that exist: set_payload must never create a payload-only point.
-            present = [r.id for r in self._client.retrieve(alias, ids, with_payload=False)]
+            present = [r.id for r in self._client.retrieve(collection, ids, with_payload=False)]
             if present:
-                self._client.set_payload(alias, payload=payload, points=present, wait=True)
+                self._client.set_payload(collection, payload=payload, points=present, wait=True)
+
+    def _builds_in_progress(self, key: str) -> list[str]:
+        """Versions newer than the live one: builds under way (or left by a failed one,
+        which the next build's ``drop_old_versions`` removes). Read afresh for every write:
+        a build that starts after this read reads the change feed after it too."""
+        live = self._live_collection(key)
+        if live is None:
+            return []
+        live_version = self._version_of(key, live)
+        return [self._version_name(key, v) for v in self._versions(key) if v > live_version]
 
     def optimize(self, key: str) -> None:
         self._check_open()

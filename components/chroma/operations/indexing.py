@@ -264,10 +264,15 @@ def reindex_embedding_set(
     assert info.dimension is not None
     changes = ctx.catalog.changes
     distance = check_distance(info.distance)
-    snapshot = changes.latest_seq(info.key)
     total = max(changes.live_count(info.key), 1)
+    snapshot = 0
 
     def batches() -> Iterator[tuple[Sequence[IndexedRecord], np.ndarray]]:
+        # Read once the engine has created the new version (its first pull): remote index
+        # runs write into a version from when it exists, so what they wrote before is in
+        # this snapshot, and nothing falls between the two.
+        nonlocal snapshot
+        snapshot = changes.latest_seq(info.key)
         done = 0
         for page, records, vectors in _pages(ctx, info.key, 0, snapshot):
             step(0.8 * done / total, f"building: {done}/{total} records")  # may interrupt
