@@ -33,7 +33,7 @@ from chroma.api.models.params import (
 )
 from chroma.api.responses import ORJSONResponse
 from chroma.catalog import DatasetInfo, StoredRecord
-from chroma.errors import InvalidInput
+from chroma.errors import InvalidInput, NotFound, Unavailable
 from chroma.ingest.validation import MAX_TEXT, NO_NUL_PATTERN
 from chroma.labelling.records import RecordView, read_record
 from chroma.storage import FileStore
@@ -196,7 +196,11 @@ def _read_embeddings(store: FileStore, rows: list[StoredRecord]) -> dict[str, li
         by_file[row.file_path].append(row)
     found: dict[str, list[float]] = {}
     for path, file_rows in by_file.items():
-        column = store.read_table(path, columns=["embedding"]).column("embedding")
+        try:
+            column = store.read_table(path, columns=["embedding"]).column("embedding")
+        except NotFound as exc:  # listed by the catalog, lost by the store: see read_record
+            raise Unavailable(f"records of {file_rows[0].dataset}: their file {path} is "
+                              "missing from the store") from exc
         for row in file_rows:
             found[row.record_id] = column[row.row_index].as_py()
     return found
