@@ -233,3 +233,31 @@ def test_a_record_whose_file_is_lost_is_a_503_naming_no_path(system: System) -> 
                              params={"include_embeddings": "true"})):
         assert answer.status_code == 503, answer.text
         assert "parquet" not in answer.text and "map-lost/" not in answer.text
+
+
+def test_a_map_whose_computation_just_failed_answers_that_operation_not_a_new_one(
+    system: System,
+) -> None:
+    """A client polling the map of a set whose ``project`` keeps failing gets the failed
+    operation (its error says why) for a minute, instead of queueing a new failing
+    computation at every poll (it did before); after that minute it is tried again."""
+    import psycopg
+
+    other = {"model": "map-test-failing", "version": "1"}
+    key = embedding_set_key(other)
+    with Client(system.url, progress=False) as client:
+        client.log_many(np.ones((2, 4)), embedding_set=other, dataset="map-failing",
+                        split="training", ids=["a", "b"], label_classes=["cat", "dog"])
+    with psycopg.connect(system.env["CHROMA_DATABASE_URL"], autocommit=True) as conn:
+        failed = conn.execute(
+            "INSERT INTO operations (kind, embedding_set_key, state, attempts, error,"
+            " started_at, finished_at) VALUES ('project', %s, 'failed', 3, 'the failure',"
+            " now(), now()) RETURNING id", (key,)).fetchone()[0]
+        for _ in range(3):
+            answer = httpx.get(f"{system.url}/api/v1/map", params={"embedding_set_key": key})
+            assert answer.status_code == 202 and answer.json()["operation_id"] == failed
+        assert system.operation(failed)["error"] == "the failure"
+        conn.execute("UPDATE operations SET finished_at = now() - interval '2 minutes'"
+                     " WHERE id = %s", (failed,))
+        retried = httpx.get(f"{system.url}/api/v1/map", params={"embedding_set_key": key})
+        assert retried.status_code == 202 and retried.json()["operation_id"] > failed

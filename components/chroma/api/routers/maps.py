@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import threading
 from collections import OrderedDict
+from datetime import UTC, datetime
 from typing import Annotated
 
 import orjson
@@ -17,7 +18,7 @@ from chroma.api.models import ErrorBody, MapPending, MapReady
 from chroma.api.models.params import EmbeddingSetKeyText
 from chroma.api.responses import ORJSONResponse
 from chroma.api.services import Services
-from chroma.catalog import Catalog
+from chroma.catalog import Catalog, Operation
 from chroma.labelling.projection import MapTable, map_version
 
 router = APIRouter(prefix="/api/v1/map", tags=["map"])
@@ -25,6 +26,10 @@ router = APIRouter(prefix="/api/v1/map", tags=["map"])
 DEFAULT_LIMIT = 200_000
 MAX_LIMIT = 2_000_000
 PROJECT = "project"
+FAILED_RETRY_AFTER_S = 60.0
+"""A map whose computation failed (all its attempts) this recently answers that failed
+operation, whose error says why, instead of queueing another: a client polling the map
+of a set that cannot be projected would otherwise start a failing run at every poll."""
 
 
 @router.get(
@@ -33,7 +38,9 @@ PROJECT = "project"
     responses={
         202: {"model": MapPending,
               "description": "No map of the set's current data yet: the `project` operation "
-                             "computing it was queued (or joined)."},
+                             "computing it was queued (or joined). Within a minute of a "
+                             "computation that failed, that failed operation instead: its "
+                             "`error` says why."},
         404: {"model": ErrorBody, "description": "No such embedding set."},
     },
 )
@@ -56,10 +63,12 @@ async def get_map(
     found = await run_in_threadpool(_current, catalog, services, embedding_set_key)
     if found is not None:
         return await run_in_threadpool(_answer, embedding_set_key, found, limit, None, gzipped)
-    operation, created = await run_in_threadpool(
-        services.operations.enqueue, PROJECT, embedding_set_key, requested_by="map")
-    if created:
-        services.launcher.submit(operation)
+    operation = await run_in_threadpool(_recent_failure, services, embedding_set_key)
+    if operation is None:
+        operation, created = await run_in_threadpool(
+            services.operations.enqueue, PROJECT, embedding_set_key, requested_by="map")
+        if created:
+            services.launcher.submit(operation)
     older = await run_in_threadpool(services.maps.newest, embedding_set_key) if stale else None
     if older is not None:
         return await run_in_threadpool(_answer, embedding_set_key, older, limit, operation.id,
@@ -67,6 +76,15 @@ async def get_map(
     body = MapPending(embedding_set_key=embedding_set_key, status="pending",
                       operation_id=operation.id)
     return ORJSONResponse(body.model_dump(mode="json"), status_code=202)
+
+
+def _recent_failure(services: Services, key: str) -> Operation | None:
+    """The set's latest ``project`` operation, if it failed less than a minute ago."""
+    latest = services.operations.list(kind=PROJECT, embedding_set_key=key, limit=1)
+    if not latest or latest[0].state != "failed" or latest[0].finished_at is None:
+        return None
+    age = (datetime.now(UTC) - latest[0].finished_at).total_seconds()
+    return latest[0] if age < FAILED_RETRY_AFTER_S else None
 
 
 def _current(catalog: Catalog, services: Services, key: str) -> MapTable | None:
