@@ -64,27 +64,33 @@ def test_connections_in_use_are_not_closed(own_database_url: str) -> None:
     db = Database(own_database_url, max_size=3, max_idle=0.5, name="pool-test-busy")
     db.open()
     stop = threading.Event()
+    failures: list[BaseException] = []
 
     def keep_two_busy() -> None:
-        barrier = threading.Barrier(2)
+        def hold(barrier: threading.Barrier) -> None:
+            try:
+                with db.transaction() as conn:
+                    conn.execute("SELECT 1")
+                    barrier.wait(timeout=30)
+                    time.sleep(0.05)
+            except BaseException as exc:  # reported by the test below
+                failures.append(exc)
+                barrier.abort()
 
-        def hold() -> None:
-            with db.transaction() as conn:
-                conn.execute("SELECT 1")
-                barrier.wait(timeout=30)
-                time.sleep(0.05)
-
-        while not stop.is_set():
-            pair = [threading.Thread(target=hold) for _ in range(2)]
+        while not stop.is_set() and not failures:
+            # A barrier per pair: one broken barrier (a shared one, before) failed every
+            # later pair at once, so nothing was held while the test went on passing.
+            barrier = threading.Barrier(2)
+            pair = [threading.Thread(target=hold, args=(barrier,)) for _ in range(2)]
             for thread in pair:
                 thread.start()
             for thread in pair:
                 thread.join()
 
+    _burst(db, 3)  # first, alone: the pair beside it made bursts wait on each other
     busy = threading.Thread(target=keep_two_busy)
     busy.start()
     try:
-        _burst(db, 3)
         assert _wait_for(lambda: _backends(own_database_url, "pool-test-busy") == 2)
         time.sleep(2.0)  # four idle periods: the two in use every period stay
         assert _backends(own_database_url, "pool-test-busy") == 2
@@ -92,6 +98,7 @@ def test_connections_in_use_are_not_closed(own_database_url: str) -> None:
         stop.set()
         busy.join()
         db.close()
+    assert not failures, failures
 
 
 def test_a_pool_of_min_size_zero_keeps_no_connection_while_idle(

@@ -48,6 +48,25 @@ def log_into(buffer: io.StringIO) -> None:
     handler.setStream(buffer)
 
 
+@pytest.fixture(autouse=True)
+def _logging_left_as_found() -> Iterator[None]:
+    """These tests install chroma's logging configuration on the root logger; it is taken
+    off again, with the httpx level. Left behind, its handler wrote to pytest's captured
+    stderr, closed at the session's end, so every line logged at exit (the test
+    PostgreSQL's stop) printed a "--- Logging error ---" traceback."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    httpx_level = logging.getLogger("httpx").level
+    yield
+    for handler in list(root.handlers):
+        # pytest's own capture handlers come and go with each phase of a test.
+        if handler not in handlers and not type(handler).__module__.startswith("_pytest"):
+            root.removeHandler(handler)
+            handler.close()
+    root.setLevel(level)
+    logging.getLogger("httpx").setLevel(httpx_level)
+
+
 @pytest.fixture
 def log() -> io.StringIO:
     return io.StringIO()
