@@ -195,6 +195,14 @@ class QueryEngine(ABC):
         Visible to searches when it returns. Returns the number of points written.
         """
 
+    def upsert_changed(
+        self, key: str, records: Sequence[IndexedRecord], vectors: np.ndarray
+    ) -> int:
+        """``upsert``, except that an engine may leave out points it knows hold exactly
+        this record and vector already (the live index took them fresh from their
+        commit); the index run's catch-up calls it. Returns the number written."""
+        return self.upsert(key, records, vectors)
+
     @abstractmethod
     def delete(self, key: str, refs: Iterable[RecordRef]) -> None:
         """Remove points; absent ones are ignored. No search returns them afterwards."""

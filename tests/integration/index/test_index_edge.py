@@ -269,3 +269,83 @@ def test_a_graph_less_build_is_live_at_once_and_counted_outside_the_graph(
         assert engine.search(KEY, vectors[:1], 1)[0][0] == top[0][0]  # payload kept whole
         info = engine.reindex(KEY, dimension, "cosine", [(records, vectors)])
         assert info.points == 2_000 and info.indexed_points > 0
+
+
+def _written_points(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record ids every Edge point write of this test passes to the shard."""
+    written: list[str] = []
+    real = edge_engine.upsert_points
+
+    def counting(shard, records, matrix, batch_size):  # type: ignore[no-untyped-def]
+        written.extend(r.record_id for r in records)
+        return real(shard, records, matrix, batch_size)
+
+    monkeypatch.setattr(edge_engine, "upsert_points", counting)
+    return written
+
+
+def test_an_index_run_does_not_write_again_what_came_fresh_and_writes_what_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    records = make_records(300, seed=3)
+    vectors = gaussian_mixture(300, 16, seed=3)
+    with open_query_engine(IndexConfig(backend="edge", path=tmp_path)) as engine:
+        engine.ensure_collection(KEY, 16)
+        engine.upsert(KEY, records[:200], vectors[:200])  # fresh from their commits
+        written = _written_points(monkeypatch)
+        # The index run's page: 150 fresh ones as they are, 20 of them re-tagged, 10 with
+        # another vector, and 100 the index never saw.
+        page = list(records[:200])
+        page_vectors = vectors[:300].copy()
+        for i in range(150, 170):
+            page[i] = IndexedRecord(page[i].dataset, page[i].record_id, page[i].split,
+                                    tags=("changed",), logged_at=page[i].logged_at)
+        page_vectors[170:180] = gaussian_mixture(10, 16, seed=99)
+        page += records[200:]
+        assert engine.upsert_changed(KEY, page, page_vectors) == 130
+        expected = [r.record_id for r in page[150:180] + page[200:]]
+        assert sorted(written) == sorted(expected)
+        assert engine.count(KEY) == 300
+        hits = engine.search(KEY, page_vectors[[160, 175, 250]], k=1)
+        assert [h[0].record_id for h in hits] == [page[160].record_id, page[175].record_id,
+                                                  page[250].record_id]
+        assert hits[0][0].payload["tags"] == ["changed"]
+        # Used up: a second run writes everything again (the engine forgets what it met).
+        written.clear()
+        engine.upsert_changed(KEY, page, page_vectors)
+        assert len(written) == 300
+
+
+def test_a_fresh_record_deleted_or_retagged_is_written_again_by_the_index_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    records = make_records(50, seed=4)
+    vectors = gaussian_mixture(50, 16, seed=4)
+    with open_query_engine(IndexConfig(backend="edge", path=tmp_path)) as engine:
+        engine.ensure_collection(KEY, 16)
+        engine.upsert(KEY, records, vectors)
+        engine.delete(KEY, [(r.dataset, r.record_id) for r in records[:10]])
+        engine.set_payload(KEY, [(r.dataset, r.record_id) for r in records[10:20]],
+                           {"tags": ["x"]})
+        written = _written_points(monkeypatch)
+        # A page that (by a race) still names them as first logged: they must be written.
+        engine.upsert_changed(KEY, records[:20], vectors[:20])
+        assert sorted(written) == sorted(r.record_id for r in records[:20])
+        assert engine.count(KEY) == 50
+
+
+def test_fresh_records_are_not_taken_for_written_in_a_version_switched_to_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    records = make_records(60, seed=5)
+    vectors = gaussian_mixture(60, 16, seed=5)
+    with open_query_engine(IndexConfig(backend="edge", path=tmp_path)) as engine:
+        engine.ensure_collection(KEY, 16)
+        engine.upsert(KEY, records[:30], vectors[:30])
+        # A rebuild from a snapshot taken before those commits: the new version lacks them.
+        engine.reindex(KEY, 16, "cosine", [(records[30:], vectors[30:])])
+        engine.drop_old_versions(KEY)
+        written = _written_points(monkeypatch)
+        engine.upsert_changed(KEY, records[:30], vectors[:30])  # the catch-up
+        assert sorted(written) == sorted(r.record_id for r in records[:30])
+        assert engine.count(KEY) == 60
