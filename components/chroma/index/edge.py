@@ -210,6 +210,48 @@ def upsert_points(
     return len(records)
 
 
+_OWN_FIELDS = ("record_id", "input_uri")
+"""Payload fields that differ from point to point; the rest (dataset, split, classes,
+tags, logged_at: one per commit) are mostly shared by a bulk load's points."""
+MAX_GROUP_SHARE = 0.1
+"""``upsert_points_grouped`` falls back to whole payloads when a batch has more payload
+groups than this share of its points (each group costs one ``set_payload``)."""
+
+
+def upsert_points_grouped(
+    shard: edge.EdgeShard, records: Sequence[IndexedRecord], matrix: np.ndarray, batch_size: int
+) -> int:
+    """``upsert_points`` for a version nobody searches yet (a child writing a new one):
+    each point gets only its own fields, then the fields its batch shares are set with
+    one ``set_payload`` per group. Edge converts a payload at ~4 us a key, once per
+    ``set_payload`` instead of once per point. The payloads stored are the same; between
+    the two updates a point lacks its shared fields, so never on a live version."""
+    for start in range(0, len(records), batch_size):
+        batch = records[start : start + batch_size]
+        payloads = [record.stored_payload() for record in batch]
+        ids = [point_id(record.dataset, record.record_id) for record in batch]
+        groups: dict[tuple[Any, ...], list[str]] = {}
+        for pid, payload in zip(ids, payloads, strict=True):
+            shared = tuple((name, tuple(value) if isinstance(value, list) else value)
+                           for name, value in payload.items() if name not in _OWN_FIELDS)
+            groups.setdefault(shared, []).append(pid)
+        rows = matrix[start : start + batch_size].tolist()
+        if len(groups) > MAX_GROUP_SHARE * len(batch):
+            points = [edge.Point(pid, row, payload)
+                      for pid, row, payload in zip(ids, rows, payloads, strict=True)]
+            shard.update(edge.UpdateOperation.upsert_points(points))
+            continue
+        points = [edge.Point(pid, row, {name: payload[name] for name in _OWN_FIELDS
+                                        if name in payload})
+                  for pid, row, payload in zip(ids, rows, payloads, strict=True)]
+        shard.update(edge.UpdateOperation.upsert_points(points))
+        for shared, members in groups.items():
+            fields = {name: list(value) if isinstance(value, tuple) else value
+                      for name, value in shared}
+            shard.update(edge.UpdateOperation.set_payload(members, fields))
+    return len(records)
+
+
 class _Shard:
     """An open version plus the bookkeeping that lets it retire without breaking readers."""
 

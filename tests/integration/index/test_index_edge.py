@@ -18,6 +18,7 @@ from index_data import gaussian_mixture, make_records
 import chroma.index.edge as edge_engine
 from chroma.errors import InvalidInput, Unavailable
 from chroma.index import IndexConfig, IndexedRecord, open_query_engine
+from chroma.index.base import SearchFilter
 
 pytestmark = pytest.mark.integration
 
@@ -349,3 +350,65 @@ def test_fresh_records_are_not_taken_for_written_in_a_version_switched_to_later(
         engine.upsert_changed(KEY, records[:30], vectors[:30])  # the catch-up
         assert sorted(written) == sorted(r.record_id for r in records[:30])
         assert engine.count(KEY) == 60
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["grouped", "varied"])
+def test_a_child_written_version_stores_each_point_s_whole_payload(
+    tmp_path: Path, shared: bool,
+) -> None:
+    """The child sets the fields a batch shares per group (``upsert_points_grouped``):
+    every point must end up with exactly the payload a plain upsert stores, filters on
+    the shared fields must see them, and a batch of all-different payloads works too."""
+    n = 2_500
+    records = make_records(n, seed=6)
+    if shared:  # a bulk load: one commit's logged_at, a few classes (24 groups at most)
+        records = [IndexedRecord(r.dataset, r.record_id, r.split, input_uri=r.input_uri,
+                                 inference_class=r.inference_class,
+                                 tags=("night",) if "night" in r.tags else (),
+                                 logged_at=1_790_000_000.25) for r in records]
+    vectors = gaussian_mixture(n, 16, seed=6)
+    updates = _updates_of_a_grouped_write(tmp_path / "probe", records[:1_000], vectors[:1_000])
+    assert (updates > 1) == shared  # grouped: one upsert and a set_payload per group
+    with open_query_engine(IndexConfig(backend="edge", path=tmp_path / "index")) as engine:
+        engine.reindex(KEY, 16, "cosine", [(records[:1_200], vectors[:1_200]),
+                                            (records[1_200:], vectors[1_200:])], graph=False)
+        version = engine.collection_info(KEY).version
+        shard = engine._live[KEY].shard
+        stored = {str(r.id): r.payload for r in shard.retrieve(
+            [edge_engine.point_id(r.dataset, r.record_id) for r in records], True, False)}
+        assert len(stored) == n
+        for record in records:
+            pid = edge_engine.point_id(record.dataset, record.record_id)
+            assert stored[pid] == record.stored_payload(), record
+        cls = next(r.inference_class for r in records if r.inference_class)
+        for search_filter, expected in [
+            (SearchFilter(inference_classes=(cls,)), sum(r.inference_class == cls
+                                                          for r in records)),
+            (SearchFilter(datasets=("prod",)), sum(r.dataset == "prod" for r in records)),
+            (SearchFilter(tags_any=("night",)), sum("night" in r.tags for r in records)),
+        ]:
+            assert 0 < expected < n
+            assert engine.count(KEY, search_filter) == expected, search_filter
+        assert engine.collection_info(KEY).version == version
+
+
+def _updates_of_a_grouped_write(path: Path, records: list[IndexedRecord],
+                                vectors: np.ndarray) -> int:
+    """How many shard updates ``upsert_points_grouped`` makes for one batch."""
+    import qdrant_edge as edge
+
+    shard = edge.EdgeShard.create(str(path), edge.EdgeConfig(
+        vectors=edge.EdgeVectorParams(size=vectors.shape[1], distance=edge.Distance.Cosine)))
+    calls = [0]
+
+    class Counting:
+        def update(self, operation: object) -> None:
+            calls[0] += 1
+            shard.update(operation)
+
+    try:
+        edge_engine.upsert_points_grouped(Counting(), records, vectors,  # type: ignore[arg-type]
+                                          len(records))
+    finally:
+        shard.close()
+    return calls[0]
