@@ -238,7 +238,8 @@ class QueryEngine(ABC):
 
         ``graph=False``: switch as soon as the points are written, searched by exact scan
         until a later build or ``optimize`` (a backend whose server builds the graph by
-        itself ignores it).
+        itself ignores it). Edge: when the key has a live version, what the build has
+        read is searched too (exact scan) before the switch: a new set's bulk fill.
 
         Searches running meanwhile use the previous version; none fails and none sees a
         partial build. The previous version stays on disk until ``drop_old_versions``.

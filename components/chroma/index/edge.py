@@ -74,6 +74,7 @@ from chroma.index.base import (
     stored_vector,
 )
 from chroma.index.config import IndexConfig
+from chroma.index.filling import FillScan, merge_hits
 from chroma.keys import point_id
 from chroma.lifetime import PARENT_PID_ENV
 from chroma.memory import add_release_hook, drop_file_pages
@@ -194,6 +195,19 @@ def _build_in_child(
 
 def _fingerprint(record: IndexedRecord, row: np.ndarray) -> int:
     return hash((record, row.tobytes()))
+
+
+def _scanned(
+    batches: Iterable[tuple[Sequence[IndexedRecord], np.ndarray]], scan: FillScan, dimension: int,
+) -> Iterator[tuple[Sequence[IndexedRecord], np.ndarray]]:
+    """``batches``, each added to ``scan`` as it is read (searchable before the child
+    has converted it); bad input is left to the build to refuse."""
+    for records, vectors in batches:
+        with contextlib.suppress(InvalidInput):
+            matrix = as_matrix(vectors, dimension)
+            check_records(records, matrix)
+            scan.add(records, matrix)
+        yield records, vectors
 
 
 def upsert_points(
@@ -327,6 +341,9 @@ class EdgeQueryEngine(QueryEngine):
         self._journal_lock = threading.Lock()
         self._journals: dict[str, list[tuple[Any, ...]]] = {}
         """Writes to the live version of each key whose new version ``reindex`` builds."""
+        self._fill_scans: dict[str, FillScan] = {}
+        """What a graph-less build of each key has read so far, searched beside the live
+        version until the switch (see ``chroma.index.filling``)."""
         self._closed = False
         add_release_hook(self._release_wal_pages)
 
@@ -670,6 +687,8 @@ class EdgeQueryEngine(QueryEngine):
             return self._write_points(shard, key, records, matrix) if records else 0
         shard.forget(write[1])
         if kind == "delete":
+            if (scan := self._fill_scans.get(key)) is not None:
+                scan.forget(write[1])
             with _translate_errors(f"deleting from {key}"):
                 shard.shard.update(edge.UpdateOperation.delete_points(write[1]))
             return None
@@ -700,6 +719,10 @@ class EdgeQueryEngine(QueryEngine):
         with self._journal_lock:
             mine = key not in self._journals
             journal = self._journals.setdefault(key, [])
+        scan = None
+        if not graph and self._read_pointer(key) is not None:  # a first fill: see filling.py
+            scan = self._fill_scans[key] = FillScan(dimension, distance)
+            batches = _scanned(batches, scan, dimension)
         try:
             built = self._build_version(key, dimension, distance, batches, graph=graph)
             replayed = self._replay(built, key, journal)
@@ -708,6 +731,8 @@ class EdgeQueryEngine(QueryEngine):
                 with self._file_lock(key):
                     self._switch(key, built)
         finally:
+            if scan is not None:
+                self._fill_scans.pop(key, None)
             if mine:
                 with self._journal_lock:
                     self._journals.pop(key, None)
@@ -781,13 +806,16 @@ class EdgeQueryEngine(QueryEngine):
             with _translate_errors(f"searching {key}"):
                 results = shard.shard.query_batch(edge.QueryBatchRequest(requests))
             distance = shard.distance
-        return [
+        found = [
             [
                 neighbour_from_payload(hit.payload or {}, score_to_distance(distance, hit.score))
                 for hit in hits
             ]
             for hits in results
         ]
+        if (scan := self._fill_scans.get(key)) is not None:  # a first fill under way
+            found = merge_hits(found, scan.search(matrix, k, filter), k)
+        return found
 
     def get_vector(self, key: str, ref: RecordRef) -> np.ndarray:
         dataset, record_id = ref

@@ -412,3 +412,32 @@ def _updates_of_a_grouped_write(path: Path, records: list[IndexedRecord],
     finally:
         shard.close()
     return calls[0]
+
+
+def test_a_graph_less_fill_answers_what_it_has_read_before_its_switch(tmp_path: Path) -> None:
+    """A new set's bulk fill (``reindex(graph=False)`` beside a published version): each
+    batch is searchable once the build has read it, deletes meanwhile are not answered,
+    filters hold, and after the switch the version itself answers."""
+    records = make_records(3_000, seed=8)
+    vectors = gaussian_mixture(3_000, 16, seed=8)
+    seen: list[list[str]] = []
+    with open_query_engine(IndexConfig(backend="edge", path=tmp_path)) as engine:
+        engine.ensure_collection(KEY, 16)  # published, empty
+
+        def batches():  # type: ignore[no-untyped-def]
+            yield records[:1_000], vectors[:1_000]
+            # The child has the first batch; the live version has nothing.
+            assert engine.count(KEY) == 0
+            seen.append([h[0].record_id for h in engine.search(KEY, vectors[[5, 700]], k=1)])
+            engine.delete(KEY, [(records[5].dataset, records[5].record_id)])
+            seen.append([h.record_id for h in engine.search(KEY, vectors[5], k=3)[0]])
+            only = SearchFilter(split="production")
+            seen.append([h.split for h in engine.search(KEY, vectors[:50], k=5, filter=only)[0]])
+            yield records[1_000:], vectors[1_000:]
+
+        engine.reindex(KEY, 16, "cosine", batches(), graph=False)
+        assert seen[0] == [records[5].record_id, records[700].record_id]
+        assert records[5].record_id not in seen[1]
+        assert seen[2] and set(seen[2]) == {"production"}
+        assert not engine._fill_scans
+        assert engine.search(KEY, vectors[2_500], k=1)[0][0].record_id == records[2_500].record_id
