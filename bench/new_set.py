@@ -74,8 +74,11 @@ def one_run(chroma: Path, records: int, training_only: bool,
             acked = time.perf_counter()
             acked_at = time.strftime("%H:%M:%S")
             lag = last_searchable(http, key, vectors[-1], ids[-1], acked)
-            if show_phases:
-                time.sleep(1.0)  # the log lines of the switch
+            if show_phases:  # once the fill has switched (or a minute passed)
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and "switched to" not in (
+                        workdir / "run.log").read_text(errors="replace"):
+                    time.sleep(0.5)
                 print("\n".join(phases(workdir / "run.log", acked_at)), flush=True)
             return lag, acked - began
     finally:

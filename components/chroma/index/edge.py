@@ -38,6 +38,7 @@ import json
 import logging
 import os
 import pickle
+import queue
 import shutil
 import subprocess
 import sys
@@ -200,14 +201,46 @@ def _fingerprint(record: IndexedRecord, row: np.ndarray) -> int:
 def _scanned(
     batches: Iterable[tuple[Sequence[IndexedRecord], np.ndarray]], scan: FillScan, dimension: int,
 ) -> Iterator[tuple[Sequence[IndexedRecord], np.ndarray]]:
-    """``batches``, each added to ``scan`` as it is read (searchable before the child
-    has converted it); bad input is left to the build to refuse."""
-    for records, vectors in batches:
-        with contextlib.suppress(InvalidInput):
-            matrix = as_matrix(vectors, dimension)
-            check_records(records, matrix)
-            scan.add(records, matrix)
-        yield records, vectors
+    """``batches``, read by a helper thread as fast as they come and each added to
+    ``scan`` at once: the child converting them sets the pace of what this yields, not
+    of what is searchable. Read-ahead stops at the scan's limit (memory); an exception
+    of the reading (e.g. the operation interrupted) is raised here; leaving early stops
+    the reader after its current batch."""
+    pending: queue.Queue[tuple[Sequence[IndexedRecord], np.ndarray] | BaseException | None]
+    pending = queue.Queue()
+    stop = threading.Event()
+
+    def read() -> None:
+        source = iter(batches)
+        try:
+            for records, vectors in source:
+                with contextlib.suppress(InvalidInput):  # the build refuses it
+                    matrix = as_matrix(vectors, dimension)
+                    check_records(records, matrix)
+                    scan.add(records, matrix)
+                pending.put((records, vectors))
+                while len(scan) >= scan.limit and pending.qsize() > 2 and not stop.is_set():
+                    stop.wait(0.05)
+                if stop.is_set():
+                    break
+            pending.put(None)
+        except BaseException as exc:  # handed to the consumer
+            pending.put(exc)
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    reader = threading.Thread(target=read, name="fill-read", daemon=True)
+    reader.start()
+    try:
+        while (item := pending.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join()
 
 
 def upsert_points(
