@@ -37,7 +37,7 @@ worktree of main with ``make install`` done), alternating baseline and this chec
 
     .venv/bin/python bench/freshness.py [--training 20000] [--seconds 60] [--poll 0.25]
         [--rate 1000] [--writers 4] [--runs 1] [--baseline DIR] [--keep] [--no-assessments]
-        [--preload N] [--dim 64]
+        [--preload N] [--dim 64] [--env NAME=VALUE ...]
 """
 
 from __future__ import annotations
@@ -264,6 +264,7 @@ def run_once(chroma: Path, args: argparse.Namespace, label: str) -> dict[str, An
     workdir.chmod(0o755)
     port = free_port()
     extra_env = {"CHROMA_ASSESSOR_CACHE_BYTES": "0"} if args.no_assessments else {}
+    extra_env |= dict(pair.split("=", 1) for pair in args.env)
     system = start_system(chroma, workdir, port, extra_env)
     url = f"http://127.0.0.1:{port}"
     rng = np.random.default_rng(0)
@@ -480,6 +481,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--poll", type=float, default=0.25)
     parser.add_argument("--dim", type=int, default=64, help="vector dimension")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for the system under test (repeatable), e.g. "
+                             "CHROMA_INDEX_REBUILD_RATIO=0.01")
     parser.add_argument("--preload", type=int, default=0,
                         help="production records logged (and settled) before the phase")
     parser.add_argument("--catch-up", type=float, default=300.0,
