@@ -4,8 +4,10 @@ Starts ``chroma run`` (embedded PostgreSQL and Qdrant Edge, default settings) in
 temporary folder, logs a clustered training set (default 20,000 x 64-d, 10 classes,
 Arrow bulk) into a new embedding set, measures when its last record is first answered
 by a search (*new set searchable*: the set has no index until its first ``index`` run),
-waits until the implicit operations are idle, then logs production records for
-``--seconds``:
+optionally logs ``--preload N`` production records into it (Arrow bulk, ``log_many`` in
+chunks of ``PRELOAD_CHUNK``; the issue's figure is at 1M x 128: ``--preload 1000000
+--dim 128``), waits until the implicit operations are idle and the index and queue
+cover the feed, then logs production records for ``--seconds``:
 
 * ``--rate R``: a steady R records/s, a batch of R/10 records every 0.1 s, sent by
   ``--writers`` threads (so one slow answer does not hold the schedule back). The rate
@@ -35,6 +37,7 @@ worktree of main with ``make install`` done), alternating baseline and this chec
 
     .venv/bin/python bench/freshness.py [--training 20000] [--seconds 60] [--poll 0.25]
         [--rate 1000] [--writers 4] [--runs 1] [--baseline DIR] [--keep] [--no-assessments]
+        [--preload N] [--dim 64] [--env NAME=VALUE ...]
 """
 
 from __future__ import annotations
@@ -65,8 +68,8 @@ from refresh import wait_idle
 
 from chroma.client import Client
 
-DIM = 64
 CLASSES = 10
+PRELOAD_CHUNK = 100_000
 PROBE_GIVE_UP_S = 120.0
 
 
@@ -90,14 +93,17 @@ class Poller:
 
     def run(self) -> None:
         while not self.stop.is_set():
-            try:
-                sets = self.http.get("/api/v1/status").json()["embedding_sets"]
-                row = next(s for s in sets if s["embedding_set_key"] == self.key)
-                self.samples.append(Sample(time.monotonic(), row["latest_seq"],
-                                           row["indexed_seq"], row["scored_seq"]))
-            except (httpx.HTTPError, StopIteration, KeyError, ValueError):
-                pass
+            self.sample()
             self.stop.wait(self.interval_s)
+
+    def sample(self) -> None:
+        try:
+            sets = self.http.get("/api/v1/status").json()["embedding_sets"]
+            row = next(s for s in sets if s["embedding_set_key"] == self.key)
+            self.samples.append(Sample(time.monotonic(), row["latest_seq"],
+                                       row["indexed_seq"], row["scored_seq"]))
+        except (httpx.HTTPError, StopIteration, KeyError, ValueError):
+            pass
 
     def covered(self) -> bool:
         last = self.samples[-1] if self.samples else None
@@ -258,16 +264,17 @@ def run_once(chroma: Path, args: argparse.Namespace, label: str) -> dict[str, An
     workdir.chmod(0o755)
     port = free_port()
     extra_env = {"CHROMA_ASSESSOR_CACHE_BYTES": "0"} if args.no_assessments else {}
+    extra_env |= dict(pair.split("=", 1) for pair in args.env)
     system = start_system(chroma, workdir, port, extra_env)
     url = f"http://127.0.0.1:{port}"
     rng = np.random.default_rng(0)
-    centres = rng.normal(size=(CLASSES, DIM)) * 3
-    model = {"model": "freshness-bench", "dim": DIM}
+    centres = rng.normal(size=(CLASSES, args.dim)) * 3
+    model = {"model": "freshness-bench", "dim": args.dim}
     try:
         with Client(url, progress=False) as client, httpx.Client(base_url=url,
                                                                  timeout=60) as http:
             labels = rng.integers(0, CLASSES, size=args.training)
-            training = centres[labels] + rng.normal(size=(args.training, DIM))
+            training = centres[labels] + rng.normal(size=(args.training, args.dim))
             loading = time.monotonic()
             answer = client.log_many(training, embedding_set=model, dataset="train",
                                      split="training", label_classes=[f"c{c}" for c in labels])
@@ -276,14 +283,44 @@ def run_once(chroma: Path, args: argparse.Namespace, label: str) -> dict[str, An
             first = first_searchable(http, key, answer["ids"][-1], training[-1], acked)
             wait_idle(http)
             settled = time.monotonic() - loading
+            preload = _preload(client, http, key, model, centres, rng, args)
             return _steady_phase(http, url, key, model, centres, rng, args) | {
                 "label": label, "load_s": acked - loading, "settled_s": settled,
-                "first_searchable_s": first, "workdir": workdir}
+                "first_searchable_s": first, "workdir": workdir, "preload": preload}
     finally:
         system.send_signal(signal.SIGTERM)
         system.wait(120)
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _preload(
+    client: Client, http: httpx.Client, key: str, model: dict[str, Any], centres: np.ndarray,
+    rng: np.random.Generator, args: argparse.Namespace,
+) -> dict[str, float]:
+    """``--preload`` production records (Arrow bulk in chunks), then until the operations
+    are idle and the index and queue cover the feed: seconds to ack and to settle."""
+    if not args.preload:
+        return {}
+    began = time.monotonic()
+    for start in range(0, args.preload, PRELOAD_CHUNK):
+        n = min(PRELOAD_CHUNK, args.preload - start)
+        labels = rng.integers(0, CLASSES, size=n)
+        vectors = (centres[labels] + rng.normal(size=(n, args.dim))).astype(np.float32)
+        client.log_many(vectors, embedding_set=model, dataset="preload", split="production",
+                        ids=[f"pre{start + i}" for i in range(n)],
+                        inference_classes=[f"c{c}" for c in labels])
+    acked = time.monotonic()
+    print(f"  preload: {args.preload:,} records acknowledged in {acked - began:.1f} s "
+          f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    poller = Poller(http, key, 1.0)
+    while not poller.covered():
+        wait_idle(http, timeout=7200)
+        poller.sample()
+    settled = time.monotonic()
+    print(f"  preload: indexed and queued {settled - acked:.1f} s after the last ack "
+          f"(load {os.getloadavg()[0]:.1f})", flush=True)
+    return {"ack_s": acked - began, "settle_s": settled - acked}
 
 
 def _steady_phase(
@@ -306,7 +343,7 @@ def _steady_phase(
     while time.monotonic() < deadline:
         n = max(1, int(args.rate / 10)) if args.rate else int(rng.integers(1, 101))
         batch = rng.integers(0, CLASSES, size=n)
-        vectors = centres[batch] + rng.normal(size=(n, DIM))
+        vectors = centres[batch] + rng.normal(size=(n, args.dim))
         ids = [f"p{sent + i}" for i in range(n)]
         classes = [f"c{c}" for c in batch]
         if args.rate:
@@ -345,9 +382,14 @@ def _steady_phase(
 
 def operation_times(http: httpx.Client, kind: str, since: datetime) -> dict[str, list[float]]:
     """The implicit runs of ``kind`` queued since ``since``: how long each waited in the
-    queue (created to started) and ran (started to finished), in seconds."""
+    queue (created to started) and ran (started to finished), in seconds; for ``index``
+    also the records each upserted and the points it really wrote (``written``: what
+    came fresh from its commit is not written again), and how its graph changed."""
     waited: list[float] = []
     ran: list[float] = []
+    upserted: list[float] = []
+    written: list[float] = []
+    graphs: list[float] = []
     cursor = None
     while True:
         params: dict[str, Any] = {"kind": kind, "limit": 500, "state": "succeeded"}
@@ -361,16 +403,25 @@ def operation_times(http: httpx.Client, kind: str, since: datetime) -> dict[str,
             started = datetime.fromisoformat(op["started_at"].replace("Z", "+00:00"))
             waited.append((started - created).total_seconds())
             ran.append(float(op["duration_s"] or 0.0))
+            for one in ((op.get("result") or {}).get("embedding_sets") or {}).values():
+                upserted.append(float(one.get("upserted", 0)))
+                written.append(float(one.get("written", one.get("upserted", 0))))
+                graphs.append(float(one.get("graph") in ("optimized", "rebuilt")))
         cursor = page.get("next_cursor")
         if not cursor:
-            return {"waited": waited, "ran": ran}
+            return {"waited": waited, "ran": ran, "upserted": upserted, "written": written,
+                    "graphs": graphs}
 
 
 def report(result: dict[str, Any], args: argparse.Namespace) -> None:
-    print(f"\n[{result['label']}] {args.training:,} training x {DIM}-d (logged in "
+    print(f"\n[{result['label']}] {args.training:,} training x {args.dim}-d (logged in "
           f"{result['load_s']:.1f} s, operations idle {result['settled_s']:.1f} s after "
           f"the start); {result['records']:,} production records in {result['batches']} "
           f"batches over {args.seconds:.0f} s ({result['failed']} failed)")
+    if result["preload"]:
+        print(f"  then {args.preload:,} production records preloaded: acknowledged in "
+              f"{result['preload']['ack_s']:.1f} s, indexed and queued "
+              f"{result['preload']['settle_s']:.1f} s later")
     first = result["first_searchable_s"]
     print("  new set: its last training record searchable "
           + (f"{first:.1f} s after its 201" if first is not None else "NEVER (gave up)"))
@@ -396,6 +447,10 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
             print(f"  {kind} runs during the phase: {len(times['ran'])}, each queued "
                   f"{waited[0]:.2f} s (max {waited[1]:.2f}) and ran {ran[0]:.2f} s "
                   f"(max {ran[1]:.2f})")
+            if kind == "index":
+                print(f"    they upserted {sum(times['upserted']):,.0f} records, wrote "
+                      f"{sum(times['written']):,.0f} points (the rest came fresh), and "
+                      f"built graph {sum(times['graphs']):.0f} time(s)")
 
 
 def summary(results: list[dict[str, Any]]) -> None:
@@ -425,6 +480,12 @@ def main() -> None:
     parser.add_argument("--training", type=int, default=20_000)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--poll", type=float, default=0.25)
+    parser.add_argument("--dim", type=int, default=64, help="vector dimension")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for the system under test (repeatable), e.g. "
+                             "CHROMA_INDEX_REBUILD_RATIO=0.01")
+    parser.add_argument("--preload", type=int, default=0,
+                        help="production records logged (and settled) before the phase")
     parser.add_argument("--catch-up", type=float, default=300.0,
                         help="how long to wait for coverage after the last write")
     parser.add_argument("--rate", type=float, default=0.0,

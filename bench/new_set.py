@@ -6,7 +6,10 @@ yet; a k=10 search for the last record's vector every 10 ms), alone and quick, w
 ``--baseline DIR`` running another checkout's ``chroma run`` (``DIR/.venv/bin/chroma``)
 alternately with this one ``--runs`` times each, medians side by side. Each run starts
 its own ``chroma run`` in a temporary folder. The load average is printed with every
-figure: on a shared machine it decides most of it.
+figure: on a shared machine it decides most of it. After each run the phases of the
+set's first index run are printed from its log (``--phases``): the fill in place, the
+child's fill (pages read from the catalog and the store, points fed to the child and
+its tail) and the graph build, with the wall clock of each line.
 
     .venv/bin/python bench/new_set.py [--records 100000] [--training-only] [--runs 3]
         [--baseline DIR]
@@ -32,8 +35,19 @@ from peers import CLASSES, DIM, last_searchable, make_data
 
 from chroma.client import Client
 
+PHASE_MARKS = ("first fill of", "index version", "running index", "succeeded index",
+               "running recommend")
 
-def one_run(chroma: Path, records: int, training_only: bool) -> tuple[float | None, float]:
+
+def phases(log: Path, since: str) -> list[str]:
+    """The first index run's phase lines of ``log`` (``since``: the acked wall clock)."""
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    return [f"    {line[11:23]} {line.split(' [-] ', 1)[-1][:200]}" for line in lines
+            if any(mark in line for mark in PHASE_MARKS)] + [f"    {since} last 201"]
+
+
+def one_run(chroma: Path, records: int, training_only: bool,
+            show_phases: bool = False) -> tuple[float | None, float]:
     """Seconds from the last 201 to the first answer holding the last record; ingest s."""
     workdir = Path(tempfile.mkdtemp(prefix="chroma-new-set-"))
     workdir.chmod(0o755)
@@ -58,7 +72,15 @@ def one_run(chroma: Path, records: int, training_only: bool) -> tuple[float | No
                                 inference_classes=[f"class-{i % CLASSES}"
                                                    for i in range(records - n_train)])
             acked = time.perf_counter()
-            return last_searchable(http, key, vectors[-1], ids[-1], acked), acked - began
+            acked_at = time.strftime("%H:%M:%S")
+            lag = last_searchable(http, key, vectors[-1], ids[-1], acked)
+            if show_phases:  # once the fill has switched (or a minute passed)
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and "switched to" not in (
+                        workdir / "run.log").read_text(errors="replace"):
+                    time.sleep(0.5)
+                print("\n".join(phases(workdir / "run.log", acked_at)), flush=True)
+            return lag, acked - began
     finally:
         system.send_signal(signal.SIGTERM)
         system.wait(120)
@@ -72,6 +94,8 @@ def main() -> None:
                         help="every record training (no recommend of the load beside)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--baseline", type=Path, default=None)
+    parser.add_argument("--phases", action="store_true",
+                        help="print the first index run's phase lines of each run's log")
     args = parser.parse_args()
     print(machine_info(("qdrant-edge-py", "numpy", "psycopg", "pyarrow")))
     codes = [("this checkout", Path(sys.executable).parent / "chroma")]
@@ -82,7 +106,7 @@ def main() -> None:
     for _ in range(args.runs):
         for label, chroma in codes:
             before = os.getloadavg()[0]
-            lag, ingest_s = one_run(chroma, args.records, args.training_only)
+            lag, ingest_s = one_run(chroma, args.records, args.training_only, args.phases)
             after = os.getloadavg()[0]
             shown = f"{lag:.1f} s" if lag is not None else "never (gave up)"
             print(f"[{label}] {args.records:,} x {DIM}: ingested in {ingest_s:.1f} s, last "

@@ -29,6 +29,18 @@ def test_embedding_set_key_is_sha1_of_canonical_json() -> None:
     assert embedding_set_key(dict(reversed(list(ES.items())))) == expected
 
 
+def test_point_ids_are_the_uuid5_of_dataset_and_record_id() -> None:
+    # Existing indexes hold these ids: the fast form must give exactly uuid5's.
+    import uuid
+
+    from chroma.keys import _POINT_NAMESPACE
+
+    for dataset, record_id in [("a", "1"), ("train", "r\u00e9\u4e2d"), ("", ""),
+                               ("d" * 300, "x\x1fy"), *(("ds", f"r{i}") for i in range(500))]:
+        expected = str(uuid.uuid5(_POINT_NAMESPACE, f"{dataset}\x1f{record_id}"))
+        assert point_id(dataset, record_id) == expected
+
+
 def test_point_ids_are_deterministic_and_distinct() -> None:
     assert point_id("a", "1") == point_id("a", "1")
     assert len({point_id("a", "1"), point_id("b", "1"), point_id("a", "2")}) == 3

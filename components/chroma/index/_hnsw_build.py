@@ -4,7 +4,9 @@
 (closed) shard; with ``--write`` it first upserts the points its parent streams on stdin
 (pickled ``(records, float32 matrix)`` pairs, ``BATCH`` points per update, until end of
 input); unless ``--no-graph`` it runs the optimizers to completion (the HNSW graph); then
-flushes and closes it. ``edge.EdgeQueryEngine`` builds every new version this way because
+flushes and closes it. Points are written with their shared payload fields set per
+group (``edge.upsert_points_grouped``): no one searches the version before its switch.
+``edge.EdgeQueryEngine`` builds every new version this way because
 qdrant-edge-py 0.9 holds the GIL both while it converts points (~40 us a point with our
 payload) and for the whole ``optimize`` (a 100k x 128 build stalls every other Python
 thread of the process for ~20 s). In a child, searches and the other workers of the
@@ -25,7 +27,8 @@ from chroma.lifetime import die_with_parent, parent_pid_from_env
 
 def write(shard: edge.EdgeShard, frames: BinaryIO, batch_size: int) -> int:
     """Upsert every ``(records, matrix)`` frame of ``frames``; how many points."""
-    from chroma.index.edge import upsert_points  # the parent's own point layout
+    # The parent's own point layout; nobody searches this version before the switch.
+    from chroma.index.edge import upsert_points_grouped
 
     written = 0
     while True:
@@ -33,7 +36,7 @@ def write(shard: edge.EdgeShard, frames: BinaryIO, batch_size: int) -> int:
             records, matrix = pickle.load(frames)
         except EOFError:
             return written
-        written += upsert_points(shard, records, matrix, batch_size)
+        written += upsert_points_grouped(shard, records, matrix, batch_size)
 
 
 def build(shard_dir: str, *, frames: BinaryIO | None = None, batch_size: int = 1_000,

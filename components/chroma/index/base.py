@@ -195,6 +195,14 @@ class QueryEngine(ABC):
         Visible to searches when it returns. Returns the number of points written.
         """
 
+    def upsert_changed(
+        self, key: str, records: Sequence[IndexedRecord], vectors: np.ndarray
+    ) -> int:
+        """``upsert``, except that an engine may leave out points it knows hold exactly
+        this record and vector already (the live index took them fresh from their
+        commit); the index run's catch-up calls it. Returns the number written."""
+        return self.upsert(key, records, vectors)
+
     @abstractmethod
     def delete(self, key: str, refs: Iterable[RecordRef]) -> None:
         """Remove points; absent ones are ignored. No search returns them afterwards."""
@@ -230,7 +238,8 @@ class QueryEngine(ABC):
 
         ``graph=False``: switch as soon as the points are written, searched by exact scan
         until a later build or ``optimize`` (a backend whose server builds the graph by
-        itself ignores it).
+        itself ignores it). Edge: when the key has a live version, what the build has
+        read is searched too (exact scan) before the switch: a new set's bulk fill.
 
         Searches running meanwhile use the previous version; none fails and none sees a
         partial build. The previous version stays on disk until ``drop_old_versions``.

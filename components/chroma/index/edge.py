@@ -38,11 +38,14 @@ import json
 import logging
 import os
 import pickle
+import queue
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -72,6 +75,7 @@ from chroma.index.base import (
     stored_vector,
 )
 from chroma.index.config import IndexConfig
+from chroma.index.filling import FillScan, merge_hits
 from chroma.keys import point_id
 from chroma.lifetime import PARENT_PID_ENV
 from chroma.memory import add_release_hook, drop_file_pages
@@ -97,6 +101,9 @@ REPLAY_UNDER_LOCK = 8
 """Journal entries a ``reindex`` replays while holding the journal lock (with the switch);
 the rest is replayed before, in rounds, while live writes go on."""
 REPLAY_ROUNDS = 10
+FRESH_REMEMBERED = 50_000
+"""Points a shard remembers as written by a plain ``upsert`` (fresh from a commit) until
+an index run's ``upsert_changed`` meets them (~150 bytes each): 50 s at 1,000 rec/s."""
 
 
 def _payload_indexes(filter_graph: bool) -> list[tuple[str, Any]]:
@@ -154,17 +161,23 @@ def _build_in_child(
                                  stderr=errors,
                                  env={**os.environ, PARENT_PID_ENV: str(os.getpid())})
         assert child.stdin is not None
+        began = time.perf_counter()
+        sending = points = 0.0
         try:
             try:
                 for records, vectors in itertools.chain((first,), rest):
                     matrix = as_matrix(vectors, dimension)
                     check_records(records, matrix)  # bad input fails here, not in the child
+                    sent = time.perf_counter()
                     pickle.dump((list(records), matrix), child.stdin, protocol=5)
+                    sending += time.perf_counter() - sent
+                    points += len(records)
             except BrokenPipeError:
                 pass  # the child failed: its exit status and stderr say why
             finally:
                 with contextlib.suppress(BrokenPipeError):
                     child.stdin.close()
+            fed = time.perf_counter()
             code = child.wait()
         except BaseException:  # interrupted or bad input: the build is abandoned
             child.kill()
@@ -174,6 +187,60 @@ def _build_in_child(
             errors.seek(0)
             raise Unavailable(f"writing index version {version_dir} failed (exit {code})",
                               details=errors.read()[-2000:].decode(errors="replace"))
+    # Sending blocks while the child is busy converting (a pipe holds 64 KiB); the rest
+    # of the feeding is waiting for the caller's pages; after it, the child's tail.
+    log.info("index version %s: %d points fed to its child in %.2f s (%.2f s of it sending),"
+             " the child ended %.2f s later%s", version_dir.name, points, fed - began, sending,
+             time.perf_counter() - fed, "" if graph else " (no graph)")
+
+
+def _fingerprint(record: IndexedRecord, row: np.ndarray) -> int:
+    return hash((record, row.tobytes()))
+
+
+def _scanned(
+    batches: Iterable[tuple[Sequence[IndexedRecord], np.ndarray]], scan: FillScan, dimension: int,
+) -> Iterator[tuple[Sequence[IndexedRecord], np.ndarray]]:
+    """``batches``, read by a helper thread as fast as they come and each added to
+    ``scan`` at once: the child converting them sets the pace of what this yields, not
+    of what is searchable. Read-ahead stops at the scan's limit (memory); an exception
+    of the reading (e.g. the operation interrupted) is raised here; leaving early stops
+    the reader after its current batch."""
+    pending: queue.Queue[tuple[Sequence[IndexedRecord], np.ndarray] | BaseException | None]
+    pending = queue.Queue()
+    stop = threading.Event()
+
+    def read() -> None:
+        source = iter(batches)
+        try:
+            for records, vectors in source:
+                with contextlib.suppress(InvalidInput):  # the build refuses it
+                    matrix = as_matrix(vectors, dimension)
+                    check_records(records, matrix)
+                    scan.add(records, matrix)
+                pending.put((records, vectors))
+                while len(scan) >= scan.limit and pending.qsize() > 2 and not stop.is_set():
+                    stop.wait(0.05)
+                if stop.is_set():
+                    break
+            pending.put(None)
+        except BaseException as exc:  # handed to the consumer
+            pending.put(exc)
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    reader = threading.Thread(target=read, name="fill-read", daemon=True)
+    reader.start()
+    try:
+        while (item := pending.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join()
 
 
 def upsert_points(
@@ -187,6 +254,48 @@ def upsert_points(
             for record, row in zip(records[start : start + batch_size], rows, strict=True)
         ]
         shard.update(edge.UpdateOperation.upsert_points(points))
+    return len(records)
+
+
+_OWN_FIELDS = ("record_id", "input_uri")
+"""Payload fields that differ from point to point; the rest (dataset, split, classes,
+tags, logged_at: one per commit) are mostly shared by a bulk load's points."""
+MAX_GROUP_SHARE = 0.1
+"""``upsert_points_grouped`` falls back to whole payloads when a batch has more payload
+groups than this share of its points (each group costs one ``set_payload``)."""
+
+
+def upsert_points_grouped(
+    shard: edge.EdgeShard, records: Sequence[IndexedRecord], matrix: np.ndarray, batch_size: int
+) -> int:
+    """``upsert_points`` for a version nobody searches yet (a child writing a new one):
+    each point gets only its own fields, then the fields its batch shares are set with
+    one ``set_payload`` per group. Edge converts a payload at ~4 us a key, once per
+    ``set_payload`` instead of once per point. The payloads stored are the same; between
+    the two updates a point lacks its shared fields, so never on a live version."""
+    for start in range(0, len(records), batch_size):
+        batch = records[start : start + batch_size]
+        payloads = [record.stored_payload() for record in batch]
+        ids = [point_id(record.dataset, record.record_id) for record in batch]
+        groups: dict[tuple[Any, ...], list[str]] = {}
+        for pid, payload in zip(ids, payloads, strict=True):
+            shared = tuple((name, tuple(value) if isinstance(value, list) else value)
+                           for name, value in payload.items() if name not in _OWN_FIELDS)
+            groups.setdefault(shared, []).append(pid)
+        rows = matrix[start : start + batch_size].tolist()
+        if len(groups) > MAX_GROUP_SHARE * len(batch):
+            points = [edge.Point(pid, row, payload)
+                      for pid, row, payload in zip(ids, rows, payloads, strict=True)]
+            shard.update(edge.UpdateOperation.upsert_points(points))
+            continue
+        points = [edge.Point(pid, row, {name: payload[name] for name in _OWN_FIELDS
+                                        if name in payload})
+                  for pid, row, payload in zip(ids, rows, payloads, strict=True)]
+        shard.update(edge.UpdateOperation.upsert_points(points))
+        for shared, members in groups.items():
+            fields = {name: list(value) if isinstance(value, tuple) else value
+                      for name, value in shared}
+            shard.update(edge.UpdateOperation.set_payload(members, fields))
     return len(records)
 
 
@@ -209,6 +318,35 @@ class _Shard:
         self.users = 0
         self.retired = False
         self.key = ""
+        self.fresh: OrderedDict[str, int] = OrderedDict()
+        """Point id -> fingerprint of the record and vector a plain upsert wrote last
+        (oldest first, at most ``FRESH_REMEMBERED``): only ever true of this shard, so
+        dropped with it; deletes and payload changes forget their points."""
+
+    def remember(self, records: Sequence[IndexedRecord], matrix: np.ndarray) -> None:
+        fresh = self.fresh
+        for record, row in zip(records, matrix, strict=True):
+            pid = point_id(record.dataset, record.record_id)
+            fresh.pop(pid, None)
+            fresh[pid] = _fingerprint(record, row)
+        while len(fresh) > FRESH_REMEMBERED:
+            fresh.popitem(last=False)
+
+    def forget(self, ids: Iterable[str]) -> None:
+        for pid in ids:
+            self.fresh.pop(pid, None)
+
+    def changed(self, records: Sequence[IndexedRecord], matrix: np.ndarray) -> list[int]:
+        """Positions of ``records`` this shard does not hold exactly (their fresh entries
+        are used up: what is written next is the index run's)."""
+        if not self.fresh:
+            return list(range(len(records)))
+        keep = []
+        for i, (record, row) in enumerate(zip(records, matrix, strict=True)):
+            if self.fresh.pop(point_id(record.dataset, record.record_id), None) != \
+                    _fingerprint(record, row):
+                keep.append(i)
+        return keep
 
     def close(self) -> None:
         """Flush and close; called on retirement, where a failure must not fail a search."""
@@ -236,6 +374,9 @@ class EdgeQueryEngine(QueryEngine):
         self._journal_lock = threading.Lock()
         self._journals: dict[str, list[tuple[Any, ...]]] = {}
         """Writes to the live version of each key whose new version ``reindex`` builds."""
+        self._fill_scans: dict[str, FillScan] = {}
+        """What a graph-less build of each key has read so far, searched beside the live
+        version until the switch (see ``chroma.index.filling``)."""
         self._closed = False
         add_release_hook(self._release_wal_pages)
 
@@ -525,6 +666,23 @@ class EdgeQueryEngine(QueryEngine):
             for start in range(0, len(records), step)
         )
 
+    def upsert_changed(
+        self, key: str, records: Sequence[IndexedRecord], vectors: np.ndarray
+    ) -> int:
+        """``upsert`` leaving out the points the live shard holds exactly, fresh from
+        their commit: the index run would otherwise write every fresh record twice,
+        holding the host process's GIL (~45 us a point) while searches wait."""
+        matrix = np.asarray(vectors, dtype=np.float32)
+        if matrix.ndim == 1:
+            matrix = matrix[np.newaxis, :]
+        check_records(records, matrix)
+        step = self._config.upsert_batch_size
+        return sum(
+            int(self._journaled(key, ("upsert_changed", records[start:start + step],
+                                      matrix[start:start + step])) or 0)
+            for start in range(0, len(records), step)
+        )
+
     def delete(self, key: str, refs: Iterable[RecordRef]) -> None:
         ids = [point_id(dataset, record_id) for dataset, record_id in refs]
         if ids:
@@ -551,8 +709,19 @@ class EdgeQueryEngine(QueryEngine):
     def _apply(self, shard: _Shard, key: str, write: tuple[Any, ...]) -> int | None:
         kind = write[0]
         if kind == "upsert":
-            return self._write_points(shard, key, write[1], write[2])
+            written = self._write_points(shard, key, write[1], write[2])
+            shard.remember(write[1], write[2])
+            return written
+        if kind == "upsert_changed":
+            records, matrix = write[1], write[2]
+            keep = shard.changed(records, matrix)
+            if len(keep) < len(records):
+                records, matrix = [records[i] for i in keep], matrix[keep]
+            return self._write_points(shard, key, records, matrix) if records else 0
+        shard.forget(write[1])
         if kind == "delete":
+            if (scan := self._fill_scans.get(key)) is not None:
+                scan.forget(write[1])
             with _translate_errors(f"deleting from {key}"):
                 shard.shard.update(edge.UpdateOperation.delete_points(write[1]))
             return None
@@ -583,6 +752,10 @@ class EdgeQueryEngine(QueryEngine):
         with self._journal_lock:
             mine = key not in self._journals
             journal = self._journals.setdefault(key, [])
+        scan = None
+        if not graph and self._read_pointer(key) is not None:  # a first fill: see filling.py
+            scan = self._fill_scans[key] = FillScan(dimension, distance)
+            batches = _scanned(batches, scan, dimension)
         try:
             built = self._build_version(key, dimension, distance, batches, graph=graph)
             replayed = self._replay(built, key, journal)
@@ -591,6 +764,8 @@ class EdgeQueryEngine(QueryEngine):
                 with self._file_lock(key):
                     self._switch(key, built)
         finally:
+            if scan is not None:
+                self._fill_scans.pop(key, None)
             if mine:
                 with self._journal_lock:
                     self._journals.pop(key, None)
@@ -614,7 +789,7 @@ class EdgeQueryEngine(QueryEngine):
 
     def _replay_entries(self, built: _Shard, key: str, entries: list[tuple[Any, ...]]) -> None:
         for write in entries:
-            if write[0] != "upsert" or write[1]:
+            if not write[0].startswith("upsert") or write[1]:
                 self._apply(built, key, write)
 
     def drop_old_versions(self, key: str) -> list[int]:
@@ -664,13 +839,16 @@ class EdgeQueryEngine(QueryEngine):
             with _translate_errors(f"searching {key}"):
                 results = shard.shard.query_batch(edge.QueryBatchRequest(requests))
             distance = shard.distance
-        return [
+        found = [
             [
                 neighbour_from_payload(hit.payload or {}, score_to_distance(distance, hit.score))
                 for hit in hits
             ]
             for hits in results
         ]
+        if (scan := self._fill_scans.get(key)) is not None:  # a first fill under way
+            found = merge_hits(found, scan.search(matrix, k, filter), k)
+        return found
 
     def get_vector(self, key: str, ref: RecordRef) -> np.ndarray:
         dataset, record_id = ref

@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -109,7 +109,9 @@ def index_embedding_set(
     state = changes.index_state(info.key)
     after = state.indexed_seq if state is not None else 0
     snapshot = changes.latest_seq(info.key)
-    upserted, deleted = _apply_changes(ctx, engine, changes, info.key, after, snapshot, step)
+    written: list[int] = []
+    upserted, deleted = _apply_changes(ctx, engine, changes, info.key, after, snapshot, step,
+                                       written)
     graph = _maintain_graph(ctx, engine, info, step)
     if graph == "rebuilt":
         return {**reindex_summary(changes, engine, info.key), "upserted": upserted,
@@ -118,7 +120,7 @@ def index_embedding_set(
     changes.record_index_state(info.key, collection=info.key, version=current.version,
                                indexed_seq=snapshot, indexed_count=current.points)
     return {"version": current.version, "indexed_seq": snapshot, "points": current.points,
-            "upserted": upserted, "deleted": deleted, "graph": graph}
+            "upserted": upserted, "written": sum(written), "deleted": deleted, "graph": graph}
 
 
 FILL_ROUNDS = 20
@@ -144,7 +146,10 @@ def _publish_first(
     engine.ensure_collection(info.key, info.dimension, check_distance(info.distance))
     fill = _Step(ctx, step.start, filled)
     handover = CHILD_FILL_MIN if ctx.settings.index_backend == "edge" else None
+    began = time.monotonic()
     snapshot, upserted, deleted, more = _fill_in_place(ctx, engine, info, fill, handover)
+    log.info("first fill of %s: %d records in place in %.1f s%s", info.key[:12], upserted,
+             time.monotonic() - began, ", the rest by a child" if more else "")
     if more:  # a bulk load: the rest (and what is in already) written by a child
         snapshot, upserted, deleted = _fill_in_child(ctx, engine, info, fill)
     current = engine.collection_info(info.key)
@@ -204,6 +209,7 @@ def _fill_in_child(
     heads: list[int] = []
     written = [0]
     total = max(changes.live_count(info.key), 1)
+    times = ReadTimes()
 
     def rounds() -> Iterator[tuple[Sequence[IndexedRecord], np.ndarray]]:
         after = 0
@@ -212,7 +218,7 @@ def _fill_in_child(
             if head <= after:
                 break
             found = 0
-            for page, records, vectors in _pages(ctx, info.key, after, head):
+            for page, records, vectors in _pages(ctx, info.key, after, head, times):
                 step(0.9 * written[0] / total, f"filling: {written[0]} records")  # may interrupt
                 yield records, vectors
                 found += len(page)
@@ -226,7 +232,8 @@ def _fill_in_child(
                    graph=False)
     built = heads[-1] if heads else 0
     log.info("first fill of %s: %d records in %d round(s) written by a child and switched "
-             "to in %.1f s", info.key[:12], written[0], len(heads), time.monotonic() - began)
+             "to in %.1f s (reading: %s)", info.key[:12], written[0], len(heads),
+             time.monotonic() - began, times)
     # Deleted after the first round read the live records (a later change number):
     # perhaps written to the new version; those after ``built`` are caught up below.
     gone = changes.deletions_since(info.key, heads[0], up_to_seq=built) if heads else []
@@ -310,15 +317,19 @@ def reindex_summary(changes: Changes, engine: QueryEngine, key: str) -> dict[str
 
 def _apply_changes(
     ctx: OperationContext, engine: QueryEngine, changes: Changes, key: str,
-    after: int, up_to: int, step: _Step,
+    after: int, up_to: int, step: _Step, written: list[int] | None = None,
 ) -> tuple[int, int]:
-    """Upsert records changed in (after, up_to], delete records deleted in it."""
+    """Upsert records changed in (after, up_to], delete records deleted in it (``written``
+    gets the points each page really wrote: fresh ones are there already)."""
     if up_to <= after:
         return 0, 0
     span = up_to - after
     upserted = 0
     for page, records, vectors in _pages(ctx, key, after, up_to):
-        upserted += engine.upsert(key, records, vectors)
+        wrote = engine.upsert_changed(key, records, vectors)  # not again what came fresh
+        if written is not None:
+            written.append(wrote)
+        upserted += len(records)
         step((page[-1].change_seq - after) / span * 0.9, f"upserted {upserted} records")
     gone = changes.deletions_since(key, after, up_to_seq=up_to)
     if gone:
@@ -349,7 +360,27 @@ def _maintain_graph(
 Loaded = tuple[list[StoredRecord], list[IndexedRecord], np.ndarray]
 
 
-def _pages(ctx: OperationContext, key: str, after: int, up_to: int) -> Iterator[Loaded]:
+@dataclass
+class ReadTimes:
+    """Where a walk of the change feed spent its time (seconds, summed over pages):
+    the catalog's pages, the store's vectors, the index records built from them (in the
+    read-ahead thread), and how long the consumer waited for a page (read-bound)."""
+
+    catalog_s: float = 0.0
+    vectors_s: float = 0.0
+    records_s: float = 0.0
+    waited_s: float = 0.0
+    pages: int = 0
+    records: int = field(default=0)
+
+    def __str__(self) -> str:
+        return (f"{self.records} records in {self.pages} pages: catalog {self.catalog_s:.2f} s,"
+                f" vectors {self.vectors_s:.2f} s, index records {self.records_s:.2f} s,"
+                f" waited for pages {self.waited_s:.2f} s")
+
+
+def _pages(ctx: OperationContext, key: str, after: int, up_to: int,
+           times: ReadTimes | None = None) -> Iterator[Loaded]:
     """The records changed in (after, up_to], a page at a time, with their vectors.
 
     The next page is read (catalog query, parquet file) by a helper thread while the
@@ -358,16 +389,32 @@ def _pages(ctx: OperationContext, key: str, after: int, up_to: int) -> Iterator[
     most; leaving the loop early waits for that one read."""
     pages = ctx.catalog.changes.iter_records_since(key, after, page=PAGE, up_to_seq=up_to)
     vectors = EmbeddingReader(ctx.store)
+    took = times if times is not None else ReadTimes()
 
     def load() -> Loaded | None:
+        began = time.perf_counter()
         page = next(pages, None)
         if page is None:
             return None
-        return page, _indexed(page), vectors([(r.file_path, r.row_index) for r in page])
+        read = time.perf_counter()
+        records = _indexed(page)
+        built = time.perf_counter()
+        matrix = vectors([(r.file_path, r.row_index) for r in page])
+        took.catalog_s += read - began
+        took.records_s += built - read
+        took.vectors_s += time.perf_counter() - built
+        took.pages += 1
+        took.records += len(page)
+        return page, records, matrix
 
     with ThreadPoolExecutor(1, thread_name_prefix="index-read") as reader:
         ahead = reader.submit(load)
-        while (loaded := ahead.result()) is not None:
+        while True:
+            waiting = time.perf_counter()
+            loaded = ahead.result()
+            took.waited_s += time.perf_counter() - waiting
+            if loaded is None:
+                return
             ahead = reader.submit(load)
             yield loaded
 

@@ -18,6 +18,7 @@ from index_data import gaussian_mixture, make_records
 import chroma.index.edge as edge_engine
 from chroma.errors import InvalidInput, Unavailable
 from chroma.index import IndexConfig, IndexedRecord, open_query_engine
+from chroma.index.base import SearchFilter
 
 pytestmark = pytest.mark.integration
 
@@ -269,3 +270,174 @@ def test_a_graph_less_build_is_live_at_once_and_counted_outside_the_graph(
         assert engine.search(KEY, vectors[:1], 1)[0][0] == top[0][0]  # payload kept whole
         info = engine.reindex(KEY, dimension, "cosine", [(records, vectors)])
         assert info.points == 2_000 and info.indexed_points > 0
+
+
+def _written_points(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record ids every Edge point write of this test passes to the shard."""
+    written: list[str] = []
+    real = edge_engine.upsert_points
+
+    def counting(shard, records, matrix, batch_size):  # type: ignore[no-untyped-def]
+        written.extend(r.record_id for r in records)
+        return real(shard, records, matrix, batch_size)
+
+    monkeypatch.setattr(edge_engine, "upsert_points", counting)
+    return written
+
+
+def test_an_index_run_does_not_write_again_what_came_fresh_and_writes_what_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    records = make_records(300, seed=3)
+    vectors = gaussian_mixture(300, 16, seed=3)
+    with open_query_engine(IndexConfig(backend="edge", path=tmp_path)) as engine:
+        engine.ensure_collection(KEY, 16)
+        engine.upsert(KEY, records[:200], vectors[:200])  # fresh from their commits
+        written = _written_points(monkeypatch)
+        # The index run's page: 150 fresh ones as they are, 20 of them re-tagged, 10 with
+        # another vector, and 100 the index never saw.
+        page = list(records[:200])
+        page_vectors = vectors[:300].copy()
+        for i in range(150, 170):
+            page[i] = IndexedRecord(page[i].dataset, page[i].record_id, page[i].split,
+                                    tags=("changed",), logged_at=page[i].logged_at)
+        page_vectors[170:180] = gaussian_mixture(10, 16, seed=99)
+        page += records[200:]
+        assert engine.upsert_changed(KEY, page, page_vectors) == 130
+        expected = [r.record_id for r in page[150:180] + page[200:]]
+        assert sorted(written) == sorted(expected)
+        assert engine.count(KEY) == 300
+        hits = engine.search(KEY, page_vectors[[160, 175, 250]], k=1)
+        assert [h[0].record_id for h in hits] == [page[160].record_id, page[175].record_id,
+                                                  page[250].record_id]
+        assert hits[0][0].payload["tags"] == ["changed"]
+        # Used up: a second run writes everything again (the engine forgets what it met).
+        written.clear()
+        engine.upsert_changed(KEY, page, page_vectors)
+        assert len(written) == 300
+
+
+def test_a_fresh_record_deleted_or_retagged_is_written_again_by_the_index_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    records = make_records(50, seed=4)
+    vectors = gaussian_mixture(50, 16, seed=4)
+    with open_query_engine(IndexConfig(backend="edge", path=tmp_path)) as engine:
+        engine.ensure_collection(KEY, 16)
+        engine.upsert(KEY, records, vectors)
+        engine.delete(KEY, [(r.dataset, r.record_id) for r in records[:10]])
+        engine.set_payload(KEY, [(r.dataset, r.record_id) for r in records[10:20]],
+                           {"tags": ["x"]})
+        written = _written_points(monkeypatch)
+        # A page that (by a race) still names them as first logged: they must be written.
+        engine.upsert_changed(KEY, records[:20], vectors[:20])
+        assert sorted(written) == sorted(r.record_id for r in records[:20])
+        assert engine.count(KEY) == 50
+
+
+def test_fresh_records_are_not_taken_for_written_in_a_version_switched_to_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    records = make_records(60, seed=5)
+    vectors = gaussian_mixture(60, 16, seed=5)
+    with open_query_engine(IndexConfig(backend="edge", path=tmp_path)) as engine:
+        engine.ensure_collection(KEY, 16)
+        engine.upsert(KEY, records[:30], vectors[:30])
+        # A rebuild from a snapshot taken before those commits: the new version lacks them.
+        engine.reindex(KEY, 16, "cosine", [(records[30:], vectors[30:])])
+        engine.drop_old_versions(KEY)
+        written = _written_points(monkeypatch)
+        engine.upsert_changed(KEY, records[:30], vectors[:30])  # the catch-up
+        assert sorted(written) == sorted(r.record_id for r in records[:30])
+        assert engine.count(KEY) == 60
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["grouped", "varied"])
+def test_a_child_written_version_stores_each_point_s_whole_payload(
+    tmp_path: Path, shared: bool,
+) -> None:
+    """The child sets the fields a batch shares per group (``upsert_points_grouped``):
+    every point must end up with exactly the payload a plain upsert stores, filters on
+    the shared fields must see them, and a batch of all-different payloads works too."""
+    n = 2_500
+    records = make_records(n, seed=6)
+    if shared:  # a bulk load: one commit's logged_at, a few classes (24 groups at most)
+        records = [IndexedRecord(r.dataset, r.record_id, r.split, input_uri=r.input_uri,
+                                 inference_class=r.inference_class,
+                                 tags=("night",) if "night" in r.tags else (),
+                                 logged_at=1_790_000_000.25) for r in records]
+    vectors = gaussian_mixture(n, 16, seed=6)
+    updates = _updates_of_a_grouped_write(tmp_path / "probe", records[:1_000], vectors[:1_000])
+    assert (updates > 1) == shared  # grouped: one upsert and a set_payload per group
+    with open_query_engine(IndexConfig(backend="edge", path=tmp_path / "index")) as engine:
+        engine.reindex(KEY, 16, "cosine", [(records[:1_200], vectors[:1_200]),
+                                            (records[1_200:], vectors[1_200:])], graph=False)
+        version = engine.collection_info(KEY).version
+        shard = engine._live[KEY].shard
+        stored = {str(r.id): r.payload for r in shard.retrieve(
+            [edge_engine.point_id(r.dataset, r.record_id) for r in records], True, False)}
+        assert len(stored) == n
+        for record in records:
+            pid = edge_engine.point_id(record.dataset, record.record_id)
+            assert stored[pid] == record.stored_payload(), record
+        cls = next(r.inference_class for r in records if r.inference_class)
+        for search_filter, expected in [
+            (SearchFilter(inference_classes=(cls,)), sum(r.inference_class == cls
+                                                          for r in records)),
+            (SearchFilter(datasets=("prod",)), sum(r.dataset == "prod" for r in records)),
+            (SearchFilter(tags_any=("night",)), sum("night" in r.tags for r in records)),
+        ]:
+            assert 0 < expected < n
+            assert engine.count(KEY, search_filter) == expected, search_filter
+        assert engine.collection_info(KEY).version == version
+
+
+def _updates_of_a_grouped_write(path: Path, records: list[IndexedRecord],
+                                vectors: np.ndarray) -> int:
+    """How many shard updates ``upsert_points_grouped`` makes for one batch."""
+    import qdrant_edge as edge
+
+    shard = edge.EdgeShard.create(str(path), edge.EdgeConfig(
+        vectors=edge.EdgeVectorParams(size=vectors.shape[1], distance=edge.Distance.Cosine)))
+    calls = [0]
+
+    class Counting:
+        def update(self, operation: object) -> None:
+            calls[0] += 1
+            shard.update(operation)
+
+    try:
+        edge_engine.upsert_points_grouped(Counting(), records, vectors,  # type: ignore[arg-type]
+                                          len(records))
+    finally:
+        shard.close()
+    return calls[0]
+
+
+def test_a_graph_less_fill_answers_what_it_has_read_before_its_switch(tmp_path: Path) -> None:
+    """A new set's bulk fill (``reindex(graph=False)`` beside a published version): each
+    batch is searchable once the build has read it, deletes meanwhile are not answered,
+    filters hold, and after the switch the version itself answers."""
+    records = make_records(3_000, seed=8)
+    vectors = gaussian_mixture(3_000, 16, seed=8)
+    seen: list[list[str]] = []
+    with open_query_engine(IndexConfig(backend="edge", path=tmp_path)) as engine:
+        engine.ensure_collection(KEY, 16)  # published, empty
+
+        def batches():  # type: ignore[no-untyped-def]
+            yield records[:1_000], vectors[:1_000]
+            # The child has the first batch; the live version has nothing.
+            assert engine.count(KEY) == 0
+            seen.append([h[0].record_id for h in engine.search(KEY, vectors[[5, 700]], k=1)])
+            engine.delete(KEY, [(records[5].dataset, records[5].record_id)])
+            seen.append([h.record_id for h in engine.search(KEY, vectors[5], k=3)[0]])
+            only = SearchFilter(split="production")
+            seen.append([h.split for h in engine.search(KEY, vectors[:50], k=5, filter=only)[0]])
+            yield records[1_000:], vectors[1_000:]
+
+        engine.reindex(KEY, 16, "cosine", batches(), graph=False)
+        assert seen[0] == [records[5].record_id, records[700].record_id]
+        assert records[5].record_id not in seen[1]
+        assert seen[2] and set(seen[2]) == {"production"}
+        assert not engine._fill_scans
+        assert engine.search(KEY, vectors[2_500], k=1)[0][0].record_id == records[2_500].record_id
