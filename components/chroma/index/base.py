@@ -39,6 +39,8 @@ __all__ = [
     "RecordRef",
     "SearchFilter",
     "Split",
+    "StoredHit",
+    "neighbour_from_payload",
 ]
 
 Distance = Literal["cosine", "dot", "euclid"]
@@ -160,6 +162,14 @@ class CollectionInfo:
     local mode, which has no graph)."""
 
 
+StoredHit = tuple[float, dict[str, Any]]
+"""One hit as the engine answers it, before a ``Neighbour`` is made of it: its distance
+and its payload as stored (optional fields may be absent; ``neighbour_from_payload``
+puts them back). The index host sends hits in this shape: a ``Neighbour`` per hit on
+both sides of the socket, each carrying its fields twice, cost more than the search of
+a batch's payloads."""
+
+
 class QueryEngine(ABC):
     """A vector index of embedding sets: one collection per ``embedding_set_key``.
 
@@ -254,6 +264,18 @@ class QueryEngine(ABC):
         filter: SearchFilter | None = None,
     ) -> list[list[Neighbour]]:
         """The ``k`` nearest points to each query row (1-D means one query), nearest first."""
+
+    def search_stored(
+        self,
+        key: str,
+        queries: np.ndarray,
+        k: int = 10,
+        filter: SearchFilter | None = None,
+    ) -> list[list[StoredHit]]:
+        """``search`` as ``(distance, payload)`` pairs (an engine may answer these without
+        making a ``Neighbour`` of each hit)."""
+        rows = self.search(key, queries, k, filter)
+        return [[(n.distance, n.payload) for n in row] for row in rows]
 
     @abstractmethod
     def get_vector(self, key: str, ref: RecordRef) -> np.ndarray:

@@ -60,6 +60,7 @@ from chroma.index.base import (
     QueryEngine,
     RecordRef,
     SearchFilter,
+    StoredHit,
     as_matrix,
     check_dimension,
     check_distance,
@@ -646,6 +647,16 @@ class EdgeQueryEngine(QueryEngine):
         k: int = 10,
         filter: SearchFilter | None = None,
     ) -> list[list[Neighbour]]:
+        return [[neighbour_from_payload(payload, distance) for distance, payload in row]
+                for row in self.search_stored(key, queries, k, filter)]
+
+    def search_stored(
+        self,
+        key: str,
+        queries: np.ndarray,
+        k: int = 10,
+        filter: SearchFilter | None = None,
+    ) -> list[list[StoredHit]]:
         check_k(k)
         edge_filter = _edge_filter(filter)
         params = edge.SearchParams(hnsw_ef=max(self._config.hnsw_ef_search, k))
@@ -665,10 +676,7 @@ class EdgeQueryEngine(QueryEngine):
                 results = shard.shard.query_batch(edge.QueryBatchRequest(requests))
             distance = shard.distance
         return [
-            [
-                neighbour_from_payload(hit.payload or {}, score_to_distance(distance, hit.score))
-                for hit in hits
-            ]
+            [(score_to_distance(distance, hit.score), hit.payload or {}) for hit in hits]
             for hits in results
         ]
 

@@ -10,7 +10,7 @@ import numpy as np
 
 from chroma.catalog import Catalog, StoredRecord
 from chroma.errors import InvalidInput, NotFound, Unavailable
-from chroma.index import Neighbour, SearchFilter
+from chroma.index import Neighbour, SearchFilter, StoredHit, neighbour_from_payload
 from chroma.index.hosting import QueryReader, search_checked
 from chroma.storage import FileStore, read_embeddings
 
@@ -79,9 +79,10 @@ def search_live(
 
 @dataclass(frozen=True, slots=True)
 class Found:
-    """What the index answered: up to ``k`` (+ ``OVERFETCH`` when ``verify``) per query."""
+    """What the index answered: up to ``k`` (+ ``OVERFETCH`` when ``verify``) per query,
+    as ``(distance, stored payload)`` pairs (``chroma.index.StoredHit``)."""
 
-    rows: list[list[Neighbour]]
+    rows: list[list[StoredHit]]
     verify: bool
     """The hits must be checked against the catalog (a delete or tag change in flight)."""
 
@@ -105,12 +106,14 @@ def live_hits(catalog: Catalog, found: Found, k: int) -> list[list[Hit]]:
     """``found`` as answers: straight from the index, or checked against the catalog
     (one round trip) when ``found.verify``."""
     if not found.verify:
-        return [[Hit(n.distance, neighbour=n) for n in row[:k]] for row in found.rows]
+        return [[Hit(d, neighbour=neighbour_from_payload(p, d)) for d, p in row[:k]]
+                for row in found.rows]
     rows = found.rows
-    live = catalog.live.lookup(list({(n.dataset, n.record_id) for row in rows for n in row}))
+    live = catalog.live.lookup(list({(p["dataset"], p["record_id"]) for row in rows
+                                     for _, p in row}))
     results = []
     for row in rows:
-        hits = [Hit(n.distance, record=live[ref]) for n in row
-                if (ref := (n.dataset, n.record_id)) in live]  # else deleted since indexed
+        hits = [Hit(d, record=live[ref]) for d, p in row
+                if (ref := (p["dataset"], p["record_id"])) in live]  # else deleted since indexed
         results.append(hits[:k])
     return results

@@ -34,6 +34,8 @@ from chroma.index import (
     QueryEngine,
     RecordRef,
     SearchFilter,
+    StoredHit,
+    neighbour_from_payload,
     open_query_engine,
 )
 from chroma.index.base import MAX_K
@@ -42,7 +44,7 @@ from chroma.index.hosting.guard import LiveGuard
 from chroma.index.hosting.host import engine_in_process, host_guard, search_guarded, socket_path
 from chroma.index.hosting.wire import (
     filter_to_wire,
-    neighbour_from_wire,
+    hits_from_wire,
     raise_from_header,
     recv_frame,
     send_frame,
@@ -118,7 +120,8 @@ class HostedReader:
         header, _ = self._call(
             key, {"op": "search", "key": key, "k": k, "filter": filter_to_wire(filter),
                   "shape": list(matrix.shape)}, matrix.tobytes())
-        return [[neighbour_from_wire(n) for n in row] for row in header["hits"]]
+        return [[neighbour_from_payload(payload, distance) for distance, payload in row]
+                for row in hits_from_wire(header["hits"])]
 
     def get_vector(self, key: str, ref: RecordRef) -> np.ndarray:
         header, body = self._call(
@@ -142,7 +145,7 @@ class HostedReader:
     def search_checked(
         self, key: str, queries: np.ndarray, k: int, filter: SearchFilter | None,
         overfetch: int, *, wait: bool = True,
-    ) -> tuple[list[list[Neighbour]], bool]:
+    ) -> tuple[list[list[StoredHit]], bool]:
         """Hits, and whether the host says they must be checked against the catalog.
 
         ``wait=False`` (a caller on an event loop): no waiting for a host that is down,
@@ -163,8 +166,7 @@ class HostedReader:
             if not wait and not isinstance(exc, IndexHostDown):
                 self._slow_until = time.monotonic() + FAST_BACKOFF_S
             raise
-        rows = [[neighbour_from_wire(n) for n in row] for row in header["hits"]]
-        return rows, bool(header.get("verify", True))
+        return hits_from_wire(header["hits"]), bool(header.get("verify", True))
 
     def invalidate(self, key: str) -> None:
         """Tell the host that records of ``key`` were deleted or changed (no waiting: a
@@ -353,7 +355,7 @@ class InProcessReader:
     def search_checked(
         self, key: str, queries: np.ndarray, k: int, filter: SearchFilter | None,
         overfetch: int,
-    ) -> tuple[list[list[Neighbour]], bool]:
+    ) -> tuple[list[list[StoredHit]], bool]:
         matrix = np.asarray(queries, dtype=np.float32)
         if matrix.ndim == 1:
             matrix = matrix[np.newaxis, :]
@@ -376,8 +378,9 @@ class InProcessReader:
 def search_checked(
     reader: QueryReader, key: str, queries: np.ndarray, k: int,
     filter: SearchFilter | None, overfetch: int, *, wait: bool = True,
-) -> tuple[list[list[Neighbour]], bool]:
-    """The hits of ``queries`` and whether they must be checked against the catalog.
+) -> tuple[list[list[StoredHit]], bool]:
+    """The hits of ``queries`` (``StoredHit``: distance, stored payload) and whether they
+    must be checked against the catalog.
 
     Embedded: the host knows (``chroma.index.hosting.guard``), and only then sends
     ``overfetch`` more hits per query. Remote (a Qdrant server shared by many API
@@ -386,7 +389,8 @@ def search_checked(
         return reader.search_checked(key, queries, k, filter, overfetch, wait=wait)
     if isinstance(reader, InProcessReader):
         return reader.search_checked(key, queries, k, filter, overfetch)
-    return reader.search(key, queries, min(k + overfetch, MAX_K), filter), True
+    rows = reader.search(key, queries, min(k + overfetch, MAX_K), filter)
+    return [[(n.distance, n.payload) for n in row] for row in rows], True
 
 
 def answers_at_once(reader: QueryReader) -> bool:
