@@ -646,9 +646,11 @@ class EdgeQueryEngine(QueryEngine):
         queries: np.ndarray,
         k: int = 10,
         filter: SearchFilter | None = None,
+        *,
+        hnsw_ef: int | None = None,
     ) -> list[list[Neighbour]]:
         return [[neighbour_from_payload(payload, distance) for distance, payload in row]
-                for row in self.search_stored(key, queries, k, filter)]
+                for row in self.search_stored(key, queries, k, filter, hnsw_ef=hnsw_ef)]
 
     def search_stored(
         self,
@@ -656,10 +658,15 @@ class EdgeQueryEngine(QueryEngine):
         queries: np.ndarray,
         k: int = 10,
         filter: SearchFilter | None = None,
+        *,
+        hnsw_ef: int | None = None,
     ) -> list[list[StoredHit]]:
+        """``hnsw_ef``: this search's candidate list instead of the configured
+        ``hnsw_ef_search`` (``bench/query.py --ef-sweep`` weighs recall against speed)."""
         check_k(k)
         edge_filter = _edge_filter(filter)
-        params = edge.SearchParams(hnsw_ef=max(self._config.hnsw_ef_search, k))
+        ef = self._config.hnsw_ef_search if hnsw_ef is None else hnsw_ef
+        params = edge.SearchParams(hnsw_ef=max(ef, k))
         with self._lease(key) as shard:
             matrix = as_matrix(queries, shard.dimension, what="query vectors")
             requests = [
