@@ -70,6 +70,7 @@ from chroma.index.base import (
     check_records,
     neighbour_from_payload,
     score_to_distance,
+    search_ef,
     stored_vector,
 )
 from chroma.index.config import IndexConfig
@@ -661,12 +662,9 @@ class EdgeQueryEngine(QueryEngine):
         *,
         hnsw_ef: int | None = None,
     ) -> list[list[StoredHit]]:
-        """``hnsw_ef``: this search's candidate list instead of the configured
-        ``hnsw_ef_search`` (``bench/query.py --ef-sweep`` weighs recall against speed)."""
         check_k(k)
         edge_filter = _edge_filter(filter)
-        ef = self._config.hnsw_ef_search if hnsw_ef is None else hnsw_ef
-        params = edge.SearchParams(hnsw_ef=max(ef, k))
+        params = edge.SearchParams(hnsw_ef=search_ef(self._config.hnsw_ef_search, hnsw_ef, k))
         with self._lease(key) as shard:
             matrix = as_matrix(queries, shard.dimension, what="query vectors")
             requests = [

@@ -89,12 +89,13 @@ class Found:
 
 def find(
     reader: QueryReader, key: str, queries: np.ndarray, k: int, search_filter: SearchFilter,
-    *, wait: bool = True,
+    *, wait: bool = True, hnsw_ef: int | None = None,
 ) -> Found:
-    """The index's hits (``wait=False``: see ``HostedReader.search_checked``)."""
+    """The index's hits (``wait=False``: see ``HostedReader.search_checked``; ``hnsw_ef``:
+    the search's candidate list, default the index's ``hnsw_ef_search``)."""
     try:
         rows, verify = search_checked(reader, key, queries, k, search_filter, OVERFETCH,
-                                      wait=wait)
+                                      wait=wait, hnsw_ef=hnsw_ef)
     except NotFound as exc:  # records exist but the index was never built
         raise IndexNotBuilt(
             f"the index of embedding set {key} is not built yet; an index operation is "

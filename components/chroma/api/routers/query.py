@@ -104,7 +104,8 @@ def _search_at_once(body: QueryRequest, services: Services) -> tuple[str, str, F
         return None
     queries = check_queries([body.embedding], shape[0], key)
     try:
-        found = find(reader, key, queries, body.k, _search_filter(body.filter, ()), wait=False)
+        found = find(reader, key, queries, body.k, _search_filter(body.filter, ()), wait=False,
+                     hnsw_ef=body.hnsw_ef)
     except ChromaError:  # not built, host down or slow: the thread pool path says why
         return None
     return key, shape[1], found
@@ -127,7 +128,7 @@ def _query(body: QueryRequest, services: Services) -> Response:
     search_filter = _search_filter(body.filter, exclude)
     reader = open_reader(services.settings, operations=operations)
     try:
-        found = find(reader, key, queries, body.k, search_filter)
+        found = find(reader, key, queries, body.k, search_filter, hnsw_ef=body.hnsw_ef)
     except IndexNotBuilt:
         _queue_index(operations, key)
         raise
@@ -179,9 +180,8 @@ def _from_stored(distance: float, payload: dict[str, Any]) -> dict[str, Any]:
             "input_uri": payload.get("input_uri"),
             "payload": {"inference_class": payload.get("inference_class"),
                         "label_class": payload.get("label_class"),
-                        "tags": list(payload.get("tags") or ()),
-                        "logged_at": datetime.fromtimestamp(
-                            float(payload.get("logged_at", 0.0)), UTC)}}
+                        "tags": payload.get("tags") or [],  # a JSON list, never a tuple
+                        "logged_at": datetime.fromtimestamp(payload.get("logged_at", 0.0), UTC)}}
 
 
 def _resolve_key(body: QueryRequest, catalog: Catalog) -> str:

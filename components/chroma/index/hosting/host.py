@@ -113,7 +113,7 @@ def host_guard(settings: Settings) -> LiveGuard | None:
 
 def search_guarded(
     engine: QueryEngine, guard: LiveGuard, key: str, queries: np.ndarray, k: int,
-    search_filter: SearchFilter | None, overfetch: int,
+    search_filter: SearchFilter | None, overfetch: int, hnsw_ef: int | None = None,
 ) -> tuple[list[list[StoredHit]], bool]:
     """Hits of ``queries`` and whether they must be checked against the catalog; only
     then ``overfetch`` more per query (to make up for records deleted meanwhile)."""
@@ -124,7 +124,7 @@ def search_guarded(
     # for Edge, the GIL) for long: single searches of other clients interleave.
     for start in range(0, max(len(queries), 1), SEARCH_SLICE):
         hits.extend(engine.search_stored(key, queries[start:start + SEARCH_SLICE], limit,
-                                         search_filter))
+                                         search_filter, hnsw_ef=hnsw_ef))
     return hits, verify
 
 
@@ -204,8 +204,10 @@ def _answer(
     if op == "search":
         queries = np.frombuffer(body, dtype=np.float32).reshape(header["shape"])
         k, search_filter = int(header["k"]), filter_from_wire(header.get("filter"))
+        ef = header.get("hnsw_ef")
         hits, verify = search_guarded(engine, guard, key, queries, k, search_filter,
-                                      int(header.get("overfetch", 0)))
+                                      int(header.get("overfetch", 0)),
+                                      None if ef is None else int(ef))
         return {"hits": hits, "verify": verify}, b""  # see wire.hits_from_wire
     if op == "invalidate":
         guard.invalidate(key)

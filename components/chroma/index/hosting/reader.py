@@ -80,7 +80,8 @@ class QueryReader(Protocol):
     """What searching needs from the query engine; ``QueryEngine`` satisfies it."""
 
     def search(
-        self, key: str, queries: np.ndarray, k: int = 10, filter: SearchFilter | None = None
+        self, key: str, queries: np.ndarray, k: int = 10, filter: SearchFilter | None = None,
+        *, hnsw_ef: int | None = None,
     ) -> list[list[Neighbour]]: ...
 
     def get_vector(self, key: str, ref: RecordRef) -> np.ndarray: ...
@@ -112,14 +113,15 @@ class HostedReader:
     # -- QueryReader ------------------------------------------------------------------
 
     def search(
-        self, key: str, queries: np.ndarray, k: int = 10, filter: SearchFilter | None = None
+        self, key: str, queries: np.ndarray, k: int = 10, filter: SearchFilter | None = None,
+        *, hnsw_ef: int | None = None,
     ) -> list[list[Neighbour]]:
         matrix = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
         if matrix.ndim == 1:
             matrix = matrix[np.newaxis, :]
         header, _ = self._call(
             key, {"op": "search", "key": key, "k": k, "filter": filter_to_wire(filter),
-                  "shape": list(matrix.shape)}, matrix.tobytes())
+                  "shape": list(matrix.shape), "hnsw_ef": hnsw_ef}, matrix.tobytes())
         return [[neighbour_from_payload(payload, distance) for distance, payload in row]
                 for row in hits_from_wire(header["hits"])]
 
@@ -144,7 +146,7 @@ class HostedReader:
 
     def search_checked(
         self, key: str, queries: np.ndarray, k: int, filter: SearchFilter | None,
-        overfetch: int, *, wait: bool = True,
+        overfetch: int, *, wait: bool = True, hnsw_ef: int | None = None,
     ) -> tuple[list[list[StoredHit]], bool]:
         """Hits, and whether the host says they must be checked against the catalog.
 
@@ -158,7 +160,7 @@ class HostedReader:
         if matrix.ndim == 1:
             matrix = matrix[np.newaxis, :]
         request = {"op": "search", "key": key, "k": k, "filter": filter_to_wire(filter),
-                   "shape": list(matrix.shape), "overfetch": overfetch}
+                   "shape": list(matrix.shape), "overfetch": overfetch, "hnsw_ef": hnsw_ef}
         try:
             header, _ = self._call(key, request, matrix.tobytes(), wait=wait,
                                    timeout_s=None if wait else FAST_TIMEOUT_S)
@@ -336,9 +338,10 @@ class InProcessReader:
         self.guard = guard
 
     def search(
-        self, key: str, queries: np.ndarray, k: int = 10, filter: SearchFilter | None = None
+        self, key: str, queries: np.ndarray, k: int = 10, filter: SearchFilter | None = None,
+        *, hnsw_ef: int | None = None,
     ) -> list[list[Neighbour]]:
-        return self.engine.search(key, queries, k, filter)
+        return self.engine.search(key, queries, k, filter, hnsw_ef=hnsw_ef)
 
     def get_vector(self, key: str, ref: RecordRef) -> np.ndarray:
         return self.engine.get_vector(key, ref)
@@ -354,12 +357,13 @@ class InProcessReader:
 
     def search_checked(
         self, key: str, queries: np.ndarray, k: int, filter: SearchFilter | None,
-        overfetch: int,
+        overfetch: int, hnsw_ef: int | None = None,
     ) -> tuple[list[list[StoredHit]], bool]:
         matrix = np.asarray(queries, dtype=np.float32)
         if matrix.ndim == 1:
             matrix = matrix[np.newaxis, :]
-        return search_guarded(self.engine, self.guard, key, matrix, k, filter, overfetch)
+        return search_guarded(self.engine, self.guard, key, matrix, k, filter, overfetch,
+                              hnsw_ef)
 
     def invalidate(self, key: str) -> None:
         self.guard.invalidate(key)
@@ -378,6 +382,7 @@ class InProcessReader:
 def search_checked(
     reader: QueryReader, key: str, queries: np.ndarray, k: int,
     filter: SearchFilter | None, overfetch: int, *, wait: bool = True,
+    hnsw_ef: int | None = None,
 ) -> tuple[list[list[StoredHit]], bool]:
     """The hits of ``queries`` (``StoredHit``: distance, stored payload) and whether they
     must be checked against the catalog.
@@ -386,10 +391,11 @@ def search_checked(
     ``overfetch`` more hits per query. Remote (a Qdrant server shared by many API
     replicas, with no host to tell): always checked, with the extra hits."""
     if isinstance(reader, HostedReader):
-        return reader.search_checked(key, queries, k, filter, overfetch, wait=wait)
+        return reader.search_checked(key, queries, k, filter, overfetch, wait=wait,
+                                     hnsw_ef=hnsw_ef)
     if isinstance(reader, InProcessReader):
-        return reader.search_checked(key, queries, k, filter, overfetch)
-    rows = reader.search(key, queries, min(k + overfetch, MAX_K), filter)
+        return reader.search_checked(key, queries, k, filter, overfetch, hnsw_ef)
+    rows = reader.search(key, queries, min(k + overfetch, MAX_K), filter, hnsw_ef=hnsw_ef)
     return [[(n.distance, n.payload) for n in row] for row in rows], True
 
 
