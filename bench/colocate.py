@@ -9,7 +9,8 @@ the same clustered vectors (``bench/peers.py``'s data: 20% training, 80% product
   and of the workers process, from ``/proc`` (user + system), far steadier than wall
   time on a busy machine;
 * batched: 100 vectors a request, vectors/s, and CPU per vector (µs) of the API and of
-  the process hosting the index;
+  the process hosting the index; with ``--batched-ef 64 32`` also per request
+  ``hnsw_ef`` (this checkout only): vectors/s and recall@10 of the answers;
 * busy: a ``reindex`` of the set (its pages written, graph built in a child, journal
   replayed), with single queries in one thread (until it ends, at most ``BUSY_MAX_S``)
   and ``BUSY_BATCHES`` JSON ``/log`` batches of 500 production records in another:
@@ -137,21 +138,32 @@ def idle_queries(http: httpx.Client, key: str, queries: np.ndarray, who: dict[st
             "host_is_api": float(host == api)}
 
 
-def batched(http: httpx.Client, key: str, queries: np.ndarray,
-            who: dict[str, int]) -> dict[str, float]:
-    """100 vectors a request: vectors/s, and CPU µs per vector of the API and the host."""
+def batched(http: httpx.Client, key: str, queries: np.ndarray, who: dict[str, int],
+            truth: np.ndarray | None = None, hnsw_ef: int | None = None,
+            name: str = "batched") -> dict[str, float]:
+    """100 vectors a request: vectors/s, CPU µs per vector of the API and the host, and
+    recall@10 when ``truth`` is given."""
     api, host = who["api"], who["indexer"]
-    bodies = [{"embedding_set_key": key, "k": 10, "embeddings": queries[s:s + 100].tolist()}
-              for s in range(0, len(queries), 100)]
+    extra = {} if hnsw_ef is None else {"hnsw_ef": hnsw_ef}
+    bodies = [{"embedding_set_key": key, "k": 10, "embeddings": queries[s:s + 100].tolist(),
+               **extra} for s in range(0, len(queries), 100)]
+    answers = []
     before = {pid: cpu_s(pid) for pid in {api, host}}
     began = time.perf_counter()
     for body in bodies:
-        http.post("/api/v1/query", json=body).raise_for_status()
+        answer = http.post("/api/v1/query", json=body)
+        answer.raise_for_status()
+        answers.append(answer)
     took = time.perf_counter() - began
     spent = {pid: cpu_s(pid) - before[pid] for pid in before}
     n = len(queries)
-    return {"batched_vps": n / took, "batched_cpu_api_us": spent[api] / n * 1e6,
-            "batched_cpu_host_us": spent[host] / n * 1e6 if host != api else 0.0}
+    out = {f"{name}_vps": n / took, f"{name}_cpu_api_us": spent[api] / n * 1e6,
+           f"{name}_cpu_host_us": spent[host] / n * 1e6 if host != api else 0.0}
+    if truth is not None:
+        found = [[int(nb["id"][1:]) for nb in row["neighbours"]]
+                 for answer in answers for row in answer.json()["results"]]
+        out[f"{name}_recall"] = recall(truth, found)
+    return out
 
 
 def busy(url: str, http: httpx.Client, key: str, queries: np.ndarray) -> dict[str, float]:
@@ -202,7 +214,7 @@ def busy(url: str, http: httpx.Client, key: str, queries: np.ndarray) -> dict[st
 
 def one_run(host: str, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray,
             keep: Path | None, *, chroma: Path | None = None,
-            with_busy: bool = True) -> dict[str, float]:
+            with_busy: bool = True, efs: tuple[int, ...] = ()) -> dict[str, float]:
     workdir = Path(tempfile.mkdtemp(prefix="chroma-colocate-"))
     port = 19000 + (os.getpid() + hash((host, str(chroma)))) % 1000
     url = f"http://127.0.0.1:{port}"
@@ -218,7 +230,9 @@ def one_run(host: str, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarr
             who = pids(http)
             out.update(idle_queries(http, key, queries, who, truth))
             batched(http, key, queries[:100], who)  # warm-up
-            out.update(batched(http, key, queries, who))
+            out.update(batched(http, key, queries, who, truth))
+            for ef in efs:
+                out.update(batched(http, key, queries, who, truth, ef, f"ef{ef}"))
             if with_busy:
                 out.update(busy(url, http, key, queries))
     finally:
@@ -273,6 +287,8 @@ def main() -> None:
     parser.add_argument("--code", type=Path,
                         help="baseline checkout: its .venv/bin/chroma takes turns with ours")
     parser.add_argument("--no-busy", action="store_true", help="skip the reindex part")
+    parser.add_argument("--batched-ef", type=int, nargs="*", default=[],
+                        help="also batched with this per-request hnsw_ef (this checkout)")
     args = parser.parse_args()
     print(machine_info(("qdrant-edge-py", "numpy", "fastapi", "uvicorn")))
     vectors, queries = make_data(args.records, args.queries)
@@ -288,19 +304,21 @@ def main() -> None:
         for name, host, chroma in variants:
             last = run == args.runs - 1 and name == variants[-1][0]
             figures = one_run(host, vectors, queries, truth, keep if last else None,
-                              chroma=chroma, with_busy=not args.no_busy)
+                              chroma=chroma, with_busy=not args.no_busy,
+                              efs=tuple(args.batched_ef) if chroma is None else ())
             results[name].append(figures)
             print(f"run {run + 1} {name}: " + ", ".join(
                 f"{field} {value:,.3f}" for field, value in figures.items()), flush=True)
     print(f"\n{args.records:,} x {vectors.shape[1]}, {args.queries} queries, "
           f"{args.runs} runs per variant (medians); load average now "
           f"{' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    names = list(next(iter(results.values()))[0])
+    names = list(dict.fromkeys(f for runs in results.values() for f in runs[0]))
     print("| figure | " + " | ".join(results) + " |")
     print("|---|" + "---|" * len(results))
     for field in names:
         print(f"| {field} | " + " | ".join(
-            f"{median([r[field] for r in runs]):,.3f}" for runs in results.values()) + " |")
+            f"{median([r[field] for r in runs]):,.3f}" if field in runs[0] else "-"
+            for runs in results.values()) + " |")
     rates = engine_rate(keep, queries)
     print(f"engine alone (this process, 100 vectors a call): "
           f"EdgeQueryEngine.search {rates['engine_vps']:,.0f} vec/s, Edge query_batch "
