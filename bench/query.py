@@ -113,25 +113,30 @@ def latency_and_recall(
 
 def ef_sweep(engine: QueryEngine, queries: np.ndarray, truth: np.ndarray, efs: list[int],
              runs: int) -> None:
-    """Batched vectors/s (wall and CPU of this process) and recall@10 per ``hnsw_ef``."""
+    """Batched vectors/s (wall and CPU of this process) and recall@10 per ``hnsw_ef``; the
+    values take turns within each run, so a load change of the machine hits them alike."""
     assert isinstance(engine, EdgeQueryEngine)
     calls = [queries[start:start + 100] for start in range(0, len(queries), 100)]
     expected = [{f"r{i}" for i in row} for row in truth]
-    for ef in efs:
-        walls, cpus = [], []
-        found: list[list[str]] = []
-        for _ in range(runs):
-            found = []
+    walls: dict[int, list[float]] = {ef: [] for ef in efs}
+    cpus: dict[int, list[float]] = {ef: [] for ef in efs}
+    recalls: dict[int, float] = {}
+    for _ in range(runs):
+        for ef in efs:
+            found: list[list[str]] = []
             wall, cpu = time.perf_counter(), time.process_time()
             for call in calls:
                 rows = engine.search_stored(KEY, call, K, hnsw_ef=ef)
                 found.extend([payload["record_id"] for _, payload in row] for row in rows)
-            walls.append(time.perf_counter() - wall)
-            cpus.append(time.process_time() - cpu)
-        recall = sum(len(set(f) & e) for f, e in zip(found, expected, strict=True)) / truth.size
-        print(f"hnsw_ef {ef:4d}: batched {len(queries) / median(walls):,.0f} vec/s "
-              f"({len(queries) / median(cpus):,.0f} vec/s of CPU), recall@10 {recall:.4f}",
-              flush=True)
+            walls[ef].append(time.perf_counter() - wall)
+            cpus[ef].append(time.process_time() - cpu)
+            recalls[ef] = sum(len(set(f) & e)
+                              for f, e in zip(found, expected, strict=True)) / truth.size
+    for ef in efs:
+        print(f"hnsw_ef {ef:4d}: batched {len(queries) / median(walls[ef]):,.0f} vec/s "
+              f"({len(queries) / median(cpus[ef]):,.0f} vec/s of CPU, "
+              f"{median(cpus[ef]) / len(queries) * 1e6:,.0f} µs/vector), "
+              f"recall@10 {recalls[ef]:.4f}", flush=True)
 
 
 def gil_check(engine: QueryEngine, queries: np.ndarray) -> None:

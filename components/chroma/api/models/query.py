@@ -92,9 +92,9 @@ class QueryRequest(BaseModel):
         default=None, ge=1, le=MAX_HNSW_EF,
         description="HNSW candidate list of this search (at least ``k`` is used). Default: "
         "the index's (128, recall@10 >= 0.99 at 100k x 128). Lower is faster at a lower "
-        "recall, e.g. for large batches: 64 gave recall@10 0.985 and 32 gave 0.925 on "
-        "clustered 100k x 128 (bench/query.py --ef-sweep). Ignored where a set is scanned "
-        "exactly (small sets).")
+        "recall, e.g. for large batches: about 0.985 at 64 and 0.93 at 32 on clustered "
+        "100k x 128 (bench/query.py --ef-sweep). Ignored where a set is scanned exactly "
+        "(small sets).")
     filter: QueryFilter | None = None
 
     @model_validator(mode="after")
