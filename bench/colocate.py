@@ -8,7 +8,9 @@ the same clustered vectors (``bench/peers.py``'s data: 20% training, 80% product
 * idle single queries: p50/p99 and ``GET /health`` p50; CPU per query (ms) of the API
   and of the workers process, from ``/proc`` (user + system), far steadier than wall
   time on a busy machine;
-* batched: 100 vectors a request, vectors/s;
+* batched: 100 vectors a request, vectors/s, and CPU per vector (µs) of the API and of
+  the process hosting the index; with ``--batched-ef 64 32`` also per request
+  ``hnsw_ef`` (this checkout only): vectors/s and recall@10 of the answers;
 * busy: a ``reindex`` of the set (its pages written, graph built in a child, journal
   replayed), with single queries in one thread (until it ends, at most ``BUSY_MAX_S``)
   and ``BUSY_BATCHES`` JSON ``/log`` batches of 500 production records in another:
@@ -19,7 +21,13 @@ the same clustered vectors (``bench/peers.py``'s data: 20% training, 80% product
 Then the engine alone on the index the last run left (``EdgeQueryEngine.search``, 100
 vectors a call, in this process): the ceiling of the batched figure.
 
+``--code DIR`` adds a baseline: the same runs with the ``chroma`` of another checkout
+(``DIR/.venv/bin/chroma``, e.g. ``git archive`` of the base commit + ``make install``),
+taking turns with this one, so a change is judged against its base in one invocation.
+``--no-busy`` skips the reindex part.
+
     .venv/bin/python bench/colocate.py [--records 100000] [--queries 500] [--runs 2]
+        [--hosts workers api] [--code DIR] [--no-busy]
 """
 
 from __future__ import annotations
@@ -130,13 +138,32 @@ def idle_queries(http: httpx.Client, key: str, queries: np.ndarray, who: dict[st
             "host_is_api": float(host == api)}
 
 
-def batched(http: httpx.Client, key: str, queries: np.ndarray) -> float:
+def batched(http: httpx.Client, key: str, queries: np.ndarray, who: dict[str, int],
+            truth: np.ndarray | None = None, hnsw_ef: int | None = None,
+            name: str = "batched") -> dict[str, float]:
+    """100 vectors a request: vectors/s, CPU µs per vector of the API and the host, and
+    recall@10 when ``truth`` is given."""
+    api, host = who["api"], who["indexer"]
+    extra = {} if hnsw_ef is None else {"hnsw_ef": hnsw_ef}
+    bodies = [{"embedding_set_key": key, "k": 10, "embeddings": queries[s:s + 100].tolist(),
+               **extra} for s in range(0, len(queries), 100)]
+    answers = []
+    before = {pid: cpu_s(pid) for pid in {api, host}}
     began = time.perf_counter()
-    for start in range(0, len(queries), 100):
-        http.post("/api/v1/query", json={"embedding_set_key": key, "k": 10,
-                                         "embeddings": queries[start:start + 100].tolist()}
-                  ).raise_for_status()
-    return len(queries) / (time.perf_counter() - began)
+    for body in bodies:
+        answer = http.post("/api/v1/query", json=body)
+        answer.raise_for_status()
+        answers.append(answer)
+    took = time.perf_counter() - began
+    spent = {pid: cpu_s(pid) - before[pid] for pid in before}
+    n = len(queries)
+    out = {f"{name}_vps": n / took, f"{name}_cpu_api_us": spent[api] / n * 1e6,
+           f"{name}_cpu_host_us": spent[host] / n * 1e6 if host != api else 0.0}
+    if truth is not None:
+        found = [[int(nb["id"][1:]) for nb in row["neighbours"]]
+                 for answer in answers for row in answer.json()["results"]]
+        out[f"{name}_recall"] = recall(truth, found)
+    return out
 
 
 def busy(url: str, http: httpx.Client, key: str, queries: np.ndarray) -> dict[str, float]:
@@ -186,11 +213,12 @@ def busy(url: str, http: httpx.Client, key: str, queries: np.ndarray) -> dict[st
 
 
 def one_run(host: str, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray,
-            keep: Path | None) -> dict[str, float]:
+            keep: Path | None, *, chroma: Path | None = None,
+            with_busy: bool = True, efs: tuple[int, ...] = ()) -> dict[str, float]:
     workdir = Path(tempfile.mkdtemp(prefix="chroma-colocate-"))
-    port = 19000 + (os.getpid() + hash(host)) % 1000
+    port = 19000 + (os.getpid() + hash((host, str(chroma)))) % 1000
     url = f"http://127.0.0.1:{port}"
-    system = start_chroma_run(workdir, port, env={"CHROMA_INDEX_HOST": host})
+    system = start_chroma_run(workdir, port, chroma=chroma, env={"CHROMA_INDEX_HOST": host})
     out: dict[str, float] = {"load_start": os.getloadavg()[0]}
     try:
         key, out["ingest_rps"] = ingest(url, vectors)
@@ -199,9 +227,14 @@ def one_run(host: str, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarr
             out["rss_mib"] = memory_of(system.pid, workdir)[0]
             for _ in range(5):  # warm-up: connections, caches
                 single(http, key, queries[0])
-            out.update(idle_queries(http, key, queries, pids(http), truth))
-            out["batched_vps"] = batched(http, key, queries)
-            out.update(busy(url, http, key, queries))
+            who = pids(http)
+            out.update(idle_queries(http, key, queries, who, truth))
+            batched(http, key, queries[:100], who)  # warm-up
+            out.update(batched(http, key, queries, who, truth))
+            for ef in efs:
+                out.update(batched(http, key, queries, who, truth, ef, f"ef{ef}"))
+            if with_busy:
+                out.update(busy(url, http, key, queries))
     finally:
         system.send_signal(signal.SIGTERM)
         system.wait(120)
@@ -251,28 +284,41 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=500)
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--hosts", nargs="+", choices=HOSTS, default=list(HOSTS))
+    parser.add_argument("--code", type=Path,
+                        help="baseline checkout: its .venv/bin/chroma takes turns with ours")
+    parser.add_argument("--no-busy", action="store_true", help="skip the reindex part")
+    parser.add_argument("--batched-ef", type=int, nargs="*", default=[],
+                        help="also batched with this per-request hnsw_ef (this checkout)")
     args = parser.parse_args()
     print(machine_info(("qdrant-edge-py", "numpy", "fastapi", "uvicorn")))
     vectors, queries = make_data(args.records, args.queries)
     truth = exact_top10(vectors, queries)
     keep = Path(tempfile.mkdtemp(prefix="chroma-colocate-index-")) / "index"
-    results: dict[str, list[dict[str, float]]] = {host: [] for host in args.hosts}
+    codes: list[tuple[str, Path | None]] = [("this", None)]
+    if args.code is not None:
+        codes.insert(0, ("base", args.code.resolve() / ".venv" / "bin" / "chroma"))
+    variants = [(f"{name} {host}" if args.code else host, host, chroma)
+                for name, chroma in codes for host in args.hosts]
+    results: dict[str, list[dict[str, float]]] = {name: [] for name, _, _ in variants}
     for run in range(args.runs):
-        for host in args.hosts:
-            last = run == args.runs - 1 and host == args.hosts[-1]
-            figures = one_run(host, vectors, queries, truth, keep if last else None)
-            results[host].append(figures)
-            print(f"run {run + 1} {host}: " + ", ".join(
-                f"{name} {value:,.3f}" for name, value in figures.items()), flush=True)
+        for name, host, chroma in variants:
+            last = run == args.runs - 1 and name == variants[-1][0]
+            figures = one_run(host, vectors, queries, truth, keep if last else None,
+                              chroma=chroma, with_busy=not args.no_busy,
+                              efs=tuple(args.batched_ef) if chroma is None else ())
+            results[name].append(figures)
+            print(f"run {run + 1} {name}: " + ", ".join(
+                f"{field} {value:,.3f}" for field, value in figures.items()), flush=True)
     print(f"\n{args.records:,} x {vectors.shape[1]}, {args.queries} queries, "
-          f"{args.runs} runs per layout (medians); load average now "
+          f"{args.runs} runs per variant (medians); load average now "
           f"{' / '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    names = list(next(iter(results.values()))[0])
-    print("| figure | " + " | ".join(f"index_host={h}" for h in args.hosts) + " |")
-    print("|---|" + "---|" * len(args.hosts))
-    for name in names:
-        print(f"| {name} | " + " | ".join(
-            f"{median([r[name] for r in results[h]]):,.3f}" for h in args.hosts) + " |")
+    names = list(dict.fromkeys(f for runs in results.values() for f in runs[0]))
+    print("| figure | " + " | ".join(results) + " |")
+    print("|---|" + "---|" * len(results))
+    for field in names:
+        print(f"| {field} | " + " | ".join(
+            f"{median([r[field] for r in runs]):,.3f}" if field in runs[0] else "-"
+            for runs in results.values()) + " |")
     rates = engine_rate(keep, queries)
     print(f"engine alone (this process, 100 vectors a call): "
           f"EdgeQueryEngine.search {rates['engine_vps']:,.0f} vec/s, Edge query_batch "

@@ -9,9 +9,18 @@ For each size N (clustered 128-d float32: a Gaussian mixture with N/1000 centres
   (medians of the runs printed), and recall@10 against exact numpy brute force;
 * incremental: ``upsert`` of 100k new records (searchable when it returns), the latency
   while they are still outside the graph, then ``optimize`` (graph over the new points)
-  and latency/recall again.
+  and latency/recall again;
+* ``--ef-sweep 32 64 96 128``: after the full build, per ``hnsw_ef``, batched searches
+  (100 vectors a call, ``search_stored`` as the index host runs them) in vectors/s of
+  wall time and of this process's CPU, and recall@10; then whether Edge lets other
+  threads run during a search (the GIL): the longest gap of a thread waking every 1 ms
+  during one 1,000-vector call, and two threads searching halves against one thread.
+  ``--sweep-only`` skips the incremental part; ``--data peers`` uses
+  ``bench/peers.py``'s clustered vectors (the set of the HTTP figures) instead.
 
     .venv/bin/python bench/query.py [--sizes 100000 1000000] [--runs 3]
+    .venv/bin/python bench/query.py --sizes 100000 --data peers --ef-sweep 32 64 96 128 \
+        --sweep-only
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import argparse
 import resource
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +44,7 @@ from chroma.index import (
     QueryEngine,
     open_query_engine,
 )
+from chroma.index.edge import EdgeQueryEngine
 
 DIM = 128
 K = 10
@@ -100,12 +111,90 @@ def latency_and_recall(
     return median(p50s), median(p99s), recall
 
 
-def bench_size(n: int, config: IndexConfig, n_queries: int, runs: int) -> None:
+def ef_sweep(engine: QueryEngine, queries: np.ndarray, truth: np.ndarray, efs: list[int],
+             runs: int) -> None:
+    """Batched vectors/s (wall and CPU of this process) and recall@10 per ``hnsw_ef``; the
+    values take turns within each run, so a load change of the machine hits them alike."""
+    assert isinstance(engine, EdgeQueryEngine)
+    calls = [queries[start:start + 100] for start in range(0, len(queries), 100)]
+    expected = [{f"r{i}" for i in row} for row in truth]
+    walls: dict[int, list[float]] = {ef: [] for ef in efs}
+    cpus: dict[int, list[float]] = {ef: [] for ef in efs}
+    recalls: dict[int, float] = {}
+    for _ in range(runs):
+        for ef in efs:
+            found: list[list[str]] = []
+            wall, cpu = time.perf_counter(), time.process_time()
+            for call in calls:
+                rows = engine.search_stored(KEY, call, K, hnsw_ef=ef)
+                found.extend([payload["record_id"] for _, payload in row] for row in rows)
+            walls[ef].append(time.perf_counter() - wall)
+            cpus[ef].append(time.process_time() - cpu)
+            recalls[ef] = sum(len(set(f) & e)
+                              for f, e in zip(found, expected, strict=True)) / truth.size
+    for ef in efs:
+        print(f"hnsw_ef {ef:4d}: batched {len(queries) / median(walls[ef]):,.0f} vec/s "
+              f"({len(queries) / median(cpus[ef]):,.0f} vec/s of CPU, "
+              f"{median(cpus[ef]) / len(queries) * 1e6:,.0f} µs/vector), "
+              f"recall@10 {recalls[ef]:.4f}", flush=True)
+
+
+def gil_check(engine: QueryEngine, queries: np.ndarray) -> None:
+    """Whether a search lets other Python threads run (Edge's ``query_batch`` and the GIL)."""
+    assert isinstance(engine, EdgeQueryEngine)
+    many = np.concatenate([queries] * max(1, 1000 // len(queries) + 1))[:1000]
+    gaps: list[float] = []
+    stop = threading.Event()
+
+    def ticker() -> None:
+        last = time.perf_counter()
+        while not stop.is_set():
+            time.sleep(0.001)
+            now = time.perf_counter()
+            gaps.append(now - last)
+            last = now
+
+    thread = threading.Thread(target=ticker)
+    thread.start()
+    time.sleep(0.05)
+    gaps.clear()
+    began = time.perf_counter()
+    engine.search_stored(KEY, many, K)
+    call_s = time.perf_counter() - began
+    stop.set()
+    thread.join()
+    print(f"GIL: one call of {len(many):,} vectors took {call_s * 1e3:.0f} ms; a thread "
+          f"waking every 1 ms woke {len(gaps)} times, longest gap {max(gaps) * 1e3:.0f} ms")
+    halves = [many[:500], many[500:]]
+    began = time.perf_counter()
+    for half in halves:
+        engine.search_stored(KEY, half, K)
+    one_s = time.perf_counter() - began
+    threads = [threading.Thread(target=engine.search_stored, args=(KEY, half, K))
+               for half in halves]
+    began = time.perf_counter()
+    for each in threads:
+        each.start()
+    for each in threads:
+        each.join()
+    two_s = time.perf_counter() - began
+    print(f"GIL: 1,000 vectors in one thread {one_s * 1e3:.0f} ms, in two threads (500 "
+          f"each) {two_s * 1e3:.0f} ms (x{one_s / two_s:.2f})", flush=True)
+
+
+def bench_size(n: int, config: IndexConfig, args: argparse.Namespace) -> None:
+    n_queries, runs = args.queries, args.runs
     rng = np.random.default_rng(n)
-    centres = rng.normal(size=(max(100, n // 1000), DIM)).astype(np.float32)
-    vectors = gaussian_mixture(n + INCREMENT, centres, rng)
-    queries = gaussian_mixture(n_queries, centres, rng)
-    print(f"\n== {n:,} x {DIM} (clustered, {len(centres)} centres), cosine ==", flush=True)
+    if args.data == "peers":
+        from peers import make_data
+
+        vectors, queries = make_data(n + INCREMENT, n_queries)
+        print(f"\n== {n:,} x {DIM} (bench/peers.py's clustered set), cosine ==", flush=True)
+    else:
+        centres = rng.normal(size=(max(100, n // 1000), DIM)).astype(np.float32)
+        vectors = gaussian_mixture(n + INCREMENT, centres, rng)
+        queries = gaussian_mixture(n_queries, centres, rng)
+        print(f"\n== {n:,} x {DIM} (clustered, {len(centres)} centres), cosine ==", flush=True)
 
     with open_query_engine(config) as engine:
         started = time.perf_counter()
@@ -121,6 +210,12 @@ def bench_size(n: int, config: IndexConfig, n_queries: int, runs: int) -> None:
         truth = exact_top_k(vectors[:n], queries)
         p50, p99, recall = latency_and_recall(engine, queries, truth, runs)
         print(f"search k=10: p50 {p50:.2f} ms, p99 {p99:.2f} ms, recall@10 {recall:.4f}")
+        if args.ef_sweep:
+            ef_sweep(engine, queries, truth, args.ef_sweep, runs)
+            gil_check(engine, queries)
+        if args.sweep_only:
+            engine.drop_collection(KEY)
+            return
 
         started = time.perf_counter()
         for i in range(n, n + INCREMENT, 1_000):
@@ -163,6 +258,12 @@ def main() -> None:
     parser.add_argument("--path", type=Path, help="data directory (default: a temporary one)")
     parser.add_argument("--ef-search", type=int, help="override IndexConfig.hnsw_ef_search")
     parser.add_argument("--ef-construct", type=int, help="override hnsw_ef_construct")
+    parser.add_argument("--ef-sweep", type=int, nargs="+",
+                        help="hnsw_ef values: batched vectors/s and recall@10 of each")
+    parser.add_argument("--sweep-only", action="store_true",
+                        help="skip the incremental upsert/optimize part")
+    parser.add_argument("--data", choices=("query", "peers"), default="query",
+                        help="this script's Gaussian mixture or bench/peers.py's set")
     args = parser.parse_args()
 
     print(machine_info(("numpy", "qdrant-edge-py", "qdrant-client")))
@@ -179,7 +280,7 @@ def main() -> None:
             f"filter_graph={config.filter_graph}"
         )
         for n in args.sizes:
-            bench_size(n, config, args.queries, args.runs)
+            bench_size(n, config, args)
 
 
 if __name__ == "__main__":

@@ -113,7 +113,7 @@ def test_a_deleted_record_is_never_answered_while_the_index_lags(
     with reader_of(system) as reader:
         hits, verify = reader.search_checked(key, vectors[10], 10, None, 16)
     assert verify, "the host must ask for the catalog check while a delete is not applied"
-    assert "a10" in {n.record_id for n in hits[0]}  # still in the index: the check drops it
+    assert "a10" in {p["record_id"] for _, p in hits[0]}  # still in the index: the check drops it
 
 
 def test_searches_skip_the_catalog_once_an_index_run_has_caught_up(
@@ -125,8 +125,8 @@ def test_searches_skip_the_catalog_once_an_index_run_has_caught_up(
     with reader_of(system) as reader:
         hits, verify = reader.search_checked(key, vectors[10], 10, None, 16)
         assert not verify
-        assert len(hits[0]) == 10 and "a10" not in {n.record_id for n in hits[0]}
-        assert nearest(system, key, vectors[10], k=10) == [n.record_id for n in hits[0]]
+        assert len(hits[0]) == 10 and "a10" not in {p["record_id"] for _, p in hits[0]}
+        assert nearest(system, key, vectors[10], k=10) == [p["record_id"] for _, p in hits[0]]
         # A tag change is a change the index lacks too: checked again until the next run.
         answer = system.post(f"/api/v1/datasets/{dataset}/records/tags",
                              {"ids": ["a11"], "add": ["hot"]})

@@ -148,6 +148,11 @@ def test_neighbours_match_brute_force(system: System, logged: Logged) -> None:
                             "k": 10})
     got = neighbour_ids(answer)
     assert got == [logged.brute_force(q, 10) for q in queries]
+    # A search's own hnsw_ef is taken (this small set is scanned exactly: same answer).
+    assert neighbour_ids(query(system, {"embedding_set_key": logged.key, "k": 10,
+                                        "embeddings": queries.tolist(), "hnsw_ef": 10})) == got
+    assert neighbour_ids(query(system, {"embedding_set_key": logged.key, "k": 10, "hnsw_ef": 16,
+                                        "embedding": queries[0].tolist()})) == got[:1]
     first = answer.json()["results"][0]["neighbours"][0]
     assert set(first) == {"id", "dataset", "split", "distance", "input_uri", "payload"}
     row = logged.ids.index(first["id"])
@@ -207,6 +212,9 @@ def test_bad_input(system: System, logged: Logged) -> None:
                           "k": 0}).status_code == 422
     assert query(system, {"embedding_set_key": logged.key, "embedding": [1.0] * DIM,
                           "filter": {"colour": "red"}}).status_code == 422
+    for ef in (0, 1_025, "many"):
+        assert query(system, {"embedding_set_key": logged.key, "embedding": [1.0] * DIM,
+                              "hnsw_ef": ef}).status_code == 422
     assert query(system, {"embedding_set_key": "0" * 40,
                           "embedding": [1.0] * DIM}).status_code == 404
     assert query(system, {"record_id": "nope", "dataset": logged.datasets[0]}).status_code == 404

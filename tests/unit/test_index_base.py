@@ -32,6 +32,8 @@ def test_public_surface_is_the_documented_list() -> None:
         "QueryEngine",
         "RecordRef",
         "SearchFilter",
+        "StoredHit",
+        "neighbour_from_payload",
         "open_query_engine",
     ]
     for name in chroma.index.__all__:

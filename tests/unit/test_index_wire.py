@@ -16,14 +16,13 @@ import orjson
 import pytest
 
 from chroma import errors
-from chroma.index import Neighbour, SearchFilter
+from chroma.index import Neighbour, SearchFilter, neighbour_from_payload
 from chroma.index.hosting.wire import (
     MAX_HEADER,
     error_header,
     filter_from_wire,
     filter_to_wire,
-    neighbour_from_wire,
-    neighbour_to_wire,
+    hits_from_wire,
     raise_from_header,
     recv_frame,
     send_frame,
@@ -198,12 +197,25 @@ def test_a_filter_round_trips_over_a_socket(pair) -> None:
 
 
 def test_hits_round_trip_over_a_socket(pair) -> None:
+    """(distance, stored payload) pairs as the engine answers them come out the same, and
+    make the same ``Neighbour``s as the engine's own ``search`` would."""
     left, right = pair
-    hits = [
-        Neighbour("r1", "cam-1", "production", 0.125, "s3://b/1.png",
-                  {"tags": ["night"], "score": 0.5}),
-        Neighbour("r2", "cam-2", "training", 2.0, None),
-    ]
-    send_frame(left, {"hits": [neighbour_to_wire(hit) for hit in hits]})
+    hits = [[
+        (0.125, {"dataset": "cam-1", "record_id": "r1", "split": "production",
+                 "input_uri": "s3://b/1.png", "tags": ["night"], "logged_at": 1.5}),
+        (2.0, {"dataset": "cam-2", "record_id": "r2", "split": "training"}),
+    ], []]
+    send_frame(left, {"hits": hits})
     header, _ = recv_frame(right)
-    assert [neighbour_from_wire(hit) for hit in header["hits"]] == hits
+    got = hits_from_wire(header["hits"])
+    assert got == hits
+    assert [neighbour_from_payload(p, d) for d, p in got[0]] == [
+        Neighbour("r1", "cam-1", "production", 0.125, "s3://b/1.png",
+                  {"dataset": "cam-1", "record_id": "r1", "split": "production",
+                   "input_uri": "s3://b/1.png", "inference_class": None,
+                   "label_class": None, "tags": ["night"], "logged_at": 1.5}),
+        Neighbour("r2", "cam-2", "training", 2.0, None,
+                  {"dataset": "cam-2", "record_id": "r2", "split": "training",
+                   "input_uri": None, "inference_class": None, "label_class": None,
+                   "tags": []}),
+    ]

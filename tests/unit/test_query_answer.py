@@ -10,16 +10,15 @@ import orjson
 
 from chroma.api.models.query import QueryResponse
 from chroma.api.routers.query import _answer_from_index
-from chroma.index.base import neighbour_from_payload
 from chroma.search.neighbours import Found
 
 
 def test_an_answer_from_the_index_is_the_contract_with_iso_timestamps() -> None:
     stamps = [1_700_000_000.0, 1_700_000_000.123456, 0.0]
-    rows = [[neighbour_from_payload(
-        {"dataset": "d", "record_id": f"r{i}", "split": "production", "tags": ["x"],
-         "inference_class": "cat", "logged_at": stamp}, 0.1 * i)
-        for i, stamp in enumerate(stamps)]]
+    # As the index stores them: absent optional fields left out (no input_uri, label).
+    rows = [[(0.1 * i, {"dataset": "d", "record_id": f"r{i}", "split": "production",
+                        "tags": ["x"], "inference_class": "cat", "logged_at": stamp})
+             for i, stamp in enumerate(stamps)]]
     body = orjson.loads(_answer_from_index("k" * 40, "cosine", Found(rows, False), 2).body)
     QueryResponse.model_validate(body)
     neighbours = body["results"][0]["neighbours"]

@@ -27,6 +27,8 @@ from chroma.index.base import (
     QueryEngine,
     RecordRef,
     SearchFilter,
+    StoredHit,
+    neighbour_from_payload,
 )
 from chroma.index.config import IndexConfig
 
@@ -39,6 +41,8 @@ __all__ = [
     "QueryEngine",
     "RecordRef",
     "SearchFilter",
+    "StoredHit",
+    "neighbour_from_payload",
     "open_query_engine",
 ]
 

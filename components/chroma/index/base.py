@@ -29,6 +29,7 @@ import numpy as np
 from chroma.errors import InvalidInput
 
 __all__ = [
+    "MAX_HNSW_EF",
     "MAX_K",
     "MUTABLE_FIELDS",
     "CollectionInfo",
@@ -39,6 +40,8 @@ __all__ = [
     "RecordRef",
     "SearchFilter",
     "Split",
+    "StoredHit",
+    "neighbour_from_payload",
 ]
 
 Distance = Literal["cosine", "dot", "euclid"]
@@ -48,6 +51,10 @@ RecordRef = tuple[str, str]
 
 MAX_K = 1_000
 """Largest ``k`` a search accepts; more is a scan, not a neighbour query."""
+
+MAX_HNSW_EF = 1_024
+"""Largest ``hnsw_ef`` a search may ask for (``IndexConfig.hnsw_ef_search`` is the
+default): beyond it a search costs more than a scan of a mid-sized set."""
 
 MUTABLE_FIELDS = frozenset({"tags", "label_class", "inference_class", "input_uri"})
 """Payload fields ``set_payload`` may change; the rest identify the record."""
@@ -160,6 +167,14 @@ class CollectionInfo:
     local mode, which has no graph)."""
 
 
+StoredHit = tuple[float, dict[str, Any]]
+"""One hit as the engine answers it, before a ``Neighbour`` is made of it: its distance
+and its payload as stored (optional fields may be absent; ``neighbour_from_payload``
+puts them back). The index host sends hits in this shape: a ``Neighbour`` per hit on
+both sides of the socket, each carrying its fields twice, cost more than the search of
+a batch's payloads."""
+
+
 class QueryEngine(ABC):
     """A vector index of embedding sets: one collection per ``embedding_set_key``.
 
@@ -261,8 +276,28 @@ class QueryEngine(ABC):
         queries: np.ndarray,
         k: int = 10,
         filter: SearchFilter | None = None,
+        *,
+        hnsw_ef: int | None = None,
     ) -> list[list[Neighbour]]:
-        """The ``k`` nearest points to each query row (1-D means one query), nearest first."""
+        """The ``k`` nearest points to each query row (1-D means one query), nearest first.
+
+        ``hnsw_ef``: this search's HNSW candidate list instead of the configured
+        ``hnsw_ef_search`` (lower is faster at a lower recall; ``bench/query.py
+        --ef-sweep``); at least ``k`` is used, at most ``MAX_HNSW_EF`` accepted."""
+
+    def search_stored(
+        self,
+        key: str,
+        queries: np.ndarray,
+        k: int = 10,
+        filter: SearchFilter | None = None,
+        *,
+        hnsw_ef: int | None = None,
+    ) -> list[list[StoredHit]]:
+        """``search`` as ``(distance, payload)`` pairs (an engine may answer these without
+        making a ``Neighbour`` of each hit)."""
+        rows = self.search(key, queries, k, filter, hnsw_ef=hnsw_ef)
+        return [[(n.distance, n.payload) for n in row] for row in rows]
 
     @abstractmethod
     def get_vector(self, key: str, ref: RecordRef) -> np.ndarray:
@@ -316,6 +351,13 @@ def check_k(k: int) -> int:
     if not isinstance(k, int) or not 1 <= k <= MAX_K:
         raise InvalidInput(f"k must be an integer in 1..{MAX_K}, not {k!r}")
     return k
+
+
+def search_ef(configured: int, asked: int | None, k: int) -> int:
+    """The ``hnsw_ef`` of one search: ``asked`` (checked) or ``configured``, at least ``k``."""
+    if asked is not None and (not isinstance(asked, int) or not 1 <= asked <= MAX_HNSW_EF):
+        raise InvalidInput(f"hnsw_ef must be an integer in 1..{MAX_HNSW_EF}, not {asked!r}")
+    return max(configured if asked is None else asked, k)
 
 
 def as_matrix(vectors: np.ndarray, dimension: int, *, what: str = "vectors") -> np.ndarray:

@@ -63,6 +63,7 @@ from chroma.index.base import (
     QueryEngine,
     RecordRef,
     SearchFilter,
+    StoredHit,
     as_matrix,
     check_dimension,
     check_distance,
@@ -72,6 +73,7 @@ from chroma.index.base import (
     check_records,
     neighbour_from_payload,
     score_to_distance,
+    search_ef,
     stored_vector,
 )
 from chroma.index.config import IndexConfig
@@ -820,10 +822,24 @@ class EdgeQueryEngine(QueryEngine):
         queries: np.ndarray,
         k: int = 10,
         filter: SearchFilter | None = None,
+        *,
+        hnsw_ef: int | None = None,
     ) -> list[list[Neighbour]]:
+        return [[neighbour_from_payload(payload, distance) for distance, payload in row]
+                for row in self.search_stored(key, queries, k, filter, hnsw_ef=hnsw_ef)]
+
+    def search_stored(
+        self,
+        key: str,
+        queries: np.ndarray,
+        k: int = 10,
+        filter: SearchFilter | None = None,
+        *,
+        hnsw_ef: int | None = None,
+    ) -> list[list[StoredHit]]:
         check_k(k)
         edge_filter = _edge_filter(filter)
-        params = edge.SearchParams(hnsw_ef=max(self._config.hnsw_ef_search, k))
+        params = edge.SearchParams(hnsw_ef=search_ef(self._config.hnsw_ef_search, hnsw_ef, k))
         with self._lease(key) as shard:
             matrix = as_matrix(queries, shard.dimension, what="query vectors")
             requests = [
@@ -840,14 +856,14 @@ class EdgeQueryEngine(QueryEngine):
                 results = shard.shard.query_batch(edge.QueryBatchRequest(requests))
             distance = shard.distance
         found = [
-            [
-                neighbour_from_payload(hit.payload or {}, score_to_distance(distance, hit.score))
-                for hit in hits
-            ]
+            [(score_to_distance(distance, hit.score), hit.payload or {}) for hit in hits]
             for hits in results
         ]
-        if (scan := self._fill_scans.get(key)) is not None:  # a first fill under way
-            found = merge_hits(found, scan.search(matrix, k, filter), k)
+        if (scan := self._fill_scans.get(key)) is not None:  # a first fill under way: rare,
+            # so its merge may make a Neighbour of each hit
+            live = [[neighbour_from_payload(payload, d) for d, payload in row] for row in found]
+            merged = merge_hits(live, scan.search(matrix, k, filter), k)
+            found = [[(n.distance, n.payload) for n in row] for row in merged]
         return found
 
     def get_vector(self, key: str, ref: RecordRef) -> np.ndarray:

@@ -61,6 +61,7 @@ from chroma.index.base import (
     check_records,
     neighbour_from_payload,
     score_to_distance,
+    search_ef,
     stored_vector,
 )
 from chroma.index.config import IndexConfig
@@ -559,16 +560,19 @@ class RemoteQueryEngine(QueryEngine):
         queries: np.ndarray,
         k: int = 10,
         filter: SearchFilter | None = None,
+        *,
+        hnsw_ef: int | None = None,
     ) -> list[list[Neighbour]]:
         self._check_open()
         check_k(k)
+        ef = search_ef(self._config.hnsw_ef_search, hnsw_ef, k)
         dimension, distance = self._shape(key)
         matrix = as_matrix(queries, dimension, what="query vectors")
         qdrant_filter = _qdrant_filter(filter)
         params = (
             None  # local mode is exact and warns that search params do nothing
             if self._local_mode
-            else models.SearchParams(hnsw_ef=max(self._config.hnsw_ef_search, k))
+            else models.SearchParams(hnsw_ef=ef)
         )
         requests = [
             models.QueryRequest(

@@ -10,7 +10,7 @@ import numpy as np
 
 from chroma.catalog import Catalog, StoredRecord
 from chroma.errors import InvalidInput, NotFound, Unavailable
-from chroma.index import Neighbour, SearchFilter
+from chroma.index import Neighbour, SearchFilter, StoredHit, neighbour_from_payload
 from chroma.index.hosting import QueryReader, search_checked
 from chroma.storage import FileStore, read_embeddings
 
@@ -79,21 +79,23 @@ def search_live(
 
 @dataclass(frozen=True, slots=True)
 class Found:
-    """What the index answered: up to ``k`` (+ ``OVERFETCH`` when ``verify``) per query."""
+    """What the index answered: up to ``k`` (+ ``OVERFETCH`` when ``verify``) per query,
+    as ``(distance, stored payload)`` pairs (``chroma.index.StoredHit``)."""
 
-    rows: list[list[Neighbour]]
+    rows: list[list[StoredHit]]
     verify: bool
     """The hits must be checked against the catalog (a delete or tag change in flight)."""
 
 
 def find(
     reader: QueryReader, key: str, queries: np.ndarray, k: int, search_filter: SearchFilter,
-    *, wait: bool = True,
+    *, wait: bool = True, hnsw_ef: int | None = None,
 ) -> Found:
-    """The index's hits (``wait=False``: see ``HostedReader.search_checked``)."""
+    """The index's hits (``wait=False``: see ``HostedReader.search_checked``; ``hnsw_ef``:
+    the search's candidate list, default the index's ``hnsw_ef_search``)."""
     try:
         rows, verify = search_checked(reader, key, queries, k, search_filter, OVERFETCH,
-                                      wait=wait)
+                                      wait=wait, hnsw_ef=hnsw_ef)
     except NotFound as exc:  # records exist but the index was never built
         raise IndexNotBuilt(
             f"the index of embedding set {key} is not built yet; an index operation is "
@@ -105,12 +107,14 @@ def live_hits(catalog: Catalog, found: Found, k: int) -> list[list[Hit]]:
     """``found`` as answers: straight from the index, or checked against the catalog
     (one round trip) when ``found.verify``."""
     if not found.verify:
-        return [[Hit(n.distance, neighbour=n) for n in row[:k]] for row in found.rows]
+        return [[Hit(d, neighbour=neighbour_from_payload(p, d)) for d, p in row[:k]]
+                for row in found.rows]
     rows = found.rows
-    live = catalog.live.lookup(list({(n.dataset, n.record_id) for row in rows for n in row}))
+    live = catalog.live.lookup(list({(p["dataset"], p["record_id"]) for row in rows
+                                     for _, p in row}))
     results = []
     for row in rows:
-        hits = [Hit(n.distance, record=live[ref]) for n in row
-                if (ref := (n.dataset, n.record_id)) in live]  # else deleted since indexed
+        hits = [Hit(d, record=live[ref]) for d, p in row
+                if (ref := (p["dataset"], p["record_id"])) in live]  # else deleted since indexed
         results.append(hits[:k])
     return results

@@ -441,3 +441,32 @@ def test_a_graph_less_fill_answers_what_it_has_read_before_its_switch(tmp_path: 
         assert seen[2] and set(seen[2]) == {"production"}
         assert not engine._fill_scans
         assert engine.search(KEY, vectors[2_500], k=1)[0][0].record_id == records[2_500].record_id
+
+
+def test_a_search_takes_its_own_hnsw_ef(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``hnsw_ef`` per search reaches the graph walk: the configured value answers as
+    no value does, a candidate list of only ``k`` finds fewer true neighbours, and a
+    value out of range is refused."""
+    monkeypatch.setattr(edge_engine, "INDEXING_THRESHOLD_KB", 1)  # a graph for a small set
+    n, dimension, k = 6_000, 32, 10
+    vectors = gaussian_mixture(n, dimension, seed=11, clusters=20, spread=2.0)
+    records = make_records(n, seed=11)
+    queries = gaussian_mixture(200, dimension, seed=12, clusters=20, spread=2.0)
+    truth = exact_top_k(vectors, queries, k)
+    # A set this small is scanned exactly unless the full-scan threshold is lowered too.
+    config = IndexConfig(backend="edge", path=tmp_path, full_scan_threshold_kb=1)
+    with open_query_engine(config) as engine:
+        info = engine.reindex(KEY, dimension, "cosine", [(records, vectors)])
+        assert info.indexed_points == n, "no graph: every ef would scan exactly"
+
+        def recall(hnsw_ef: int | None) -> float:
+            rows = engine.search_stored(KEY, queries, k, hnsw_ef=hnsw_ef)
+            return recall_at_k([[p["record_id"] for _, p in row] for row in rows], truth,
+                               records)
+
+        configured = engine.search(KEY, queries, k)
+        assert engine.search(KEY, queries, k, hnsw_ef=128) == configured  # the default
+        assert recall(k) < recall(None)
+        for wrong in (0, 1_025):
+            with pytest.raises(InvalidInput, match="hnsw_ef"):
+                engine.search(KEY, queries[:1], k, hnsw_ef=wrong)

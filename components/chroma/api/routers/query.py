@@ -104,7 +104,8 @@ def _search_at_once(body: QueryRequest, services: Services) -> tuple[str, str, F
         return None
     queries = check_queries([body.embedding], shape[0], key)
     try:
-        found = find(reader, key, queries, body.k, _search_filter(body.filter, ()), wait=False)
+        found = find(reader, key, queries, body.k, _search_filter(body.filter, ()), wait=False,
+                     hnsw_ef=body.hnsw_ef)
     except ChromaError:  # not built, host down or slow: the thread pool path says why
         return None
     return key, shape[1], found
@@ -127,7 +128,7 @@ def _query(body: QueryRequest, services: Services) -> Response:
     search_filter = _search_filter(body.filter, exclude)
     reader = open_reader(services.settings, operations=operations)
     try:
-        found = find(reader, key, queries, body.k, search_filter)
+        found = find(reader, key, queries, body.k, search_filter, hnsw_ef=body.hnsw_ef)
     except IndexNotBuilt:
         _queue_index(operations, key)
         raise
@@ -144,9 +145,10 @@ def _answer(key: str, distance: str, hits: list[list[Hit]]) -> Response:
 
 def _answer_from_index(key: str, distance: str, found: Found, k: int) -> Response:
     """The answer straight from the index's hits (nothing to check against the catalog):
-    no ``Hit`` per neighbour, which cost as much as the rest of the answer in a batch."""
+    from each hit's stored payload, with no ``Hit`` or index ``Neighbour`` in between,
+    which cost as much as the rest of the answer in a batch."""
     answer = {"embedding_set_key": key, "distance": distance,
-              "results": [{"neighbours": [_from_index(n, n.distance) for n in row[:k]]}
+              "results": [{"neighbours": [_from_stored(d, p) for d, p in row[:k]]}
                           for row in found.rows]}
     return Response(orjson.dumps(answer), media_type="application/json")
 
@@ -165,16 +167,21 @@ def _neighbour(hit: Hit) -> dict[str, Any]:
 
 
 def _from_index(n: Neighbour, distance: float) -> dict[str, Any]:
-    """One ``Neighbour`` of the contract from the index's payload. ``logged_at`` stays a
-    ``datetime``: orjson writes it as ``isoformat()`` would, in a third of the time."""
-    payload = n.payload
-    return {"id": n.record_id, "dataset": n.dataset, "split": n.split, "distance": distance,
-            "input_uri": n.input_uri,
+    """One ``Neighbour`` of the contract from the index's hit."""
+    return _from_stored(distance, n.payload)
+
+
+def _from_stored(distance: float, payload: dict[str, Any]) -> dict[str, Any]:
+    """One ``Neighbour`` of the contract from a hit's stored payload (absent optional
+    fields are ``None``, no tags). ``logged_at`` stays a ``datetime``: orjson writes it
+    as ``isoformat()`` would, in a third of the time."""
+    return {"id": payload["record_id"], "dataset": payload["dataset"],
+            "split": payload["split"], "distance": distance,
+            "input_uri": payload.get("input_uri"),
             "payload": {"inference_class": payload.get("inference_class"),
                         "label_class": payload.get("label_class"),
-                        "tags": list(payload.get("tags") or ()),
-                        "logged_at": datetime.fromtimestamp(
-                            float(payload.get("logged_at", 0.0)), UTC)}}
+                        "tags": payload.get("tags") or [],  # a JSON list, never a tuple
+                        "logged_at": datetime.fromtimestamp(payload.get("logged_at", 0.0), UTC)}}
 
 
 def _resolve_key(body: QueryRequest, catalog: Catalog) -> str:

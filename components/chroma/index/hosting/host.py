@@ -34,14 +34,13 @@ from typing import IO, Any
 import numpy as np
 
 from chroma.errors import ChromaError, NotFound, Unavailable
-from chroma.index import Neighbour, QueryEngine, SearchFilter, open_query_engine
+from chroma.index import QueryEngine, SearchFilter, StoredHit, open_query_engine
 from chroma.index.base import MAX_K
 from chroma.index.hosting.config import index_config, index_dir
 from chroma.index.hosting.guard import LiveGuard
 from chroma.index.hosting.wire import (
     error_header,
     filter_from_wire,
-    neighbour_to_wire,
     records_from_wire,
     recv_frame,
     send_frame,
@@ -114,18 +113,18 @@ def host_guard(settings: Settings) -> LiveGuard | None:
 
 def search_guarded(
     engine: QueryEngine, guard: LiveGuard, key: str, queries: np.ndarray, k: int,
-    search_filter: SearchFilter | None, overfetch: int,
-) -> tuple[list[list[Neighbour]], bool]:
+    search_filter: SearchFilter | None, overfetch: int, hnsw_ef: int | None = None,
+) -> tuple[list[list[StoredHit]], bool]:
     """Hits of ``queries`` and whether they must be checked against the catalog; only
     then ``overfetch`` more per query (to make up for records deleted meanwhile)."""
     verify = guard.must_verify(key)
     limit = min(k + overfetch, MAX_K) if verify else k
-    hits: list[list[Neighbour]] = []
+    hits: list[list[StoredHit]] = []
     # Slices, so that a large batch (the recommender's) does not hold the engine (and,
     # for Edge, the GIL) for long: single searches of other clients interleave.
     for start in range(0, max(len(queries), 1), SEARCH_SLICE):
-        hits.extend(engine.search(key, queries[start:start + SEARCH_SLICE], limit,
-                                  search_filter))
+        hits.extend(engine.search_stored(key, queries[start:start + SEARCH_SLICE], limit,
+                                         search_filter, hnsw_ef=hnsw_ef))
     return hits, verify
 
 
@@ -205,10 +204,11 @@ def _answer(
     if op == "search":
         queries = np.frombuffer(body, dtype=np.float32).reshape(header["shape"])
         k, search_filter = int(header["k"]), filter_from_wire(header.get("filter"))
+        ef = header.get("hnsw_ef")
         hits, verify = search_guarded(engine, guard, key, queries, k, search_filter,
-                                      int(header.get("overfetch", 0)))
-        return {"hits": [[neighbour_to_wire(n) for n in row] for row in hits],
-                "verify": verify}, b""
+                                      int(header.get("overfetch", 0)),
+                                      None if ef is None else int(ef))
+        return {"hits": hits, "verify": verify}, b""  # see wire.hits_from_wire
     if op == "invalidate":
         guard.invalidate(key)
         return {}, b""

@@ -34,6 +34,8 @@ from chroma.index import (
     QueryEngine,
     RecordRef,
     SearchFilter,
+    StoredHit,
+    neighbour_from_payload,
     open_query_engine,
 )
 from chroma.index.base import MAX_K
@@ -42,7 +44,7 @@ from chroma.index.hosting.guard import LiveGuard
 from chroma.index.hosting.host import engine_in_process, host_guard, search_guarded, socket_path
 from chroma.index.hosting.wire import (
     filter_to_wire,
-    neighbour_from_wire,
+    hits_from_wire,
     raise_from_header,
     recv_frame,
     send_frame,
@@ -78,7 +80,8 @@ class QueryReader(Protocol):
     """What searching needs from the query engine; ``QueryEngine`` satisfies it."""
 
     def search(
-        self, key: str, queries: np.ndarray, k: int = 10, filter: SearchFilter | None = None
+        self, key: str, queries: np.ndarray, k: int = 10, filter: SearchFilter | None = None,
+        *, hnsw_ef: int | None = None,
     ) -> list[list[Neighbour]]: ...
 
     def get_vector(self, key: str, ref: RecordRef) -> np.ndarray: ...
@@ -110,15 +113,17 @@ class HostedReader:
     # -- QueryReader ------------------------------------------------------------------
 
     def search(
-        self, key: str, queries: np.ndarray, k: int = 10, filter: SearchFilter | None = None
+        self, key: str, queries: np.ndarray, k: int = 10, filter: SearchFilter | None = None,
+        *, hnsw_ef: int | None = None,
     ) -> list[list[Neighbour]]:
         matrix = np.ascontiguousarray(np.asarray(queries, dtype=np.float32))
         if matrix.ndim == 1:
             matrix = matrix[np.newaxis, :]
         header, _ = self._call(
             key, {"op": "search", "key": key, "k": k, "filter": filter_to_wire(filter),
-                  "shape": list(matrix.shape)}, matrix.tobytes())
-        return [[neighbour_from_wire(n) for n in row] for row in header["hits"]]
+                  "shape": list(matrix.shape), "hnsw_ef": hnsw_ef}, matrix.tobytes())
+        return [[neighbour_from_payload(payload, distance) for distance, payload in row]
+                for row in hits_from_wire(header["hits"])]
 
     def get_vector(self, key: str, ref: RecordRef) -> np.ndarray:
         header, body = self._call(
@@ -141,8 +146,8 @@ class HostedReader:
 
     def search_checked(
         self, key: str, queries: np.ndarray, k: int, filter: SearchFilter | None,
-        overfetch: int, *, wait: bool = True,
-    ) -> tuple[list[list[Neighbour]], bool]:
+        overfetch: int, *, wait: bool = True, hnsw_ef: int | None = None,
+    ) -> tuple[list[list[StoredHit]], bool]:
         """Hits, and whether the host says they must be checked against the catalog.
 
         ``wait=False`` (a caller on an event loop): no waiting for a host that is down,
@@ -155,7 +160,7 @@ class HostedReader:
         if matrix.ndim == 1:
             matrix = matrix[np.newaxis, :]
         request = {"op": "search", "key": key, "k": k, "filter": filter_to_wire(filter),
-                   "shape": list(matrix.shape), "overfetch": overfetch}
+                   "shape": list(matrix.shape), "overfetch": overfetch, "hnsw_ef": hnsw_ef}
         try:
             header, _ = self._call(key, request, matrix.tobytes(), wait=wait,
                                    timeout_s=None if wait else FAST_TIMEOUT_S)
@@ -163,8 +168,7 @@ class HostedReader:
             if not wait and not isinstance(exc, IndexHostDown):
                 self._slow_until = time.monotonic() + FAST_BACKOFF_S
             raise
-        rows = [[neighbour_from_wire(n) for n in row] for row in header["hits"]]
-        return rows, bool(header.get("verify", True))
+        return hits_from_wire(header["hits"]), bool(header.get("verify", True))
 
     def invalidate(self, key: str) -> None:
         """Tell the host that records of ``key`` were deleted or changed (no waiting: a
@@ -334,9 +338,10 @@ class InProcessReader:
         self.guard = guard
 
     def search(
-        self, key: str, queries: np.ndarray, k: int = 10, filter: SearchFilter | None = None
+        self, key: str, queries: np.ndarray, k: int = 10, filter: SearchFilter | None = None,
+        *, hnsw_ef: int | None = None,
     ) -> list[list[Neighbour]]:
-        return self.engine.search(key, queries, k, filter)
+        return self.engine.search(key, queries, k, filter, hnsw_ef=hnsw_ef)
 
     def get_vector(self, key: str, ref: RecordRef) -> np.ndarray:
         return self.engine.get_vector(key, ref)
@@ -352,12 +357,13 @@ class InProcessReader:
 
     def search_checked(
         self, key: str, queries: np.ndarray, k: int, filter: SearchFilter | None,
-        overfetch: int,
-    ) -> tuple[list[list[Neighbour]], bool]:
+        overfetch: int, hnsw_ef: int | None = None,
+    ) -> tuple[list[list[StoredHit]], bool]:
         matrix = np.asarray(queries, dtype=np.float32)
         if matrix.ndim == 1:
             matrix = matrix[np.newaxis, :]
-        return search_guarded(self.engine, self.guard, key, matrix, k, filter, overfetch)
+        return search_guarded(self.engine, self.guard, key, matrix, k, filter, overfetch,
+                              hnsw_ef)
 
     def invalidate(self, key: str) -> None:
         self.guard.invalidate(key)
@@ -376,17 +382,21 @@ class InProcessReader:
 def search_checked(
     reader: QueryReader, key: str, queries: np.ndarray, k: int,
     filter: SearchFilter | None, overfetch: int, *, wait: bool = True,
-) -> tuple[list[list[Neighbour]], bool]:
-    """The hits of ``queries`` and whether they must be checked against the catalog.
+    hnsw_ef: int | None = None,
+) -> tuple[list[list[StoredHit]], bool]:
+    """The hits of ``queries`` (``StoredHit``: distance, stored payload) and whether they
+    must be checked against the catalog.
 
     Embedded: the host knows (``chroma.index.hosting.guard``), and only then sends
     ``overfetch`` more hits per query. Remote (a Qdrant server shared by many API
     replicas, with no host to tell): always checked, with the extra hits."""
     if isinstance(reader, HostedReader):
-        return reader.search_checked(key, queries, k, filter, overfetch, wait=wait)
+        return reader.search_checked(key, queries, k, filter, overfetch, wait=wait,
+                                     hnsw_ef=hnsw_ef)
     if isinstance(reader, InProcessReader):
-        return reader.search_checked(key, queries, k, filter, overfetch)
-    return reader.search(key, queries, min(k + overfetch, MAX_K), filter), True
+        return reader.search_checked(key, queries, k, filter, overfetch, hnsw_ef)
+    rows = reader.search(key, queries, min(k + overfetch, MAX_K), filter, hnsw_ef=hnsw_ef)
+    return [[(n.distance, n.payload) for n in row] for row in rows], True
 
 
 def answers_at_once(reader: QueryReader) -> bool:
