@@ -161,3 +161,15 @@ def test_absent_optional_fields_are_not_stored_but_reported() -> None:
     neighbour = neighbour_from_payload(record.stored_payload(), 0.5)
     assert neighbour.payload == record.payload()
     assert (neighbour.record_id, neighbour.input_uri, neighbour.distance) == ("r1", None, 0.5)
+
+
+def test_the_default_hnsw_ef_grows_with_the_graph_and_an_asked_one_is_kept() -> None:
+    from chroma.index.base import MAX_HNSW_EF, scaled_ef, search_ef
+
+    assert [scaled_ef(128, n) for n in (0, 5_000, 100_000)] == [128, 128, 128]
+    assert scaled_ef(128, 1_000_000) == 256  # recall@10 0.961 there, 0.910 at 128
+    assert 128 < scaled_ef(128, 300_000) < 256
+    assert scaled_ef(900, 100_000_000) == MAX_HNSW_EF
+    assert search_ef(128, None, 10, 1_000_000) == 256
+    assert search_ef(128, 64, 10, 1_000_000) == 64  # asked: as asked
+    assert search_ef(128, None, 300, 0) == 300  # never below k

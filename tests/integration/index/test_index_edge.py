@@ -470,3 +470,29 @@ def test_a_search_takes_its_own_hnsw_ef(tmp_path: Path, monkeypatch: pytest.Monk
         for wrong in (0, 1_025):
             with pytest.raises(InvalidInput, match="hnsw_ef"):
                 engine.search(KEY, queries[:1], k, hnsw_ef=wrong)
+
+
+def test_the_default_hnsw_ef_follows_the_graph_s_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without an asked ``hnsw_ef`` the search's candidate list grows with the points the
+    shard holds (``base.scaled_ef``), as a fixed one lost recall at 1M; an asked one is
+    used as it is."""
+    from chroma.index import base
+
+    monkeypatch.setattr(base, "EF_REFERENCE_POINTS", 100)  # 1,000 points: 10x the reference
+    used: list[int] = []
+
+    def recorded(*args: object) -> int:
+        used.append(base.search_ef(*args))  # type: ignore[arg-type]
+        return used[-1]
+
+    monkeypatch.setattr(edge_engine, "search_ef", recorded)
+    records = make_records(1_000, seed=8)
+    vectors = gaussian_mixture(1_000, 16, seed=8)
+    with open_query_engine(IndexConfig(backend="edge", path=tmp_path)) as engine:
+        engine.reindex(KEY, 16, "cosine", [(records, vectors)])
+        hits = engine.search(KEY, vectors[:3], k=1)
+        engine.search(KEY, vectors[:3], k=1, hnsw_ef=40)
+    assert [row[0].record_id for row in hits] == [r.record_id for r in records[:3]]
+    assert used == [base.scaled_ef(128, 1_000), 40] and used[0] == 256
