@@ -73,23 +73,27 @@ def child_environment(environ: MutableMapping[str, str]) -> None:
         environ.setdefault(name, value)
 
 
-_hooks: list[weakref.WeakMethod[Callable[[], None]]] = []
+_hooks: list[tuple[weakref.WeakMethod[Callable[[], None]], bool]] = []
 _hooks_lock = threading.Lock()
 
 
-def add_release_hook(method: Callable[[], None]) -> None:
+def add_release_hook(method: Callable[[], None], *, idle_only: bool = False) -> None:
     """Have :func:`release_unused` also call ``method`` (a bound method, held weakly: a
-    closed engine's hook goes with it), for memory only its owner can give back."""
+    closed engine's hook goes with it), for memory only its owner can give back.
+    ``idle_only``: only for the release once the process has gone quiet (:func:
+    `start_idle_release`), not the one after each operation: for what costs a little
+    to get back (e.g. an idle catalog connection, a PostgreSQL backend)."""
     with _hooks_lock:
-        _hooks[:] = [hook for hook in _hooks if hook() is not None]
-        _hooks.append(weakref.WeakMethod(method))  # type: ignore[arg-type]
+        _hooks[:] = [(hook, idle) for hook, idle in _hooks if hook() is not None]
+        _hooks.append((weakref.WeakMethod(method), idle_only))  # type: ignore[arg-type]
 
 
-def release_unused() -> None:
+def release_unused(*, idle: bool = False) -> None:
     """Hand memory freed since the last call back to the system (a few ms; call it when
-    an operation or a burst of work has ended, not per request)."""
+    an operation or a burst of work has ended, not per request). ``idle``: the process
+    has gone quiet, so the ``idle_only`` hooks run too."""
     with _hooks_lock:
-        hooks = [hook() for hook in _hooks]
+        hooks = [hook() for hook, idle_only in _hooks if idle or not idle_only]
     for hook in hooks:
         if hook is not None:
             try:
@@ -151,7 +155,7 @@ def start_idle_release(interval_s: float = 5.0, busy_cpu_s: float = 1.0) -> bool
         while True:
             time.sleep(interval_s)
             if policy.tick(time.process_time(), interval_s):
-                release_unused()
+                release_unused(idle=True)
 
     threading.Thread(target=watch, name="idle-release", daemon=True).start()
     return True

@@ -106,3 +106,44 @@ def test_a_pool_of_min_size_zero_keeps_no_connection_while_idle(
         db.check()  # and opens one again when asked
     finally:
         db.close()
+
+
+def test_the_release_after_a_quiet_spell_closes_a_bursts_connections_at_once(
+        own_database_url: str) -> None:
+    """``chroma run``'s API and workers call ``release_unused(idle=True)`` once they have
+    gone quiet after a burst: the surplus connections close then, not after ``max_idle``
+    (here an hour); the release after each operation (``idle`` false) leaves them."""
+    from chroma.memory import release_unused
+
+    db = Database(own_database_url, max_size=5, max_idle=3600.0, name="pool-test-release")
+    db.open()
+    try:
+        _burst(db, 5)
+        assert _backends(own_database_url, "pool-test-release") == 5
+        release_unused()
+        assert _backends(own_database_url, "pool-test-release") == 5
+        release_unused(idle=True)
+        assert _wait_for(lambda: _backends(own_database_url, "pool-test-release") == 1, 5.0)
+        with db.transaction() as conn:  # the one left still serves, and a burst reopens
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        _burst(db, 3)
+        assert _backends(own_database_url, "pool-test-release") == 3
+    finally:
+        db.close()
+
+
+def test_a_connection_in_use_survives_the_release(own_database_url: str) -> None:
+    from chroma.memory import release_unused
+
+    db = Database(own_database_url, max_size=3, min_size=0, max_idle=3600.0,
+                  name="pool-test-release-busy")
+    db.open()
+    try:
+        _burst(db, 3)
+        with db.transaction() as conn:
+            release_unused(idle=True)
+            assert _wait_for(
+                lambda: _backends(own_database_url, "pool-test-release-busy") == 1, 5.0)
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        db.close()

@@ -169,6 +169,27 @@ def test_release_unused_calls_the_hooks_of_live_owners_only() -> None:
     assert calls == ["kept"]
 
 
+def test_idle_only_hooks_run_only_in_the_release_of_a_quiet_process() -> None:
+    """What costs a little to get back (a catalog connection) waits for the quiet process,
+    not the release after each operation."""
+    calls: list[str] = []
+
+    class Owner:
+        def every(self) -> None:
+            calls.append("every")
+
+        def idle(self) -> None:
+            calls.append("idle")
+
+    owner = Owner()
+    add_release_hook(owner.every)
+    add_release_hook(owner.idle, idle_only=True)
+    release_unused()
+    assert calls == ["every"]
+    release_unused(idle=True)
+    assert calls == ["every", "every", "idle"]
+
+
 def test_refused_imports_fail_and_pyarrow_works_without_them() -> None:
     probe = ("import sys; from chroma.memory import UNUSED_IMPORTS, refuse_unused_imports; "
              "refuse_unused_imports(); import numpy as np, pyarrow as pa; "
