@@ -21,7 +21,7 @@ from typing import IO, TYPE_CHECKING
 from chroma.catalog import Catalog, Database, apply_migrations
 from chroma.control.startup import announce_ready, detail_to_file, quiet_server_banner, since
 from chroma.control.supervisor import ChildSpec, Supervisor, Watched
-from chroma.lifetime import die_with_parent
+from chroma.lifetime import die_with_parent, parent_pid_from_env
 from chroma.locks import LockHeld, hold_pid_lock
 from chroma.logs import configure_logging, logging_config
 from chroma.memory import child_environment, refuse_unused_imports, start_idle_release
@@ -142,8 +142,8 @@ def stop_with_parent() -> None:
     parent-death signal fires when the thread that forked us ends; the supervisor forks
     from its main thread, which ends only with the process.
     """
-    parent = mp.parent_process()
-    die_with_parent(parent.pid if parent is not None else None)
+    parent = mp.parent_process()  # when started by multiprocessing (e.g. a test's)
+    die_with_parent(parent.pid if parent is not None else parent_pid_from_env())
 
 
 def run_embedded() -> None:
