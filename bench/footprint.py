@@ -191,7 +191,7 @@ def describe(pid: int, names: dict[int, str], postmaster: int | None) -> str:
         return "?"
     if pid == postmaster:
         return "postgres (postmaster)"
-    if "_pgwatch" in cmdline:
+    if "pgwatch" in cmdline:
         return "postgres watchdog"
     if cmdline.startswith("postgres:"):
         return cmdline.strip()[:40]

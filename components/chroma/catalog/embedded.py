@@ -24,7 +24,6 @@ import atexit
 import logging
 import os
 import subprocess
-import sys
 import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -96,9 +95,8 @@ class EmbeddedPostgres:
         log_file = open(self.pgdata.parent / "pgwatch.log", "ab")  # noqa: SIM115
         with log_file:
             self._watchdog = subprocess.Popen(
-                [sys.executable, "-I", _pgwatch.__file__, str(self.pid), str(read_fd)],
-                pass_fds=(read_fd,), start_new_session=True,
-                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                _pgwatch.watchdog_command(self.pid, self._ticks), start_new_session=True,
+                stdin=read_fd, stdout=log_file, stderr=log_file,
             )
         os.close(read_fd)
         self._owner_fd = write_fd
