@@ -43,6 +43,11 @@ INDEXER = "indexer"
 hosts it."""
 
 
+SUPERVISOR_IDLE_S = 5.0
+"""The supervisor's catalog connection closes this long after its last status record (the
+default 30 s kept a backend open for up to a minute after every start)."""
+
+
 class DataDirLocked(RuntimeError):
     """Another ``chroma run`` already owns this data directory."""
 
@@ -197,8 +202,9 @@ def supervise(dsn: str, watched: list[Watched]) -> None:
              else "migrations up to date", since(began))
     # Status records are advisory: while the catalog is down they must not hold up the
     # loop that restarts it. Written only when a child starts or exits, so no connection
-    # (a backend of ~15 MiB) stays open between them.
-    db = Database(dsn, max_size=2, min_size=0, connect_timeout=1.0, name="chroma supervisor")
+    # (a backend of ~15 MiB) stays open between them: closed after SUPERVISOR_IDLE_S.
+    db = Database(dsn, max_size=2, min_size=0, connect_timeout=1.0,
+                  max_idle=SUPERVISOR_IDLE_S, name="chroma supervisor")
     db.open()
     child_environment(os.environ)  # the children's allocator settings, read at their start
     try:
