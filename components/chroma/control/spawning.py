@@ -57,8 +57,9 @@ class ChildProcess:
         payload = pickle.dumps(list(sys.path)) + pickle.dumps(
             (self.target, self.args, self.name))
         env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
-        self._popen = subprocess.Popen([sys.executable, "-c", _CHILD], stdin=subprocess.PIPE,
-                                       env=env)
+        # "chroma <name>" after the code: what ps shows of it (the arguments are not read)
+        self._popen = subprocess.Popen([sys.executable, "-c", _CHILD, "chroma", self.name],
+                                       stdin=subprocess.PIPE, env=env)
         assert self._popen.stdin is not None
         try:
             self._popen.stdin.write(payload)
