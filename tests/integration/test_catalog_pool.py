@@ -159,3 +159,20 @@ def test_a_connection_in_use_survives_the_release(own_database_url: str) -> None
             assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
         db.close()
+
+
+def test_closing_the_surplus_keeps_the_connection_min_size_asks_for(
+        own_database_url: str) -> None:
+    """What the idle-release thread does at every quiet interval: the burst's surplus
+    goes, the connection kept stays the same one (renewed only after a busy spell)."""
+    name = "pool-test-surplus"
+    db = Database(own_database_url, max_size=4, max_idle=3600.0, name=name)
+    db.open()
+    try:
+        _burst(db, 4)
+        before = _backend_pids(own_database_url, name)
+        db.close_surplus()
+        after = _backend_pids(own_database_url, name)
+        assert len(after) == 1 and after <= before
+    finally:
+        db.close()

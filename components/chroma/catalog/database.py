@@ -14,7 +14,7 @@ from psycopg_pool import ConnectionPool
 from psycopg_pool.pool import AddConnection
 
 from chroma.errors import ChromaError, Unavailable
-from chroma.memory import add_release_hook
+from chroma.memory import add_quiet_hook, add_release_hook
 
 __all__ = ["Database", "apply_migrations"]
 
@@ -112,11 +112,19 @@ class Database:
             self.pool.open(wait=wait, timeout=30)
         except psycopg_pool_errors() as exc:
             raise Unavailable(f"catalog database not reachable: {exc}") from exc
-        # Once the process has gone quiet after a burst (``chroma.memory``'s idle release,
-        # in chroma run's API and worker processes), its surplus connections close then,
+        # Once the process has gone quiet (``chroma.memory``'s idle-release thread, in
+        # chroma run's API and worker processes), its surplus connections close then,
         # not up to two ``max_idle`` periods later: each is a backend of ~30 MiB RSS once
         # it has read the shared buffers; 3 of 5 were still open after a 100k ingest.
+        # After a busy spell the connection kept is also replaced by a new one.
+        add_quiet_hook(self.close_surplus)
         add_release_hook(self.close_idle, idle_only=True)
+
+    def close_surplus(self) -> None:
+        """Close the pool's idle connections beyond ``min_size`` now."""
+        closed = self.pool.close_idle()
+        if closed:
+            log.debug("%s: closed %d idle catalog connections", self.name, closed)
 
     def close_idle(self) -> None:
         """Close the pool's idle connections beyond ``min_size`` now, and replace those
