@@ -203,14 +203,12 @@ class Settings(BaseSettings):
     API reads over a unix socket. With ``api_workers > 1`` the workers host it anyway
     (only one process can). ``chroma serve``/``chroma worker`` are not affected."""
 
-    memory_release_check_s: float = Field(default=1.0, ge=0)
+    memory_release_check_s: float = Field(default=5.0, ge=0)
     """How often the API and worker processes check whether a busy spell has ended, to
     give the memory it freed back to the system then (``chroma.memory.
-    start_idle_release``; a few ms, never during a burst), and close the catalog
-    connections the spell opened. 0: only the worker's release after each operation.
-    Default 1 s (a CPU-time reading a second): what a bulk ingest freed (~70 MiB in the
-    API after 100k x 128) and its connections go 1-2 s after its end (5 s: 5-10 s, and
-    3 s after the last operation the workers still held ~35 MiB and three backends)."""
+    start_idle_release``; a few ms, never during a burst). 0: only the worker's release
+    after each operation. Default 5 s: a bulk ingest's freed heap (~70 MiB in the API
+    after 100k x 128) is returned within seconds of its end."""
 
     @field_validator("storage_url")
     @classmethod
