@@ -11,8 +11,12 @@ the PSS sum is what the system really holds.
 
 With ``--records N`` it then logs N training records (``--dim``, Arrow bulk path), waits
 for the implicit operations (index, fit-mhb, recommend) to settle, and measures again.
+``--production 0.8`` logs that share of them as production records instead (after the
+training ones), as ``bench/peers.py`` does. ``PYTHONPATH=<other checkout>/components``
+measures another version of the code with this script.
 
     .venv/bin/python bench/footprint.py [--records 100000] [--dim 128] [--samples 5]
+        [--production 0.8]
 """
 
 from __future__ import annotations
@@ -187,7 +191,7 @@ def describe(pid: int, names: dict[int, str], postmaster: int | None) -> str:
         return "?"
     if pid == postmaster:
         return "postgres (postmaster)"
-    if "_pgwatch" in cmdline:
+    if "pgwatch" in cmdline:
         return "postgres watchdog"
     if cmdline.startswith("postgres:"):
         return cmdline.strip()[:40]
@@ -259,7 +263,9 @@ def measure(root: int, data_dir: Path, names: dict[int, str], samples: int,
     print(f"  load average {os.getloadavg()}", flush=True)
 
 
-def load(url: str, records: int, dim: int) -> None:
+def load(url: str, records: int, dim: int, production: float = 0.0) -> None:
+    """``records`` clustered vectors: the first ``1 - production`` of them as training
+    records with classes, the rest as production records."""
     import numpy as np
 
     from chroma.client import Client
@@ -268,16 +274,23 @@ def load(url: str, records: int, dim: int) -> None:
     centres = rng.normal(size=(12, dim)) * 3
     labels = rng.integers(0, len(centres), size=records)
     vectors = (centres[labels] + rng.normal(size=(records, dim))).astype(np.float32)
+    classes = [f"class-{c}" for c in labels]
+    training = records - int(records * production)
+    model = {"model": "footprint-bench", "dim": dim}
     with Client(url, progress=False) as client:
-        client.log_many(vectors, embedding_set={"model": "footprint-bench", "dim": dim},
-                        dataset="train", split="training",
-                        label_classes=[f"class-{c}" for c in labels])
+        client.log_many(vectors[:training], embedding_set=model, dataset="train",
+                        split="training", label_classes=classes[:training])
+        if training < records:
+            client.log_many(vectors[training:], embedding_set=model, dataset="prod",
+                            split="production", inference_classes=classes[training:])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=0, help="then log this many")
     parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--production", type=float, default=0.0,
+                        help="share of the records logged as production (0.8: as peers.py)")
     parser.add_argument("--samples", type=int, default=5)
     parser.add_argument("--settle", type=float, default=10.0,
                         help="seconds without operations before measuring")
@@ -305,9 +318,11 @@ def main() -> None:
             measure(system.pid, workdir / "data", names, args.samples, args.top)
             if args.records:
                 began = time.perf_counter()
-                load(url, args.records, args.dim)
+                load(url, args.records, args.dim, args.production)
                 wait_idle(http, args.settle)
-                print(f"\nafter {args.records:,} x {args.dim} training records (logged and "
+                what = ("training records" if not args.production else
+                        f"records ({args.production:.0%} production)")
+                print(f"\nafter {args.records:,} x {args.dim} {what} (logged and "
                       f"settled in {time.perf_counter() - began:.0f} s):")
                 measure(system.pid, workdir / "data", names, args.samples, args.top)
             if args.hold:

@@ -22,7 +22,8 @@ import weakref
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
 
-__all__ = ["CHILD_ENVIRONMENT", "UNUSED_IMPORTS", "IdleRelease", "add_release_hook",
+__all__ = ["CHILD_ENVIRONMENT", "UNUSED_IMPORTS", "IdleRelease", "add_quiet_hook",
+           "add_release_hook",
            "child_environment", "drop_file_pages", "refuse_unused_imports", "release_unused",
            "start_idle_release"]
 
@@ -73,23 +74,53 @@ def child_environment(environ: MutableMapping[str, str]) -> None:
         environ.setdefault(name, value)
 
 
-_hooks: list[weakref.WeakMethod[Callable[[], None]]] = []
+_hooks: list[tuple[weakref.WeakMethod[Callable[[], None]], bool]] = []
 _hooks_lock = threading.Lock()
 
 
-def add_release_hook(method: Callable[[], None]) -> None:
+def add_release_hook(method: Callable[[], None], *, idle_only: bool = False) -> None:
     """Have :func:`release_unused` also call ``method`` (a bound method, held weakly: a
-    closed engine's hook goes with it), for memory only its owner can give back."""
+    closed engine's hook goes with it), for memory only its owner can give back.
+    ``idle_only``: only for the release once the process has gone quiet (:func:
+    `start_idle_release`), not the one after each operation: for what costs a little
+    to get back (e.g. an idle catalog connection, a PostgreSQL backend)."""
     with _hooks_lock:
-        _hooks[:] = [hook for hook in _hooks if hook() is not None]
-        _hooks.append(weakref.WeakMethod(method))  # type: ignore[arg-type]
+        _hooks[:] = [(hook, idle) for hook, idle in _hooks if hook() is not None]
+        _hooks.append((weakref.WeakMethod(method), idle_only))  # type: ignore[arg-type]
 
 
-def release_unused() -> None:
+_quiet_hooks: list[weakref.WeakMethod[Callable[[], None]]] = []
+
+
+def add_quiet_hook(method: Callable[[], None]) -> None:
+    """Have the idle-release thread (:func:`start_idle_release`) call ``method`` (a bound
+    method, held weakly) after every interval in which the process was quiet, even when
+    too little work went before it for a release: it must be cheap when it has nothing
+    to do (e.g. closing the catalog connections a light spell left idle)."""
+    with _hooks_lock:
+        _quiet_hooks[:] = [hook for hook in _quiet_hooks if hook() is not None]
+        _quiet_hooks.append(weakref.WeakMethod(method))  # type: ignore[arg-type]
+
+
+def _call_quiet_hooks() -> None:
+    with _hooks_lock:
+        hooks = [hook() for hook in _quiet_hooks]
+    for hook in hooks:
+        if hook is not None:
+            try:
+                hook()
+            except Exception:  # best effort: memory, not correctness
+                log.debug("a quiet hook failed", exc_info=True)
+
+
+def release_unused(*, idle: bool = False) -> None:
     """Hand memory freed since the last call back to the system (a few ms; call it when
-    an operation or a burst of work has ended, not per request)."""
+    an operation or a burst of work has ended, not per request). ``idle``: the process
+    has gone quiet, so the ``idle_only`` hooks and the quiet ones run too."""
+    if idle:
+        _call_quiet_hooks()
     with _hooks_lock:
-        hooks = [hook() for hook in _hooks]
+        hooks = [hook() for hook, idle_only in _hooks if idle or not idle_only]
     for hook in hooks:
         if hook is not None:
             try:
@@ -122,6 +153,8 @@ class IdleRelease:
         self.quiet_fraction = quiet_fraction
         self._last: float | None = None
         self._released_at = 0.0
+        self.quiet = False
+        """Whether the last interval was quiet (whatever was spent before it)."""
 
     def tick(self, cpu_s: float, interval_s: float) -> bool:
         """``cpu_s``: the process' CPU seconds now; True when it is time to release."""
@@ -129,7 +162,7 @@ class IdleRelease:
         if last is None:
             self._released_at = cpu_s
             return False
-        quiet = cpu_s - last < self.quiet_fraction * interval_s
+        quiet = self.quiet = cpu_s - last < self.quiet_fraction * interval_s
         if quiet and cpu_s - self._released_at >= self.busy_cpu_s:
             self._released_at = cpu_s
             return True
@@ -151,7 +184,9 @@ def start_idle_release(interval_s: float = 5.0, busy_cpu_s: float = 1.0) -> bool
         while True:
             time.sleep(interval_s)
             if policy.tick(time.process_time(), interval_s):
-                release_unused()
+                release_unused(idle=True)
+            elif policy.quiet:
+                _call_quiet_hooks()
 
     threading.Thread(target=watch, name="idle-release", daemon=True).start()
     return True

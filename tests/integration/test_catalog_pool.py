@@ -20,6 +20,13 @@ def _backends(dsn: str, name: str) -> int:
     return int(row[0])
 
 
+def _backend_pids(dsn: str, name: str) -> set[int]:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        rows = conn.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+                            (name,)).fetchall()
+    return {int(row[0]) for row in rows}
+
+
 def _burst(db: Database, n: int) -> None:
     """``n`` transactions open at once (so the pool grows to ``n`` connections)."""
     barrier = threading.Barrier(n)
@@ -111,5 +118,68 @@ def test_a_pool_of_min_size_zero_keeps_no_connection_while_idle(
         assert _backends(own_database_url, "pool-test-zero") == 1
         assert _wait_for(lambda: _backends(own_database_url, "pool-test-zero") == 0)
         db.check()  # and opens one again when asked
+    finally:
+        db.close()
+
+
+def test_the_release_after_a_quiet_spell_closes_a_bursts_connections_at_once(
+        own_database_url: str) -> None:
+    """``chroma run``'s API and workers call ``release_unused(idle=True)`` once they have
+    gone quiet after a burst: the surplus connections close then, not after ``max_idle``
+    (here an hour); the release after each operation (``idle`` false) leaves them. The
+    one kept for ``min_size`` is a new backend (an old one holds every shared buffer it
+    read in its RSS)."""
+    from chroma.memory import release_unused
+
+    name = "pool-test-release"
+    db = Database(own_database_url, max_size=5, max_idle=3600.0, name=name)
+    db.open()
+    try:
+        _burst(db, 5)
+        before = _backend_pids(own_database_url, name)
+        assert len(before) == 5
+        release_unused()
+        assert _backend_pids(own_database_url, name) == before
+        release_unused(idle=True)
+        assert _wait_for(lambda: len(_backend_pids(own_database_url, name)) == 1, 5.0)
+        assert not _backend_pids(own_database_url, name) & before
+        with db.transaction() as conn:  # the one left still serves, and a burst reopens
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+        _burst(db, 3)
+        assert _backends(own_database_url, "pool-test-release") == 3
+    finally:
+        db.close()
+
+
+def test_a_connection_in_use_survives_the_release(own_database_url: str) -> None:
+    from chroma.memory import release_unused
+
+    db = Database(own_database_url, max_size=3, min_size=0, max_idle=3600.0,
+                  name="pool-test-release-busy")
+    db.open()
+    try:
+        _burst(db, 3)
+        with db.transaction() as conn:
+            release_unused(idle=True)
+            assert _wait_for(
+                lambda: _backends(own_database_url, "pool-test-release-busy") == 1, 5.0)
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    finally:
+        db.close()
+
+
+def test_closing_the_surplus_keeps_the_connection_min_size_asks_for(
+        own_database_url: str) -> None:
+    """What the idle-release thread does at every quiet interval: the burst's surplus
+    goes, the connection kept stays the same one (renewed only after a busy spell)."""
+    name = "pool-test-surplus"
+    db = Database(own_database_url, max_size=4, max_idle=3600.0, name=name)
+    db.open()
+    try:
+        _burst(db, 4)
+        before = _backend_pids(own_database_url, name)
+        db.close_surplus()
+        after = _backend_pids(own_database_url, name)
+        assert len(after) == 1 and after <= before
     finally:
         db.close()

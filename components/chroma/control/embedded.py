@@ -8,6 +8,7 @@ logging as its parent did (:mod:`chroma.logs`).
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing as mp
 import os
@@ -16,24 +17,23 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any, NoReturn
 
 from chroma.catalog import Catalog, Database, apply_migrations
 from chroma.control.startup import announce_ready, detail_to_file, quiet_server_banner, since
 from chroma.control.supervisor import ChildSpec, Supervisor, Watched
-from chroma.lifetime import die_with_parent
+from chroma.lifetime import die_with_parent, parent_pid_from_env
 from chroma.locks import LockHeld, hold_pid_lock
 from chroma.logs import configure_logging, logging_config
 from chroma.memory import child_environment, refuse_unused_imports, start_idle_release
-from chroma.operations.kinds import WORKERS
-from chroma.settings import Settings
 
 if TYPE_CHECKING:
     from chroma.catalog.embedded import EmbeddedPostgres
+    from chroma.settings import Settings
 
 __all__ = [
     "DataDirLocked", "api_hosts_index", "child_specs", "lock_data_dir", "run_embedded",
-    "serve_api",
+    "serve_api", "supervise_handed_over",
 ]
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,11 @@ log = logging.getLogger(__name__)
 INDEXER = "indexer"
 """The worker loop that writes the embedded index (kinds ``index``, ``reindex``), and so
 hosts it."""
+
+
+SUPERVISOR_IDLE_S = 5.0
+"""The supervisor's catalog connection closes this long after its last status record (the
+default 30 s kept a backend open for up to a minute after every start)."""
 
 
 class DataDirLocked(RuntimeError):
@@ -57,7 +62,18 @@ def lock_data_dir(data_dir: Path) -> IO[str]:
         ) from None
 
 
-def child_specs(worker_processes: str = "shared", *, index_in_api: bool = False
+def __getattr__(name: str) -> Any:
+    """``WORKERS`` (the kinds table's worker layout), loaded on first use: the kinds
+    table loads pydantic, which the handed-over supervisor does without."""
+    if name == "WORKERS":
+        from chroma.operations.kinds import WORKERS
+
+        return WORKERS
+    raise AttributeError(name)
+
+
+def child_specs(worker_processes: str = "shared", *, index_in_api: bool = False,
+                workers: Mapping[str, Sequence[str]] | None = None
                 ) -> list[ChildSpec]:
     """The API and the workers: every worker loop in one process (``shared``, the
     default: a resident copy of the libraries instead of four), or one process each
@@ -65,7 +81,9 @@ def child_specs(worker_processes: str = "shared", *, index_in_api: bool = False
 
     ``index_in_api`` (:func:`api_hosts_index`): the ``indexer`` loop runs in the API
     process instead, which then hosts the embedded index; the workers keep the rest."""
-    loops = dict(WORKERS)
+    if workers is None:
+        from chroma.operations.kinds import WORKERS as workers
+    loops = {name: tuple(kinds) for name, kinds in workers.items()}
     if index_in_api:
         indexer = {INDEXER: loops.pop(INDEXER)}
         specs = [ChildSpec("api", "api", api_process, (indexer,), indexer[INDEXER],
@@ -94,6 +112,8 @@ def api_process(loops: Mapping[str, Sequence[str]] | None = None) -> None:
     """Entry point of the API child: settings come from the environment. ``loops``:
     worker loops it runs as threads beside the server (the ``indexer``, which then
     hosts the index in this process before the first request)."""
+    from chroma.settings import Settings  # not in the supervisor
+
     stop_with_parent()
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)  # a spawned child starts bare
@@ -120,6 +140,8 @@ def api_process(loops: Mapping[str, Sequence[str]] | None = None) -> None:
 def workers_process(loops: Mapping[str, Sequence[str]]) -> None:
     """Entry point of a worker child (one loop per ``name -> kinds``), logging as its
     parent does."""
+    from chroma.settings import Settings  # not in the supervisor
+
     stop_with_parent()
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
@@ -142,12 +164,19 @@ def stop_with_parent() -> None:
     parent-death signal fires when the thread that forked us ends; the supervisor forks
     from its main thread, which ends only with the process.
     """
-    parent = mp.parent_process()
-    die_with_parent(parent.pid if parent is not None else None)
+    parent = mp.parent_process()  # when started by multiprocessing (e.g. a test's)
+    die_with_parent(parent.pid if parent is not None else parent_pid_from_env())
 
 
 def run_embedded() -> None:
-    """Everything on one machine: PostgreSQL (unless a DSN is set), the API and workers."""
+    """Everything on one machine: PostgreSQL (unless a DSN is set), the API and workers.
+
+    Start-up (settings, the lock, PostgreSQL, migrations) runs here; then this process
+    execs into :func:`supervise_handed_over`, which supervises with what the long
+    run needs: the command line, pydantic-settings, yoyo and the PostgreSQL wheel are
+    ~27 MiB of RSS a supervisor kept for nothing (65 -> ~38 MiB)."""
+    from chroma.settings import Settings  # not in the handed-over supervisor
+
     start = time.monotonic()
     settings = Settings()
     try:
@@ -164,12 +193,72 @@ def run_embedded() -> None:
         if settings.database_url is None:
             postgres = _start_postgres(settings.postgres_dir)
             os.environ["CHROMA_DATABASE_URL"] = postgres.dsn  # children inherit it
-        announce_ready(settings.host, settings.port, start)
-        supervise(os.environ["CHROMA_DATABASE_URL"], [postgres] if postgres else [])
+        _migrate(os.environ["CHROMA_DATABASE_URL"])
+        handover = {
+            "lock_fd": lock.fileno(), "postgres": postgres.handover() if postgres else None,
+            "start": start, "host": settings.host, "port": settings.port,
+            "log_level": settings.log_level, "log_format": settings.log_format,
+            "log_dir": str(settings.data_dir / "logs"),
+            "worker_processes": settings.worker_processes,
+            "index_in_api": api_hosts_index(settings), "workers": _workers()}
+        _exec_supervisor(handover, lock)
+    except BaseException:
+        if postgres is not None:
+            postgres.stop()
+        lock.close()
+        raise
+
+
+HANDOVER_ENV = "CHROMA_SUPERVISOR_HANDOVER"
+"""Where :func:`run_embedded` leaves what the supervisor it execs into takes over (JSON)."""
+
+_SUPERVISOR = "from chroma.control.embedded import supervise_handed_over as s; s()"
+
+
+def _exec_supervisor(handover: dict[str, Any], lock: IO[str]) -> NoReturn:
+    """Replace this process (same pid: children, watchdog and lock stay ours) by the
+    lean supervisor; its command line ends in ``chroma run``, as ``ps`` showed before."""
+    os.set_inheritable(lock.fileno(), True)  # the flock goes with the open file
+    os.environ[HANDOVER_ENV] = json.dumps(handover)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-c", _SUPERVISOR, "chroma", "run"])
+
+
+def supervise_handed_over() -> None:
+    """The supervisor :func:`run_embedded` execs into: children and PostgreSQL until a
+    signal, then PostgreSQL stopped and the data directory's lock given up."""
+    from chroma.catalog.embedded import EmbeddedPostgres
+
+    state = json.loads(os.environ.pop(HANDOVER_ENV))
+    configure_logging(state["log_level"], state["log_format"])
+    detail_to_file(Path(state["log_dir"]))
+    postgres = EmbeddedPostgres.adopt(state["postgres"]) if state["postgres"] else None
+    try:
+        announce_ready(state["host"], state["port"], state["start"])
+        supervise(os.environ["CHROMA_DATABASE_URL"], [postgres] if postgres else [],
+                  child_specs(state["worker_processes"], index_in_api=state["index_in_api"],
+                              workers=state["workers"]))
     finally:
         if postgres is not None:  # after the children: they finish their commits first
             postgres.stop()
-        lock.close()  # last: a new chroma run may take the directory only now
+        os.close(state["lock_fd"])  # last: a new chroma run may take the directory now
+
+
+def _workers() -> dict[str, list[str]]:
+    from chroma.operations.kinds import WORKERS
+
+    return {name: list(kinds) for name, kinds in WORKERS.items()}
+
+
+def _migrate(dsn: str) -> None:
+    """Apply the catalog's migrations once, before any child starts."""
+    began = time.monotonic()
+    applied = apply_migrations(dsn)
+    log.info("catalog: %s in %s", f"{len(applied)} migrations applied" if applied
+             else "migrations up to date", since(began))
 
 
 def _start_postgres(pgdata: Path) -> EmbeddedPostgres:
@@ -189,21 +278,16 @@ def _start_postgres(pgdata: Path) -> EmbeddedPostgres:
     return postgres
 
 
-def supervise(dsn: str, watched: list[Watched]) -> None:
-    """Migrate the catalog, then run the children (and watch ``watched``) until a signal."""
-    began = time.monotonic()
-    applied = apply_migrations(dsn)  # once, before the children start
-    log.info("catalog: %s in %s", f"{len(applied)} migrations applied" if applied
-             else "migrations up to date", since(began))
+def supervise(dsn: str, watched: list[Watched], specs: Sequence[ChildSpec]) -> None:
+    """Run the children ``specs`` and watch ``watched`` until a signal."""
     # Status records are advisory: while the catalog is down they must not hold up the
     # loop that restarts it. Written only when a child starts or exits, so no connection
-    # (a backend of ~15 MiB) stays open between them.
-    db = Database(dsn, max_size=2, min_size=0, connect_timeout=1.0, name="chroma supervisor")
+    # (a backend of ~15 MiB) stays open between them: closed after SUPERVISOR_IDLE_S.
+    db = Database(dsn, max_size=2, min_size=0, connect_timeout=1.0,
+                  max_idle=SUPERVISOR_IDLE_S, name="chroma supervisor")
     db.open()
     child_environment(os.environ)  # the children's allocator settings, read at their start
     try:
-        settings = Settings()
-        specs = child_specs(settings.worker_processes, index_in_api=api_hosts_index(settings))
         Supervisor(specs, Catalog(db).operations, watched=watched).run()
     finally:
         db.close()

@@ -1,9 +1,10 @@
 """``chroma run``'s supervisor: start the API and worker processes, restart the dead.
 
-Each child is a separate process (multiprocessing, spawn), so each can be tested and
-operated alone; one child may serve several status components (``chroma run``'s worker
-process runs every worker loop). A child that exits while the system is running is
-restarted after an exponential backoff (reset once it has stayed up for a while).
+Each child is a separate process (a fresh interpreter: :mod:`chroma.control.spawning`),
+so each can be tested and operated alone; one child may serve several status components
+(``chroma run``'s worker process runs every worker loop). A child that exits while the
+system is running is restarted after an exponential backoff (reset once it has stayed up
+for a while).
 SIGINT/SIGTERM stop the children gracefully (SIGTERM, then SIGKILL after a timeout): the
 API finishes in-flight commits, workers give their operation back to the queue.
 
@@ -16,16 +17,14 @@ times out in seconds); the owner of such a server stops it after the supervisor 
 from __future__ import annotations
 
 import logging
-import multiprocessing as mp
 import signal
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from multiprocessing.context import BaseContext
-from multiprocessing.process import BaseProcess
 from typing import Any, Protocol
 
 from chroma.catalog import Operations
 from chroma.clock import SYSTEM_CLOCK, Clock
+from chroma.control.spawning import ChildProcess, Spawner
 from chroma.errors import ChromaError
 
 __all__ = ["ChildSpec", "Supervisor", "Watched", "restart_delay"]
@@ -54,12 +53,20 @@ class ChildSpec:
 @dataclass
 class _Child:
     spec: ChildSpec
-    process: BaseProcess | None = None
+    process: ChildProcess | None = None
     started_at: float = 0.0
     restarts: int = 0
     failures_in_a_row: int = 0
     restart_at: float | None = None
     last_exit: int | None = field(default=None)
+
+
+class Processes(Protocol):
+    """Makes child processes (:class:`~chroma.control.spawning.Spawner`, or a
+    ``multiprocessing`` context, or a test's fakes)."""
+
+    def Process(self, target: Callable[..., None], args: tuple[Any, ...],
+                name: str) -> Any: ...
 
 
 class Watched(Protocol):
@@ -89,9 +96,9 @@ def restart_delay(failures_in_a_row: int, *, base_s: float = 0.5, cap_s: float =
 class Supervisor:
     """Runs children until a signal asks it to stop.
 
-    ``processes`` (spawn by default) and ``clock`` (the system clock by default) are seams
-    for tests: fake children and time that moves only when the test says, so the restart
-    back-off is tested without processes or sleeps.
+    ``processes`` (:class:`~chroma.control.spawning.Spawner` by default) and ``clock`` (the
+    system clock by default) are seams for tests: fake children and time that moves only
+    when the test says, so the restart back-off is tested without processes or sleeps.
     """
 
     stable_after_s = 30.0
@@ -99,13 +106,15 @@ class Supervisor:
 
     def __init__(
         self, specs: Sequence[ChildSpec], operations: Operations | None = None, *,
-        processes: BaseContext | None = None, clock: Clock = SYSTEM_CLOCK,
+        processes: Processes | None = None, clock: Clock = SYSTEM_CLOCK,
         watched: Sequence[Watched] = (),
     ) -> None:
         self.children = [_Child(spec) for spec in specs]
         self.watched = [_WatchState(server, up_since=clock.monotonic()) for server in watched]
         self.operations = operations
-        self._ctx = processes if processes is not None else mp.get_context("spawn")
+        # Not multiprocessing's spawn: it started a resource-tracker process (~13 MiB) and
+        # re-ran the console script (the whole CLI) in every child, for nothing we use.
+        self._ctx: Processes = processes if processes is not None else Spawner()
         self.clock = clock
         self._stopping = False
 
