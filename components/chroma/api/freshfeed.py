@@ -46,6 +46,7 @@ class _Fresh:
     batch: LogBatch
     logged_at: float
     as_of: float
+    retried: bool = False
 
     @property
     def key(self) -> str:
@@ -60,6 +61,10 @@ class FreshFeed:
         self._unindexed: dict[str, float] = {}
         """Sets whose index did not exist at the last send, and when: their records are
         not sent for ``UNINDEXED_PAUSE_S`` (a first bulk load must not pay for it twice)."""
+        self._deferred: dict[str, list[_Fresh]] = {}
+        """Records that came during a set's pause: sent once when it ends. The set's first
+        index run may have finished meanwhile (it covers only what it read), and then
+        nothing else would bring them into the index before the next run."""
         self._queue: queue.SimpleQueue[_Fresh | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="fresh-feed", daemon=True)
         self._thread.start()
@@ -77,7 +82,11 @@ class FreshFeed:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=self._until_next_retry())
+            except queue.Empty:
+                self._send(self._due())
+                continue
             if item is None:
                 return
             pending = [item]
@@ -87,18 +96,38 @@ class FreshFeed:
                 except queue.Empty:
                     break
                 if more is None:
-                    self._send(pending)
+                    self._send(self._due() + pending)
                     return
                 pending.append(more)
-            self._send(pending)
+            self._send(self._due() + pending)
+
+    def _pause_end(self, key: str) -> float:
+        return self._unindexed.get(key, float("-inf")) + UNINDEXED_PAUSE_S
+
+    def _until_next_retry(self) -> float | None:
+        if not self._deferred:
+            return None
+        return max(0.0, min(map(self._pause_end, self._deferred)) - time.monotonic())
+
+    def _due(self) -> list[_Fresh]:
+        """The deferred records of every set whose pause has ended, marked as retried."""
+        now = time.monotonic()
+        due = [key for key in self._deferred if self._pause_end(key) <= now]
+        items = [item for key in due for item in self._deferred.pop(key)]
+        for item in items:
+            item.retried = True
+        return items
 
     def _send(self, pending: list[_Fresh]) -> None:
         by_key: dict[str, list[_Fresh]] = {}
         for item in pending:
             by_key.setdefault(item.key, []).append(item)
         for key, items in by_key.items():
-            if time.monotonic() - self._unindexed.get(key, float("-inf")) < UNINDEXED_PAUSE_S:
-                continue  # no index yet: the first index run builds it from the feed
+            if time.monotonic() < self._pause_end(key):
+                # No index at the last send: the first index run builds it from the feed.
+                # Once more after the pause for what came meanwhile (it may have ended).
+                self._defer(key, [item for item in items if not item.retried])
+                continue
             if sum(len(item.batch.records.ids) for item in items) > FRESH_MAX_RECORDS:
                 continue
             records = [record for item in items for record in _indexed(item)]
@@ -112,6 +141,18 @@ class FreshFeed:
                 log.debug("fresh records of %s not sent to the index: %s", key, exc)
             except Exception:
                 log.exception("sending fresh records of %s to the index failed", key)
+
+
+    def _defer(self, key: str, items: list[_Fresh]) -> None:
+        waiting = self._deferred.setdefault(key, [])
+        room = FRESH_MAX_RECORDS - sum(len(item.batch.records.ids) for item in waiting)
+        for item in items:  # a bulk load beyond this is the index run's anyway
+            room -= len(item.batch.records.ids)
+            if room < 0:
+                break
+            waiting.append(item)
+        if not waiting:
+            del self._deferred[key]
 
 
 def _indexed(item: _Fresh) -> list[IndexedRecord]:

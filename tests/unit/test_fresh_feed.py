@@ -1,0 +1,52 @@
+"""The fresh feed's pause for a set without an index: what comes during it is sent once
+when it ends (the set's first index run may have finished meanwhile), not dropped."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from chroma.api import freshfeed
+from chroma.ingest.validation import LogBatch
+from chroma.settings import Settings
+from chroma.storage import RecordBatch
+
+
+def _batch(ids: list[str]) -> LogBatch:
+    n = len(ids)
+    records = RecordBatch(
+        ids=ids, embeddings=np.ones((n, 4), np.float32), input_uris=[None] * n,
+        inference_classes=[None] * n, label_classes=[None] * n, scores_json=[None] * n,
+        tags=[[] for _ in ids], metadata_json=[None] * n, dataset="ds", split="production")
+    return LogBatch({"model": "m"}, "key", "ds", "production", records)
+
+
+def test_records_logged_during_the_pause_are_sent_when_it_ends(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sent: list[list[str]] = []
+    indexed = threading.Event()  # the set's first index run has published its version
+
+    def feed_fresh(settings, key, records, vectors, as_of):  # type: ignore[no-untyped-def]
+        if not indexed.is_set():
+            return -1  # the host: no index for this set (yet)
+        sent.append([r.record_id for r in records])
+        return len(records)
+
+    monkeypatch.setattr(freshfeed, "feed_fresh", feed_fresh)
+    monkeypatch.setattr(freshfeed, "UNINDEXED_PAUSE_S", 0.3)
+    feed = freshfeed.FreshFeed(Settings())
+    try:
+        feed._queue.put(freshfeed._Fresh(_batch(["first"]), time.time(), time.time()))
+        time.sleep(0.05)  # refused: the pause starts
+        indexed.set()  # the first index run ends here, having read "first" only
+        feed._queue.put(freshfeed._Fresh(_batch(["later"]), time.time(), time.time()))
+        deadline = time.monotonic() + 10
+        while not sent and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        feed.close()
+    assert sent == [["later"]]  # once, after the pause; "first" is the index run's
