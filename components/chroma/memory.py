@@ -105,12 +105,17 @@ def add_quiet_hook(method: Callable[[], None]) -> None:
 def _call_quiet_hooks() -> None:
     with _hooks_lock:
         hooks = [hook() for hook in _quiet_hooks]
+    _call_each(hooks, "a quiet hook failed")
+
+
+def _call_each(hooks: list[Callable[[], object] | None], failure: str) -> None:
+    """Each live hook (``None``: its object is gone), best effort: memory, not correctness."""
     for hook in hooks:
         if hook is not None:
             try:
                 hook()
-            except Exception:  # best effort: memory, not correctness
-                log.debug("a quiet hook failed", exc_info=True)
+            except Exception:
+                log.debug(failure, exc_info=True)
 
 
 def release_unused(*, idle: bool = False) -> None:
@@ -121,12 +126,7 @@ def release_unused(*, idle: bool = False) -> None:
         _call_quiet_hooks()
     with _hooks_lock:
         hooks = [hook() for hook, idle_only in _hooks if idle or not idle_only]
-    for hook in hooks:
-        if hook is not None:
-            try:
-                hook()
-            except Exception:  # best effort: memory, not correctness
-                log.debug("a release hook failed", exc_info=True)
+    _call_each(hooks, "a release hook failed")
     pyarrow = sys.modules.get("pyarrow")
     if pyarrow is not None:
         try:
