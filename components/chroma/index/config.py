@@ -88,6 +88,14 @@ class IndexConfig:
     shard (14 s with Qdrant's automatic choice on 2 cores); searches visit a few more
     segments in exchange. A full re-index still yields one large segment per ~size cap."""
 
+    edge_search_threads: int | None = None
+    """Edge: threads of each open shard's search pool (Qdrant Edge searches a shard's
+    segments on it). ``None``: one per CPU this process may run on. Edge's own default
+    was 8 threads on a 2-core machine: each single search woke all 8, which spun before
+    sleeping again, 540 us of CPU per search beside the ~230 us of the search itself
+    (threads of the index host under ``bench/peers.py``'s single queries), on the cores
+    the API and the client needed."""
+
     upsert_batch_size: int = 1_000
     """Points per update request. 1000 x 128 floats is ~0.5 MB per request, well under
     the server's request limit, and large enough to amortise per-request overhead."""
@@ -103,6 +111,8 @@ class IndexConfig:
             raise InvalidInput("HNSW parameters must be m >= 2, ef_construct >= 4, ef_search >= 1")
         if self.edge_segment_number < 1:
             raise InvalidInput("edge_segment_number must be >= 1")
+        if self.edge_search_threads is not None and self.edge_search_threads < 1:
+            raise InvalidInput("edge_search_threads must be >= 1 (or None: one per CPU)")
         if self.timeout_s <= 0 or self.optimize_timeout_s < 0:
             raise InvalidInput("timeout_s must be > 0 and optimize_timeout_s >= 0")
         if self.upsert_batch_size < 1:

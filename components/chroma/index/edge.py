@@ -366,6 +366,7 @@ class EdgeQueryEngine(QueryEngine):
         if config.path is None:
             raise InvalidInput("the edge index backend needs a path")
         self._config = config
+        self._search_threads = config.edge_search_threads or _usable_cpus()
         self._root = Path(config.path)
         self._root.mkdir(parents=True, exist_ok=True)
         # Guards _live and every lease count; held only for bookkeeping, never for a query.
@@ -468,6 +469,7 @@ class EdgeQueryEngine(QueryEngine):
         config = self._config
         return edge.EdgeConfig(
             vectors=edge.EdgeVectorParams(size=dimension, distance=_EDGE_DISTANCE[distance]),
+            max_search_threads=self._search_threads,
             hnsw_config=edge.HnswIndexConfig(
                 m=config.hnsw_m,
                 ef_construct=config.hnsw_ef_construct,
@@ -485,8 +487,14 @@ class EdgeQueryEngine(QueryEngine):
             meta = json.loads((version_dir / _META).read_text())
         except FileNotFoundError as exc:
             raise Unavailable(f"index version {version} of {key} has no {_META}") from exc
+        # Only the vectors (as stored: Edge checks them) and the search pool's size: every
+        # other setting stays the shard's own.
+        settings = edge.EdgeConfig(
+            vectors=edge.EdgeVectorParams(size=int(meta["dimension"]),
+                                          distance=_EDGE_DISTANCE[meta["distance"]]),
+            max_search_threads=self._search_threads)
         with _translate_errors(f"opening index version {version} of {key}"):
-            shard = edge.EdgeShard.load(str(version_dir))
+            shard = edge.EdgeShard.load(str(version_dir), settings)
         opened = _Shard(shard, version, int(meta["dimension"]), meta["distance"], stamp)
         opened.key = key
         return opened
@@ -891,6 +899,12 @@ class EdgeQueryEngine(QueryEngine):
             live, self._live = list(self._live.values()), {}
             for shard in live:
                 self._retire(shard)
+
+
+def _usable_cpus() -> int:
+    """CPUs this process may run on (its affinity where the platform says)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def _edge_filter(search_filter: SearchFilter | None) -> edge.Filter | None:

@@ -8,6 +8,8 @@ so recall is measured here on Edge only.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -496,3 +498,36 @@ def test_the_default_hnsw_ef_follows_the_graph_s_size(
         engine.search(KEY, vectors[:3], k=1, hnsw_ef=40)
     assert [row[0].record_id for row in hits] == [r.record_id for r in records[:3]]
     assert used == [base.scaled_ef(128, 1_000), 40] and used[0] == 256
+
+
+_COUNT_SEARCH_THREADS = """
+import os, sys
+from pathlib import Path
+import numpy as np
+from chroma.index import IndexConfig, open_query_engine
+threads = None if sys.argv[2] == "default" else int(sys.argv[2])
+config = IndexConfig(backend="edge", path=Path(sys.argv[1]), edge_search_threads=threads)
+with open_query_engine(config) as engine:
+    engine.search(sys.argv[3], np.ones((1, 8), np.float32), 3)
+    names = [Path(f"/proc/self/task/{t}/comm").read_text().strip()
+             for t in os.listdir("/proc/self/task")]
+    print(sum(name.startswith("edge-search") for name in names))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc")
+@pytest.mark.parametrize("threads", [3, None])
+def test_an_opened_shard_searches_with_the_configured_number_of_threads(
+    tmp_path: Path, threads: int | None,
+) -> None:
+    """The search pool of an opened version has ``edge_search_threads`` threads, one per
+    usable CPU by default (Edge's own default was 8 on a 2-core machine, and a single
+    search woke them all)."""
+    records = make_records(50, seed=3)
+    with open_query_engine(IndexConfig(backend="edge", path=tmp_path)) as engine:
+        engine.reindex(KEY, 8, "cosine", [(records, gaussian_mixture(50, 8, seed=3))])
+    counted = subprocess.run(
+        [sys.executable, "-c", _COUNT_SEARCH_THREADS, str(tmp_path),
+         "default" if threads is None else str(threads), KEY],
+        capture_output=True, text=True, check=True).stdout.strip()
+    assert int(counted) == (threads or len(os.sched_getaffinity(0)))
