@@ -24,7 +24,8 @@ vectors a call, in this process): the ceiling of the batched figure.
 ``--code DIR`` adds a baseline: the same runs with the ``chroma`` of another checkout
 (``DIR/.venv/bin/chroma``, e.g. ``git archive`` of the base commit + ``make install``),
 taking turns with this one, so a change is judged against its base in one invocation.
-``--no-busy`` skips the reindex part.
+``--no-busy`` skips the reindex part. Query bodies are encoded as ``chroma.client`` sends
+them (orjson; ``bench/peers.py``'s ``post_query``).
 
     .venv/bin/python bench/colocate.py [--records 100000] [--queries 500] [--runs 2]
         [--hosts workers api] [--code DIR] [--no-busy]
@@ -48,7 +49,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, median
 from _system import start_chroma_run
-from peers import exact_top10, make_data, memory_of, recall
+from peers import exact_top10, make_data, memory_of, post_query, recall
 
 from chroma.client import Client
 
@@ -103,8 +104,7 @@ def wait_idle(http: httpx.Client, timeout: float = 1800) -> None:
 
 def single(http: httpx.Client, key: str, query: np.ndarray) -> tuple[float, list[str]]:
     began = time.perf_counter()
-    answer = http.post("/api/v1/query", json={"embedding_set_key": key,
-                                              "embedding": query.tolist(), "k": 10})
+    answer = post_query(http, {"embedding_set_key": key, "embedding": query.tolist(), "k": 10})
     took = time.perf_counter() - began
     answer.raise_for_status()
     return took, [n["id"] for n in answer.json()["results"][0]["neighbours"]]
@@ -151,7 +151,7 @@ def batched(http: httpx.Client, key: str, queries: np.ndarray, who: dict[str, in
     before = {pid: cpu_s(pid) for pid in {api, host}}
     began = time.perf_counter()
     for body in bodies:
-        answer = http.post("/api/v1/query", json=body)
+        answer = post_query(http, body)
         answer.raise_for_status()
         answers.append(answer)
     took = time.perf_counter() - began
