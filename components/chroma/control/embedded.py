@@ -118,7 +118,8 @@ def api_process(loops: Mapping[str, Sequence[str]] | None = None) -> None:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)  # a spawned child starts bare
     quiet_server_banner()  # the supervisor logs 'api: ... ready' instead
-    start_idle_release(settings.memory_release_check_s)
+    start_idle_release(settings.memory_release_check_s,
+                       settle_s=settings.memory_release_settle_s)
     refuse_unused_imports()
     if not loops:
         serve_api(settings)
@@ -145,7 +146,8 @@ def workers_process(loops: Mapping[str, Sequence[str]]) -> None:
     stop_with_parent()
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    start_idle_release(settings.memory_release_check_s)
+    start_idle_release(settings.memory_release_check_s,
+                       settle_s=settings.memory_release_settle_s)
     refuse_unused_imports()
     from chroma.control.worker import run_workers  # the supervisor never loads it
 
