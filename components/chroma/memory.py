@@ -5,9 +5,10 @@ and arena memory stays resident until trimmed: an operation's arrays of tens of 
 freed, kept the worker ~150 MiB larger) and pyarrow's memory pool, the allocator
 environment ``chroma run`` gives its children (:data:`CHILD_ENVIRONMENT`), and the
 release after a busy spell (:func:`start_idle_release`: the API kept ~70 MiB of freed
-heap after a 100k bulk ingest), and the libraries a service process must not load
-(:func:`refuse_unused_imports`). Imports nothing of chroma; pyarrow only when the process
-has already loaded it.
+heap after a 100k bulk ingest; :func:`note_work_ended` and :class:`ReleaseWhenIdle` say
+when one ends), the workers' own allocator setting (:data:`WORKER_ENVIRONMENT`), and the
+libraries a service process must not load (:func:`refuse_unused_imports`). Imports
+nothing of chroma; pyarrow only when the process has already loaded it.
 """
 
 from __future__ import annotations
