@@ -6,9 +6,9 @@ freed, kept the worker ~150 MiB larger) and pyarrow's memory pool, the allocator
 environment ``chroma run`` gives its children (:data:`CHILD_ENVIRONMENT`), and the
 release after a busy spell (:func:`start_idle_release`: the API kept ~70 MiB of freed
 heap after a 100k bulk ingest; :func:`note_work_ended` and :class:`ReleaseWhenIdle` say
-when one ends), the workers' own allocator setting (:data:`WORKER_ENVIRONMENT`), and the
-libraries a service process must not load (:func:`refuse_unused_imports`). Imports
-nothing of chroma; pyarrow only when the process has already loaded it.
+when one ends), and the libraries a service process must not load
+(:func:`refuse_unused_imports`). Imports nothing of chroma; pyarrow only when the process
+has already loaded it.
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CHILD_ENVIRONMENT", "UNUSED_IMPORTS", "WORKER_ENVIRONMENT", "IdleRelease",
-           "ReleaseWhenIdle", "add_quiet_hook", "add_release_hook", "child_environment",
-           "drop_file_pages", "note_work_ended", "refuse_unused_imports", "release_unused",
+__all__ = ["CHILD_ENVIRONMENT", "UNUSED_IMPORTS", "IdleRelease", "ReleaseWhenIdle",
+           "add_quiet_hook", "add_release_hook", "child_environment", "drop_file_pages",
+           "note_work_ended", "refuse_unused_imports", "release_unused",
            "start_idle_release"]
 
 log = logging.getLogger(__name__)
@@ -39,22 +39,14 @@ CHILD_ENVIRONMENT = {
     # pyarrow's default pool (mimalloc) kept what an ingest or an operation had freed
     # (~80 MiB in each process after 100k x 128); glibc's gives it back when trimmed.
     "ARROW_DEFAULT_MEMORY_POOL": "system",
+    # Not PYTHONMALLOC=malloc, though Python's arenas in the workers held ~50 MB of unused
+    # pools after 100k x 128 that no trim reaches: it gave back ~30 MiB there, but a new
+    # set's first fill (catalog pages as Python objects) took 9.7 s instead of 5.6 s
+    # (bench/new_set.py, medians of 3 pairs), and the API's queries were slower too.
 }
 """Allocator settings for ``chroma run``'s API and worker processes (read by glibc at
 process start, so set in the parent before it spawns them; a value already in the
 environment wins)."""
-
-WORKER_ENVIRONMENT = {
-    # Python's small-object allocator keeps a 1 MiB arena while any object in it lives:
-    # after 100k x 128 the workers held 87 arenas with 30 MB of live objects in them
-    # (51 MB in wholly unused pools), which no trim reaches. From glibc's heap the
-    # freed pages go back at the release after each operation (-34 MiB RSS there).
-    # Not in the API: its request handling is allocation-bound Python (query p50 +10%,
-    # batched -19% in one pair at load 9), the workers' work is numpy, Arrow and Edge.
-    "PYTHONMALLOC": "malloc",
-}
-"""Settings for ``chroma run``'s worker processes only, on top of
-:data:`CHILD_ENVIRONMENT` (read at interpreter start; a value in the environment wins)."""
 
 
 UNUSED_IMPORTS = ("pandas",)

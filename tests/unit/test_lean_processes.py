@@ -108,12 +108,3 @@ def test_reading_a_stored_table_loads_no_dataset_engine(tmp_path: object) -> Non
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True)
     assert out.stdout.split() == []
-
-
-def test_only_the_worker_processes_run_on_glibc_s_allocator() -> None:
-    """PYTHONMALLOC=malloc: freed Python objects go back at the workers' trims; the API
-    keeps pymalloc (its request handling is allocation-bound)."""
-    for separate in ("shared", "separate"):
-        specs = child_specs(separate)
-        assert all(dict(s.env_defaults) == ({"PYTHONMALLOC": "malloc"} if s.kind == "worker"
-                                            else {}) for s in specs)

@@ -38,25 +38,6 @@ def test_a_child_runs_its_target_with_its_arguments_and_name(tmp_path: Path) -> 
     assert (name, parent, stdin_empty) == ("api", str(os.getpid()), "True")
 
 
-def record_environment(path: Path) -> None:
-    """A child's target: the environment variables it started with."""
-    path.write_text(" ".join(os.environ.get(name, "-") for name in (
-        "CHROMA_TEST_DEFAULT", "CHROMA_TEST_KEPT", "PYTHONMALLOC")))
-
-
-def test_a_child_gets_its_environment_defaults_unless_the_parent_has_them(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    out = tmp_path / "seen"
-    monkeypatch.setenv("CHROMA_TEST_KEPT", "parent")
-    monkeypatch.delenv("PYTHONMALLOC", raising=False)
-    child = ChildProcess(record_environment, (out,), name="workers", env_defaults={
-        "CHROMA_TEST_DEFAULT": "child", "CHROMA_TEST_KEPT": "child", "PYTHONMALLOC": "malloc"})
-    child.start()
-    child.join(60)
-    assert child.exitcode == 0
-    assert out.read_text().split() == ["child", "parent", "malloc"]
-
-
 @pytest.mark.parametrize(("target", "args", "code"), [
     (sys.exit, (3,), 3),
     (sys.exit, (None,), 0),

@@ -8,7 +8,7 @@ it. Real child processes are supervised in tests/integration/test_supervisor.py.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -52,7 +52,7 @@ class FakeProcesses:
         self.made: list[FakeProcess] = []
 
     def Process(self, target: Callable[..., None], args: tuple[Any, ...],
-                name: str, env_defaults: Mapping[str, str]) -> FakeProcess:
+                name: str) -> FakeProcess:
         self.made.append(FakeProcess(target, args, name))
         return self.made[-1]
 

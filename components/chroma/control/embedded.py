@@ -25,12 +25,7 @@ from chroma.control.supervisor import ChildSpec, Supervisor, Watched
 from chroma.lifetime import die_with_parent, parent_pid_from_env
 from chroma.locks import LockHeld, hold_pid_lock
 from chroma.logs import configure_logging, logging_config
-from chroma.memory import (
-    WORKER_ENVIRONMENT,
-    child_environment,
-    refuse_unused_imports,
-    start_idle_release,
-)
+from chroma.memory import child_environment, refuse_unused_imports, start_idle_release
 
 if TYPE_CHECKING:
     from chroma.catalog.embedded import EmbeddedPostgres
@@ -93,12 +88,10 @@ def child_specs(worker_processes: str = "shared", *, index_in_api: bool = False,
     if worker_processes == "shared":
         every_kind = tuple(kind for kinds in loops.values() for kind in kinds)
         specs.append(ChildSpec("workers", "worker", workers_process, (loops,),
-                               every_kind, components=tuple(loops),
-                               env_defaults=WORKER_ENVIRONMENT))
+                               every_kind, components=tuple(loops)))
         return specs
     for name, kinds in loops.items():
-        specs.append(ChildSpec(name, "worker", workers_process, ({name: kinds},), kinds,
-                               env_defaults=WORKER_ENVIRONMENT))
+        specs.append(ChildSpec(name, "worker", workers_process, ({name: kinds},), kinds))
     return specs
 
 

@@ -30,7 +30,7 @@ import pickle
 import subprocess
 import sys
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from chroma.lifetime import PARENT_PID_ENV
@@ -44,12 +44,9 @@ class ChildProcess:
     """``target(*args)`` in a new interpreter, with ``multiprocessing.Process``'s interface."""
 
     def __init__(self, target: Callable[..., object], args: tuple[Any, ...] = (),
-                 name: str | None = None, env_defaults: Mapping[str, str] | None = None
-                 ) -> None:
+                 name: str | None = None) -> None:
         self.target = target
         self.args = args
-        self.env_defaults = dict(env_defaults or {})
-        """Environment variables the child gets unless the parent's environment has them."""
         self.name = name or getattr(target, "__name__", "child")
         self._popen: subprocess.Popen[bytes] | None = None
 
@@ -59,7 +56,7 @@ class ChildProcess:
             raise RuntimeError(f"{self.name} was started already")
         payload = pickle.dumps(list(sys.path)) + pickle.dumps(
             (self.target, self.args, self.name))
-        env = {**self.env_defaults, **os.environ, PARENT_PID_ENV: str(os.getpid())}
+        env = {**os.environ, PARENT_PID_ENV: str(os.getpid())}
         # "chroma <name>" after the code: what ps shows of it (the arguments are not read)
         self._popen = subprocess.Popen([sys.executable, "-c", _CHILD, "chroma", self.name],
                                        stdin=subprocess.PIPE, env=env)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,8 +43,6 @@ class ChildSpec:
     components: Sequence[str] = ()
     """The status components the process serves (default: its name alone); the
     supervisor records its start, exit and restart for each of them."""
-    env_defaults: Mapping[str, str] = field(default_factory=dict)
-    """Environment variables of this process alone, unless the supervisor's has them."""
 
     @property
     def component_names(self) -> Sequence[str]:
@@ -67,7 +65,7 @@ class Processes(Protocol):
     ``multiprocessing`` context, or a test's fakes)."""
 
     def Process(self, target: Callable[..., None], args: tuple[Any, ...],
-                name: str, env_defaults: Mapping[str, str]) -> Any: ...
+                name: str) -> Any: ...
 
 
 class StatusRecords(Protocol):
@@ -146,8 +144,7 @@ class Supervisor:
 
     def _start(self, child: _Child) -> None:
         spec = child.spec
-        process = self._ctx.Process(target=spec.target, args=spec.args, name=spec.name,
-                                    env_defaults=spec.env_defaults)
+        process = self._ctx.Process(target=spec.target, args=spec.args, name=spec.name)
         process.start()
         child.process = process
         child.started_at = self.clock.monotonic()
