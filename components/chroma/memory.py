@@ -5,7 +5,8 @@ and arena memory stays resident until trimmed: an operation's arrays of tens of 
 freed, kept the worker ~150 MiB larger) and pyarrow's memory pool, the allocator
 environment ``chroma run`` gives its children (:data:`CHILD_ENVIRONMENT`), and the
 release after a busy spell (:func:`start_idle_release`: the API kept ~70 MiB of freed
-heap after a 100k bulk ingest), and the libraries a service process must not load
+heap after a 100k bulk ingest; :func:`note_work_ended` and :class:`ReleaseWhenIdle` say
+when one ends), and the libraries a service process must not load
 (:func:`refuse_unused_imports`). Imports nothing of chroma; pyarrow only when the process
 has already loaded it.
 """
@@ -21,10 +22,11 @@ import time
 import weakref
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
+from typing import Any
 
-__all__ = ["CHILD_ENVIRONMENT", "UNUSED_IMPORTS", "IdleRelease", "add_quiet_hook",
-           "add_release_hook",
-           "child_environment", "drop_file_pages", "refuse_unused_imports", "release_unused",
+__all__ = ["CHILD_ENVIRONMENT", "UNUSED_IMPORTS", "IdleRelease", "ReleaseWhenIdle",
+           "add_quiet_hook", "add_release_hook", "child_environment", "drop_file_pages",
+           "note_work_ended", "refuse_unused_imports", "release_unused",
            "start_idle_release"]
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,10 @@ CHILD_ENVIRONMENT = {
     # pyarrow's default pool (mimalloc) kept what an ingest or an operation had freed
     # (~80 MiB in each process after 100k x 128); glibc's gives it back when trimmed.
     "ARROW_DEFAULT_MEMORY_POOL": "system",
+    # Not PYTHONMALLOC=malloc, though Python's arenas in the workers held ~50 MB of unused
+    # pools after 100k x 128 that no trim reaches: it gave back ~30 MiB there, but a new
+    # set's first fill (catalog pages as Python objects) took 9.7 s instead of 5.6 s
+    # (bench/new_set.py, medians of 3 pairs), and the API's queries were slower too.
 }
 """Allocator settings for ``chroma run``'s API and worker processes (read by glibc at
 process start, so set in the parent before it spawns them; a value already in the
@@ -143,10 +149,10 @@ def release_unused(*, idle: bool = False) -> None:
 class IdleRelease:
     """When to release: once after a busy spell, when the process has gone quiet.
 
-    Fed the process' CPU time every ``interval_s``; says "release" when the last interval
-    used under ``quiet_fraction`` of a core and at least ``busy_cpu_s`` of CPU was spent
-    since the last release. So it never trims in the middle of an ingest burst (a trim
-    per commit slowed bulk ingest), and an idle process is not trimmed over and over."""
+    Fed the process' CPU time at each check; says "release" when the window since the last
+    reading used under ``quiet_fraction`` of a core and at least ``busy_cpu_s`` of CPU was
+    spent since the last release. So it never trims in the middle of an ingest burst (a
+    trim per commit slowed bulk ingest), and an idle process is not trimmed over and over."""
 
     def __init__(self, busy_cpu_s: float = 1.0, quiet_fraction: float = 0.05) -> None:
         self.busy_cpu_s = busy_cpu_s
@@ -154,10 +160,11 @@ class IdleRelease:
         self._last: float | None = None
         self._released_at = 0.0
         self.quiet = False
-        """Whether the last interval was quiet (whatever was spent before it)."""
+        """Whether the last window was quiet (whatever was spent before it)."""
 
     def tick(self, cpu_s: float, interval_s: float) -> bool:
-        """``cpu_s``: the process' CPU seconds now; True when it is time to release."""
+        """``cpu_s``: the process' CPU seconds now, ``interval_s`` after the last reading;
+        True when it is time to release."""
         last, self._last = self._last, cpu_s
         if last is None:
             self._released_at = cpu_s
@@ -168,25 +175,72 @@ class IdleRelease:
             return True
         return False
 
+    def restart(self, cpu_s: float) -> None:
+        """Start the next window at ``cpu_s`` without judging the one that ends here (work
+        just ended: whether it was the last of a burst shows in the window after it)."""
+        self._last = cpu_s
+
 
 _idle_release_started = threading.Lock()
+_work_ended = threading.Event()
 
 
-def start_idle_release(interval_s: float = 5.0, busy_cpu_s: float = 1.0) -> bool:
+def note_work_ended() -> None:
+    """Tell this process' idle-release thread that a unit of work ended (an operation, the
+    last request in flight): it looks ``settle_s`` later whether the process has gone
+    quiet and releases then, rather than at its next regular check. Costs an event set;
+    during a burst the quiet check keeps it from trimming."""
+    _work_ended.set()
+
+
+class ReleaseWhenIdle:
+    """ASGI middleware: :func:`note_work_ended` each time the last request in flight ends
+    (so an API's freed heap goes back within ``settle_s`` of a burst's end)."""
+
+    def __init__(self, app: Callable[..., Any]) -> None:
+        self.app = app
+        self._in_flight = 0  # the event loop's thread only: no lock needed
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[..., Any],
+                       send: Callable[..., Any]) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        self._in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self._in_flight -= 1
+            if not self._in_flight:
+                _work_ended.set()
+
+
+def start_idle_release(interval_s: float = 5.0, busy_cpu_s: float = 1.0,
+                       settle_s: float = 1.0) -> bool:
     """Start (once per process) a daemon thread that calls :func:`release_unused` when a
-    busy spell ends (see :class:`IdleRelease`); ``interval_s`` <= 0: do nothing. True if
-    this call started it."""
+    busy spell ends (see :class:`IdleRelease`): ``settle_s`` after work is noted ended
+    (:func:`note_work_ended`) if that window was quiet, else at a check every
+    ``interval_s``. ``interval_s`` <= 0: do nothing. True if this call started it."""
     if interval_s <= 0 or not _idle_release_started.acquire(blocking=False):
         return False
     policy = IdleRelease(busy_cpu_s)
 
+    def check(window_s: float) -> None:
+        if policy.tick(time.process_time(), window_s):
+            release_unused(idle=True)
+        elif policy.quiet:
+            _call_quiet_hooks()
+
     def watch() -> None:
+        policy.tick(time.process_time(), interval_s)  # the baseline: start-up is no burst
         while True:
-            time.sleep(interval_s)
-            if policy.tick(time.process_time(), interval_s):
-                release_unused(idle=True)
-            elif policy.quiet:
-                _call_quiet_hooks()
+            if not _work_ended.wait(interval_s):
+                check(interval_s)
+                continue
+            _work_ended.clear()
+            policy.restart(time.process_time())
+            time.sleep(settle_s)
+            check(settle_s)
 
     threading.Thread(target=watch, name="idle-release", daemon=True).start()
     return True

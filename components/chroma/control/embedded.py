@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NoReturn
 
-from chroma.catalog import Catalog, Database, apply_migrations
 from chroma.control.startup import announce_ready, detail_to_file, quiet_server_banner, since
+from chroma.control.status import SpawnedRecorder
 from chroma.control.supervisor import ChildSpec, Supervisor, Watched
 from chroma.lifetime import die_with_parent, parent_pid_from_env
 from chroma.locks import LockHeld, hold_pid_lock
@@ -41,11 +41,6 @@ log = logging.getLogger(__name__)
 INDEXER = "indexer"
 """The worker loop that writes the embedded index (kinds ``index``, ``reindex``), and so
 hosts it."""
-
-
-SUPERVISOR_IDLE_S = 5.0
-"""The supervisor's catalog connection closes this long after its last status record (the
-default 30 s kept a backend open for up to a minute after every start)."""
 
 
 class DataDirLocked(RuntimeError):
@@ -118,7 +113,8 @@ def api_process(loops: Mapping[str, Sequence[str]] | None = None) -> None:
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)  # a spawned child starts bare
     quiet_server_banner()  # the supervisor logs 'api: ... ready' instead
-    start_idle_release(settings.memory_release_check_s)
+    start_idle_release(settings.memory_release_check_s,
+                       settle_s=settings.memory_release_settle_s)
     refuse_unused_imports()
     if not loops:
         serve_api(settings)
@@ -145,7 +141,8 @@ def workers_process(loops: Mapping[str, Sequence[str]]) -> None:
     stop_with_parent()
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
-    start_idle_release(settings.memory_release_check_s)
+    start_idle_release(settings.memory_release_check_s,
+                       settle_s=settings.memory_release_settle_s)
     refuse_unused_imports()
     from chroma.control.worker import run_workers  # the supervisor never loads it
 
@@ -255,6 +252,8 @@ def _workers() -> dict[str, list[str]]:
 
 def _migrate(dsn: str) -> None:
     """Apply the catalog's migrations once, before any child starts."""
+    from chroma.catalog import apply_migrations  # not in the lean supervisor: psycopg
+
     began = time.monotonic()
     applied = apply_migrations(dsn)
     log.info("catalog: %s in %s", f"{len(applied)} migrations applied" if applied
@@ -281,16 +280,14 @@ def _start_postgres(pgdata: Path) -> EmbeddedPostgres:
 def supervise(dsn: str, watched: list[Watched], specs: Sequence[ChildSpec]) -> None:
     """Run the children ``specs`` and watch ``watched`` until a signal."""
     # Status records are advisory: while the catalog is down they must not hold up the
-    # loop that restarts it. Written only when a child starts or exits, so no connection
-    # (a backend of ~15 MiB) stays open between them: closed after SUPERVISOR_IDLE_S.
-    db = Database(dsn, max_size=2, min_size=0, connect_timeout=1.0,
-                  max_idle=SUPERVISOR_IDLE_S, name="chroma supervisor")
-    db.open()
+    # loop that restarts it. Written only when a child starts or exits, by a helper
+    # process: no PostgreSQL client (~24 MiB) nor connection stays in the supervisor.
+    recorder = SpawnedRecorder({**os.environ, "CHROMA_DATABASE_URL": dsn})
     child_environment(os.environ)  # the children's allocator settings, read at their start
     try:
-        Supervisor(specs, Catalog(db).operations, watched=watched).run()
+        Supervisor(specs, recorder, watched=watched).run()
     finally:
-        db.close()
+        recorder.close()
 
 
 def serve_api(settings: Settings) -> None:

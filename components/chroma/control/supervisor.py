@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from chroma.catalog import Operations
 from chroma.clock import SYSTEM_CLOCK, Clock
 from chroma.control.spawning import ChildProcess, Spawner
 from chroma.errors import ChromaError
@@ -69,6 +68,15 @@ class Processes(Protocol):
                 name: str) -> Any: ...
 
 
+class StatusRecords(Protocol):
+    """Where the supervisor records its children's states (:class:`chroma.catalog.
+    Operations`; under ``chroma run`` a :class:`~chroma.control.status.SpawnedRecorder`)."""
+
+    def component_state(self, name: str, kind: str, state: str, *,
+                        restarts: int | None = None, last_error: str | None = None,
+                        pid: int | None = None) -> None: ...
+
+
 class Watched(Protocol):
     """A server the children depend on: the supervisor restarts it when it dies."""
 
@@ -105,7 +113,7 @@ class Supervisor:
     stop_timeout_s = 20.0
 
     def __init__(
-        self, specs: Sequence[ChildSpec], operations: Operations | None = None, *,
+        self, specs: Sequence[ChildSpec], operations: StatusRecords | None = None, *,
         processes: Processes | None = None, clock: Clock = SYSTEM_CLOCK,
         watched: Sequence[Watched] = (),
     ) -> None:

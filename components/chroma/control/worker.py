@@ -30,7 +30,7 @@ from chroma.catalog import Catalog, Database, Operation, Operations, apply_migra
 from chroma.catalog.operations import outage_retry_delay_s
 from chroma.clock import SYSTEM_CLOCK, Clock
 from chroma.errors import Unreachable
-from chroma.memory import release_unused
+from chroma.memory import note_work_ended, release_unused
 from chroma.operations.context import Interrupted, OperationContext
 from chroma.operations.kinds import OperationKind, OperationUnavailable, kind_of
 from chroma.settings import Settings
@@ -148,6 +148,7 @@ class Worker:
             self._current = None
         self._record(ctx, *result)
         release_unused()  # what the operation freed (arrays, Arrow buffers): ~150 MiB
+        note_work_ended()  # the idle-only release (catalog connections) once quiet
         return True
 
     def _execute(self, ctx: OperationContext) -> tuple[str, dict[str, Any] | None, str | None]:

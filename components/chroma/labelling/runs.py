@@ -122,6 +122,13 @@ def _neighbour_source(job: LabellingJob) -> tuple[NeighbourSource | None, int | 
 
 def recommend_one(job: LabellingJob, *, full: bool = False) -> dict[str, Any]:
     """Score the set's new production records (or all of them) into the queue."""
+    try:
+        return _recommend(job, full)
+    finally:
+        job.training.forget_exact_search()  # a copy of the kept vectors, rebuilt in ms
+
+
+def _recommend(job: LabellingJob, full: bool) -> dict[str, Any]:
     changes, queue, key = job.catalog.changes, job.catalog.queue, job.key
     if not queue.training_files(key):
         # Consumed all the same: the set must not look behind for ever (a training

@@ -220,6 +220,12 @@ class TrainingSetLoader:
             _kept[where] = (files, loaded)
         return loaded
 
+    def forget_exact_search(self) -> None:
+        """Let the loaded set (kept between runs) go without its exact search, see
+        :meth:`TrainingSet.forget_exact_search`."""
+        if self._loaded is not None:
+            self._loaded.forget_exact_search()
+
     def count(self) -> int:
         """Live training records, from the manifest (no read of the data)."""
         if self._loaded is not None:

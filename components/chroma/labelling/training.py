@@ -186,6 +186,13 @@ class TrainingSet:
             self._neighbours = {approximate_min: built}  # one search kept per set
         return built
 
+    def forget_exact_search(self) -> None:
+        """Drop an exact search built over these vectors (its normalised copy is as large
+        as they are: 10 MB at 20k x 128, kept between runs with the set); the next run
+        rebuilds it in milliseconds. An inverted file, which takes seconds, stays."""
+        self._neighbours = {at: built for at, built in self._neighbours.items()
+                            if built.approximate}
+
     def sample(self, size: int, *, seed: int = 0) -> list[int]:
         """Up to ``size`` row numbers, in order, drawn without replacement."""
         if len(self) <= size:
