@@ -353,7 +353,11 @@ def _maintain_graph(
         reindex_embedding_set(ctx, engine, info, step, rebuilds=rebuilds + 1)
         return "rebuilt"
     step(0.96, f"building the graph over {unindexed} new points")
-    engine.optimize(info.key)  # remote: waits for the server's own optimizers
+    # Edge: built by a child on a copy of the live version, then switched to; remote:
+    # waits for the server's own optimizers.
+    engine.optimize(info.key)
+    if engine.collection_info(info.key).version != current.version:
+        engine.drop_old_versions(info.key)  # the copy it switched from, once released
     return "optimized"
 
 
