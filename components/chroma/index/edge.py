@@ -199,6 +199,11 @@ def _build_in_child(
              time.perf_counter() - fed, "" if graph else " (no graph)")
 
 
+PRECOPY_ROUNDS = 3
+"""Rounds of copying a live version while writes go on, before the one that holds them."""
+PRECOPY_ENOUGH = 32 * 2**20
+"""Bytes a round may copy (written during the round before) for the next round to be the
+one that holds writes."""
 MTIME_SLACK_S = 1.0
 """A file whose mtime is this close to (or after) the first flush of a copy is copied
 again with writes held: the kernel stamps mtimes from a coarse clock (a tick or so)."""
@@ -867,16 +872,24 @@ class EdgeQueryEngine(QueryEngine):
         journal the writes to ``key`` from that state on; the new (empty) journal and
         the points copied, or ``None`` if a rebuild of ``key`` journals them already.
 
-        The bulk is copied while writes go on; then, with writes held (journal lock), the
-        shard is flushed and only files written since the first flush are copied again:
-        the new segment and the write-ahead log, not the graphs of the sealed segments.
-        A flush msyncs Edge's mappings, so a later write through one marks its file's
-        mtime again (Linux write-protects the pages once they are clean)."""
+        Copied in rounds while writes go on, each after a flush, the later ones only the
+        files written since the round before began (the new segment and the write-ahead
+        log, not the graphs of the sealed segments); then, with writes held (journal
+        lock), once more after a last flush. A flush msyncs Edge's mappings, so a later
+        write through one marks its file's mtime again (Linux write-protects the pages
+        once they are clean). Writes wait only for that last round."""
         source = self._collection_dir(key) / _version_dir_name(live.version)
-        with self._journal_lock, _translate_errors(f"flushing {key}"):
-            live.shard.flush()
-            began = time.time()
-        copied = _sync_tree(source, version_dir, since=None)
+        since: float | None = None
+        copied = 0
+        for round_ in range(PRECOPY_ROUNDS):
+            with self._journal_lock, _translate_errors(f"flushing {key}"):
+                live.shard.flush()
+                began = time.time()
+            changed = _sync_tree(source, version_dir, since=since)
+            copied += changed
+            since = began - MTIME_SLACK_S
+            if round_ > 0 and changed <= PRECOPY_ENOUGH:
+                break
         with self._journal_lock:
             held = time.perf_counter()
             if key in self._journals:
@@ -884,7 +897,7 @@ class EdgeQueryEngine(QueryEngine):
             with _translate_errors(f"flushing {key}"):
                 live.shard.flush()
                 points = live.shard.info().points_count
-            again = _sync_tree(source, version_dir, since=began - MTIME_SLACK_S)
+            again = _sync_tree(source, version_dir, since=since)
             journal = self._journals[key] = []
             held = time.perf_counter() - held
         log.info("index %s: v%d copied for a graph build (%.0f MiB, then %.0f MiB with writes"
