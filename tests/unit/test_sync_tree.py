@@ -59,3 +59,26 @@ def test_the_second_pass_copies_only_what_changed_since_and_drops_what_is_gone(
     (target / "segments" / "merged" / "graph.bin").write_bytes(b"G" * 1000)
     assert _sync_tree(source, target, since=time.time() - 1.0) == 150 + 64 + 3
     assert (target / "segments" / "merged" / "graph.bin").read_bytes() == b"G" * 1000
+
+
+def test_a_large_file_of_the_same_size_gets_only_its_changed_blocks_written(
+    tmp_path: Path,
+) -> None:
+    from chroma.index.edge import DIFF_BLOCK
+
+    source, target = tmp_path / "live", tmp_path / "copy"
+    source.mkdir()
+    big = source / "chunk_0.mmap"
+    big.write_bytes(bytes(4 * DIFF_BLOCK))
+    _age(big, 60)
+    assert _sync_tree(source, target, since=None) == 4 * DIFF_BLOCK
+    began = time.time()
+    with open(big, "r+b") as handle:  # a few points appended into a preallocated file
+        handle.seek(2 * DIFF_BLOCK + 10)
+        handle.write(b"points")
+    assert _sync_tree(source, target, since=began - 1.0) == DIFF_BLOCK
+    assert _tree(target) == _tree(source)
+    with open(big, "r+b") as handle:  # and a change of size: the whole file again
+        handle.truncate(3 * DIFF_BLOCK)
+    assert _sync_tree(source, target, since=began - 1.0) == 3 * DIFF_BLOCK
+    assert _tree(target) == _tree(source)
