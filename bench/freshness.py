@@ -133,6 +133,8 @@ class Prober:
     todo: queue.SimpleQueue[tuple[str, list[float], float] | None] = field(
         default_factory=queue.SimpleQueue)
     lags: list[float] = field(default_factory=list)
+    acked_at: list[float] = field(default_factory=list)
+    """Wall-clock time of each lag's 201 (to find a stall's cause in the run's log)."""
     lost: int = 0
 
     def run(self) -> None:
@@ -162,7 +164,9 @@ class Prober:
             if answer.status_code == 200:
                 for record_id, result in zip(ids, answer.json()["results"], strict=True):
                     if record_id in {n["id"] for n in result["neighbours"]}:
-                        self.lags.append(now - pending.pop(record_id)[1])
+                        lag = now - pending.pop(record_id)[1]
+                        self.lags.append(lag)
+                        self.acked_at.append(time.time() - lag)
             for record_id in [i for i, (_, acked) in pending.items()
                               if now - acked > PROBE_GIVE_UP_S]:
                 del pending[record_id]
@@ -373,6 +377,7 @@ def _steady_phase(
         "rate": writers.records / span, "covered_after_s": covered_after,
         "load": os.getloadavg(), "lost": prober.lost,
         "searchable": prober.lags,
+        "searchable_acked_at": prober.acked_at,
         "index": lags(writers.written, poller.samples, "indexed"),
         "queue": lags(writers.written, poller.samples, "scored"),
         "runs": {kind: operation_times(http, kind, phase_began)
@@ -438,6 +443,11 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
     print("  lag from 201 to ...")
     print(describe("searchable", result["searchable"], result["batches"])
           + (f" [{result['lost']} never found]" if result["lost"] else ""))
+    slowest = sorted(zip(result["searchable"], result["searchable_acked_at"],
+                         strict=True), reverse=True)[:5]
+    print("    slowest (201 at, UTC): " + ", ".join(
+        f"{lag:.2f} s at {datetime.fromtimestamp(at, UTC):%H:%M:%S.%f}"[:-3]
+        for lag, at in slowest))
     print(describe("index", result["index"], result["batches"]))
     print(describe("queue", result["queue"], result["batches"]))
     for kind, times in result["runs"].items():

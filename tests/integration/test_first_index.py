@@ -260,3 +260,37 @@ def test_a_load_that_grows_past_the_handover_while_filled_in_place_goes_to_a_chi
     assert result["published_first"] and result["version"] == 2
     assert parts.nearest(first) == first_ids and parts.nearest(rest) == rest_ids
     assert hosted_engine(parts.settings).collection_info(parts.key).points == 900
+
+
+def test_an_index_run_over_the_scan_limit_builds_the_graph_beside_the_live_version(
+    parts: Parts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fewer new points than ``index_rebuild_ratio`` of the set but more than
+    ``index_exact_scan_max``: the run has the graph built on a copy of the live version
+    by a child, switches to it and drops the old version (in place, it held the index
+    host's GIL while it built). The set's index state covers the run's changes before
+    the build starts: ``/status`` and ``recommend`` need not wait for the graph."""
+    monkeypatch.setattr(edge_engine, "INDEXING_THRESHOLD_KB", 1)  # graphs for tiny shards
+    vectors = spread(700, seed=5)
+    ids = [f"r{i}" for i in range(700)]
+    parts.log(ids[:600], vectors[:600])
+    first = parts.index()
+    assert first["graph"] == "rebuilt" and first["version"] == 2
+    parts.log(ids[600:], vectors[600:])  # 100 > 50 new points, 100 / 700 < 0.3
+    engine = hosted_engine(parts.settings)
+    states: list[tuple[int, int]] = []
+
+    def during_the_graph_build(message: str) -> None:
+        if message.startswith("building the graph"):
+            state = parts.catalog.changes.index_state(parts.key)
+            assert state is not None
+            states.append((state.indexed_seq, state.indexed_count))
+
+    result = parts.index(during_the_graph_build)
+    assert result["graph"] == "optimized"
+    assert states == [(parts.catalog.changes.latest_seq(parts.key), 700)]
+    info = engine.collection_info(parts.key)
+    assert (info.version, info.points, info.indexed_points) == (3, 700, 700)
+    assert parts.nearest(vectors) == ids
+    index_dir = parts.settings.data_dir / "index" / parts.key
+    assert sorted(p.name for p in index_dir.iterdir() if p.is_dir()) == ["v000003"]

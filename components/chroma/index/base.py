@@ -231,9 +231,9 @@ class QueryEngine(ABC):
         """Build the HNSW graph over points written since the last call (blocking).
 
         Unindexed points are scanned exactly until then, so results are complete either
-        way. Edge: runs in the calling process and, in qdrant-edge-py 0.9, holds the GIL
-        while it builds, so other threads of that process wait (call it from the indexer,
-        or rebuild with ``reindex``, whose graph is built in a child process). Remote:
+        way. Edge: built by a child process on a copy of the live version, which keeps
+        serving and taking writes, then switched to (a new version, as after ``reindex``;
+        the previous one stays until ``drop_old_versions``). Remote:
         waits until the server's own optimizers are done (collection status green),
         triggering them when the server left them pending (grey, after a restart), for at
         most ``IndexConfig.optimize_timeout_s``; then ``Unavailable``.

@@ -20,7 +20,10 @@ shard, and keeps serving the old version until then. Incremental writes must go 
 the process that has the live version open.
 
 Qdrant Edge runs no background optimizer: ``optimize`` builds the HNSW graph over
-points written since the last call; until then they are scanned exactly. A shard whose
+points written since the last call; until then they are scanned exactly. It does so in a
+child process, on a copy of the live version that then replaces it like a rebuild's (the
+live one keeps serving and taking writes meanwhile; see ``EdgeQueryEngine.optimize``).
+The previous version stays on disk until ``drop_old_versions``. A shard whose
 vectors are smaller than ``INDEXING_THRESHOLD_KB`` gets no graph at all (a scan is as
 fast), so ``collection_info`` counts all its points as needing none.
 
@@ -194,6 +197,100 @@ def _build_in_child(
     log.info("index version %s: %d points fed to its child in %.2f s (%.2f s of it sending),"
              " the child ended %.2f s later%s", version_dir.name, points, fed - began, sending,
              time.perf_counter() - fed, "" if graph else " (no graph)")
+
+
+PRECOPY_ROUNDS = 3
+"""Rounds of copying a live version while writes go on, before the one that holds them."""
+PRECOPY_ENOUGH = 32 * 2**20
+"""Bytes a round may copy (written during the round before) for the next round to be the
+one that holds writes."""
+MTIME_SLACK_S = 1.0
+"""A file whose mtime is this close to (or after) the first flush of a copy is copied
+again with writes held: the kernel stamps mtimes from a coarse clock (a tick or so)."""
+
+
+def _sync_tree(source: Path, target: Path, *, since: float | None) -> int:
+    """Make ``target`` a copy of the files under ``source``; bytes written. With ``since``
+    (a time), a file already in ``target`` with the same size is copied again only if
+    ``source``'s was modified at or after ``since``; files gone from ``source`` go."""
+    copied = 0
+    seen: set[Path] = set()
+    for directory, _, files in os.walk(source):
+        relative = Path(directory).relative_to(source)
+        (target / relative).mkdir(parents=True, exist_ok=True)
+        seen.add(relative)
+        for name in files:
+            path, there = Path(directory) / name, target / relative / name
+            seen.add(relative / name)
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                continue
+            if since is not None and stat.st_mtime < since and there.exists() \
+                    and there.stat().st_size == stat.st_size:
+                continue
+            copied += _copy_file(path, there, stat.st_size)
+    if since is not None:
+        for directory, _, files in os.walk(target, topdown=False):
+            relative = Path(directory).relative_to(target)
+            for name in files:
+                if relative / name not in seen:
+                    (target / relative / name).unlink()
+            if relative not in seen:
+                shutil.rmtree(target / relative, ignore_errors=True)
+    return copied
+
+
+DIFF_BLOCK = 1 << 20
+"""Block size of ``_copy_file``'s comparison. Edge preallocates 32 MiB files (a segment's
+vector chunk and payload page, the write-ahead log's segment) of which a second of
+writes changes a few blocks."""
+
+
+def _copy_file(path: Path, there: Path, size: int) -> int:
+    """Copy ``path`` (``size`` bytes) over ``there``; bytes written. When ``there`` has
+    that size already, only the blocks that differ are written: reading both from the
+    page cache costs less than rewriting the file."""
+    try:
+        same_size = there.stat().st_size == size
+    except FileNotFoundError:
+        same_size = False
+    if not same_size or size < 2 * DIFF_BLOCK:
+        shutil.copyfile(path, there)
+        return size
+    written = 0
+    with open(path, "rb") as source, open(there, "r+b") as target:
+        for offset in range(0, size, DIFF_BLOCK):
+            block = os.pread(source.fileno(), DIFF_BLOCK, offset)
+            if block != os.pread(target.fileno(), DIFF_BLOCK, offset):
+                os.pwrite(target.fileno(), block, offset)
+                written += len(block)
+    return written
+
+
+def _optimize_in_child(version_dir: Path) -> None:
+    """Have ``chroma.index._hnsw_build`` load the closed shard at ``version_dir``, build
+    its graph (Edge's optimizers, to completion), flush and close it; waiting for it
+    releases the GIL. Killed when this is interrupted (and with this process)."""
+    command = [sys.executable, "-m", "chroma.index._hnsw_build", str(version_dir)]
+    began = time.perf_counter()
+    with tempfile.TemporaryFile() as errors:
+        child = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=errors,
+                                 env={**os.environ, PARENT_PID_ENV: str(os.getpid())})
+        try:
+            code = child.wait()
+        except BaseException:
+            child.kill()
+            child.wait()
+            raise
+        if code != 0:
+            errors.seek(0)
+            raise Unavailable(f"building the graph of index version {version_dir} failed"
+                              f" (exit {code})",
+                              details=errors.read()[-2000:].decode(errors="replace"))
+    log.info("index version %s: graph built by a child in %.2f s", version_dir.name,
+             time.perf_counter() - began)
 
 
 def _fingerprint(record: IndexedRecord, row: np.ndarray) -> int:
@@ -743,9 +840,103 @@ class EdgeQueryEngine(QueryEngine):
         return None
 
     def optimize(self, key: str) -> None:
-        with self._lease(key) as shard, _translate_errors(f"optimizing {key}"):
-            shard.shard.optimize()
-            shard.shard.flush()
+        """Build the graph over the live version's unindexed points in a child process,
+        on a copy of the live version, then switch to it as ``reindex`` does.
+
+        qdrant-edge-py 0.9 holds the GIL for a whole ``optimize`` (seconds to tens of
+        seconds, more when segments merge), so in place it stalled every search and fresh
+        upsert of the index host. Here the live version keeps answering and taking writes
+        (journaled, replayed onto the copy before the switch); writes wait only while
+        the files changed since a first, unlocked copy are copied again (``_copy_live``).
+        Nothing is done when every point is in a graph (or the shard is too small for
+        one), or when a rebuild of ``key`` under way here gives it a graph anyway."""
+        info = self.collection_info(key)
+        if info.indexed_points >= info.points:
+            return
+        with self._journal_lock:
+            if key in self._journals:
+                return
+        with self._lease(key) as live:
+            version, version_dir = self._claim_version_dir(key)
+            try:
+                copied = self._copy_live(key, live, version_dir)
+            except BaseException:
+                shutil.rmtree(version_dir, ignore_errors=True)
+                raise
+        if copied is None:  # a rebuild began meanwhile
+            shutil.rmtree(version_dir, ignore_errors=True)
+            return
+        journal, points = copied
+        try:
+            (version_dir / _META).write_text(json.dumps(
+                {"dimension": live.dimension, "distance": live.distance, "version": version}))
+            _optimize_in_child(version_dir)
+            built = self._open_version(key, version, None)
+            try:
+                if (built_points := built.shard.info().points_count) != points:
+                    # A torn copy must never go live (see _copy_live): fail, keep the live.
+                    raise Unavailable(f"the copy of index {key} v{live.version} holds"
+                                      f" {built_points} points, not {points}")
+                replayed = self._replay(built, key, journal)
+                with self._journal_lock:  # no write between the last entries and the switch
+                    self._replay_entries(built, key, journal[replayed:])
+                    with self._lock:
+                        now = self._current(key)
+                    if now is not live:
+                        raise Conflict(f"index {key} switched to v{now.version} during the"
+                                       f" graph build of a copy of v{live.version}")
+                    # Same points as the live version: what came fresh is still written.
+                    built.fresh = OrderedDict(live.fresh)
+                    with self._file_lock(key):
+                        self._switch(key, built)
+            except BaseException:
+                built.close()
+                raise
+        except BaseException:
+            shutil.rmtree(version_dir, ignore_errors=True)
+            raise
+        finally:
+            with self._journal_lock:
+                self._journals.pop(key, None)
+
+    def _copy_live(
+        self, key: str, live: _Shard, version_dir: Path
+    ) -> tuple[list[tuple[Any, ...]], int] | None:
+        """Copy the live version's files to ``version_dir`` as one consistent state, and
+        journal the writes to ``key`` from that state on; the new (empty) journal and
+        the points copied, or ``None`` if a rebuild of ``key`` journals them already.
+
+        Copied in rounds while writes go on, each after a flush, the later ones only the
+        files written since the round before began (the new segment and the write-ahead
+        log, not the graphs of the sealed segments); then, with writes held (journal
+        lock), once more after a last flush. A flush msyncs Edge's mappings, so a later
+        write through one marks its file's mtime again (Linux write-protects the pages
+        once they are clean). Writes wait only for that last round."""
+        source = self._collection_dir(key) / _version_dir_name(live.version)
+        since: float | None = None
+        copied = 0
+        for round_ in range(PRECOPY_ROUNDS):
+            with self._journal_lock, _translate_errors(f"flushing {key}"):
+                live.shard.flush()
+                began = time.time()
+            changed = _sync_tree(source, version_dir, since=since)
+            copied += changed
+            since = began - MTIME_SLACK_S
+            if round_ > 0 and changed <= PRECOPY_ENOUGH:
+                break
+        with self._journal_lock:
+            held = time.perf_counter()
+            if key in self._journals:
+                return None
+            with _translate_errors(f"flushing {key}"):
+                live.shard.flush()
+                points = live.shard.info().points_count
+            again = _sync_tree(source, version_dir, since=since)
+            journal = self._journals[key] = []
+            held = time.perf_counter() - held
+        log.info("index %s: v%d copied for a graph build (%.0f MiB, then %.0f MiB with writes"
+                 " held for %.3f s)", key[:12], live.version, copied / 2**20, again / 2**20, held)
+        return journal, points
 
     def reindex(
         self,

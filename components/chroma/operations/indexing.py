@@ -112,7 +112,7 @@ def index_embedding_set(
     written: list[int] = []
     upserted, deleted = _apply_changes(ctx, engine, changes, info.key, after, snapshot, step,
                                        written)
-    graph = _maintain_graph(ctx, engine, info, step)
+    graph = _maintain_graph(ctx, engine, info, step, applied_seq=snapshot)
     if graph == "rebuilt":
         return {**reindex_summary(changes, engine, info.key), "upserted": upserted,
                 "deleted": deleted, "graph": graph}
@@ -340,9 +340,12 @@ def _apply_changes(
 
 def _maintain_graph(
     ctx: OperationContext, engine: QueryEngine, info: EmbeddingSetInfo, step: _Step,
-    *, rebuilds: int = 0,
+    *, rebuilds: int = 0, applied_seq: int | None = None,
 ) -> str:
-    """Keep exact-scanned points bounded: nothing, ``optimized`` in place, or ``rebuilt``."""
+    """Keep exact-scanned points bounded: nothing, ``optimized`` in place, or ``rebuilt``.
+
+    ``applied_seq``: the change the live index holds everything up to, recorded before a
+    graph build (which changes no record) so the set's index state does not wait for it."""
     settings = ctx.settings
     current = engine.collection_info(info.key)
     unindexed = current.points - current.indexed_points
@@ -352,8 +355,14 @@ def _maintain_graph(
             and unindexed >= settings.index_rebuild_ratio * max(current.points, 1)):
         reindex_embedding_set(ctx, engine, info, step, rebuilds=rebuilds + 1)
         return "rebuilt"
+    if applied_seq is not None:
+        _record(ctx, engine, info.key, applied_seq)
     step(0.96, f"building the graph over {unindexed} new points")
-    engine.optimize(info.key)  # remote: waits for the server's own optimizers
+    # Edge: built by a child on a copy of the live version, then switched to; remote:
+    # waits for the server's own optimizers.
+    engine.optimize(info.key)
+    if engine.collection_info(info.key).version != current.version:
+        engine.drop_old_versions(info.key)  # the copy it switched from, once released
     return "optimized"
 
 
