@@ -261,9 +261,9 @@ class Settings(BaseSettings):
     index_rebuild_ratio: float = Field(default=0.3, gt=0, le=1)
     """When more than ``index_exact_scan_max`` points are unindexed and they are at least
     this fraction of the collection, the ``index`` operation rebuilds the whole version
-    (graph built in a child process: searches are not stalled); below it, it optimizes in
-    place (graph over the new points only; in embedded mode this holds the indexer's GIL,
-    stalling searches for about 1 s per 10k new 128-d points on 2 cores). Default 0.3."""
+    from the catalog and the store; below it, it builds the graph over the new points
+    only (in embedded mode by a child, on a copy of the live version that then replaces
+    it). Neither stalls searches or fresh writes. Default 0.3."""
 
     index_host_wait_s: float = Field(default=10.0, ge=0)
     """Embedded mode: how long a search waits for the index host (the indexer worker) to

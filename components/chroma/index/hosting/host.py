@@ -8,10 +8,10 @@ serving the read side (search, get_vector, count, collection_info) on a unix soc
 The API and the recommender read through ``chroma.index.hosting.reader.HostedReader``.
 
 Searches are answered by the host's threads while the worker thread indexes; Edge
-releases nothing of the GIL while ``optimize`` builds a graph in-process, which is why
-the indexer builds graphs of large changes by re-indexing (graph built in a child
-process) and keeps in-process ``optimize`` to small increments (see
-``Settings.index_rebuild_ratio``).
+releases nothing of the GIL while it builds a graph, so no graph is built in this
+process: a re-index writes its new version in a child, and ``optimize`` builds the
+graph of new points in a child on a copy of the live version (see
+``EdgeQueryEngine.optimize`` and ``Settings.index_rebuild_ratio``).
 
 In cluster mode (``index_backend=remote``) there is no host: every process talks to the
 Qdrant server directly.
