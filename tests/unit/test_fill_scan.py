@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 
@@ -91,3 +93,24 @@ def test_merge_keeps_each_record_once_nearest_first() -> None:
     merged = merge_hits([[hit("a", 0.1), hit("b", 0.5)]], [[hit("b", 0.4), hit("c", 0.2)]], 3)
     assert [(h.record_id, h.distance) for h in merged[0]] == [("a", 0.1), ("c", 0.2),
                                                                ("b", 0.4)]
+
+
+def _live_indexed_records() -> int:
+    gc.collect()
+    return sum(1 for o in gc.get_objects() if type(o) is IndexedRecord)
+
+
+def test_the_scan_keeps_no_record_objects_of_its_own() -> None:
+    """100k ``IndexedRecord`` objects alive for a whole fill fragmented the worker's
+    pymalloc arenas: the scan holds columns, and rebuilds a record only for a search."""
+    before = _live_indexed_records()
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(400, 8)).astype(np.float32)
+    scan = FillScan(8, "cosine")
+    for start in range(0, 400, 100):
+        scan.add(_records(400)[start:start + 100], vectors[start:start + 100])
+    assert _live_indexed_records() == before
+    hits = scan.search(vectors[250:251], 1, SearchFilter(tags_any=("night",)))[0]
+    assert [(h.record_id, h.payload["tags"], h.payload["logged_at"]) for h in hits] == [
+        ("r250", ["night"], 1250.0)]
+    assert _live_indexed_records() == before

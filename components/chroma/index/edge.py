@@ -52,7 +52,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import qdrant_edge as edge
@@ -151,9 +151,25 @@ def _translate_errors(action: str) -> Iterator[None]:
         raise Unavailable(f"{action}: {message}") from exc
 
 
+class _Pickled(NamedTuple):
+    """A batch checked and pickled already, as :func:`_build_in_child` sends it: what
+    waits for the child in :func:`_scanned`'s queue is then one buffer per batch, not
+    thousands of ``IndexedRecord`` objects (which, alive for a whole fill, left the
+    worker's pymalloc arenas fragmented after it)."""
+
+    data: bytes
+    points: int
+
+
+_Batch = tuple[Sequence[IndexedRecord], np.ndarray] | _Pickled
+
+
+def _pickled(records: Sequence[IndexedRecord], matrix: np.ndarray) -> _Pickled:
+    return _Pickled(pickle.dumps((list(records), matrix), protocol=5), len(records))
+
+
 def _build_in_child(
-    version_dir: Path, first: tuple[Sequence[IndexedRecord], np.ndarray],
-    rest: Iterator[tuple[Sequence[IndexedRecord], np.ndarray]], dimension: int,
+    version_dir: Path, first: _Batch, rest: Iterator[_Batch], dimension: int,
     batch_size: int, *, graph: bool,
 ) -> None:
     """Stream the points to ``chroma.index._hnsw_build`` writing the closed shard at
@@ -170,13 +186,16 @@ def _build_in_child(
         sending = points = 0.0
         try:
             try:
-                for records, vectors in itertools.chain((first,), rest):
-                    matrix = as_matrix(vectors, dimension)
-                    check_records(records, matrix)  # bad input fails here, not in the child
+                for batch in itertools.chain((first,), rest):
+                    if not isinstance(batch, _Pickled):
+                        records, vectors = batch
+                        matrix = as_matrix(vectors, dimension)
+                        check_records(records, matrix)  # bad input fails here, not in the child
+                        batch = _pickled(records, matrix)
                     sent = time.perf_counter()
-                    pickle.dump((list(records), matrix), child.stdin, protocol=5)
+                    child.stdin.write(batch.data)
                     sending += time.perf_counter() - sent
-                    points += len(records)
+                    points += batch.points
             except BrokenPipeError:
                 pass  # the child failed: its exit status and stderr say why
             finally:
@@ -299,25 +318,27 @@ def _fingerprint(record: IndexedRecord, row: np.ndarray) -> int:
 
 def _scanned(
     batches: Iterable[tuple[Sequence[IndexedRecord], np.ndarray]], scan: FillScan, dimension: int,
-) -> Iterator[tuple[Sequence[IndexedRecord], np.ndarray]]:
+) -> Iterator[_Batch]:
     """``batches``, read by a helper thread as fast as they come and each added to
     ``scan`` at once: the child converting them sets the pace of what this yields, not
     of what is searchable. Read-ahead stops at the scan's limit (memory); an exception
     of the reading (e.g. the operation interrupted) is raised here; leaving early stops
     the reader after its current batch."""
-    pending: queue.Queue[tuple[Sequence[IndexedRecord], np.ndarray] | BaseException | None]
-    pending = queue.Queue()
+    pending: queue.Queue[_Batch | BaseException | None] = queue.Queue()
     stop = threading.Event()
 
     def read() -> None:
         source = iter(batches)
         try:
             for records, vectors in source:
+                batch: _Batch = (records, vectors)
                 with contextlib.suppress(InvalidInput):  # the build refuses it
                     matrix = as_matrix(vectors, dimension)
                     check_records(records, matrix)
                     scan.add(records, matrix)
-                pending.put((records, vectors))
+                    batch = _pickled(records, matrix)
+                del records, vectors  # only the pickled batch waits in the queue
+                pending.put(batch)
                 while len(scan) >= scan.limit and pending.qsize() > 2 and not stop.is_set():
                     stop.wait(0.05)
                 if stop.is_set():
@@ -670,7 +691,7 @@ class EdgeQueryEngine(QueryEngine):
         key: str,
         dimension: int,
         distance: Distance,
-        batches: Iterable[tuple[Sequence[IndexedRecord], np.ndarray]],
+        batches: Iterable[_Batch],
         *,
         graph: bool = True,
     ) -> _Shard:

@@ -7,14 +7,22 @@ on a busy machine) before the switch makes them searchable. A :class:`FillScan` 
 the records and vectors the build has read so far, and searches of the key scan them
 exactly beside the live version, so a record is searchable once its page is read from
 the store, not once the child has written it. Dropped at the switch.
+
+The scan keeps its records' payloads as Arrow columns, one set per batch, not as
+``IndexedRecord`` objects: 100k of those with their strings were ~40 MB of small Python
+objects living as long as the fill, and the pymalloc arenas they took stayed with the
+worker process after it (fragmented by what was allocated meanwhile; no trim reaches
+them). A record is rebuilt from its columns only when a search looks at it.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+import pyarrow as pa
 
 from chroma.index.base import (
     Distance,
@@ -55,6 +63,35 @@ def matches(search_filter: SearchFilter | None, record: IndexedRecord) -> bool:
     return (record.dataset, record.record_id) not in f.exclude
 
 
+_SCHEMA = pa.schema([
+    ("dataset", pa.string()), ("record_id", pa.string()), ("split", pa.string()),
+    ("input_uri", pa.string()), ("inference_class", pa.string()),
+    ("label_class", pa.string()), ("tags", pa.list_(pa.string())),
+    ("logged_at", pa.float64()),
+])
+
+
+def _columns(records: Sequence[IndexedRecord]) -> tuple[pa.Array, ...]:
+    """``records``' fields as one Arrow array each, in :data:`_SCHEMA`'s order."""
+    return tuple(
+        pa.array([getattr(r, f.name) for r in records], type=f.type) for f in _SCHEMA)
+
+
+class _Rows:
+    """The scan's records by position, rebuilt from the batches' columns on demand."""
+
+    def __init__(self, starts: list[int], batches: list[tuple[pa.Array, ...]]) -> None:
+        self._starts = starts
+        self._batches = batches
+
+    def __getitem__(self, position: int) -> IndexedRecord:
+        which = bisect.bisect_right(self._starts, position) - 1
+        row = position - self._starts[which]
+        values = [column[row].as_py() for column in self._batches[which]]
+        values[6] = tuple(values[6] or ())  # tags
+        return IndexedRecord(*values)
+
+
 class FillScan:
     """The points read so far for a version being written (appended, never changed;
     deletes mark them gone)."""
@@ -65,7 +102,8 @@ class FillScan:
         self._lock = threading.Lock()
         self._matrix = np.empty((0, dimension), dtype=np.float32)
         self._size = 0
-        self._records: list[IndexedRecord] = []
+        self._starts: list[int] = []  # the position of each batch's first record
+        self._batches: list[tuple[pa.Array, ...]] = []  # each batch's columns
         self._alive = np.empty(0, dtype=bool)
         self._where: dict[str, int] = {}
 
@@ -97,7 +135,8 @@ class FillScan:
                 if previous is not None:  # a record logged again: its latest form counts
                     self._alive[previous] = False
                 self._where[pid] = position
-            self._records.extend(records)
+            self._starts.append(self._size)
+            self._batches.append(_columns(records))
             self._size = end
 
     def forget(self, ids: Iterable[str]) -> None:
@@ -113,7 +152,8 @@ class FillScan:
         """The ``k`` nearest points of each query row that pass ``search_filter``."""
         with self._lock:
             size = self._size
-            matrix, alive, records = self._matrix[:size], self._alive[:size], self._records
+            matrix, alive = self._matrix[:size], self._alive[:size]
+            records = _Rows(self._starts[:], self._batches[:])
         if size == 0:
             return [[] for _ in range(len(queries))]
         queries = np.asarray(queries, dtype=np.float32)
@@ -134,7 +174,7 @@ class FillScan:
             out.append(self._nearest(query_keys, scores[row], records, k, search_filter))
         return out
 
-    def _nearest(self, keys: np.ndarray, scores: np.ndarray, records: list[IndexedRecord],
+    def _nearest(self, keys: np.ndarray, scores: np.ndarray, records: _Rows,
                  k: int, search_filter: SearchFilter | None) -> list[Neighbour]:
         wanted = k if search_filter is None or search_filter.is_empty() else 4 * k + len(
             search_filter.exclude)
