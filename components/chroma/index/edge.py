@@ -484,7 +484,7 @@ class EdgeQueryEngine(QueryEngine):
         if config.path is None:
             raise InvalidInput("the edge index backend needs a path")
         self._config = config
-        self._search_threads = config.edge_search_threads or _usable_cpus()
+        self._search_threads = config.edge_search_threads or default_search_threads()
         self._root = Path(config.path)
         self._root.mkdir(parents=True, exist_ok=True)
         # Guards _live and every lease count; held only for bookkeeping, never for a query.
@@ -1117,6 +1117,11 @@ def _usable_cpus() -> int:
     """CPUs this process may run on (its affinity where the platform says)."""
     affinity = getattr(os, "sched_getaffinity", None)
     return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+
+
+def default_search_threads() -> int:
+    """A search pool of half the usable CPUs, at least one (see ``IndexConfig``)."""
+    return max(1, _usable_cpus() // 2)
 
 
 def _edge_filter(search_filter: SearchFilter | None) -> edge.Filter | None:
