@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from children import hnsw_builders
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="parent-death signal is Linux")
 
@@ -31,22 +32,6 @@ PARENT = textwrap.dedent("""
     engine.reindex("k" * 40, 96, "cosine", [(make_records(n, 1), gaussian_mixture(n, 96, 1))])
     print("built", flush=True)
 """)
-
-
-def _builders_of(parent: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == parent and b"chroma.index._hnsw_build" in cmdline:
-            found.append(int(entry.name))
-    return found
 
 
 def _alive(pid: int) -> bool:
@@ -68,7 +53,7 @@ def test_a_killed_parent_takes_its_graph_builder_with_it(tmp_path: Path) -> None
             assert parent.poll() is None, "the parent ended before its graph build started"
             assert time.monotonic() < deadline, "no graph builder started in 300 s"
             time.sleep(0.05)
-            builders = _builders_of(parent.pid)
+            builders = hnsw_builders(parent.pid)
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
         deadline = time.monotonic() + 10

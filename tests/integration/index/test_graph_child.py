@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import qdrant_edge as edge
+from children import hnsw_builders
 from index_data import gaussian_mixture, make_records
 
 import chroma.index.edge as edge_engine
@@ -31,21 +32,6 @@ pytestmark = pytest.mark.integration
 
 KEY = "graph-child"
 DIM = 16
-
-
-def _builders() -> list[int]:
-    """Pids of this process's ``_hnsw_build`` children that are not zombies."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except (OSError, ValueError):
-            continue
-        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-        if int(ppid) == os.getpid() and state != "Z" and b"_hnsw_build" in cmdline:
-            found.append(int(entry.name))
-    return found
 
 
 def _while_the_child_is_stopped(
@@ -68,7 +54,7 @@ def _while_the_child_is_stopped(
         runner = threading.Thread(target=run)
         runner.start()
         deadline = time.monotonic() + 60
-        while not (children := _builders()) and runner.is_alive():
+        while not (children := hnsw_builders()) and runner.is_alive():
             assert time.monotonic() < deadline, "no graph child started"
             time.sleep(0.005)
         for pid in children:
@@ -163,7 +149,7 @@ def test_a_killed_child_leaves_the_live_version_serving_with_its_writes_and_noth
     stopped = _while_the_child_is_stopped(monkeypatch, during, kill=True)
     with pytest.raises(Unavailable, match="building the graph"):
         engine.optimize(KEY)
-    assert stopped == [True] and _builders() == []
+    assert stopped == [True] and hnsw_builders() == []
     info = engine.collection_info(KEY)
     assert (info.version, info.points) == (1, 3_000)
     assert _top(engine, fresh_vector) == ["fresh"]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from children import hnsw_builders
 from index_data import gaussian_mixture, make_records
 
 import chroma.index.edge as edge_engine
@@ -211,20 +212,6 @@ def test_release_unused_reclaims_the_written_wal_and_nothing_is_lost(tmp_path: P
         assert hits[0].record_id == records[5].record_id
 
 
-def _children_of_this_process() -> list[str]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except (OSError, ValueError):
-            continue
-        state, ppid = stat.rsplit(")", 1)[1].split()[:2]
-        if int(ppid) == os.getpid() and state != "Z" and b"_hnsw_build" in cmdline:
-            found.append(entry.name)
-    return found
-
-
 @pytest.mark.parametrize("failure", ["bad batch", "interrupted"])
 def test_a_build_that_fails_midway_leaves_the_live_version_alone_and_nothing_behind(
     tmp_path: Path, failure: str
@@ -240,7 +227,7 @@ def test_a_build_that_fails_midway_leaves_the_live_version_alone_and_nothing_beh
 
         def batches():
             yield records[100:150], vectors[100:150]
-            assert _children_of_this_process(), "the points are not written by a child"
+            assert hnsw_builders(), "the points are not written by a child"
             if failure == "interrupted":
                 raise RuntimeError("interrupted")
             yield records[150:], vectors[150:, :4]  # the wrong dimension
@@ -248,7 +235,7 @@ def test_a_build_that_fails_midway_leaves_the_live_version_alone_and_nothing_beh
         expected = RuntimeError if failure == "interrupted" else InvalidInput
         with pytest.raises(expected):
             engine.reindex(KEY, dimension, "cosine", batches())
-        assert _children_of_this_process() == []
+        assert hnsw_builders() == []
         assert sorted(p.name for p in (tmp_path / KEY).iterdir() if p.is_dir()) == ["v000001"]
         info = engine.collection_info(KEY)
         assert (info.version, info.points) == (1, 100)
