@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from chroma.api.models import BODY_ERRORS, ErrorBody
@@ -45,7 +46,12 @@ class _OrjsonBodyRoute(APIRoute):
     """Parses a JSON body with orjson before FastAPI would with ``json.loads`` (a query's
     128 floats took 0.16 ms in ``json.loads``, a tenth of that in orjson). A body orjson
     refuses (e.g. a ``NaN`` literal, which ``json.loads`` takes) is left to FastAPI, so
-    every answer, error or not, stays what it was."""
+    every answer, error or not, stays what it was.
+
+    The query route goes further: a body its model accepts is validated here and handed
+    straight to the endpoint, without FastAPI's dependency solving around the same
+    validation (~15 us of a ~100 us route). A body the model refuses goes the FastAPI
+    way, which validates it again and answers its usual 422."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -56,9 +62,21 @@ class _OrjsonBodyRoute(APIRoute):
                 if body:
                     with contextlib.suppress(orjson.JSONDecodeError):
                         request._json = orjson.loads(body)  # what Request.json() returns
+                    model = _DIRECT.get(self.endpoint)
+                    if model is not None and type(getattr(request, "_json", None)) is dict:
+                        try:
+                            valid = model.model_validate(request._json)
+                        except ValidationError:
+                            pass  # FastAPI's way below says what is wrong, as ever
+                        else:
+                            return await self.endpoint(valid, request)  # type: ignore[no-any-return]
             return await handler(request)
 
         return parse_then_handle
+
+
+_DIRECT: dict[Callable[..., Any], type[BaseModel]] = {}
+"""Endpoints ``(body: model, request: Request)`` that take a body validated here."""
 
 
 router = APIRouter(prefix="/api/v1", tags=["query"], route_class=_OrjsonBodyRoute)
@@ -85,6 +103,9 @@ async def query(body: QueryRequest, request: Request) -> Response:
         hits = await run_in_threadpool(live_hits, services.catalog, found, body.k)
         return _answer(key, distance, hits)
     return _answer_from_index(key, distance, found, body.k)
+
+
+_DIRECT[query] = QueryRequest
 
 
 def _search_at_once(body: QueryRequest, services: Services) -> tuple[str, str, Found] | None:
