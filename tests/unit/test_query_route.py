@@ -5,16 +5,17 @@ solving; anything else is answered exactly as FastAPI's own route answers it."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import orjson
 import pytest
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Depends, FastAPI, Request, Response
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict, Field
 
 from chroma.api.routers.query import _DIRECT, _OrjsonBodyRoute
+from chroma.api.strict import reject_unknown_query
+from chroma.errors import InvalidInput
 
 
 class Body(BaseModel):
@@ -26,15 +27,11 @@ class Body(BaseModel):
 CALLS: list[str] = []
 
 
-def _fastapi_ran() -> str:
-    return "fastapi"
-
-
 async def endpoint(body: Body, request: Request,
-                   via: Any = Depends(_fastapi_ran)) -> Response:
-    """``via`` is ``"fastapi"`` when FastAPI solved the dependencies, its default (the
-    ``Depends`` marker) when the route called this directly."""
-    taken = "fastapi" if via == "fastapi" else "direct"
+                   tasks: BackgroundTasks = None) -> Response:  # type: ignore[assignment]
+    """FastAPI hands every endpoint that asks a ``BackgroundTasks``; the direct path
+    calls it with ``(body, request)`` only."""
+    taken = "fastapi" if tasks is not None else "direct"
     CALLS.append(taken)
     return Response(orjson.dumps({"via": taken, "sum": sum(body.vector), "k": body.k}),
                     media_type="application/json")
@@ -92,3 +89,68 @@ def test_a_body_without_a_json_content_type_is_left_to_fastapi(clients) -> None:
     expected = plain.post("/q", content=raw, headers={"content-type": "text/plain"})
     assert (got.status_code, got.json()) == (expected.status_code, expected.json())
     assert "direct" not in CALLS
+
+
+def test_a_route_with_a_dependency_the_direct_path_does_not_know_goes_fastapis_way() -> None:
+    """A dependency of the app (auth, say) is never skipped: the direct path runs only
+    the ones it knows (``_GATES``), and with any other the route is FastAPI's alone."""
+    ran: list[str] = []
+
+    def gate() -> None:
+        ran.append("gate")
+
+    router = APIRouter(route_class=_OrjsonBodyRoute)
+    router.add_api_route("/q", endpoint, methods=["POST"])
+    app = FastAPI(dependencies=[Depends(gate)])
+    app.include_router(router)
+    _DIRECT[endpoint] = Body
+    CALLS.clear()
+    try:
+        answer = TestClient(app).post("/q", content=orjson.dumps({"vector": [1.0]}),
+                                      headers={"content-type": "application/json"})
+    finally:
+        del _DIRECT[endpoint]
+    assert answer.json()["via"] == "fastapi" and ran == ["gate"] and CALLS == ["fastapi"]
+
+
+def test_the_direct_path_runs_the_apps_own_dependencies_first() -> None:
+    """``reject_unknown_query`` (as ``create_app`` declares it) still refuses a query
+    parameter the route does not take, before the endpoint runs."""
+    router = APIRouter(route_class=_OrjsonBodyRoute)
+    router.add_api_route("/q", endpoint, methods=["POST"])
+    app = FastAPI(dependencies=[Depends(reject_unknown_query)])
+    app.include_router(router)
+    client = TestClient(app)
+    _DIRECT[endpoint] = Body
+    CALLS.clear()
+    try:
+        raw, headers = orjson.dumps({"vector": [1.0]}), {"content-type": "application/json"}
+        with pytest.raises(InvalidInput, match="unknown query parameter 'x'"):
+            client.post("/q?x=1", content=raw, headers=headers)
+        assert CALLS == []
+        assert client.post("/q", content=raw, headers=headers).json()["via"] == "direct"
+    finally:
+        del _DIRECT[endpoint]
+
+
+def test_the_apps_query_route_takes_the_direct_path_behind_auth_and_strict_queries(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """In the app itself, with API keys configured: a valid query body without a key is
+    a 401, as on every other route (the endpoint never runs: this app has no services),
+    and the direct path is on and runs the app's two dependencies (``authorize`` with its
+    bearer credentials, then ``reject_unknown_query``). A third dependency in
+    ``create_app`` turns it off (above) and fails this test: add it to ``_GATES`` if the
+    direct path should run it."""
+    from chroma.api.app import create_app
+    from chroma.api.routers.query import _DIRECT_GATES, _authorize, query
+    from chroma.settings import Settings
+
+    monkeypatch.setenv("CHROMA_API_KEYS", "read " + "r" * 32)
+    client = TestClient(create_app(Settings()), raise_server_exceptions=False)
+    body = orjson.dumps({"embedding_set_key": "abcd", "embedding": [1.0]})
+    for key in (None, "w" * 32):
+        headers = {"content-type": "application/json"} | (
+            {"authorization": f"Bearer {key}"} if key else {})
+        answer = client.post("/api/v1/query", content=body, headers=headers)
+        assert answer.status_code == 401, answer.text
+    assert _DIRECT_GATES[query] == [_authorize, reject_unknown_query]
