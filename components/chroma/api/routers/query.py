@@ -53,9 +53,10 @@ class _OrjsonBodyRoute(APIRoute):
     every answer, error or not, stays what it was.
 
     The query route goes further: a body its model accepts is validated here and handed
-    straight to the endpoint, without FastAPI's dependency solving around the same
-    validation (~15 us of a ~100 us route). A body the model refuses goes the FastAPI
-    way, which validates it again and answers its usual 422."""
+    straight to the endpoint after the app's own dependencies (``_GATES``), without
+    FastAPI's dependency solving (an in-process ASGI call of the route: 96 -> 58 us). A
+    body the model refuses goes the FastAPI way, which validates it again and answers its
+    usual 422; a route with any other dependency always goes that way."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
