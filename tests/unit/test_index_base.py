@@ -126,6 +126,21 @@ def test_scores_become_distances_smaller_is_nearer() -> None:
     assert score_to_distance("euclid", 2.0) == 2.0
 
 
+@pytest.mark.parametrize("distance", ["cosine", "dot", "euclid"])
+def test_edge_hits_become_the_same_distances_as_score_to_distance(distance: str) -> None:
+    """``edge._stored_hits`` picks the metric once per call: same answer per hit."""
+    from types import SimpleNamespace
+
+    from chroma.index.edge import _stored_hits
+
+    scores = [[1.0000001, 0.25, -0.5], [], [3.0]]
+    results = [[SimpleNamespace(score=s, payload={"n": i} if i else None)
+                for i, s in enumerate(row)] for row in scores]
+    assert _stored_hits(distance, results) == [
+        [(score_to_distance(distance, s), {"n": i} if i else {}) for i, s in enumerate(row)]
+        for row in scores]
+
+
 def test_stored_cosine_vectors_are_unit_length() -> None:
     np.testing.assert_allclose(stored_vector("cosine", [3.0, 4.0]), [0.6, 0.8])
     np.testing.assert_allclose(stored_vector("dot", [3.0, 4.0]), [3.0, 4.0])

@@ -178,14 +178,21 @@ def test_a_header_without_an_error_raises_nothing() -> None:
 
 @pytest.mark.parametrize("search_filter", [
     None,
-    SearchFilter(),
     SearchFilter(datasets=("cam-1", "cam-2"), split="production",
                  inference_classes=("cat",), label_classes=("dog", "cow"),
                  tags_any=("night",), logged_from=1.5e9, logged_until=1.7e9,
                  exclude=(("cam-1", "r1"), ("cam-2", "r2"))),
-], ids=["none", "empty", "every-field"])
+    SearchFilter(exclude=(("cam-1", "r1"),)),
+    SearchFilter(logged_from=0.0),
+], ids=["none", "every-field", "exclude-only", "zero-instant"])
 def test_a_filter_round_trips(search_filter: SearchFilter | None) -> None:
     assert filter_from_wire(through_json(filter_to_wire(search_filter))) == search_filter
+
+
+def test_a_filter_that_selects_everything_travels_as_none() -> None:
+    """Most queries have no filter: nothing to encode, and the host searches the same."""
+    assert filter_to_wire(SearchFilter()) is None
+    assert filter_from_wire(through_json(filter_to_wire(SearchFilter()))) is None
 
 
 def test_a_filter_round_trips_over_a_socket(pair) -> None:

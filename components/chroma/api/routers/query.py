@@ -19,12 +19,17 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
+from fastapi import routing as fastapi_routing
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from chroma.api.auth import authorize, bearer
 from chroma.api.models import BODY_ERRORS, ErrorBody
 from chroma.api.models.query import QueryFilter, QueryRequest, QueryResponse
 from chroma.api.services import Services
+from chroma.api.strict import reject_unknown_query
 from chroma.catalog import Catalog, Operations
 from chroma.errors import ChromaError, InvalidInput, NotFound
 from chroma.index import Neighbour, SearchFilter
@@ -45,10 +50,17 @@ class _OrjsonBodyRoute(APIRoute):
     """Parses a JSON body with orjson before FastAPI would with ``json.loads`` (a query's
     128 floats took 0.16 ms in ``json.loads``, a tenth of that in orjson). A body orjson
     refuses (e.g. a ``NaN`` literal, which ``json.loads`` takes) is left to FastAPI, so
-    every answer, error or not, stays what it was."""
+    every answer, error or not, stays what it was.
+
+    The query route goes further: a body its model accepts is validated here and handed
+    straight to the endpoint after the app's own dependencies (``_GATES``), without
+    FastAPI's dependency solving (an in-process ASGI call of the route: 96 -> 58 us). A
+    body the model refuses goes the FastAPI way, which validates it again and answers its
+    usual 422; a route with any other dependency always goes that way."""
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        gates = _DIRECT_GATES[self.endpoint] = _gates_of(_effective_dependant(self))
 
         async def parse_then_handle(request: Request) -> Response:
             if request.headers.get("content-type", "").startswith("application/json"):
@@ -56,9 +68,65 @@ class _OrjsonBodyRoute(APIRoute):
                 if body:
                     with contextlib.suppress(orjson.JSONDecodeError):
                         request._json = orjson.loads(body)  # what Request.json() returns
+                    model = _DIRECT.get(self.endpoint) if gates is not None else None
+                    if model is not None and type(getattr(request, "_json", None)) is dict:
+                        try:
+                            valid = model.model_validate(request._json)
+                        except ValidationError:
+                            pass  # FastAPI's way below says what is wrong, as ever
+                        else:
+                            for gate in gates or ():
+                                await gate(request)
+                            return await self.endpoint(valid, request)  # type: ignore[no-any-return]
             return await handler(request)
 
         return parse_then_handle
+
+
+_DIRECT: dict[Callable[..., Any], type[BaseModel]] = {}
+"""Endpoints ``(body: model, request: Request)`` that take a body validated here."""
+
+Gate = Callable[[Request], Coroutine[Any, Any, None]]
+_DIRECT_GATES: dict[Callable[..., Any], list[Gate] | None] = {}
+"""What the last handler built for each endpoint runs on its direct path (``None``: no
+direct path); for tests."""
+
+
+async def _authorize(request: Request) -> None:
+    await authorize(request, await bearer(request))
+
+
+_GATES: dict[Callable[..., Any], Gate] = {authorize: _authorize,
+                                          reject_unknown_query: reject_unknown_query}
+"""The app's own dependencies (``create_app``), as the direct path runs them, in order."""
+
+
+def _effective_dependant(route: APIRoute) -> Dependant | None:
+    """The dependencies FastAPI will solve for ``route`` as the app serves it: since
+    FastAPI 0.16x an included route is built in an "effective context" holding the app's
+    and the routers' dependencies, which only a private context variable names while its
+    handler is built. ``None`` (no direct path) where that is not how it works."""
+    holder = getattr(fastapi_routing, "_effective_route_context_var", None)
+    context = holder.get() if holder is not None else None
+    if context is None or getattr(context, "original_route", None) is not route:
+        return None  # a route not (yet) included in an app: FastAPI's way
+    dependant = getattr(context, "dependant", None)
+    return dependant if isinstance(dependant, Dependant) else None
+
+
+def _gates_of(dependant: Dependant | None) -> list[Gate] | None:
+    """What the direct path must run before the endpoint: the route's dependencies, when
+    each is one of ``_GATES``; ``None`` (no direct path) when any other is there, so a
+    dependency added later is never skipped."""
+    if dependant is None:
+        return None
+    gates = []
+    for dependency in dependant.dependencies:
+        gate = _GATES.get(dependency.call)  # type: ignore[arg-type]
+        if gate is None:
+            return None
+        gates.append(gate)
+    return gates
 
 
 router = APIRouter(prefix="/api/v1", tags=["query"], route_class=_OrjsonBodyRoute)
@@ -85,6 +153,9 @@ async def query(body: QueryRequest, request: Request) -> Response:
         hits = await run_in_threadpool(live_hits, services.catalog, found, body.k)
         return _answer(key, distance, hits)
     return _answer_from_index(key, distance, found, body.k)
+
+
+_DIRECT[query] = QueryRequest
 
 
 def _search_at_once(body: QueryRequest, services: Services) -> tuple[str, str, Found] | None:

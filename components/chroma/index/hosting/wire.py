@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 import struct
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any
 
 import orjson
@@ -32,6 +32,7 @@ __all__ = [
 
 _LENGTH = struct.Struct(">I")
 MAX_HEADER = 64 * 1024 * 1024
+_FILTER_FIELDS = tuple(field.name for field in fields(SearchFilter))
 
 
 def send_frame(sock: socket.socket, header: dict[str, Any], body: bytes = b"") -> None:
@@ -83,7 +84,12 @@ def raise_from_header(header: dict[str, Any]) -> None:
 
 
 def filter_to_wire(search_filter: SearchFilter | None) -> dict[str, Any] | None:
-    return None if search_filter is None else asdict(search_filter)
+    """``None`` for no filter or one that selects everything (most queries: the host
+    searches the same either way); else its fields, shallow (``asdict`` copies deeply,
+    ~9 us a query)."""
+    if search_filter is None or search_filter.is_empty():
+        return None
+    return {name: getattr(search_filter, name) for name in _FILTER_FIELDS}
 
 
 def filter_from_wire(data: dict[str, Any] | None) -> SearchFilter | None:
