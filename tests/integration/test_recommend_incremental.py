@@ -179,11 +179,11 @@ def test_a_failed_page_write_fails_the_run_and_the_next_run_scores_those_records
     real_upsert = catalog.queue.upsert
     writes: list[int] = []
 
-    def failing(key: str, rows: list, mhb_version: int | None) -> None:
+    def failing(key: str, rows: list, mhb_version: int | None) -> int:
         writes.append(len(rows))
         if len(writes) == 2:
             raise RuntimeError("the catalog went away")
-        real_upsert(key, rows, mhb_version)
+        return real_upsert(key, rows, mhb_version)
 
     monkeypatch.setattr(catalog.queue, "upsert", failing)
     with pytest.raises(RuntimeError, match="went away"):

@@ -130,7 +130,7 @@ def recommend_one(job: LabellingJob, *, full: bool = False) -> dict[str, Any]:
 
 def _recommend(job: LabellingJob, full: bool) -> dict[str, Any]:
     changes, queue, key = job.catalog.changes, job.catalog.queue, job.key
-    if not queue.training_files(key):
+    if not job.training.files():
         # Consumed all the same: the set must not look behind for ever (a training
         # record committed after this read triggers another run).
         changes.mark_scored(key, changes.latest_seq(key))
@@ -160,25 +160,26 @@ def _recommend(job: LabellingJob, full: bool) -> dict[str, Any]:
             after = state.scored_seq
         upto = changes.latest_seq(key)
     total = max(changes.live_count(key), 1)
-    scored = 0
+    scored = added = 0
     with ThreadPoolExecutor(2, thread_name_prefix="recommend-io") as io:
-        written: Future[None] | None = None
+        written: Future[int] | None = None
         for page, columns in _prefetched(io, _pages(job, after, upto, phases)):
             with phases("score"):
                 rows = _score_page(job, fitted.model, source, page, columns, reference)
             if written is not None:
-                written.result()  # one write at a time, in page order
+                added += written.result()  # one write at a time, in page order
             written = io.submit(phases.timed("write", queue.upsert), key, rows,
                                 fitted.version.version)
             scored += len(rows)
             job.progress(0.1 + 0.85 * min(scored / total, 1.0), f"scored {scored} records")
         if written is not None:
-            written.result()
+            added += written.result()
     with phases("write"):
         deleted = changes.deletions_since(key, after, up_to_seq=upto)
-        queue.remove(key, [(d.dataset, d.record_id) for d in deleted])
+        added -= queue.remove(key, [(d.dataset, d.record_id) for d in deleted])
         queue.save_state(key, mhb_version=fitted.version.version, index_version=index_version,
-                         reference=reference.to_dict(), scored_seq=upto)
+                         reference=reference.to_dict(), scored_seq=upto,
+                         added=None if full else added)
     knn = (("approximate" if source.approximate else "exact")
            if isinstance(source, TrainingNeighbours)
            else "index" if source is not None else None)
@@ -248,7 +249,7 @@ def _up_to_date(job: LabellingJob) -> tuple[int, str] | None:
     state = queue.state(key)
     if state is None or state.reference is None or changes.latest_seq(key) > state.scored_seq:
         return None
-    _, model = current_mhb(job.catalog, key, mhb_limits(job.settings))
+    _, model = current_mhb(job.catalog, key, mhb_limits(job.settings), job.training.files())
     if model is None or model.version != state.mhb_version:
         return None
     if 0 < job.training.count() <= job.settings.recommend_exact_knn_max:
