@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import psycopg
 import pytest
+from psycopg.rows import tuple_row
 
 from chroma.catalog import Catalog
 from chroma.ingest import GroupCommitter, LogBatch
@@ -40,8 +41,8 @@ class Explaining(psycopg.Cursor):  # type: ignore[type-arg]
     def execute(self, query: Any, params: Any = None, **kwargs: Any) -> Any:
         text = query if isinstance(query, str) else query.as_string(self.connection)
         if text.lstrip().upper().startswith("SELECT") and "records" in text:
-            super().execute("EXPLAIN (FORMAT JSON) " + text, params)
-            row = self.fetchone()
+            with self.connection.cursor(row_factory=tuple_row) as explain:
+                row = explain.execute("EXPLAIN (FORMAT JSON) " + text, params).fetchone()
             assert row is not None
             Explaining.plans.append((text, row[0][0]["Plan"]))
         return super().execute(query, params, **kwargs)
@@ -126,4 +127,25 @@ def test_the_training_files_are_counted_from_the_training_records_alone(
                                " AND d.split = 'training' GROUP BY r.file_id")
     assert sorted(files) == sorted((int(f), int(n)) for f, n in expected)
     assert sum(n for _, n in files) == TRAINING
+    assert _scans_of_records(Explaining.plans) == []
+
+
+def test_the_status_finds_each_sets_head_without_reading_all_its_records(
+    catalog: Catalog,
+) -> None:
+    """``/api/v1/status`` (polled by dashboards and the freshness benchmark) reads the
+    head of every set's feed, and what the index and the queue lag behind it."""
+    head = catalog.changes.latest_seq(KEY)
+    catalog.changes.record_index_state(KEY, collection="c", version=1, indexed_seq=head - 10,
+                                       indexed_count=PRODUCTION + TRAINING)
+    catalog.changes.mark_scored(KEY, head - 5)
+    Explaining.plans = []
+
+    freshness = {row["embedding_set_key"]: row for row in catalog.index_freshness()}
+    lags = {lag.key: lag for lag in catalog.changes.feed_lag()}
+
+    assert freshness[KEY]["latest_seq"] == lags[KEY].head_seq == head
+    assert (lags[KEY].index_lag, lags[KEY].queue_lag) == (10, 5)
+    other = embedding_set_key(OTHER)
+    assert freshness[other]["latest_seq"] == lags[other].head_seq < head
     assert _scans_of_records(Explaining.plans) == []

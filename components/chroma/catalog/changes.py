@@ -97,12 +97,7 @@ WITH sets AS (
   LEFT JOIN index_state i ON i.embedding_set_key = e.key
   LEFT JOIN recommendation_state s ON s.embedding_set_key = e.key
 )
-SELECT sets.key, sets.indexed_seq, sets.scored_seq,
-  GREATEST(
-    (SELECT COALESCE(max(r.change_seq), 0) FROM records r JOIN datasets d
-     ON d.id = r.dataset_id WHERE d.embedding_set_key = sets.key),
-    (SELECT COALESCE(max(x.change_seq), 0) FROM deletions x JOIN datasets d
-     ON d.id = x.dataset_id WHERE d.embedding_set_key = sets.key)) AS head_seq,
+SELECT sets.key, sets.indexed_seq, sets.scored_seq, {head} AS head_seq,
   (SELECT count(*) FROM records r JOIN datasets d ON d.id = r.dataset_id
    WHERE d.embedding_set_key = sets.key AND r.change_seq > sets.indexed_seq)
   + (SELECT count(*) FROM deletions x JOIN datasets d ON d.id = x.dataset_id
@@ -113,6 +108,23 @@ SELECT sets.key, sets.indexed_seq, sets.scored_seq,
    WHERE d.embedding_set_key = sets.key AND x.change_seq > sets.scored_seq) AS queue_lag
 FROM sets ORDER BY sets.key
 """
+
+
+def head_seq_sql(key: str) -> str:
+    """SQL for the head of the change feed of the set whose key is the SQL expression
+    ``key``: the change_seq index walked back from the top (as :meth:`Changes.latest_seq`)
+    to the first change of one of the set's datasets. ``max(...)`` over a join to
+    ``datasets`` scanned every record instead: 0.2-0.6 s at 1M per ``/status``, which a
+    poller asks four times a second."""
+    datasets = f"ARRAY(SELECT d.id FROM datasets d WHERE d.embedding_set_key = {key})"
+    return (f"GREATEST(0,"
+            f" (SELECT r.change_seq FROM records r WHERE r.dataset_id = ANY({datasets})"
+            f"  ORDER BY r.change_seq DESC LIMIT 1),"
+            f" (SELECT x.change_seq FROM deletions x WHERE x.dataset_id = ANY({datasets})"
+            f"  ORDER BY x.change_seq DESC LIMIT 1))")
+
+
+_LAG_SQL = _LAG_SQL.format(head=head_seq_sql("sets.key"))
 
 
 class Changes:
