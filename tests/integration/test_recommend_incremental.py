@@ -189,9 +189,16 @@ def test_a_failed_page_write_fails_the_run_and_the_next_run_scores_those_records
     with pytest.raises(RuntimeError, match="went away"):
         recommend_one(LabellingJob(catalog, store, settings, KEY))
     assert len(writes) == 2  # no page written after the failed one
-    assert catalog.queue.state(KEY) == before  # the feed is not marked as scored
+    after_failure = catalog.queue.state(KEY)
+    assert before is not None and after_failure is not None
+    assert after_failure.scored_seq == before.scored_seq  # the feed is not marked as scored
+    assert after_failure.reference == before.reference
+    assert after_failure.scored_count == before.scored_count + 7  # the page written
 
     monkeypatch.setattr(catalog.queue, "upsert", real_upsert)
     again = recommend_one(LabellingJob(catalog, store, settings, KEY))
     assert again["scored"] == 30 and not again["full_refresh"]
     assert catalog.queue.count(KEY) == 40
+    state = catalog.queue.state(KEY)
+    # The count follows the queue, the page written by the failed run included.
+    assert state is not None and state.scored_count == 40

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import psycopg
 from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
@@ -147,16 +148,16 @@ class Recommendations:
 
     def save_state(
         self, key: str, *, mhb_version: int | None, index_version: int | None,
-        reference: dict[str, Any] | None, scored_seq: int, added: int | None = None,
+        reference: dict[str, Any] | None, scored_seq: int, recount: bool = True,
     ) -> None:
-        """Record a run's end. ``added``: how many entries the run added to the set's
-        queue (less those it removed), kept on top of the last ``scored_count``; None
-        counts the queue anew (a full refresh: counting 1M entries took 0.25 s, which
-        an incremental run of 10k records must not pay)."""
-        count = (sql.SQL("(SELECT count(*) FROM recommendations WHERE embedding_set_key"
-                         " = %(k)s)") if added is None else sql.SQL("%(a)s"))
-        kept = (sql.SQL("EXCLUDED.scored_count") if added is None
-                else sql.SQL("recommendation_state.scored_count + %(a)s"))
+        """Record a run's end. ``scored_count`` follows the queue as each write commits
+        (:meth:`upsert`, :meth:`remove`); ``recount`` counts the queue anew, which a full
+        refresh does (counting 1M entries took 0.25 s, more than the rest of an
+        incremental run's catalog work)."""
+        count = sql.SQL("(SELECT count(*) FROM recommendations WHERE embedding_set_key"
+                        " = %(k)s)")
+        kept = (sql.SQL("EXCLUDED.scored_count") if recount
+                else sql.SQL("recommendation_state.scored_count"))
         with self.db.transaction() as conn:
             conn.execute(
                 sql.SQL(
@@ -169,8 +170,7 @@ class Recommendations:
                     " scored_seq = EXCLUDED.scored_seq, scored_count = {kept},"
                     " updated_at = now()").format(count=count, kept=kept),
                 {"k": key, "m": mhb_version, "i": index_version,
-                 "r": Jsonb(reference) if reference is not None else None, "s": scored_seq,
-                 "a": added},
+                 "r": Jsonb(reference) if reference is not None else None, "s": scored_seq},
             )
 
     # -- the queue --------------------------------------------------------------------------
@@ -216,20 +216,24 @@ class Recommendations:
                     " scored_at = now()").format(signals=signals, raw_signals=raw_signals),
                 {"k": key, "v": mhb_version},
             )
-            return int(cur.rowcount) - int(present)
+            added = int(cur.rowcount) - int(present)
+            _count_added(cur, key, added)
+            return added
 
     def remove(self, key: str, refs: Sequence[tuple[str, str]]) -> int:
         """Drop deleted records from the queue; returns how many were in it."""
         if not refs:
             return 0
-        with self.db.transaction() as conn:
-            return conn.execute(
+        with self.db.transaction() as conn, conn.cursor() as cur:
+            removed = cur.execute(
                 "DELETE FROM recommendations r USING datasets d,"
                 " unnest(%s::text[], %s::text[]) AS x(dataset, record_id)"
                 " WHERE d.name = x.dataset AND r.dataset_id = d.id"
                 " AND r.record_id = x.record_id AND r.embedding_set_key = %s",
                 ([d for d, _ in refs], [i for _, i in refs], key),
             ).rowcount
+            _count_added(cur, key, -removed)
+        return removed
 
     def mark_labelled(self, dataset: str, record_ids: Sequence[str]) -> list[str]:
         with self.db.transaction() as conn:
@@ -309,6 +313,14 @@ class Recommendations:
                 " AND NOT labelled", (key,),
             ).fetchone()
         return int(n)
+
+
+def _count_added(cur: psycopg.Cursor[Any], key: str, added: int) -> None:
+    """Keep the set's ``scored_count`` in step with the queue, in the transaction that
+    changed it: a run that fails after some pages leaves it true."""
+    if added:
+        cur.execute("UPDATE recommendation_state SET scored_count = scored_count + %s"
+                    " WHERE embedding_set_key = %s", (added, key))
 
 
 def _json_object(prefix: str, names: list[str]) -> sql.Composable:

@@ -160,26 +160,25 @@ def _recommend(job: LabellingJob, full: bool) -> dict[str, Any]:
             after = state.scored_seq
         upto = changes.latest_seq(key)
     total = max(changes.live_count(key), 1)
-    scored = added = 0
+    scored = 0
     with ThreadPoolExecutor(2, thread_name_prefix="recommend-io") as io:
         written: Future[int] | None = None
         for page, columns in _prefetched(io, _pages(job, after, upto, phases)):
             with phases("score"):
                 rows = _score_page(job, fitted.model, source, page, columns, reference)
             if written is not None:
-                added += written.result()  # one write at a time, in page order
+                written.result()  # one write at a time, in page order
             written = io.submit(phases.timed("write", queue.upsert), key, rows,
                                 fitted.version.version)
             scored += len(rows)
             job.progress(0.1 + 0.85 * min(scored / total, 1.0), f"scored {scored} records")
         if written is not None:
-            added += written.result()
+            written.result()
     with phases("write"):
         deleted = changes.deletions_since(key, after, up_to_seq=upto)
-        added -= queue.remove(key, [(d.dataset, d.record_id) for d in deleted])
+        queue.remove(key, [(d.dataset, d.record_id) for d in deleted])
         queue.save_state(key, mhb_version=fitted.version.version, index_version=index_version,
-                         reference=reference.to_dict(), scored_seq=upto,
-                         added=None if full else added)
+                         reference=reference.to_dict(), scored_seq=upto, recount=full)
     knn = (("approximate" if source.approximate else "exact")
            if isinstance(source, TrainingNeighbours)
            else "index" if source is not None else None)
