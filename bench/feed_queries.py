@@ -6,7 +6,7 @@ run, several times, under the lock the writers wait on) and
 
 Sets up its own embedded PostgreSQL with ``--production`` + ``--training`` records of one
 set (``bench/refresh_inprocess.py``'s records, through the group committer), the index
-state 1,000 changes behind the head, then times each query ``--runs`` times: median wall
+and the queue 1,000 changes behind the head (a running system's), then times each query ``--runs`` times: median wall
 and PostgreSQL's own CPU (its processes, from ``/proc``). It only calls catalog methods
 that older code has too: to compare, run this file with the baseline tree's interpreter,
 ``PYTHONPATH`` unset (``/tmp/base/.venv/bin/python bench/feed_queries.py``), in the same
@@ -78,6 +78,7 @@ def main() -> None:
     catalog.changes.record_index_state(key(), collection="c", version=1,
                                        indexed_seq=head - 1_000,
                                        indexed_count=args.production + args.training)
+    catalog.changes.mark_scored(key(), head - 1_000)  # the queue as far behind
     with db.transaction() as conn:
         conn.execute("ANALYZE")
     print(f"{args.training:,} training + {args.production:,} production records; medians of "
