@@ -6,11 +6,11 @@ run, several times, under the lock the writers wait on) and
 
 Sets up its own embedded PostgreSQL with ``--production`` + ``--training`` records of one
 set (``bench/refresh_inprocess.py``'s records, through the group committer), the index
-and the queue 1,000 changes behind the head (a running system's), then times each query ``--runs`` times: median wall
-and PostgreSQL's own CPU (its processes, from ``/proc``). It only calls catalog methods
-that older code has too: to compare, run this file with the baseline tree's interpreter,
-``PYTHONPATH`` unset (``/tmp/base/.venv/bin/python bench/feed_queries.py``), in the same
-sitting.
+and the queue 1,000 changes behind the head (a running system's), then times each query
+``--runs`` times: median wall and PostgreSQL's own CPU (its processes, from ``/proc``).
+It only calls catalog methods that older code has too: to compare, run this file with
+the baseline tree's interpreter (``/tmp/base/.venv/bin/python bench/feed_queries.py``),
+in the same sitting.
 
     .venv/bin/python bench/feed_queries.py [--production 1000000] [--training 20000]
 """
