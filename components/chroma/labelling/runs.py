@@ -159,6 +159,8 @@ def _recommend(job: LabellingJob, full: bool) -> dict[str, Any]:
             reference = ScoringReference.from_dict(state.reference)
             after = state.scored_seq
         upto = changes.latest_seq(key)
+        if full:
+            queue.forget_count(key)  # counted once at the end, not page by page
     total = max(changes.live_count(key), 1)
     scored = 0
     with ThreadPoolExecutor(2, thread_name_prefix="recommend-io") as io:
@@ -169,7 +171,7 @@ def _recommend(job: LabellingJob, full: bool) -> dict[str, Any]:
             if written is not None:
                 written.result()  # one write at a time, in page order
             written = io.submit(phases.timed("write", queue.upsert), key, rows,
-                                fitted.version.version)
+                                fitted.version.version, count=not full)
             scored += len(rows)
             job.progress(0.1 + 0.85 * min(scored / total, 1.0), f"scored {scored} records")
         if written is not None:
@@ -202,9 +204,9 @@ class Phases:
             self.seconds[name] += time.perf_counter() - began
 
     def timed(self, name: str, call: Callable[..., T]) -> Callable[..., T]:
-        def timed_call(*args: Any) -> T:
+        def timed_call(*args: Any, **kwargs: Any) -> T:
             with self(name):
-                return call(*args)
+                return call(*args, **kwargs)
         return timed_call
 
     def rounded(self) -> dict[str, float]:
