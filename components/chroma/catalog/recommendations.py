@@ -52,6 +52,8 @@ class RecommendationState:
     reference: dict[str, Any] | None
     scored_seq: int
     scored_count: int
+    """Entries of the set in the queue (labelled ones included); -1 while a full refresh
+    runs (or after one failed), until a run's end counts them."""
     updated_at: datetime
 
 
