@@ -22,7 +22,14 @@ are read and written in threads beside the scoring, and the kNN's blocks run in 
 threads, counted too), ``other`` is the rest of the process's CPU, and PostgreSQL's own
 CPU (its processes, from ``/proc``) is printed apart.
 
+With ``--incremental N``, N new production records are then logged (in batches of
+``--batch``, as a steady writer would) and an incremental run scores them, followed by
+a run with nothing new, each with the same table: the small catalog calls a run makes
+besides its pages (``state``, ``latest seq``, ``deletions``, ``save state``...) are
+timed too, so a cost that grows with the set, not the new records, shows up by name.
+
     .venv/bin/python bench/refresh_phases.py [--training 100000] [--production 1000000]
+        [--incremental 10000] [--batch 100] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -138,6 +145,14 @@ def instrument() -> None:
     ExactNearest._closeness = timed(  # type: ignore[method-assign]
         "knn", ExactNearest._closeness, wall_counts=False)
     nearest._top_k = timed("knn", nearest._top_k, wall_counts=False)
+    for kind, method, name in (
+            (Changes, "latest_seq", "latest seq"), (Changes, "live_count", "live count"),
+            (Changes, "deletions_since", "deletions"), (Changes, "index_state", "state"),
+            (Recommendations, "state", "state"), (Recommendations, "save_state", "save state"),
+            (Recommendations, "remove", "queue write"),
+            (Recommendations, "training_files", "training files"),
+            (Recommendations, "latest_mhb", "state")):
+        setattr(kind, method, timed(name, getattr(kind, method)))
     Changes.record_columns_since = timed(  # type: ignore[method-assign]
         "catalog read", Changes.record_columns_since)
     Recommendations.upsert = timed("queue write", Recommendations.upsert)  # type: ignore
@@ -153,6 +168,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--training", type=int, default=100_000)
     parser.add_argument("--production", type=int, default=1_000_000)
+    parser.add_argument("--incremental", type=int, default=0,
+                        help="new production records per incremental run after the full one")
+    parser.add_argument("--batch", type=int, default=100, help="records per logged batch")
+    parser.add_argument("--rounds", type=int, default=1, help="incremental runs")
     args = parser.parse_args()
     print(machine_info(("numpy", "pyarrow", "psycopg")))
     settings = Settings()
@@ -176,27 +195,48 @@ def main() -> None:
     print(f"logged {args.training:,} training + {args.production:,} production in "
           f"{time.perf_counter() - began:.1f} s, load {os.getloadavg()[0]:.1f}", flush=True)
     instrument()
+    pgdata = work / "postgres"
     job = runs.LabellingJob(catalog, store, settings, key())
-    load_before = os.getloadavg()[0]
-    began_postgres = postgres_cpu(work / "postgres")
-    began, began_cpu = time.perf_counter(), time.process_time()
-    result = runs.recommend_one(job, full=True)
-    wall, cpu = time.perf_counter() - began, time.process_time() - began_cpu
-    postgres = postgres_cpu(work / "postgres") - began_postgres
+    result = timed_run(job, pgdata, "full refresh", full=True)
     source = job.training().neighbours(settings.recommend_approximate_knn_min)
-    print(f"full refresh: {wall:.1f} s wall, {cpu:.1f} s CPU, scored {result['scored']:,}, "
-          f"kNN {'approximate (IVF)' if source.approximate else 'exact'}, "
-          f"load {load_before:.1f} -> {os.getloadavg()[0]:.1f}; PostgreSQL's own CPU "
-          f"{postgres:.1f} s")
-    print(f"{'phase':>14} {'wall s':>8} {'cpu s':>8} {'share':>6}")
-    for name in sorted(WALL, key=WALL.__getitem__, reverse=True):
-        print(f"{name:>14} {WALL[name]:8.1f} {CPU[name]:8.1f} {WALL[name] / wall:6.1%}")
-    print(f"{'other':>14} {'':>8} {cpu - sum(CPU.values()):8.1f}")
-    print("(wall: of the thread doing the phase; pages are read and written beside the "
-          "scoring, so walls overlap; CPU: each thread's own, the kNN's pool threads "
-          "included)")
+    print(f"kNN {'approximate (IVF)' if source.approximate else 'exact'}")
+    logged = 0
+    for _ in range(args.rounds if args.incremental else 0):
+        for first in range(0, args.incremental, args.batch):
+            committer.commit([records.batch("prod-new", "production",
+                                            min(args.batch, args.incremental - first),
+                                            logged + first)])
+        logged += args.incremental
+        job = runs.LabellingJob(catalog, store, settings, key())  # as each operation does
+        result = timed_run(job, pgdata, f"incremental, {args.incremental:,} new")
+        assert not result["full_refresh"], result
+        job = runs.LabellingJob(catalog, store, settings, key())
+        timed_run(job, pgdata, "nothing new")
     db.close()
 
+
+def timed_run(job: runs.LabellingJob, pgdata: Path, title: str,
+              full: bool = False) -> dict[str, Any]:
+    """One ``recommend_one``, with its table of phases."""
+    WALL.clear()
+    CPU.clear()
+    load_before = os.getloadavg()[0]
+    began_postgres = postgres_cpu(pgdata)
+    began, began_cpu = time.perf_counter(), time.process_time()
+    result = runs.recommend_one(job, full=full)
+    wall, cpu = time.perf_counter() - began, time.process_time() - began_cpu
+    postgres = postgres_cpu(pgdata) - began_postgres
+    print(f"\n{title}: {wall:.3f} s wall, {cpu:.2f} s CPU, scored {result.get('scored', 0):,}, "
+          f"load {load_before:.1f} -> {os.getloadavg()[0]:.1f}; PostgreSQL's own CPU "
+          f"{postgres:.2f} s; run's phases {result.get('seconds')}")
+    print(f"{'phase':>14} {'wall s':>8} {'cpu s':>8} {'share':>6}")
+    for name in sorted(WALL, key=WALL.__getitem__, reverse=True):
+        print(f"{name:>14} {WALL[name]:8.3f} {CPU[name]:8.3f} {WALL[name] / wall:6.1%}")
+    print(f"{'other':>14} {'':>8} {cpu - sum(CPU.values()):8.3f}")
+    print("(wall: of the thread doing the phase; pages are read and written beside the "
+          "scoring, so walls overlap; CPU: each thread's own, the kNN's pool threads "
+          "included)", flush=True)
+    return result
 
 if __name__ == "__main__":
     main()

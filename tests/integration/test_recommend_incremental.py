@@ -179,19 +179,61 @@ def test_a_failed_page_write_fails_the_run_and_the_next_run_scores_those_records
     real_upsert = catalog.queue.upsert
     writes: list[int] = []
 
-    def failing(key: str, rows: list, mhb_version: int | None) -> None:
+    def failing(key: str, rows: list, mhb_version: int | None, **kwargs: bool) -> int:
         writes.append(len(rows))
         if len(writes) == 2:
             raise RuntimeError("the catalog went away")
-        real_upsert(key, rows, mhb_version)
+        return real_upsert(key, rows, mhb_version, **kwargs)
 
     monkeypatch.setattr(catalog.queue, "upsert", failing)
     with pytest.raises(RuntimeError, match="went away"):
         recommend_one(LabellingJob(catalog, store, settings, KEY))
     assert len(writes) == 2  # no page written after the failed one
-    assert catalog.queue.state(KEY) == before  # the feed is not marked as scored
+    after_failure = catalog.queue.state(KEY)
+    assert before is not None and after_failure is not None
+    assert after_failure.scored_seq == before.scored_seq  # the feed is not marked as scored
+    assert after_failure.reference == before.reference
+    assert after_failure.scored_count == before.scored_count + 7  # the page written
 
     monkeypatch.setattr(catalog.queue, "upsert", real_upsert)
     again = recommend_one(LabellingJob(catalog, store, settings, KEY))
     assert again["scored"] == 30 and not again["full_refresh"]
     assert catalog.queue.count(KEY) == 40
+    state = catalog.queue.state(KEY)
+    # The count follows the queue, the page written by the failed run included.
+    assert state is not None and state.scored_count == 40
+
+
+def test_after_a_failed_full_refresh_the_next_run_counts_the_queue_anew(
+    catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full refresh writes its pages without counting what they add (its end counts
+    the queue): one that fails leaves the count unknown, and the next run counts."""
+    monkeypatch.setattr(runs, "PAGE", 7)
+    store = FileStore(str(tmp_path / "store"))
+    logger = Logger(catalog, store)
+    settings = Settings(recommend_exact_knn_max=100_000)
+    logger.log("train", "training", [f"t-{i}" for i in range(120)])
+    logger.log("prod", "production", [f"p-{i}" for i in range(10)])
+    recommend_one(LabellingJob(catalog, store, settings, KEY))
+    logger.log("prod", "production", [f"p-{i}" for i in range(10, 40)])
+    real_upsert = catalog.queue.upsert
+    writes: list[int] = []
+
+    def failing(key: str, rows: list, mhb_version: int | None, **kwargs: bool) -> int:
+        writes.append(len(rows))
+        if len(writes) == 4:  # after new records were added by pages 2 and 3
+            raise RuntimeError("the catalog went away")
+        return real_upsert(key, rows, mhb_version, **kwargs)
+
+    monkeypatch.setattr(catalog.queue, "upsert", failing)
+    with pytest.raises(RuntimeError, match="went away"):
+        recommend_one(LabellingJob(catalog, store, settings, KEY), full=True)
+    assert 10 < catalog.queue.count(KEY) < 40
+
+    monkeypatch.setattr(catalog.queue, "upsert", real_upsert)
+    logger.log("prod", "production", [f"p-{i}" for i in range(40, 45)])
+    again = recommend_one(LabellingJob(catalog, store, settings, KEY))
+    assert not again["full_refresh"]
+    state = catalog.queue.state(KEY)
+    assert state is not None and state.scored_count == catalog.queue.count(KEY) == 45

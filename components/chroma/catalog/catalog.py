@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg.rows import dict_row
 
-from chroma.catalog.changes import Changes, writing_changes
+from chroma.catalog.changes import Changes, head_seq_sql, writing_changes
 from chroma.catalog.copying import copy_csv, pg_text_array
 from chroma.catalog.database import Database
 from chroma.catalog.keyprefix import check_key_prefix, pick_key
@@ -458,12 +458,7 @@ class Catalog:
                 "SELECT e.key AS embedding_set_key, i.version AS index_version,"
                 " COALESCE(i.indexed_count, 0) AS indexed_count,"
                 " COALESCE(i.indexed_seq, 0) AS indexed_seq,"
-                " GREATEST("
-                "   (SELECT COALESCE(max(r.change_seq), 0) FROM records r"
-                "    JOIN datasets d ON d.id = r.dataset_id WHERE d.embedding_set_key = e.key),"
-                "   (SELECT COALESCE(max(x.change_seq), 0) FROM deletions x"
-                "    JOIN datasets d ON d.id = x.dataset_id WHERE d.embedding_set_key = e.key)"
-                " ) AS latest_seq,"
+                f" {head_seq_sql('e.key')} AS latest_seq,"
                 " i.updated_at AS index_updated_at,"
                 " (SELECT max(m.version) FROM mhb_models m WHERE m.embedding_set_key = e.key)"
                 "   AS mhb_version"

@@ -130,7 +130,7 @@ def recommend_one(job: LabellingJob, *, full: bool = False) -> dict[str, Any]:
 
 def _recommend(job: LabellingJob, full: bool) -> dict[str, Any]:
     changes, queue, key = job.catalog.changes, job.catalog.queue, job.key
-    if not queue.training_files(key):
+    if not job.training.files():
         # Consumed all the same: the set must not look behind for ever (a training
         # record committed after this read triggers another run).
         changes.mark_scored(key, changes.latest_seq(key))
@@ -159,17 +159,19 @@ def _recommend(job: LabellingJob, full: bool) -> dict[str, Any]:
             reference = ScoringReference.from_dict(state.reference)
             after = state.scored_seq
         upto = changes.latest_seq(key)
+        if full:
+            queue.forget_count(key)  # counted once at the end, not page by page
     total = max(changes.live_count(key), 1)
     scored = 0
     with ThreadPoolExecutor(2, thread_name_prefix="recommend-io") as io:
-        written: Future[None] | None = None
+        written: Future[int] | None = None
         for page, columns in _prefetched(io, _pages(job, after, upto, phases)):
             with phases("score"):
                 rows = _score_page(job, fitted.model, source, page, columns, reference)
             if written is not None:
                 written.result()  # one write at a time, in page order
             written = io.submit(phases.timed("write", queue.upsert), key, rows,
-                                fitted.version.version)
+                                fitted.version.version, count=not full)
             scored += len(rows)
             job.progress(0.1 + 0.85 * min(scored / total, 1.0), f"scored {scored} records")
         if written is not None:
@@ -178,7 +180,7 @@ def _recommend(job: LabellingJob, full: bool) -> dict[str, Any]:
         deleted = changes.deletions_since(key, after, up_to_seq=upto)
         queue.remove(key, [(d.dataset, d.record_id) for d in deleted])
         queue.save_state(key, mhb_version=fitted.version.version, index_version=index_version,
-                         reference=reference.to_dict(), scored_seq=upto)
+                         reference=reference.to_dict(), scored_seq=upto, recount=full)
     knn = (("approximate" if source.approximate else "exact")
            if isinstance(source, TrainingNeighbours)
            else "index" if source is not None else None)
@@ -202,9 +204,9 @@ class Phases:
             self.seconds[name] += time.perf_counter() - began
 
     def timed(self, name: str, call: Callable[..., T]) -> Callable[..., T]:
-        def timed_call(*args: Any) -> T:
+        def timed_call(*args: Any, **kwargs: Any) -> T:
             with self(name):
-                return call(*args)
+                return call(*args, **kwargs)
         return timed_call
 
     def rounded(self) -> dict[str, float]:
@@ -248,7 +250,7 @@ def _up_to_date(job: LabellingJob) -> tuple[int, str] | None:
     state = queue.state(key)
     if state is None or state.reference is None or changes.latest_seq(key) > state.scored_seq:
         return None
-    _, model = current_mhb(job.catalog, key, mhb_limits(job.settings))
+    _, model = current_mhb(job.catalog, key, mhb_limits(job.settings), job.training.files())
     if model is None or model.version != state.mhb_version:
         return None
     if 0 < job.training.count() <= job.settings.recommend_exact_knn_max:

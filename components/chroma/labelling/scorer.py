@@ -83,7 +83,7 @@ def ensure_mhb(
     ``limits``: default from this process's settings (environment). A fit over them
     raises ``InvalidInput`` saying which limit: the operation fails with that message."""
     limits = limits or mhb_limits(Settings())
-    fingerprint, latest = current_mhb(catalog, key, limits)
+    fingerprint, latest = current_mhb(catalog, key, limits, training.files())
     if latest is not None:
         return FittedModel(latest, _loaded_model(catalog, store, key, latest), refitted=False)
     data = training()
@@ -133,10 +133,12 @@ def _keep_model(catalog: Catalog, key: str, version: MHBVersion, model: MHBModel
 
 def current_mhb(
     catalog: Catalog, key: str, limits: MHBLimits,
+    files: list[tuple[int, int]] | None = None,
 ) -> tuple[str, MHBVersion | None]:
     """The fingerprint of the set's training data under ``limits``, and the stored model
-    fitted on exactly that (None: a fit is due). Two small queries, no data read."""
-    files = catalog.queue.training_files(key)
+    fitted on exactly that (None: a fit is due). Two small queries, no data read;
+    ``files``: the training files when the caller already has them (one query less)."""
+    files = catalog.queue.training_files(key) if files is None else files
     if not files:
         raise NotFound(f"embedding set {key} has no training records to fit MHB on")
     fingerprint = training_fingerprint({str(f): n for f, n in files},
@@ -200,6 +202,7 @@ class TrainingSetLoader:
         self.catalog, self.store, self.key = catalog, store, key
         self.keep_bytes = keep_bytes
         self._loaded: TrainingSet | None = None
+        self._files: list[tuple[int, int]] | None = None
 
     def __call__(self) -> TrainingSet:
         if self._loaded is None:
@@ -209,7 +212,7 @@ class TrainingSetLoader:
     def _kept_or_load(self) -> TrainingSet:
         if self.keep_bytes <= 0:
             return TrainingSet.load(self.catalog, self.store, self.key)
-        files = sorted(self.catalog.queue.training_files(self.key))
+        files = sorted(self.files())
         where = (self.catalog.db.dsn, self.key)
         kept = _kept.get(where)
         if kept is not None and kept[0] == files:
@@ -226,8 +229,16 @@ class TrainingSetLoader:
         if self._loaded is not None:
             self._loaded.forget_exact_search()
 
+    def files(self) -> list[tuple[int, int]]:
+        """(file id, live records) of the set's training data, as the loader's first
+        call found them: one query per run (it counts every training record; a run asked
+        it five times, a fifth of a no-op run at 20k training records)."""
+        if self._files is None:
+            self._files = self.catalog.queue.training_files(self.key)
+        return self._files
+
     def count(self) -> int:
         """Live training records, from the manifest (no read of the data)."""
         if self._loaded is not None:
             return len(self._loaded)
-        return sum(count for _, count in self.catalog.queue.training_files(self.key))
+        return sum(count for _, count in self.files())
