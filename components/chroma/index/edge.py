@@ -39,6 +39,7 @@ import fcntl
 import itertools
 import json
 import logging
+import mmap
 import os
 import pickle
 import queue
@@ -267,24 +268,71 @@ writes changes a few blocks."""
 
 
 def _copy_file(path: Path, there: Path, size: int) -> int:
-    """Copy ``path`` (``size`` bytes) over ``there``; bytes written. When ``there`` has
-    that size already, only the blocks that differ are written: reading both from the
-    page cache costs less than rewriting the file."""
-    try:
-        same_size = there.stat().st_size == size
-    except FileNotFoundError:
-        same_size = False
-    if not same_size or size < 2 * DIFF_BLOCK:
+    """Make ``there`` a copy of ``path`` (``size`` bytes, as stat'ed); bytes written.
+
+    A file the copy has already is updated in place: only the blocks of the common
+    length that differ are written, then what ``path`` has beyond it (Edge's id tracker
+    files only grow, by appends), then it is cut to size. Comparing both from the page
+    cache costs less than rewriting a file, and a file is never truncated and written
+    again (ext4 then writes its blocks back at close: 5 ms a file under load)."""
+    if not there.exists():
         shutil.copyfile(path, there)
         return size
-    written = 0
     with open(path, "rb") as source, open(there, "r+b") as target:
-        for offset in range(0, size, DIFF_BLOCK):
-            block = os.pread(source.fileno(), DIFF_BLOCK, offset)
-            if block != os.pread(target.fileno(), DIFF_BLOCK, offset):
-                os.pwrite(target.fileno(), block, offset)
-                written += len(block)
+        had = os.fstat(target.fileno()).st_size
+        common = min(had, size)
+        written = _copy_changed_blocks(source.fileno(), target.fileno(), common)
+        if size > common:
+            written += _copy_range(source.fileno(), target.fileno(), common, size)
+        if had > size:
+            os.ftruncate(target.fileno(), size)
     return written
+
+
+def _copy_changed_blocks(source: int, target: int, length: int) -> int:
+    """Write the ``DIFF_BLOCK`` blocks of ``source``'s first ``length`` bytes that differ
+    in ``target``; bytes written. Each block of ``source`` is read into one reused buffer
+    (reading into new ones, i.e. ``pread``, cost twice as much: allocation and faults)
+    and compared by numpy with the copy through a mapping of it (ours: never shortened
+    under it), the GIL released for both. ``source`` is not mapped: in a round that does
+    not hold writes Edge might shorten a file, and a mapping past its end kills us."""
+    if length == 0:
+        return 0
+    size = min(DIFF_BLOCK, length)
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    written = 0
+    with mmap.mmap(target, length, access=mmap.ACCESS_READ) as ours:
+        read, copy = np.frombuffer(buffer, np.uint8), np.frombuffer(ours, np.uint8)
+        try:
+            for offset in range(0, length, size):
+                got = os.preadv(source, [view[:min(size, length - offset)]], offset)
+                if got <= 0:  # the source got shorter meanwhile (an unlocked round)
+                    break
+                if not _same(read[:got], copy[offset:offset + got]):
+                    written += os.pwrite(target, view[:got], offset)
+        finally:
+            del read, copy  # a mapping (or buffer) with arrays over it cannot close
+    view.release()
+    return written
+
+
+def _same(ours: np.ndarray, theirs: np.ndarray) -> bool:
+    """Byte arrays equal? Compared as 64-bit words when the length allows (4x fewer)."""
+    if len(ours) % 8 == 0:
+        return bool(np.array_equal(ours.view(np.uint64), theirs.view(np.uint64)))
+    return bool(np.array_equal(ours, theirs))
+
+
+def _copy_range(source: int, target: int, start: int, end: int) -> int:
+    """Copy bytes [start, end) of ``source`` to the same place in ``target``."""
+    done = start
+    while done < end:
+        moved = os.copy_file_range(source, target, end - done, done, done)
+        if moved == 0:  # the source got shorter meanwhile (an unlocked round): later rounds
+            break
+        done += moved
+    return done - start
 
 
 def _optimize_in_child(version_dir: Path) -> None:
@@ -952,11 +1000,13 @@ class EdgeQueryEngine(QueryEngine):
             with _translate_errors(f"flushing {key}"):
                 live.shard.flush()
                 points = live.shard.info().points_count
+            flushed = time.perf_counter() - held
             again = _sync_tree(source, version_dir, since=since)
             journal = self._journals[key] = []
             held = time.perf_counter() - held
         log.info("index %s: v%d copied for a graph build (%.0f MiB, then %.0f MiB with writes"
-                 " held for %.3f s)", key[:12], live.version, copied / 2**20, again / 2**20, held)
+                 " held for %.3f s, %.3f s of it the flush)", key[:12], live.version,
+                 copied / 2**20, again / 2**20, held, flushed)
         return journal, points
 
     def reindex(
