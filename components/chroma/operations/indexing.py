@@ -8,7 +8,9 @@ so re-running either after a crash or a retry is harmless.
 
 * ``index`` (incremental, queued implicitly after commits): upserts records changed since
   ``indexed_seq`` (new, re-logged or re-tagged), deletes deleted ones. When too many points
-  are outside the HNSW graph it builds the graph (see ``Settings.index_rebuild_ratio``).
+  are outside the HNSW graph it builds the graph (see ``Settings.index_rebuild_ratio``);
+  Edge: in a background thread, so later runs go on applying the change feed to the live
+  version meanwhile (``_start_graph_build``).
   A set with no index yet gets an empty version published at once (the commit path's
   fresh upserts are taken from the first moment), filled page by page (searched by exact
   scan, so records are searchable as they land) or, for a bulk load, replaced by a
