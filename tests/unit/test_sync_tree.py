@@ -1,4 +1,4 @@
-"""``edge._sync_tree``: the two-pass copy of a live shard's files (pure file logic).
+"""``_tree_copy.sync_tree``: the two-pass copy of a live shard's files (pure file logic).
 
 The first pass copies everything; the second copies again only what was modified at or
 after a time (or changed size, or is new) and removes what is gone, so the writes it
@@ -11,7 +11,8 @@ import os
 import time
 from pathlib import Path
 
-from chroma.index.edge import _sync_tree
+from chroma.index._tree_copy import DIFF_BLOCK
+from chroma.index._tree_copy import sync_tree as _sync_tree
 
 
 def _tree(root: Path) -> dict[str, bytes]:
@@ -65,8 +66,6 @@ def test_the_second_pass_copies_only_what_changed_since_and_drops_what_is_gone(
 def test_a_large_file_of_the_same_size_gets_only_its_changed_blocks_written(
     tmp_path: Path,
 ) -> None:
-    from chroma.index.edge import DIFF_BLOCK
-
     source, target = tmp_path / "live", tmp_path / "copy"
     source.mkdir()
     big = source / "chunk_0.mmap"
@@ -91,8 +90,6 @@ def test_a_grown_file_gets_its_changed_blocks_and_its_new_tail_and_a_small_one_i
     """Edge's id tracker files grow by appends (20 MiB at 1M): the copy held writes while
     it rewrote them whole. Now the common length is compared and only the tail added;
     odd lengths (not whole 64-bit words, a last short block) are compared exactly."""
-    from chroma.index.edge import DIFF_BLOCK
-
     source, target = tmp_path / "live", tmp_path / "copy"
     source.mkdir()
     grown, small = source / "mutable_id_tracker.mappings", source / "status.dat"

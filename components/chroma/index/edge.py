@@ -39,7 +39,6 @@ import fcntl
 import itertools
 import json
 import logging
-import mmap
 import os
 import pickle
 import queue
@@ -229,110 +228,51 @@ MTIME_SLACK_S = 1.0
 again with writes held: the kernel stamps mtimes from a coarse clock (a tick or so)."""
 
 
-def _sync_tree(source: Path, target: Path, *, since: float | None) -> int:
-    """Make ``target`` a copy of the files under ``source``; bytes written. With ``since``
-    (a time), a file already in ``target`` with the same size is copied again only if
-    ``source``'s was modified at or after ``since``; files gone from ``source`` go."""
-    copied = 0
-    seen: set[Path] = set()
-    for directory, _, files in os.walk(source):
-        relative = Path(directory).relative_to(source)
-        (target / relative).mkdir(parents=True, exist_ok=True)
-        seen.add(relative)
-        for name in files:
-            path, there = Path(directory) / name, target / relative / name
-            seen.add(relative / name)
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
-                continue
-            if since is not None and stat.st_mtime < since and there.exists() \
-                    and there.stat().st_size == stat.st_size:
-                continue
-            copied += _copy_file(path, there, stat.st_size)
-    if since is not None:
-        for directory, _, files in os.walk(target, topdown=False):
-            relative = Path(directory).relative_to(target)
-            for name in files:
-                if relative / name not in seen:
-                    (target / relative / name).unlink()
-            if relative not in seen:
-                shutil.rmtree(target / relative, ignore_errors=True)
-    return copied
+class _TreeCopier:
+    """A ``chroma.index._tree_copy`` child copying ``source`` to ``target`` in rounds on
+    request (``sync``); it dies with this process, and is ended when the copy is left."""
 
+    def __init__(self, source: Path, target: Path) -> None:
+        self._errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by __exit__)
+        self._child = subprocess.Popen(
+            [sys.executable, "-m", "chroma.index._tree_copy", str(source), str(target)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors, text=True,
+            env={**os.environ, PARENT_PID_ENV: str(os.getpid())})
 
-DIFF_BLOCK = 1 << 20
-"""Block size of ``_copy_file``'s comparison. Edge preallocates 32 MiB files (a segment's
-vector chunk and payload page, the write-ahead log's segment) of which a second of
-writes changes a few blocks."""
-
-
-def _copy_file(path: Path, there: Path, size: int) -> int:
-    """Make ``there`` a copy of ``path`` (``size`` bytes, as stat'ed); bytes written.
-
-    A file the copy has already is updated in place: only the blocks of the common
-    length that differ are written, then what ``path`` has beyond it (Edge's id tracker
-    files only grow, by appends), then it is cut to size. Comparing both from the page
-    cache costs less than rewriting a file, and a file is never truncated and written
-    again (ext4 then writes its blocks back at close: 5 ms a file under load)."""
-    if not there.exists():
-        shutil.copyfile(path, there)
-        return size
-    with open(path, "rb") as source, open(there, "r+b") as target:
-        had = os.fstat(target.fileno()).st_size
-        common = min(had, size)
-        written = _copy_changed_blocks(source.fileno(), target.fileno(), common)
-        if size > common:
-            written += _copy_range(source.fileno(), target.fileno(), common, size)
-        if had > size:
-            os.ftruncate(target.fileno(), size)
-    return written
-
-
-def _copy_changed_blocks(source: int, target: int, length: int) -> int:
-    """Write the ``DIFF_BLOCK`` blocks of ``source``'s first ``length`` bytes that differ
-    in ``target``; bytes written. Each block of ``source`` is read into one reused buffer
-    (reading into new ones, i.e. ``pread``, cost twice as much: allocation and faults)
-    and compared by numpy with the copy through a mapping of it (ours: never shortened
-    under it), the GIL released for both. ``source`` is not mapped: in a round that does
-    not hold writes Edge might shorten a file, and a mapping past its end kills us."""
-    if length == 0:
-        return 0
-    size = min(DIFF_BLOCK, length)
-    buffer = bytearray(size)
-    view = memoryview(buffer)
-    written = 0
-    with mmap.mmap(target, length, access=mmap.ACCESS_READ) as ours:
-        read, copy = np.frombuffer(buffer, np.uint8), np.frombuffer(ours, np.uint8)
+    def sync(self, since: float | None) -> int:
+        """One round (see ``_tree_copy.sync_tree``): the bytes it wrote."""
+        child = self._child
+        assert child.stdin is not None and child.stdout is not None
         try:
-            for offset in range(0, length, size):
-                got = os.preadv(source, [view[:min(size, length - offset)]], offset)
-                if got <= 0:  # the source got shorter meanwhile (an unlocked round)
-                    break
-                if not _same(read[:got], copy[offset:offset + got]):
-                    written += os.pwrite(target, view[:got], offset)
+            child.stdin.write(f"{'' if since is None else repr(since)}\n")
+            child.stdin.flush()
+            answer = child.stdout.readline()
+        except BrokenPipeError:
+            answer = ""
+        if not answer.strip().isdigit():
+            child.kill()
+            child.wait()
+            self._errors.seek(0)
+            raise Unavailable(f"copying an index version failed (exit {child.returncode})",
+                              details=self._errors.read()[-2000:].decode(errors="replace"))
+        return int(answer)
+
+    def __enter__(self) -> _TreeCopier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        child = self._child
+        assert child.stdin is not None and child.stdout is not None
+        with contextlib.suppress(BrokenPipeError):
+            child.stdin.close()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
         finally:
-            del read, copy  # a mapping (or buffer) with arrays over it cannot close
-    view.release()
-    return written
-
-
-def _same(ours: np.ndarray, theirs: np.ndarray) -> bool:
-    """Byte arrays equal? Compared as 64-bit words when the length allows (4x fewer)."""
-    if len(ours) % 8 == 0:
-        return bool(np.array_equal(ours.view(np.uint64), theirs.view(np.uint64)))
-    return bool(np.array_equal(ours, theirs))
-
-
-def _copy_range(source: int, target: int, start: int, end: int) -> int:
-    """Copy bytes [start, end) of ``source`` to the same place in ``target``."""
-    done = start
-    while done < end:
-        moved = os.copy_file_range(source, target, end - done, done, done)
-        if moved == 0:  # the source got shorter meanwhile (an unlocked round): later rounds
-            break
-        done += moved
-    return done - start
+            child.stdout.close()
+            self._errors.close()
 
 
 def _optimize_in_child(version_dir: Path) -> None:
@@ -980,30 +920,32 @@ class EdgeQueryEngine(QueryEngine):
         log, not the graphs of the sealed segments); then, with writes held (journal
         lock), once more after a last flush. A flush msyncs Edge's mappings, so a later
         write through one marks its file's mtime again (Linux write-protects the pages
-        once they are clean). Writes wait only for that last round."""
+        once they are clean). Writes wait only for that last round. The files are copied
+        by a child (``_TreeCopier``): this process's GIL plays no part in the wait."""
         source = self._collection_dir(key) / _version_dir_name(live.version)
         since: float | None = None
         copied = 0
-        for round_ in range(PRECOPY_ROUNDS):
-            with self._journal_lock, _translate_errors(f"flushing {key}"):
-                live.shard.flush()
-                began = time.time()
-            changed = _sync_tree(source, version_dir, since=since)
-            copied += changed
-            since = began - MTIME_SLACK_S
-            if round_ > 0 and changed <= PRECOPY_ENOUGH:
-                break
-        with self._journal_lock:
-            held = time.perf_counter()
-            if key in self._journals:
-                return None
-            with _translate_errors(f"flushing {key}"):
-                live.shard.flush()
-                points = live.shard.info().points_count
-            flushed = time.perf_counter() - held
-            again = _sync_tree(source, version_dir, since=since)
-            journal = self._journals[key] = []
-            held = time.perf_counter() - held
+        with _TreeCopier(source, version_dir) as copier:
+            for round_ in range(PRECOPY_ROUNDS):
+                with self._journal_lock, _translate_errors(f"flushing {key}"):
+                    live.shard.flush()
+                    began = time.time()
+                changed = copier.sync(since)
+                copied += changed
+                since = began - MTIME_SLACK_S
+                if round_ > 0 and changed <= PRECOPY_ENOUGH:
+                    break
+            with self._journal_lock:
+                held = time.perf_counter()
+                if key in self._journals:
+                    return None
+                with _translate_errors(f"flushing {key}"):
+                    live.shard.flush()
+                    points = live.shard.info().points_count
+                flushed = time.perf_counter() - held
+                again = copier.sync(since)
+                journal = self._journals[key] = []
+                held = time.perf_counter() - held
         log.info("index %s: v%d copied for a graph build (%.0f MiB, then %.0f MiB with writes"
                  " held for %.3f s, %.3f s of it the flush)", key[:12], live.version,
                  copied / 2**20, again / 2**20, held, flushed)
