@@ -29,6 +29,7 @@ from chroma.index.hosting.host import hosted_engine
 from chroma.ingest import GroupCommitter
 from chroma.ingest.validation import LogBatch
 from chroma.keys import embedding_set_key
+from chroma.operations import indexing
 from chroma.operations.context import OperationContext
 from chroma.operations.indexing import graph_build_running, run_index, wait_for_graph_build
 from chroma.settings import Settings
@@ -82,7 +83,9 @@ class Parts:
 
 
 @pytest.fixture
-def parts(own_database_url: str, tmp_path: Path) -> Iterator[Parts]:
+def parts(own_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+          ) -> Iterator[Parts]:
+    monkeypatch.setattr(indexing, "_last_build", None)  # no rest after another test's build
     apply_migrations(own_database_url)
     settings = Settings(database_url=own_database_url, data_dir=tmp_path,
                         storage_url=str(tmp_path / "store"), index_exact_scan_max=50)

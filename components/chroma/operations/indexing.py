@@ -348,7 +348,7 @@ def _maintain_graph(
 ) -> str:
     """Keep exact-scanned points bounded: nothing (``unchanged``), ``rebuilt``, or the
     graph of the new points built (``optimized``; Edge: ``building``, in the background;
-    ``waiting`` while this process builds another set's).
+    ``waiting`` while this process builds another set's, or rests after a build).
 
     ``applied_seq``: the change the live index holds everything up to, recorded before a
     graph build (which changes no record) so the set's index state does not wait for it."""
@@ -363,6 +363,8 @@ def _maintain_graph(
             and unindexed >= settings.index_rebuild_ratio * max(current.points, 1)):
         reindex_embedding_set(ctx, engine, info, step, rebuilds=rebuilds + 1)
         return "rebuilt"
+    if settings.index_backend == "edge" and _resting():
+        return "waiting"  # a later run builds it
     if applied_seq is not None:
         _record(ctx, engine, info.key, applied_seq)
     step(0.96, f"building the graph over {unindexed} new points")
@@ -379,6 +381,22 @@ _graph_build: tuple[str, threading.Thread] | None = None
 at 1M under load), run by a thread so that index runs go on applying the change feed to
 the live version meanwhile (journaled and replayed onto the copy before its switch): the
 index lag no longer includes the build. One at a time: each child takes a core."""
+
+
+_last_build: tuple[float, float] | None = None
+"""(began, ended) of this process's last background build (``time.monotonic``)."""
+
+
+def _resting() -> bool:
+    """Whether the last build ended less than its own length ago: builds take at most
+    half of the time. Back to back (1,000 rec/s put the points replayed onto each copy
+    over ``index_exact_scan_max`` at once), each one's copy, flushes, load and replay
+    stalled the index host again and again: 5 builds in a 60 s phase at 200k."""
+    with _build_lock:
+        if _last_build is None:
+            return False
+        began, ended = _last_build
+    return time.monotonic() - ended < ended - began
 
 
 def graph_build_running() -> str | None:
@@ -403,6 +421,7 @@ def _start_graph_build(engine: QueryEngine, key: str) -> None:
     global _graph_build
 
     def build() -> None:
+        global _last_build
         began = time.monotonic()
         try:
             before = engine.collection_info(key).version
@@ -412,8 +431,11 @@ def _start_graph_build(engine: QueryEngine, key: str) -> None:
         except Exception:  # the live version serves on; a later index run tries again
             log.exception("graph build of %s failed after %.1f s", key[:12],
                           time.monotonic() - began)
-            return
-        log.info("graph build of %s done in %.1f s", key[:12], time.monotonic() - began)
+        else:
+            log.info("graph build of %s done in %.1f s", key[:12], time.monotonic() - began)
+        finally:
+            with _build_lock:
+                _last_build = (began, time.monotonic())
 
     thread = threading.Thread(target=build, name=f"graph-{key[:12]}", daemon=True)
     with _build_lock:
