@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -291,7 +292,7 @@ def test_an_index_run_over_the_scan_limit_builds_the_graph_beside_the_live_versi
             states.append((state.indexed_seq, state.indexed_count))
 
     result = parts.index(during_the_graph_build)
-    assert result["graph"] == "building"  # in the background: the run did not wait for it
+    assert result["graph"] == "started"  # in the background: the run did not wait for it
     assert states == [(parts.catalog.changes.latest_seq(parts.key), 700)]
     assert wait_for_graph_build(120)
     info = engine.collection_info(parts.key)
@@ -323,7 +324,7 @@ def test_index_runs_go_on_applying_the_change_feed_while_the_graph_is_built(
     parts.log(ids[600:700], vectors[600:700])  # 100 > 50 new points: a graph build
     try:
         started = parts.index()
-        assert started["graph"] == "building" and graph_build_running() == parts.key
+        assert started["graph"] == "started" and graph_build_running() == parts.key
         parts.log(ids[700:], vectors[700:])
         during = parts.index()
         assert during["graph"] == "building" and during["upserted"] == 30
@@ -342,3 +343,27 @@ def test_index_runs_go_on_applying_the_change_feed_while_the_graph_is_built(
     assert parts.nearest(vectors) == ids
     index_dir = parts.settings.data_dir / "index" / parts.key
     assert sorted(p.name for p in index_dir.iterdir() if p.is_dir()) == ["v000003"]
+
+
+def test_a_graph_build_waits_after_the_last_one_for_as_long_as_it_ran(
+    parts: Parts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Builds take at most half of the time: a run over the scan limit that comes less
+    than the last build's length after it ended starts none (``waiting``), a later one
+    does. The live version answers every record meanwhile."""
+    monkeypatch.setattr(edge_engine, "INDEXING_THRESHOLD_KB", 1)  # graphs for tiny shards
+    vectors = spread(700, seed=7)
+    ids = [f"r{i}" for i in range(700)]
+    parts.log(ids[:600], vectors[:600])
+    assert parts.index()["graph"] == "rebuilt"
+    parts.log(ids[600:], vectors[600:])  # 100 > 50 new points
+    now = time.monotonic()
+    monkeypatch.setattr(indexing, "_last_build", (now - 600.0, now - 1.0))  # 10 min long
+    resting = parts.index()
+    assert resting["graph"] == "waiting" and graph_build_running() is None
+    assert parts.nearest(vectors) == ids
+    monkeypatch.setattr(indexing, "_last_build", (now - 3.0, now - 2.0))  # 1 s, 2 s ago
+    assert parts.index()["graph"] == "started"
+    assert wait_for_graph_build(120)
+    info = hosted_engine(parts.settings).collection_info(parts.key)
+    assert (info.version, info.points, info.indexed_points) == (3, 700, 700)

@@ -162,7 +162,7 @@ def _publish_first(
     graph = _maintain_graph(ctx, engine, info, _Step(ctx, filled, step.end))
     if graph == "rebuilt":
         return {**published, **reindex_summary(changes, engine, info.key), "graph": graph}
-    if graph in ("optimized", "building"):
+    if graph in ("optimized", "started", "building"):
         published["points"] = engine.collection_info(info.key).points
     return {**published, "graph": graph}
 
@@ -347,8 +347,9 @@ def _maintain_graph(
     *, rebuilds: int = 0, applied_seq: int | None = None,
 ) -> str:
     """Keep exact-scanned points bounded: nothing (``unchanged``), ``rebuilt``, or the
-    graph of the new points built (``optimized``; Edge: ``building``, in the background;
-    ``waiting`` while this process builds another set's, or rests after a build).
+    graph of the new points built (``optimized``; Edge: ``started`` in the background,
+    ``building`` while it runs, ``waiting`` while this process builds another set's or
+    rests after a build).
 
     ``applied_seq``: the change the live index holds everything up to, recorded before a
     graph build (which changes no record) so the set's index state does not wait for it."""
@@ -372,7 +373,7 @@ def _maintain_graph(
         engine.optimize(info.key)
         return "optimized"
     _start_graph_build(engine, info.key)
-    return "building"
+    return "started"
 
 
 _build_lock = threading.Lock()
