@@ -411,7 +411,7 @@ def operation_times(http: httpx.Client, kind: str, since: datetime) -> dict[str,
             for one in ((op.get("result") or {}).get("embedding_sets") or {}).values():
                 upserted.append(float(one.get("upserted", 0)))
                 written.append(float(one.get("written", one.get("upserted", 0))))
-                graphs.append(float(one.get("graph") in ("optimized", "rebuilt")))
+                graphs.append(float(one.get("graph") in ("optimized", "rebuilt", "started")))
         cursor = page.get("next_cursor")
         if not cursor:
             return {"waited": waited, "ran": ran, "upserted": upserted, "written": written,

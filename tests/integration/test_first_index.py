@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,9 @@ from chroma.index.hosting.host import hosted_engine
 from chroma.ingest import GroupCommitter
 from chroma.ingest.validation import LogBatch
 from chroma.keys import embedding_set_key
+from chroma.operations import indexing
 from chroma.operations.context import OperationContext
-from chroma.operations.indexing import run_index
+from chroma.operations.indexing import graph_build_running, run_index, wait_for_graph_build
 from chroma.settings import Settings
 from chroma.storage import RecordBatch, open_store
 
@@ -82,7 +84,9 @@ class Parts:
 
 
 @pytest.fixture
-def parts(own_database_url: str, tmp_path: Path) -> Iterator[Parts]:
+def parts(own_database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+          ) -> Iterator[Parts]:
+    monkeypatch.setattr(indexing, "_last_build", None)  # no rest after another test's build
     apply_migrations(own_database_url)
     settings = Settings(database_url=own_database_url, data_dir=tmp_path,
                         storage_url=str(tmp_path / "store"), index_exact_scan_max=50)
@@ -92,6 +96,7 @@ def parts(own_database_url: str, tmp_path: Path) -> Iterator[Parts]:
     committer = GroupCommitter(catalog, open_store(settings))
     yield Parts(settings, catalog, committer, {"model": "first-index",
                                                "run": os.urandom(4).hex()})
+    assert wait_for_graph_build(120), "a background graph build outlived its test"
     db.close()
 
 
@@ -287,10 +292,78 @@ def test_an_index_run_over_the_scan_limit_builds_the_graph_beside_the_live_versi
             states.append((state.indexed_seq, state.indexed_count))
 
     result = parts.index(during_the_graph_build)
-    assert result["graph"] == "optimized"
+    assert result["graph"] == "started"  # in the background: the run did not wait for it
     assert states == [(parts.catalog.changes.latest_seq(parts.key), 700)]
+    assert wait_for_graph_build(120)
     info = engine.collection_info(parts.key)
     assert (info.version, info.points, info.indexed_points) == (3, 700, 700)
     assert parts.nearest(vectors) == ids
     index_dir = parts.settings.data_dir / "index" / parts.key
     assert sorted(p.name for p in index_dir.iterdir() if p.is_dir()) == ["v000003"]
+
+
+def test_index_runs_go_on_applying_the_change_feed_while_the_graph_is_built(
+    parts: Parts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The graph build (a child on a copy, 38-55 s at 1M under load) runs beside the
+    index runs: the run that starts it returns, and the next one applies what was logged
+    meanwhile to the live version (searchable, recorded in the set's index state) instead
+    of waiting. Held here until released; the switch then keeps every record."""
+    monkeypatch.setattr(edge_engine, "INDEXING_THRESHOLD_KB", 1)  # graphs for tiny shards
+    vectors = spread(730, seed=6)
+    ids = [f"r{i}" for i in range(730)]
+    parts.log(ids[:600], vectors[:600])
+    assert parts.index()["graph"] == "rebuilt"
+    real, release = edge_engine._optimize_in_child, threading.Event()
+
+    def held(version_dir: Path) -> None:
+        release.wait(30)  # the old code waited for this in the run: it ends unreleased
+        real(version_dir)
+
+    monkeypatch.setattr(edge_engine, "_optimize_in_child", held)
+    parts.log(ids[600:700], vectors[600:700])  # 100 > 50 new points: a graph build
+    try:
+        started = parts.index()
+        assert started["graph"] == "started" and graph_build_running() == parts.key
+        parts.log(ids[700:], vectors[700:])
+        during = parts.index()
+        assert during["graph"] == "building" and during["upserted"] == 30
+        assert graph_build_running() == parts.key and not release.is_set()
+        state = parts.catalog.changes.index_state(parts.key)
+        assert state is not None and state.indexed_seq == parts.catalog.changes.latest_seq(
+            parts.key)
+        engine = hosted_engine(parts.settings)
+        assert engine.collection_info(parts.key).version == 2  # the live one took them
+        assert parts.nearest(vectors) == ids
+    finally:
+        release.set()
+    assert wait_for_graph_build(120)
+    info = engine.collection_info(parts.key)
+    assert (info.version, info.points) == (3, 730)  # the 30 replayed onto the copy
+    assert parts.nearest(vectors) == ids
+    index_dir = parts.settings.data_dir / "index" / parts.key
+    assert sorted(p.name for p in index_dir.iterdir() if p.is_dir()) == ["v000003"]
+
+
+def test_a_graph_build_waits_after_the_last_one_for_as_long_as_it_ran(
+    parts: Parts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Builds take at most half of the time: a run over the scan limit that comes less
+    than the last build's length after it ended starts none (``waiting``), a later one
+    does. The live version answers every record meanwhile."""
+    monkeypatch.setattr(edge_engine, "INDEXING_THRESHOLD_KB", 1)  # graphs for tiny shards
+    vectors = spread(700, seed=7)
+    ids = [f"r{i}" for i in range(700)]
+    parts.log(ids[:600], vectors[:600])
+    assert parts.index()["graph"] == "rebuilt"
+    parts.log(ids[600:], vectors[600:])  # 100 > 50 new points
+    now = time.monotonic()
+    monkeypatch.setattr(indexing, "_last_build", (now - 600.0, now - 1.0))  # 10 min long
+    resting = parts.index()
+    assert resting["graph"] == "waiting" and graph_build_running() is None
+    assert parts.nearest(vectors) == ids
+    monkeypatch.setattr(indexing, "_last_build", (now - 3.0, now - 2.0))  # 1 s, 2 s ago
+    assert parts.index()["graph"] == "started"
+    assert wait_for_graph_build(120)
+    info = hosted_engine(parts.settings).collection_info(parts.key)
+    assert (info.version, info.points, info.indexed_points) == (3, 700, 700)

@@ -228,63 +228,51 @@ MTIME_SLACK_S = 1.0
 again with writes held: the kernel stamps mtimes from a coarse clock (a tick or so)."""
 
 
-def _sync_tree(source: Path, target: Path, *, since: float | None) -> int:
-    """Make ``target`` a copy of the files under ``source``; bytes written. With ``since``
-    (a time), a file already in ``target`` with the same size is copied again only if
-    ``source``'s was modified at or after ``since``; files gone from ``source`` go."""
-    copied = 0
-    seen: set[Path] = set()
-    for directory, _, files in os.walk(source):
-        relative = Path(directory).relative_to(source)
-        (target / relative).mkdir(parents=True, exist_ok=True)
-        seen.add(relative)
-        for name in files:
-            path, there = Path(directory) / name, target / relative / name
-            seen.add(relative / name)
-            try:
-                stat = path.stat()
-            except FileNotFoundError:
-                continue
-            if since is not None and stat.st_mtime < since and there.exists() \
-                    and there.stat().st_size == stat.st_size:
-                continue
-            copied += _copy_file(path, there, stat.st_size)
-    if since is not None:
-        for directory, _, files in os.walk(target, topdown=False):
-            relative = Path(directory).relative_to(target)
-            for name in files:
-                if relative / name not in seen:
-                    (target / relative / name).unlink()
-            if relative not in seen:
-                shutil.rmtree(target / relative, ignore_errors=True)
-    return copied
+class _TreeCopier:
+    """A ``chroma.index._tree_copy`` child copying ``source`` to ``target`` in rounds on
+    request (``sync``); it dies with this process, and is ended when the copy is left."""
 
+    def __init__(self, source: Path, target: Path) -> None:
+        self._errors = tempfile.TemporaryFile()  # noqa: SIM115 (closed by __exit__)
+        self._child = subprocess.Popen(
+            [sys.executable, "-m", "chroma.index._tree_copy", str(source), str(target)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._errors, text=True,
+            env={**os.environ, PARENT_PID_ENV: str(os.getpid())})
 
-DIFF_BLOCK = 1 << 20
-"""Block size of ``_copy_file``'s comparison. Edge preallocates 32 MiB files (a segment's
-vector chunk and payload page, the write-ahead log's segment) of which a second of
-writes changes a few blocks."""
+    def sync(self, since: float | None) -> int:
+        """One round (see ``_tree_copy.sync_tree``): the bytes it wrote."""
+        child = self._child
+        assert child.stdin is not None and child.stdout is not None
+        try:
+            child.stdin.write(f"{'' if since is None else repr(since)}\n")
+            child.stdin.flush()
+            answer = child.stdout.readline()
+        except BrokenPipeError:
+            answer = ""
+        if not answer.strip().isdigit():
+            child.kill()
+            child.wait()
+            self._errors.seek(0)
+            raise Unavailable(f"copying an index version failed (exit {child.returncode})",
+                              details=self._errors.read()[-2000:].decode(errors="replace"))
+        return int(answer)
 
+    def __enter__(self) -> _TreeCopier:
+        return self
 
-def _copy_file(path: Path, there: Path, size: int) -> int:
-    """Copy ``path`` (``size`` bytes) over ``there``; bytes written. When ``there`` has
-    that size already, only the blocks that differ are written: reading both from the
-    page cache costs less than rewriting the file."""
-    try:
-        same_size = there.stat().st_size == size
-    except FileNotFoundError:
-        same_size = False
-    if not same_size or size < 2 * DIFF_BLOCK:
-        shutil.copyfile(path, there)
-        return size
-    written = 0
-    with open(path, "rb") as source, open(there, "r+b") as target:
-        for offset in range(0, size, DIFF_BLOCK):
-            block = os.pread(source.fileno(), DIFF_BLOCK, offset)
-            if block != os.pread(target.fileno(), DIFF_BLOCK, offset):
-                os.pwrite(target.fileno(), block, offset)
-                written += len(block)
-    return written
+    def __exit__(self, *exc: object) -> None:
+        child = self._child
+        assert child.stdin is not None and child.stdout is not None
+        with contextlib.suppress(BrokenPipeError):
+            child.stdin.close()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        finally:
+            child.stdout.close()
+            self._errors.close()
 
 
 def _optimize_in_child(version_dir: Path) -> None:
@@ -938,31 +926,35 @@ class EdgeQueryEngine(QueryEngine):
         log, not the graphs of the sealed segments); then, with writes held (journal
         lock), once more after a last flush. A flush msyncs Edge's mappings, so a later
         write through one marks its file's mtime again (Linux write-protects the pages
-        once they are clean). Writes wait only for that last round."""
+        once they are clean). Writes wait only for that last round. The files are copied
+        by a child (``_TreeCopier``): this process's GIL plays no part in the wait."""
         source = self._collection_dir(key) / _version_dir_name(live.version)
         since: float | None = None
         copied = 0
-        for round_ in range(PRECOPY_ROUNDS):
-            with self._journal_lock, _translate_errors(f"flushing {key}"):
-                live.shard.flush()
-                began = time.time()
-            changed = _sync_tree(source, version_dir, since=since)
-            copied += changed
-            since = began - MTIME_SLACK_S
-            if round_ > 0 and changed <= PRECOPY_ENOUGH:
-                break
-        with self._journal_lock:
-            held = time.perf_counter()
-            if key in self._journals:
-                return None
-            with _translate_errors(f"flushing {key}"):
-                live.shard.flush()
-                points = live.shard.info().points_count
-            again = _sync_tree(source, version_dir, since=since)
-            journal = self._journals[key] = []
-            held = time.perf_counter() - held
+        with _TreeCopier(source, version_dir) as copier:
+            for round_ in range(PRECOPY_ROUNDS):
+                with self._journal_lock, _translate_errors(f"flushing {key}"):
+                    live.shard.flush()
+                    began = time.time()
+                changed = copier.sync(since)
+                copied += changed
+                since = began - MTIME_SLACK_S
+                if round_ > 0 and changed <= PRECOPY_ENOUGH:
+                    break
+            with self._journal_lock:
+                held = time.perf_counter()
+                if key in self._journals:
+                    return None
+                with _translate_errors(f"flushing {key}"):
+                    live.shard.flush()
+                    points = live.shard.info().points_count
+                flushed = time.perf_counter() - held
+                again = copier.sync(since)
+                journal = self._journals[key] = []
+                held = time.perf_counter() - held
         log.info("index %s: v%d copied for a graph build (%.0f MiB, then %.0f MiB with writes"
-                 " held for %.3f s)", key[:12], live.version, copied / 2**20, again / 2**20, held)
+                 " held for %.3f s, %.3f s of it the flush)", key[:12], live.version,
+                 copied / 2**20, again / 2**20, held, flushed)
         return journal, points
 
     def reindex(

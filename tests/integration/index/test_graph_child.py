@@ -26,6 +26,7 @@ from index_data import gaussian_mixture, make_records
 import chroma.index.edge as edge_engine
 from chroma.errors import Unavailable
 from chroma.index import IndexConfig, IndexedRecord, open_query_engine
+from chroma.index._tree_copy import sync_tree
 from chroma.index.base import QueryEngine, SearchFilter
 
 pytestmark = pytest.mark.integration
@@ -204,7 +205,7 @@ def test_the_two_pass_copy_of_a_live_shard_holds_what_was_written_between_the_pa
         copy = tmp_path / "copy"
         live.shard.flush()
         began = time.time()
-        edge_engine._sync_tree(source, copy, since=None)
+        sync_tree(source, copy, since=None)
         time.sleep(0.05)
         engine.upsert(KEY, records[2_500:], vectors[2_500:])
         engine.delete(KEY, [(r.dataset, r.record_id) for r in records[:300:3]])
@@ -212,7 +213,7 @@ def test_the_two_pass_copy_of_a_live_shard_holds_what_was_written_between_the_pa
                            {"tags": ["between"]})
         engine.upsert(KEY, records[500:510], vectors[510:520])  # sealed points moved
         live.shard.flush()
-        again = edge_engine._sync_tree(source, copy, since=began - edge_engine.MTIME_SLACK_S)
+        again = sync_tree(source, copy, since=began - edge_engine.MTIME_SLACK_S)
         assert 0 < again < sum(f.stat().st_size for f in source.rglob("*") if f.is_file())
         expected = _points(live.shard)
         copied = edge.EdgeShard.load(str(copy))
@@ -223,3 +224,36 @@ def test_the_two_pass_copy_of_a_live_shard_holds_what_was_written_between_the_pa
         assert len(expected) == 3_000 - 100
     finally:
         engine.close()
+
+
+def test_a_copier_that_dies_fails_the_build_and_leaves_the_live_version_serving(
+    engine: QueryEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The live version's files are copied by a child (``_tree_copy``): one killed in the
+    middle of the copy fails ``optimize`` with ``Unavailable``, leaves no copy and no
+    journal behind, and the live version keeps its points and writes."""
+    records, vectors = _graphed_then_grown(engine)
+    real_sync = edge_engine._TreeCopier.sync
+    rounds: list[int] = []
+
+    def dying(self: edge_engine._TreeCopier, since: float | None) -> int:
+        rounds.append(1)
+        if len(rounds) == 2:  # the second round: the copier is gone
+            self._child.kill()
+            self._child.wait()
+        return real_sync(self, since)
+
+    monkeypatch.setattr(edge_engine._TreeCopier, "sync", dying)
+    with pytest.raises(Unavailable, match="copying an index version failed"):
+        engine.optimize(KEY)
+    assert len(rounds) == 2
+    assert sorted(p.name for p in (engine._root / KEY).iterdir()  # type: ignore[attr-defined]
+                  if p.is_dir()) == ["v000001"]
+    assert not engine._journals  # type: ignore[attr-defined]
+    info = engine.collection_info(KEY)
+    assert (info.version, info.points) == (1, 3_000)
+    assert _top(engine, vectors[:50]) == [r.record_id for r in records[:50]]
+    monkeypatch.setattr(edge_engine._TreeCopier, "sync", real_sync)
+    engine.optimize(KEY)  # and the next one builds the graph
+    info = engine.collection_info(KEY)
+    assert (info.version, info.points, info.indexed_points) == (2, 3_000, 3_000)
