@@ -58,6 +58,7 @@ import numpy as np
 import qdrant_edge as edge
 
 from chroma.errors import ChromaError, Conflict, InvalidInput, NotFound, Unavailable
+from chroma.index._claims import claim_path, orphaned, write_claim
 from chroma.index.base import (
     CollectionInfo,
     Distance,
@@ -128,6 +129,11 @@ def _parse_version(name: str) -> int | None:
     if len(name) == 7 and name[0] == "v" and name[1:].isdigit():
         return int(name[1:])
     return None
+
+
+def _remove_version(version_dir: Path) -> None:
+    shutil.rmtree(version_dir, ignore_errors=True)
+    claim_path(version_dir).unlink(missing_ok=True)
 
 
 @contextmanager
@@ -573,6 +579,7 @@ class EdgeQueryEngine(QueryEngine):
             except FileExistsError:
                 version += 1
                 continue
+            write_claim(candidate)  # so a build this process leaves behind can be told apart
             return version, candidate
 
     # -- opening, leasing, retiring ---------------------------------------------------
@@ -718,7 +725,7 @@ class EdgeQueryEngine(QueryEngine):
             )
             return self._open_version(key, version, None)
         except BaseException:
-            shutil.rmtree(version_dir, ignore_errors=True)
+            _remove_version(version_dir)
             raise
 
     def _write_points(
@@ -768,7 +775,7 @@ class EdgeQueryEngine(QueryEngine):
                     self._retire(live)
             (directory / _POINTER).unlink(missing_ok=True)
             for version in self._existing_versions(key):
-                shutil.rmtree(directory / _version_dir_name(version), ignore_errors=True)
+                _remove_version(directory / _version_dir_name(version))
 
     # -- QueryEngine: writes ----------------------------------------------------------
 
@@ -876,10 +883,10 @@ class EdgeQueryEngine(QueryEngine):
             try:
                 copied = self._copy_live(key, live, version_dir)
             except BaseException:
-                shutil.rmtree(version_dir, ignore_errors=True)
+                _remove_version(version_dir)
                 raise
         if copied is None:  # a rebuild began meanwhile
-            shutil.rmtree(version_dir, ignore_errors=True)
+            _remove_version(version_dir)
             return
         journal, points = copied
         try:
@@ -908,7 +915,7 @@ class EdgeQueryEngine(QueryEngine):
                 built.close()
                 raise
         except BaseException:
-            shutil.rmtree(version_dir, ignore_errors=True)
+            _remove_version(version_dir)
             raise
         finally:
             with self._journal_lock:
@@ -1025,10 +1032,19 @@ class EdgeQueryEngine(QueryEngine):
                 open_here = {s.version for s in self._draining if s.key == key}
                 if key in self._live:
                     open_here.add(self._live[key].version)
-            # Only older versions: newer ones may be builds in progress elsewhere.
             for version in self._existing_versions(key):
+                version_dir = directory / _version_dir_name(version)
                 if version < live_version and version not in open_here:
-                    shutil.rmtree(directory / _version_dir_name(version), ignore_errors=True)
+                    _remove_version(version_dir)
+                    dropped.append(version)
+                elif version == live_version:
+                    claim_path(version_dir).unlink(missing_ok=True)  # built: nobody's now
+                elif version > live_version and orphaned(version_dir):
+                    # A newer version is a build in progress, here or elsewhere, unless
+                    # the process that claimed it is gone (killed or stopped mid-build).
+                    log.info("index %s: removing v%d, left by a build that did not end",
+                             key[:12], version)
+                    _remove_version(version_dir)
                     dropped.append(version)
         return dropped
 
