@@ -14,7 +14,8 @@ does it (the code under test is unchanged, only looked at):
 * ``mhb score``, ``signals`` (logged scores, signal maths), ``assess`` (normalise,
   combine, verdicts, as columns), ``rows`` (the rest of scoring a page: reading its
   logged scores, building the page written to the queue);
-* ``queue write``: the upserts into PostgreSQL.
+* ``queue write``: the upserts into PostgreSQL (a full refresh: its pages staged);
+* ``queue swap``: a full refresh's new queue made the queue (indexes built, swapped in).
 
 Phases nest (``reference`` contains some ``knn``; ``knn build`` is part of ``knn``):
 the table shows each one's own wall and CPU seconds (CPU of the threads doing it: pages
@@ -156,6 +157,12 @@ def instrument() -> None:
     Changes.record_columns_since = timed(  # type: ignore[method-assign]
         "catalog read", Changes.record_columns_since)
     Recommendations.upsert = timed("queue write", Recommendations.upsert)  # type: ignore
+    # A full refresh stages its pages and swaps the new queue in at the end (the swap
+    # its own phase: it runs after the scoring, nothing overlaps it).
+    for method, name in (("begin_refresh", "queue write"), ("stage", "queue write"),
+                         ("finish_refresh", "queue swap")):
+        if hasattr(Recommendations, method):  # an older checkout upserts every page
+            setattr(Recommendations, method, timed(name, getattr(Recommendations, method)))
     score_page = runs._score_page
 
     def rows_of(*args: Any, **kwargs: Any) -> Any:  # what _score_page leaves to itself
