@@ -5,7 +5,9 @@ scored, unless the MHB model or the index version changed (or ``full`` is asked)
 rebuilds the reference and rescores everything; either way the queue ends up the same.
 Records with a ``label_class`` are kept out of the queue. Pages of records are read and
 written in threads while the one between is scored (``PAGE``), and the result reports
-the seconds of each phase.
+the seconds of each phase. An incremental run upserts its pages into the queue; a full
+refresh stages them beside it and swaps the new queue in at its end
+(``Recommendations.finish_refresh``), so readers never see a half-refreshed queue.
 
 The nearest training records come from memory (``TrainingNeighbours``: exact, or an
 inverted file from ``Settings.recommend_approximate_knn_min`` on) for sets with up to
