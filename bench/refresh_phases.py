@@ -30,7 +30,10 @@ besides its pages (``state``, ``latest seq``, ``deletions``, ``save state``...) 
 timed too, so a cost that grows with the set, not the new records, shows up by name.
 
     .venv/bin/python bench/refresh_phases.py [--training 100000] [--production 1000000]
-        [--incremental 10000] [--batch 100] [--rounds 1]
+        [--incremental 10000] [--batch 100] [--rounds 1] [--full-rounds 1]
+
+Another tree's code: ``PYTHONPATH=/tmp/base/components .venv/bin/python
+bench/refresh_phases.py ...`` (its path is printed; phases it does not have are left out).
 """
 
 from __future__ import annotations
@@ -179,8 +182,12 @@ def main() -> None:
                         help="new production records per incremental run after the full one")
     parser.add_argument("--batch", type=int, default=100, help="records per logged batch")
     parser.add_argument("--rounds", type=int, default=1, help="incremental runs")
+    parser.add_argument("--full-rounds", type=int, default=1,
+                        help="full refreshes in a row (the first into an empty queue, the "
+                             "others over the queue the one before left)")
     args = parser.parse_args()
     print(machine_info(("numpy", "pyarrow", "psycopg")))
+    print(f"code: {Path(runs.__file__).parent.parent}")
     settings = Settings()
     print(f"approximate kNN from {settings.recommend_approximate_knn_min:,} training records; "
           f"in memory up to {settings.recommend_exact_knn_max:,}")
@@ -204,7 +211,10 @@ def main() -> None:
     instrument()
     pgdata = work / "postgres"
     job = runs.LabellingJob(catalog, store, settings, key())
-    result = timed_run(job, pgdata, "full refresh", full=True)
+    for round_ in range(args.full_rounds):
+        job = runs.LabellingJob(catalog, store, settings, key())
+        result = timed_run(job, pgdata, f"full refresh {round_ + 1}"
+                           + (" (into an empty queue)" if round_ == 0 else ""), full=True)
     source = job.training().neighbours(settings.recommend_approximate_knn_min)
     print(f"kNN {'approximate (IVF)' if source.approximate else 'exact'}")
     logged = 0
