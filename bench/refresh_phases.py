@@ -14,7 +14,8 @@ does it (the code under test is unchanged, only looked at):
 * ``mhb score``, ``signals`` (logged scores, signal maths), ``assess`` (normalise,
   combine, verdicts, as columns), ``rows`` (the rest of scoring a page: reading its
   logged scores, building the page written to the queue);
-* ``queue write``: the upserts into PostgreSQL.
+* ``queue write``: the upserts into PostgreSQL (a full refresh: its pages staged);
+* ``queue swap``: a full refresh's new queue made the queue (indexes built, swapped in).
 
 Phases nest (``reference`` contains some ``knn``; ``knn build`` is part of ``knn``):
 the table shows each one's own wall and CPU seconds (CPU of the threads doing it: pages
@@ -29,7 +30,10 @@ besides its pages (``state``, ``latest seq``, ``deletions``, ``save state``...) 
 timed too, so a cost that grows with the set, not the new records, shows up by name.
 
     .venv/bin/python bench/refresh_phases.py [--training 100000] [--production 1000000]
-        [--incremental 10000] [--batch 100] [--rounds 1]
+        [--incremental 10000] [--batch 100] [--rounds 1] [--full-rounds 1]
+
+Another tree's code: ``PYTHONPATH=/tmp/base/components .venv/bin/python
+bench/refresh_phases.py ...`` (its path is printed; phases it does not have are left out).
 """
 
 from __future__ import annotations
@@ -156,6 +160,12 @@ def instrument() -> None:
     Changes.record_columns_since = timed(  # type: ignore[method-assign]
         "catalog read", Changes.record_columns_since)
     Recommendations.upsert = timed("queue write", Recommendations.upsert)  # type: ignore
+    # A full refresh stages its pages and swaps the new queue in at the end (the swap
+    # its own phase: it runs after the scoring, nothing overlaps it).
+    for method, name in (("begin_refresh", "queue write"), ("stage", "queue write"),
+                         ("finish_refresh", "queue swap")):
+        if hasattr(Recommendations, method):  # an older checkout upserts every page
+            setattr(Recommendations, method, timed(name, getattr(Recommendations, method)))
     score_page = runs._score_page
 
     def rows_of(*args: Any, **kwargs: Any) -> Any:  # what _score_page leaves to itself
@@ -172,8 +182,12 @@ def main() -> None:
                         help="new production records per incremental run after the full one")
     parser.add_argument("--batch", type=int, default=100, help="records per logged batch")
     parser.add_argument("--rounds", type=int, default=1, help="incremental runs")
+    parser.add_argument("--full-rounds", type=int, default=1,
+                        help="full refreshes in a row (the first into an empty queue, the "
+                             "others over the queue the one before left)")
     args = parser.parse_args()
     print(machine_info(("numpy", "pyarrow", "psycopg")))
+    print(f"code: {Path(runs.__file__).parent.parent}")
     settings = Settings()
     print(f"approximate kNN from {settings.recommend_approximate_knn_min:,} training records; "
           f"in memory up to {settings.recommend_exact_knn_max:,}")
@@ -197,7 +211,10 @@ def main() -> None:
     instrument()
     pgdata = work / "postgres"
     job = runs.LabellingJob(catalog, store, settings, key())
-    result = timed_run(job, pgdata, "full refresh", full=True)
+    for round_ in range(args.full_rounds):
+        job = runs.LabellingJob(catalog, store, settings, key())
+        result = timed_run(job, pgdata, f"full refresh {round_ + 1}"
+                           + (" (into an empty queue)" if round_ == 0 else ""), full=True)
     source = job.training().neighbours(settings.recommend_approximate_knn_min)
     print(f"kNN {'approximate (IVF)' if source.approximate else 'exact'}")
     logged = 0

@@ -207,8 +207,9 @@ def test_a_failed_page_write_fails_the_run_and_the_next_run_scores_those_records
 def test_after_a_failed_full_refresh_the_next_run_counts_the_queue_anew(
     catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A full refresh writes its pages without counting what they add (its end counts
-    the queue): one that fails leaves the count unknown, and the next run counts."""
+    """A full refresh stages its pages beside the queue and swaps them in at its end:
+    one that fails leaves the old queue as it was (no staging table behind), its count
+    unknown, and the next run counts."""
     monkeypatch.setattr(runs, "PAGE", 7)
     store = FileStore(str(tmp_path / "store"))
     logger = Logger(catalog, store)
@@ -216,22 +217,26 @@ def test_after_a_failed_full_refresh_the_next_run_counts_the_queue_anew(
     logger.log("train", "training", [f"t-{i}" for i in range(120)])
     logger.log("prod", "production", [f"p-{i}" for i in range(10)])
     recommend_one(LabellingJob(catalog, store, settings, KEY))
+    before = [(e.record_id, e.score) for e in _queue(catalog)]
     logger.log("prod", "production", [f"p-{i}" for i in range(10, 40)])
-    real_upsert = catalog.queue.upsert
+    real_stage = catalog.queue.stage
     writes: list[int] = []
 
-    def failing(key: str, rows: list, mhb_version: int | None, **kwargs: bool) -> int:
+    def failing(key: str, rows: list, mhb_version: int | None) -> None:
         writes.append(len(rows))
-        if len(writes) == 4:  # after new records were added by pages 2 and 3
+        if len(writes) == 4:  # after pages 2 and 3 staged new records
             raise RuntimeError("the catalog went away")
-        return real_upsert(key, rows, mhb_version, **kwargs)
+        real_stage(key, rows, mhb_version)
 
-    monkeypatch.setattr(catalog.queue, "upsert", failing)
+    monkeypatch.setattr(catalog.queue, "stage", failing)
     with pytest.raises(RuntimeError, match="went away"):
         recommend_one(LabellingJob(catalog, store, settings, KEY), full=True)
-    assert 10 < catalog.queue.count(KEY) < 40
+    assert [(e.record_id, e.score) for e in _queue(catalog)] == before  # the old queue
+    with catalog.db.transaction() as conn:
+        assert conn.execute("SELECT count(*) FROM pg_tables"
+                            " WHERE tablename LIKE 'recommendations_%'").fetchone() == (0,)
 
-    monkeypatch.setattr(catalog.queue, "upsert", real_upsert)
+    monkeypatch.setattr(catalog.queue, "stage", real_stage)
     logger.log("prod", "production", [f"p-{i}" for i in range(40, 45)])
     again = recommend_one(LabellingJob(catalog, store, settings, KEY))
     assert not again["full_refresh"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,32 @@ __all__ = ["MHBVersion", "QueueEntry", "RecommendationState", "Recommendations",
 _RECORD_COLUMNS = ("dataset", "record_id", "input_uri", "inference_class", "tags",
                    "logged_at", "labelled")
 """The columns of :attr:`ScoredPage.records` the queue keeps."""
+
+_QUEUE_COLUMNS = ("embedding_set_key", "dataset_id", "record_id", "score", "percentile",
+                  "verdict", "signals", "raw_signals", "input_uri", "inference_class", "tags",
+                  "logged_at", "labelled", "mhb_version", "scored_at")
+"""Every column of ``recommendations`` (a full refresh copies them into its new table)."""
+
+_SWAP = (
+    # The indexes, primary key and foreign key of migration 0004, built once over the
+    # filled table, under names the old table's do not take yet.
+    "ALTER TABLE recommendations_next ADD CONSTRAINT recommendations_next_pkey"
+    " PRIMARY KEY (dataset_id, record_id)",
+    "CREATE INDEX recommendations_next_rank ON recommendations_next"
+    " (embedding_set_key, score DESC, dataset_id DESC, record_id DESC) WHERE NOT labelled",
+    "ALTER TABLE recommendations_next ADD CONSTRAINT recommendations_next_dataset_id_fkey"
+    " FOREIGN KEY (dataset_id) REFERENCES datasets (id)",
+    # From here readers wait, until the commit.
+    "DROP TABLE recommendations",
+    "ALTER TABLE recommendations_next RENAME TO recommendations",
+    "ALTER TABLE recommendations RENAME CONSTRAINT recommendations_next_pkey"
+    " TO recommendations_pkey",
+    "ALTER TABLE recommendations RENAME CONSTRAINT recommendations_next_dataset_id_fkey"
+    " TO recommendations_dataset_id_fkey",
+    "ALTER INDEX recommendations_next_rank RENAME TO recommendations_rank",
+    "ANALYZE recommendations",  # a new table has no statistics for the queue's pages
+)
+"""A full refresh's new queue table made the ``recommendations`` of migration 0004."""
 
 _INCOMING_SCORES = """
 CREATE TEMP TABLE incoming_scores (
@@ -202,15 +229,10 @@ class Recommendations:
         that lookup (~7% of a page's write) and returns 0."""
         if not len(page):
             return 0
-        table = _scored_table(page)
         signals = _json_object("s", list(page.signals))
         raw_signals = _json_object("r", list(page.raw_signals))
-        columns = sql.SQL("").join(
-            sql.SQL(", {} double precision").format(sql.Identifier(name))
-            for name in table.column_names[len(_RECORD_COLUMNS) + 3:])
         with self.db.transaction() as conn, conn.cursor() as cur:
-            cur.execute(sql.SQL(_INCOMING_SCORES).format(signals=columns))
-            copy_csv(cur, "incoming_scores", table)
+            _copy_incoming(cur, page)
             (present,) = cur.execute(
                 "SELECT count(*) FROM incoming_scores x JOIN datasets d ON d.name = x.dataset"
                 " JOIN recommendations r ON r.dataset_id = d.id AND r.record_id = x.record_id"
@@ -239,6 +261,88 @@ class Recommendations:
             added = int(cur.rowcount) - int(present)
             _count_added(cur, key, added)
             return added
+
+    # -- a full refresh: the set's new queue built beside the old one, swapped in at once
+
+    def begin_refresh(self, key: str) -> None:
+        """Start a full refresh of ``key``'s queue: an empty unlogged staging table (one a
+        failed run left behind is dropped). Readers keep the old queue until
+        :meth:`finish_refresh` swaps the new one in."""
+        staging = _staging(key)
+        with self.db.transaction() as conn:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(staging))
+            conn.execute(sql.SQL(
+                "CREATE UNLOGGED TABLE {} (LIKE recommendations INCLUDING DEFAULTS)"
+            ).format(staging))
+
+    def stage(self, key: str, page: ScoredPage, mhb_version: int | None) -> None:
+        """Append ``page`` to the refresh's staging table: a plain INSERT into a table
+        without indexes (upserting 1M rows into the indexed queue with a 16 MB buffer
+        pool was ~40 s of PostgreSQL CPU, mostly index pages read and written back)."""
+        if not len(page):
+            return
+        signals = _json_object("s", list(page.signals))
+        raw_signals = _json_object("r", list(page.raw_signals))
+        with self.db.transaction() as conn, conn.cursor() as cur:
+            _copy_incoming(cur, page)
+            cur.execute(sql.SQL(
+                "INSERT INTO {staging} (embedding_set_key, dataset_id, record_id, score,"
+                " percentile, verdict, signals, raw_signals, input_uri, inference_class, tags,"
+                " logged_at, labelled, mhb_version)"
+                " SELECT %(k)s, d.id, x.record_id, x.score, x.percentile, x.verdict,"
+                "  {signals}, {raw_signals}, x.input_uri, x.inference_class, x.tags,"
+                "  x.logged_at, x.labelled, %(v)s"
+                " FROM incoming_scores x JOIN datasets d ON d.name = x.dataset"
+            ).format(staging=_staging(key), signals=signals, raw_signals=raw_signals),
+                {"k": key, "v": mhb_version})
+
+    def abandon_refresh(self, key: str) -> None:
+        """Drop a failed refresh's staging table; the old queue stays as it was."""
+        with self.db.transaction() as conn:
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_staging(key)))
+
+    def finish_refresh(self, key: str, deleted: Sequence[tuple[str, str]]) -> None:
+        """Swap the staged queue in, in one transaction: a new ``recommendations`` holds
+        the staged rows (a record marked labelled in the old queue stays labelled, as
+        :meth:`upsert` keeps it), every old row not staged (other sets' entries, and
+        this set's records the run skipped), less ``deleted``; its indexes are built once,
+        then it replaces the old table. Writers wait from the start (a record marked
+        labelled meanwhile is not lost); readers see the old queue until the commit,
+        then the new one, never a mix, and wait only for the drop and renames."""
+        staging = _staging(key)
+        columns = sql.SQL(", ").join(sql.Identifier(c) for c in _QUEUE_COLUMNS)
+        # As upsert's ON CONFLICT: the set key kept, a labelled mark kept.
+        special = {"embedding_set_key": "coalesce(o.embedding_set_key, s.embedding_set_key)",
+                   "labelled": "s.labelled OR coalesce(o.labelled, false)"}
+        staged = sql.SQL(", ").join(
+            sql.SQL(special[c]) if c in special else sql.SQL("s.{}").format(sql.Identifier(c))
+            for c in _QUEUE_COLUMNS)
+        kept = sql.SQL(", ").join(sql.SQL("o.{}").format(sql.Identifier(c))
+                                  for c in _QUEUE_COLUMNS)
+        with self.db.transaction() as conn, conn.cursor() as cur:
+            cur.execute("SET LOCAL work_mem = '32MB'")  # the two 1M-row joins in memory
+            cur.execute("LOCK TABLE recommendations IN EXCLUSIVE MODE")
+            cur.execute("DROP TABLE IF EXISTS recommendations_next")
+            cur.execute("CREATE TABLE recommendations_next"
+                        " (LIKE recommendations INCLUDING DEFAULTS)")
+            cur.execute(sql.SQL(
+                "INSERT INTO recommendations_next ({columns})"
+                " SELECT {staged} FROM {staging} s LEFT JOIN recommendations o"
+                "  ON o.dataset_id = s.dataset_id AND o.record_id = s.record_id"
+                " UNION ALL SELECT {kept} FROM recommendations o WHERE NOT EXISTS"
+                "  (SELECT FROM {staging} s WHERE s.dataset_id = o.dataset_id"
+                "   AND s.record_id = o.record_id)"
+            ).format(columns=columns, staged=staged, kept=kept, staging=staging))
+            if deleted:
+                cur.execute(
+                    "DELETE FROM recommendations_next r USING datasets d,"
+                    " unnest(%s::text[], %s::text[]) AS x(dataset, record_id)"
+                    " WHERE d.name = x.dataset AND r.dataset_id = d.id"
+                    " AND r.record_id = x.record_id AND r.embedding_set_key = %s",
+                    ([d for d, _ in deleted], [i for _, i in deleted], key))
+            for statement in _SWAP:
+                cur.execute(statement)
+            cur.execute(sql.SQL("DROP TABLE {}").format(staging))
 
     def remove(self, key: str, refs: Sequence[tuple[str, str]]) -> int:
         """Drop deleted records from the queue; returns how many were in it."""
@@ -341,6 +445,23 @@ def _count_added(cur: psycopg.Cursor[Any], key: str, added: int) -> None:
     if added:
         cur.execute("UPDATE recommendation_state SET scored_count = scored_count + %s"
                     " WHERE embedding_set_key = %s AND scored_count >= 0", (added, key))
+
+
+def _copy_incoming(cur: psycopg.Cursor[Any], page: ScoredPage) -> None:
+    """``page`` COPY'd into the transaction's temporary ``incoming_scores``."""
+    table = _scored_table(page)
+    columns = sql.SQL("").join(
+        sql.SQL(", {} double precision").format(sql.Identifier(name))
+        for name in table.column_names[len(_RECORD_COLUMNS) + 3:])
+    cur.execute(sql.SQL(_INCOMING_SCORES).format(signals=columns))
+    copy_csv(cur, "incoming_scores", table)
+
+
+def _staging(key: str) -> sql.Identifier:
+    """The unlogged table a full refresh of ``key`` writes its pages into (one per set:
+    a name from the key's hash, as keys may be longer than an identifier)."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return sql.Identifier(f"recommendations_refresh_{digest}")
 
 
 def _json_object(prefix: str, names: list[str]) -> sql.Composable:

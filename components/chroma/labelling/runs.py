@@ -5,7 +5,9 @@ scored, unless the MHB model or the index version changed (or ``full`` is asked)
 rebuilds the reference and rescores everything; either way the queue ends up the same.
 Records with a ``label_class`` are kept out of the queue. Pages of records are read and
 written in threads while the one between is scored (``PAGE``), and the result reports
-the seconds of each phase.
+the seconds of each phase. An incremental run upserts its pages into the queue; a full
+refresh stages them beside it and swaps the new queue in at its end
+(``Recommendations.finish_refresh``), so readers never see a half-refreshed queue.
 
 The nearest training records come from memory (``TrainingNeighbours``: exact, or an
 inverted file from ``Settings.recommend_approximate_knn_min`` on) for sets with up to
@@ -161,24 +163,21 @@ def _recommend(job: LabellingJob, full: bool) -> dict[str, Any]:
         upto = changes.latest_seq(key)
         if full:
             queue.forget_count(key)  # counted once at the end, not page by page
-    total = max(changes.live_count(key), 1)
-    scored = 0
-    with ThreadPoolExecutor(2, thread_name_prefix="recommend-io") as io:
-        written: Future[int] | None = None
-        for page, columns in _prefetched(io, _pages(job, after, upto, phases)):
-            with phases("score"):
-                rows = _score_page(job, fitted.model, source, page, columns, reference)
-            if written is not None:
-                written.result()  # one write at a time, in page order
-            written = io.submit(phases.timed("write", queue.upsert), key, rows,
-                                fitted.version.version, count=not full)
-            scored += len(rows)
-            job.progress(0.1 + 0.85 * min(scored / total, 1.0), f"scored {scored} records")
-        if written is not None:
-            written.result()
+            queue.begin_refresh(key)
+    try:
+        scored = _score_pages(job, fitted, source, reference, phases, after, upto, full)
+        with phases("write"):
+            deleted = changes.deletions_since(key, after, up_to_seq=upto)
+            refs = [(d.dataset, d.record_id) for d in deleted]
+            if full:
+                queue.finish_refresh(key, refs)
+            else:
+                queue.remove(key, refs)
+    except BaseException:
+        if full:
+            queue.abandon_refresh(key)
+        raise
     with phases("write"):
-        deleted = changes.deletions_since(key, after, up_to_seq=upto)
-        queue.remove(key, [(d.dataset, d.record_id) for d in deleted])
         queue.save_state(key, mhb_version=fitted.version.version, index_version=index_version,
                          reference=reference.to_dict(), scored_seq=upto, recount=full)
     knn = (("approximate" if source.approximate else "exact")
@@ -186,6 +185,32 @@ def _recommend(job: LabellingJob, full: bool) -> dict[str, Any]:
            else "index" if source is not None else None)
     return {"scored": scored, "removed": len(deleted), "full_refresh": full,
             "mhb_version": fitted.version.version, "knn": knn, "seconds": phases.rounded()}
+
+
+def _score_pages(job: LabellingJob, fitted: FittedModel, source: NeighbourSource | None,
+                 reference: ScoringReference, phases: Phases, after: int, upto: int,
+                 full: bool) -> int:
+    """Score the production records changed in (after, upto] page by page and write
+    each page (upserted into the queue, or staged for a full refresh's swap) in a thread
+    while the next one is scored; returns how many were scored."""
+    queue, key, version = job.catalog.queue, job.key, fitted.version.version
+    total = max(job.catalog.changes.live_count(key), 1)
+    scored = 0
+    with ThreadPoolExecutor(2, thread_name_prefix="recommend-io") as io:
+        written: Future[Any] | None = None
+        for page, columns in _prefetched(io, _pages(job, after, upto, phases)):
+            with phases("score"):
+                rows = _score_page(job, fitted.model, source, page, columns, reference)
+            if written is not None:
+                written.result()  # one write at a time, in page order
+            written = (io.submit(phases.timed("write", queue.stage), key, rows, version)
+                       if full else
+                       io.submit(phases.timed("write", queue.upsert), key, rows, version))
+            scored += len(rows)
+            job.progress(0.1 + 0.85 * min(scored / total, 1.0), f"scored {scored} records")
+        if written is not None:
+            written.result()
+    return scored
 
 
 class Phases:
