@@ -19,10 +19,9 @@ import pytest
 from chroma.catalog import Catalog, ScoredPage
 from chroma.labelling import runs
 from chroma.labelling.runs import LabellingJob, recommend_one
-from chroma.settings import Settings
 from chroma.storage import FileStore
 
-from .test_recommend_incremental import KEY, Logger
+from .test_recommend_incremental import KEY, Logger, scored_in_pages
 
 pytestmark = pytest.mark.integration
 
@@ -131,13 +130,7 @@ def test_readers_see_the_old_queue_while_a_full_refresh_runs(
     """Pages written into the live queue one by one (before the swap) showed readers a
     queue half old, half new for the whole run: here a reader at the fourth page sees
     none of the records logged since the last run, then all of them after it."""
-    monkeypatch.setattr(runs, "PAGE", 7)
-    store = FileStore(str(tmp_path / "store"))
-    logger = Logger(catalog, store)
-    settings = Settings(recommend_exact_knn_max=100_000)
-    logger.log("train", "training", [f"t-{i}" for i in range(120)])
-    logger.log("prod", "production", [f"p-{i}" for i in range(10)])
-    recommend_one(LabellingJob(catalog, store, settings, KEY))
+    logger, store, settings = scored_in_pages(catalog, tmp_path, monkeypatch)
     before = [(e.record_id, e.score) for e in catalog.queue.page(KEY, limit=1000)]
     logger.log("prod", "production", [f"p-{i}" for i in range(10, 40)])
     score_page = runs._score_page

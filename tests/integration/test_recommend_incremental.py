@@ -63,6 +63,20 @@ class Logger:
                                         dataset=dataset, split=split, records=records)])
 
 
+def scored_in_pages(
+    catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> tuple[Logger, FileStore, Settings]:
+    """A set scored once in pages of 7 records: 120 training, 10 production."""
+    monkeypatch.setattr(runs, "PAGE", 7)
+    store = FileStore(str(tmp_path / "store"))
+    logger = Logger(catalog, store)
+    settings = Settings(recommend_exact_knn_max=100_000)
+    logger.log("train", "training", [f"t-{i}" for i in range(120)])
+    logger.log("prod", "production", [f"p-{i}" for i in range(10)])
+    recommend_one(LabellingJob(catalog, store, settings, KEY))
+    return logger, store, settings
+
+
 def _queue(catalog: Catalog) -> list[QueueEntry]:
     entries = catalog.queue.page(KEY, limit=100_000)
     assert len(entries) == catalog.queue.count(KEY)
@@ -166,13 +180,7 @@ def test_the_run_after_a_refit_uses_the_fitted_model_without_loading_it_again(
 def test_a_failed_page_write_fails_the_run_and_the_next_run_scores_those_records(
     catalog: Catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(runs, "PAGE", 7)
-    store = FileStore(str(tmp_path / "store"))
-    logger = Logger(catalog, store)
-    settings = Settings(recommend_exact_knn_max=100_000)
-    logger.log("train", "training", [f"t-{i}" for i in range(120)])
-    logger.log("prod", "production", [f"p-{i}" for i in range(10)])
-    recommend_one(LabellingJob(catalog, store, settings, KEY))
+    logger, store, settings = scored_in_pages(catalog, tmp_path, monkeypatch)
     before = catalog.queue.state(KEY)
     logger.log("prod", "production", [f"p-{i}" for i in range(10, 40)])
 
@@ -210,13 +218,7 @@ def test_after_a_failed_full_refresh_the_next_run_counts_the_queue_anew(
     """A full refresh stages its pages beside the queue and swaps them in at its end:
     one that fails leaves the old queue as it was (no staging table behind), its count
     unknown, and the next run counts."""
-    monkeypatch.setattr(runs, "PAGE", 7)
-    store = FileStore(str(tmp_path / "store"))
-    logger = Logger(catalog, store)
-    settings = Settings(recommend_exact_knn_max=100_000)
-    logger.log("train", "training", [f"t-{i}" for i in range(120)])
-    logger.log("prod", "production", [f"p-{i}" for i in range(10)])
-    recommend_one(LabellingJob(catalog, store, settings, KEY))
+    logger, store, settings = scored_in_pages(catalog, tmp_path, monkeypatch)
     before = [(e.record_id, e.score) for e in _queue(catalog)]
     logger.log("prod", "production", [f"p-{i}" for i in range(10, 40)])
     real_stage = catalog.queue.stage
