@@ -65,14 +65,17 @@ _ASSIGN_ELEMENTS = 16_000_000
 @dataclass(frozen=True)
 class IvfParams:
     """How the index is built and searched. The defaults gave recall@10 1.000 on clustered
-    128-d data of low intrinsic dimension at 100k rows, 0.54 on isotropic Gaussian
+    128-d data of low intrinsic dimension at 100k rows, 0.555 on isotropic Gaussian
     clusters (the worst case; their kNN distances were still 1.02x the exact ones and
-    ranked records alike, rank correlation 0.996): ``bench/knn.py``."""
+    ranked records alike, rank correlation 0.996): ``bench/knn.py``. Half the lists and
+    5 probes instead of 2 sqrt(n) and 8: recall as good or better on both kinds (0.555
+    against 0.529 on the isotropic), ~15 % less CPU in pages of 5,000 queries (fewer,
+    larger products; fewer centres to score), the build twice as fast."""
 
-    lists_per_sqrt: float = 2.0
+    lists_per_sqrt: float = 1.0
     """Lists = this x sqrt(n) (at least 1, at most n / 8: lists of a few rows cost more
     Python than they save maths)."""
-    probes: int = 8
+    probes: int = 5
     """Lists searched per query: recall against time."""
     iterations: int = 8
     """Lloyd iterations of the k-means."""
