@@ -171,7 +171,7 @@ class IvfNearest:
         probes, _ = _top_k(self._list_scores(scaled), min(self.params.probes, self.lists),
                            group=_PROBE_GROUP)
         count = len(block)
-        floor = np.empty(count, dtype=np.float32)
+        floor = np.full(count, -np.inf, dtype=np.float32)  # an empty nearest list: none
         kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
         def first(share: list[tuple[int, np.ndarray]]) -> None:
