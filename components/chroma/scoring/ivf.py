@@ -65,12 +65,12 @@ _ASSIGN_ELEMENTS = 16_000_000
 @dataclass(frozen=True)
 class IvfParams:
     """How the index is built and searched. The defaults gave recall@10 1.000 on clustered
-    128-d data of low intrinsic dimension at 100k rows, ~0.62 on isotropic Gaussian
+    128-d data of low intrinsic dimension at 100k rows, 0.63 on isotropic Gaussian
     clusters (the worst case; their kNN distances were still 1.02x the exact ones and
-    ranked records alike, rank correlation 0.996): ``bench/knn.py``. sqrt(n) lists and 6
-    probes instead of 2 sqrt(n) and 8: recall@10 0.62 against 0.53 on the isotropic set
-    and ~10 % less search CPU in pages of 5,000 queries (fewer, larger products, fewer
-    centres to score), the build twice as fast. On ``bench/quality.py``'s small sets
+    ranked records alike, rank correlation 0.997): ``bench/knn.py``. sqrt(n) lists and 6
+    probes instead of 2 sqrt(n) and 8: recall@10 0.63 against 0.53 on the isotropic set
+    at 1M x 100k and less search CPU in pages of 5,000 queries (fewer, larger products,
+    fewer centres to score), the build faster. On ``bench/quality.py``'s small sets
     (IVF forced) recall went 0.632 -> 0.657, 0.993 -> 0.995, 0.984 -> 0.983 and 0.998
     -> 0.989 (wine: ~120 rows, 11 lists) and the queue's figures stayed within 0.002."""
 
