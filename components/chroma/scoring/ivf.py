@@ -7,12 +7,14 @@ but looks only where the neighbours probably are:
 
 * **build**: k-means (a few Lloyd iterations on a sample, seeded: the same vectors always
   give the same index) splits the stored rows into ~``sqrt(n)`` lists by nearest centre;
-  the rows are stored list after list.
+  the rows are stored list after list, transposed (d x n).
 * **search**, one block of queries at a time: each query picks its ``probes`` nearest
   centres; the (query, list) pairs are grouped by list so that every list is one float32
   matrix product against all its queries of the block (lists shared out over a few
-  threads, GIL released, BLAS itself held to one thread), and each list's top k per query
-  is kept; the final top k of each query comes from its ``probes x k`` candidates.
+  threads, GIL released, BLAS itself held to one thread). First pass: each query's
+  nearest list, its k best there set the query's floor; second pass: the other probed
+  lists keep only rows at or above the floor; one sort merges them into each query's
+  k best, exactly the k best of every row of its probed lists.
 
 Every metric is searched as a Euclidean one in a space where it is one, so k-means and
 "nearest centre" mean the right thing: cosine on unit rows (``|q - x|^2 = 2 - 2 cos``);
