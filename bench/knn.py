@@ -3,7 +3,9 @@
 For each scale ``production x training`` (``--scales``, default ``20000x100000`` and
 ``1000000x100000``) and each kind of data, builds ``chroma.scoring.IvfNearest`` over the
 training vectors and times its search of every production vector (median of
-``--rounds``), then times ``ExactNearest`` on the same queries in the same invocation.
+``--rounds``; in pages of ``--page`` queries, one call each, as the recommender asks:
+``chroma.labelling.runs.PAGE``, 5,000; ``--page 0``: one call for all), then times
+``ExactNearest`` on the same queries in the same invocation.
 Above ``--exact-max`` queries the exact search runs on a random sample of that many
 queries only and its time for all of them is extrapolated linearly (its cost is exactly
 linear in the number of queries: one matrix product block after another); the line
@@ -25,6 +27,10 @@ over the exact mean (1.000 = as near), the rank correlation of each query's mean
 distance (the queue's kNN signal) approximate against exact, and the load average.
 
     .venv/bin/python bench/knn.py [--scales 20000x100000 1000000x100000] [--rounds 3]
+        [--page 5000] [--probes N] [--lists-per-sqrt F]
+
+Another tree's code: ``PYTHONPATH=/tmp/base/components .venv/bin/python bench/knn.py``
+(its path and its default parameters are used and printed).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _machine import machine_info, median
 
+from chroma.labelling.runs import PAGE
 from chroma.scoring import ExactNearest, IvfNearest, IvfParams
 
 DIM = 128
@@ -100,7 +107,13 @@ def compare(kind: str, production: int, training: int, args: argparse.Namespace)
     began = time.perf_counter()
     ivf = IvfNearest(stored, args.distance, params)
     build = time.perf_counter() - began
-    approx_s, approx_cpu = timed(lambda: ivf.nearest(queries, K), args.rounds)
+    page = args.page or production
+
+    def search() -> None:
+        for start in range(0, production, page):
+            ivf.nearest(queries[start:start + page], K)
+
+    approx_s, approx_cpu = timed(search, args.rounds)
     load_approx = load()
     sample = (np.arange(production) if production <= args.exact_max
               else np.sort(rng.choice(production, args.exact_max, replace=False)))
@@ -136,12 +149,17 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--exact-max", type=int, default=20_000,
                         help="most queries the exact search runs on (else a sample)")
+    parser.add_argument("--page", type=int, default=PAGE,
+                        help="queries per call of the approximate search (0: all at once)")
     parser.add_argument("--probes", type=int, default=IvfParams().probes)
     parser.add_argument("--lists-per-sqrt", type=float, default=IvfParams().lists_per_sqrt)
     args = parser.parse_args()
     print(machine_info(("numpy", "threadpoolctl")))
     print(f"distance {args.distance}, k={K}, medians of {args.rounds} rounds, "
-          f"load at start {load()}")
+          f"pages of {args.page or 'all'} queries, load at start {load()}")
+    import chroma.scoring
+
+    print(f"code: {Path(chroma.scoring.__file__).parent}")
     for scale in args.scales:
         production, training = (int(part) for part in scale.split("x"))
         for kind in args.kinds:

@@ -144,8 +144,10 @@ def instrument() -> None:
     for kind in (training.IvfNearest, training.ExactNearest):
         kind.__init__ = timed("knn build", kind.__init__)  # type: ignore[method-assign]
     # The kNN's blocks run in pool threads: their CPU is the kNN's too.
-    IvfNearest._search_list = timed(  # type: ignore[method-assign]
-        "knn", IvfNearest._search_list, wall_counts=False)
+    for method in ("_search_list", "_best_in_list", "_at_or_above"):  # this code's, or older
+        if hasattr(IvfNearest, method):
+            setattr(IvfNearest, method,
+                    timed("knn", getattr(IvfNearest, method), wall_counts=False))
     ExactNearest._closeness = timed(  # type: ignore[method-assign]
         "knn", ExactNearest._closeness, wall_counts=False)
     nearest._top_k = timed("knn", nearest._top_k, wall_counts=False)

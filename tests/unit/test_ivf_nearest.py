@@ -169,3 +169,85 @@ def test_overlapping_searches_put_the_blas_threads_back_as_they_were():
         assert set(blas_threads()) == {1}  # the second still runs on one thread
         second.__exit__(None, None, None)
         assert blas_threads() == before
+
+
+def probed_top_k(ivf: IvfNearest, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reference for the two-pass search: per query, a full sort of the closeness of
+    every row of the lists it probes (picked as the index picks them), one at a time."""
+    from chroma.scoring import ivf as module
+    from chroma.scoring.nearest import query_matrix
+
+    matrix = query_matrix(queries, ivf.distance) * np.float32(ivf._scale)
+    probes, _ = module._top_k(ivf._list_scores(matrix), min(ivf.params.probes, ivf.lists))
+    rows, values = [], []
+    for query, lists in zip(matrix, probes, strict=True):
+        positions = np.concatenate([np.arange(ivf.offsets[lst], ivf.offsets[lst + 1])
+                                    for lst in lists])
+        closeness = ivf.vectors[positions].astype(np.float64) @ query
+        if ivf.distance == "euclid":
+            closeness -= ivf._bias[positions]
+        best = np.argsort(-closeness, kind="stable")[:k]
+        rows.append(ivf.rows[positions[best]])
+        values.append(closeness[best])
+    return np.array(rows, dtype=object), np.array(values, dtype=object)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+def test_the_two_passes_find_the_k_best_of_every_probed_row(metric):
+    # The floor (k-th best in the nearest list) may only drop rows that cannot be among
+    # the k best: the answer is a full sort of the probed lists' rows.
+    stored, queries = clustered(6_000, 20), clustered(400, 21)
+    ivf = IvfNearest(stored, metric, IvfParams(probes=4))
+    rows, distances = ivf.nearest(queries, 10)
+    truth = np.stack(probed_top_k(ivf, queries, 10)[0]).astype(np.int64)
+    assert recall(rows, truth) == 1.0
+    expected = direct_distance(stored, queries, truth, metric)
+    np.testing.assert_allclose(distances, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_k_over_the_nearest_lists_size_keeps_every_row_of_the_others():
+    # Lists of ~8 rows and k = 20: the nearest list sets no floor (it holds fewer than
+    # k), so the other probed lists keep all their rows.
+    stored, queries = clustered(800, 22), clustered(100, 23)
+    ivf = IvfNearest(stored, "cosine", IvfParams(probes=6, lists_per_sqrt=4))
+    assert np.median(np.diff(ivf.offsets)) < 20
+    rows, _ = ivf.nearest(queries, 20)
+    truth = probed_top_k(ivf, queries, 20)[0]
+    full = [i for i, found in enumerate(truth) if len(found) == 20]  # the rest: exact
+    assert len(full) > 90
+    assert recall(rows[full], np.array([truth[i] for i in full])) == 1.0
+
+
+def test_ties_give_k_distinct_rows_at_the_exact_distances():
+    # Every stored row twice (and four times for some): the floor equals many rows at
+    # once; each query still gets k different rows, as near as the exact ones.
+    base = clustered(1_500, 24, dim=16)
+    stored = np.concatenate([base, base, base[:300], base[:300]])
+    queries = clustered(200, 25, dim=16)
+    ivf = IvfNearest(stored, "euclid", IvfParams(probes=1_000))  # every list: exact
+    rows, distances = ivf.nearest(queries, 10)
+    _, true_distances = ExactNearest(stored, "euclid").nearest(queries, 10)
+    assert all(len(set(found)) == 10 for found in rows.tolist())
+    np.testing.assert_allclose(distances, true_distances, rtol=1e-4, atol=1e-4)
+
+
+def test_a_query_whose_nearest_list_is_empty_is_answered_from_the_others(monkeypatch):
+    # A centre no stored row is assigned to, where the queries are: their nearest list
+    # is empty, so it sets no floor, and the other lists give every answer.
+    from chroma.scoring import ivf as module
+
+    rng = np.random.default_rng(26)
+    stored = np.concatenate([rng.normal(size=(300, 8)) + 10, rng.normal(size=(300, 8)) - 10])
+    centres = np.stack([np.zeros(8), np.full(8, 10.0), np.full(8, -10.0)]).astype(np.float32)
+    monkeypatch.setattr(module, "_kmeans", lambda space, lists, params: centres)
+    queries = rng.normal(size=(50, 8)) * 0.1
+    ivf = IvfNearest(stored.astype(np.float32), "euclid", IvfParams(probes=3))
+    assert np.diff(ivf.offsets).tolist() == [0, 300, 300]
+    # 600 probed rows each: a floor left unset could only show as a needless exact
+    # search (too high a floor leaves fewer than k), so there must be none.
+    ivf.__dict__["_exact"] = None
+    for _ in range(3):  # fresh buffers each time: no floor may come from old memory
+        rows, distances = ivf.nearest(queries, 10)
+        truth, true_distances = ExactNearest(stored, "euclid").nearest(queries, 10)
+        assert recall(rows, truth) == 1.0
+        np.testing.assert_allclose(distances, true_distances, rtol=1e-4, atol=1e-4)

@@ -7,12 +7,14 @@ but looks only where the neighbours probably are:
 
 * **build**: k-means (a few Lloyd iterations on a sample, seeded: the same vectors always
   give the same index) splits the stored rows into ~``sqrt(n)`` lists by nearest centre;
-  the rows are stored list after list.
+  the rows are stored list after list, transposed (d x n).
 * **search**, one block of queries at a time: each query picks its ``probes`` nearest
   centres; the (query, list) pairs are grouped by list so that every list is one float32
   matrix product against all its queries of the block (lists shared out over a few
-  threads, GIL released, BLAS itself held to one thread), and each list's top k per query
-  is kept; the final top k of each query comes from its ``probes x k`` candidates.
+  threads, GIL released, BLAS itself held to one thread). First pass: each query's
+  nearest list, its k best there set the query's floor; second pass: the other probed
+  lists keep only rows at or above the floor; one sort merges them into each query's
+  k best, exactly the k best of every row of its probed lists.
 
 Every metric is searched as a Euclidean one in a space where it is one, so k-means and
 "nearest centre" mean the right thing: cosine on unit rows (``|q - x|^2 = 2 - 2 cos``);
@@ -65,14 +67,19 @@ _ASSIGN_ELEMENTS = 16_000_000
 @dataclass(frozen=True)
 class IvfParams:
     """How the index is built and searched. The defaults gave recall@10 1.000 on clustered
-    128-d data of low intrinsic dimension at 100k rows, 0.54 on isotropic Gaussian
+    128-d data of low intrinsic dimension at 100k rows, 0.63 on isotropic Gaussian
     clusters (the worst case; their kNN distances were still 1.02x the exact ones and
-    ranked records alike, rank correlation 0.996): ``bench/knn.py``."""
+    ranked records alike, rank correlation 0.997): ``bench/knn.py``. sqrt(n) lists and 6
+    probes instead of 2 sqrt(n) and 8: recall@10 0.63 against 0.53 on the isotropic set
+    at 1M x 100k and less search CPU in pages of 5,000 queries (fewer, larger products,
+    fewer centres to score), the build faster. On ``bench/quality.py``'s small sets
+    (IVF forced) recall went 0.632 -> 0.657, 0.993 -> 0.995, 0.984 -> 0.983 and 0.998
+    -> 0.989 (wine: ~120 rows, 11 lists) and the queue's figures stayed within 0.002."""
 
-    lists_per_sqrt: float = 2.0
+    lists_per_sqrt: float = 1.0
     """Lists = this x sqrt(n) (at least 1, at most n / 8: lists of a few rows cost more
     Python than they save maths)."""
-    probes: int = 8
+    probes: int = 6
     """Lists searched per query: recall against time."""
     iterations: int = 8
     """Lloyd iterations of the k-means."""
@@ -97,22 +104,31 @@ class IvfNearest:
         assignment = _assign(space, centres) if len(stored) else np.empty(0, np.int64)
         order = np.argsort(assignment, kind="stable")
         self.rows = order  # stored position -> caller's row number
-        self.vectors = np.ascontiguousarray(stored[order])
+        # Stored transposed (d x n, a list's rows a block of columns): the product with
+        # a list's block was ~2x faster than with the transpose of row-major rows, whose
+        # packing cost OpenBLAS as much as the product (bench/knn.py, perf).
+        self._columns = np.ascontiguousarray(stored[order].T)
         self.offsets = np.searchsorted(assignment[order], np.arange(len(centres) + 1))
         # Closeness is  scale * q.x - bias  (larger nearer), as ExactNearest's.
         self._scale = 2.0 if distance == "euclid" else 1.0
         self._bias = ((self.vectors * self.vectors).sum(axis=1) if distance == "euclid"
                       else np.zeros(len(self.vectors), np.float32)).astype(np.float32)
-        self._centres = np.ascontiguousarray(centres[:, :stored.shape[1]], dtype=np.float32)
+        centre_rows = np.asarray(centres[:, :stored.shape[1]], dtype=np.float32)
         # |q' - c'|^2 = |q|^2 - 2 q.c + |c'|^2: in the closeness' scale.
         self._centre_bias = ((centres * centres).sum(axis=1)
                              * (1.0 if distance == "euclid" else 0.5)).astype(np.float32)
         self._radii: np.ndarray | None = None
         if distance == "dot":
-            self._centres, self._radii = _means_and_radii(self.vectors, self.offsets)
+            centre_rows, self._radii = _means_and_radii(self.vectors, self.offsets)
+        self._centre_columns = np.ascontiguousarray(centre_rows.T)  # as the rows, d x lists
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The stored rows in list order (n x d, a view of the columns)."""
+        return self._columns.T
 
     def __len__(self) -> int:
-        return len(self.vectors)
+        return self._columns.shape[1]
 
     @cached_property
     def _exact(self) -> ExactNearest:
@@ -121,7 +137,7 @@ class IvfNearest:
 
     @property
     def lists(self) -> int:
-        return len(self._centres)
+        return self._centre_columns.shape[1]
 
     def nearest(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Row numbers (n, k) of the nearest stored rows, nearest first, and their
@@ -145,34 +161,36 @@ class IvfNearest:
 
     def _search_block(self, block: np.ndarray, k: int,
                       pool: ThreadPoolExecutor) -> tuple[np.ndarray, np.ndarray]:
-        """Caller's row numbers and closeness of each query's k best candidates."""
+        """Caller's row numbers and closeness of each query's k best candidates.
+
+        In two passes, because a top k per (query, probed list) was half the search (a
+        partition per row of ~150 values costs its fixed overhead 8 times per query):
+        first each query's k best in its nearest list, exactly; the k-th of them is a
+        floor (the final k-th best is at least as close), so in the other probed lists
+        only the candidates at or above the floor are kept, by one comparison over each
+        list's products (a few dozen per query, not ~1,000), and one sort merges them."""
         scaled = block * np.float32(self._scale)
-        # The probed lists by the two-pass selection (a partition over every list was a
-        # quarter of the search).
+        # The probed lists, nearest first, by the two-pass selection (a partition over
+        # every list was a quarter of the search).
         probes, _ = _top_k(self._list_scores(scaled), min(self.params.probes, self.lists),
                            group=_PROBE_GROUP)
-        width = probes.shape[1]
-        values = np.full((len(block), width, k), -np.inf, dtype=np.float32)
-        found = np.zeros((len(block), width, k), dtype=np.int64)
-        pair_list = probes.ravel()
-        order = np.argsort(pair_list, kind="stable")
-        bounds = np.searchsorted(pair_list[order], np.arange(self.lists + 1))
-        work = [(lst, order[bounds[lst]:bounds[lst + 1]]) for lst in range(self.lists)
-                if bounds[lst + 1] > bounds[lst] and self.offsets[lst + 1] > self.offsets[lst]]
-        shares = [work[i::_THREADS] for i in range(_THREADS)]
+        count = len(block)
+        floor = np.full(count, -np.inf, dtype=np.float32)  # an empty nearest list: none
+        kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
-        def search(share: list[tuple[int, np.ndarray]]) -> None:
-            for lst, pairs in share:
-                self._search_list(lst, pairs, scaled, width, k, values, found)
+        def first(share: list[tuple[int, np.ndarray]]) -> None:
+            kept.extend(self._best_in_list(lst, queries, scaled, k, floor)
+                        for lst, queries in share)
 
-        list(pool.map(search, shares))
-        flat_values = values.reshape(len(block), -1)
-        best = _top_columns(flat_values, k)
-        best_values = np.take_along_axis(flat_values, best, axis=1)
-        order_in_row = np.argsort(-best_values, axis=1, kind="stable")
-        best = np.take_along_axis(best, order_in_row, axis=1)
-        best_values = np.take_along_axis(best_values, order_in_row, axis=1)
-        best_rows = np.take_along_axis(found.reshape(len(block), -1), best, axis=1)
+        def rest(share: list[tuple[int, np.ndarray]]) -> None:
+            kept.extend(self._at_or_above(lst, queries, scaled, floor)
+                        for lst, queries in share)
+
+        list(pool.map(first, self._shares(probes[:, 0], 1)))
+        if probes.shape[1] > 1:
+            list(pool.map(rest, self._shares(probes[:, 1:], probes.shape[1] - 1)))
+        positions, best_values = _merge(kept, count, k)
+        best_rows = self.rows[positions]
         short = np.flatnonzero(np.isneginf(best_values[:, -1]))
         if len(short):  # probed lists held fewer than k rows: answer those exactly
             stored, _ = self._exact.nearest(block[short], k)
@@ -180,29 +198,67 @@ class IvfNearest:
             best_values[short] = self._closeness_of(block[short], stored)
         return best_rows, best_values
 
+    def _shares(self, probed: np.ndarray,
+                width: int) -> list[list[tuple[int, np.ndarray]]]:
+        """The (list, its queries) pairs of ``probed`` (query x ``width`` list numbers)
+        grouped by list, non-empty lists only, dealt out to the threads."""
+        flat = probed.ravel()
+        order = np.argsort(flat, kind="stable")
+        bounds = np.searchsorted(flat[order], np.arange(self.lists + 1))
+        queries = order // width
+        work = [(lst, queries[bounds[lst]:bounds[lst + 1]]) for lst in range(self.lists)
+                if bounds[lst + 1] > bounds[lst] and self.offsets[lst + 1] > self.offsets[lst]]
+        return [work[i::_THREADS] for i in range(_THREADS)]
+
+    def _products(self, lst: int, queries: np.ndarray, scaled: np.ndarray) -> np.ndarray:
+        """Closeness (queries x rows of the list): one float32 product for them all."""
+        begin, end = self.offsets[lst], self.offsets[lst + 1]
+        closeness = scaled[queries] @ self._columns[:, begin:end]
+        if self.distance == "euclid":  # the others' bias is 0
+            closeness -= self._bias[begin:end]
+        return closeness
+
+    def _best_in_list(self, lst: int, queries: np.ndarray, scaled: np.ndarray, k: int,
+                      floor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For the queries whose nearest list it is: their k-th best closeness there into
+        ``floor`` (-inf when the list is shorter), and every row at or above it."""
+        closeness = self._products(lst, queries, scaled)
+        n = closeness.shape[1]
+        if n < k:
+            floor[queries] = -np.inf
+            at, column = np.nonzero(np.ones_like(closeness, dtype=bool))
+        else:
+            kth = np.partition(closeness, n - k, axis=1)[:, n - k]
+            floor[queries] = kth
+            return self._kept(lst, queries, closeness, kth)
+        return queries[at], closeness[at, column], self.offsets[lst] + column
+
+    def _at_or_above(self, lst: int, queries: np.ndarray, scaled: np.ndarray,
+                     floor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(query, closeness, stored position) of the list's rows at or above each
+        query's floor."""
+        closeness = self._products(lst, queries, scaled)
+        return self._kept(lst, queries, closeness, floor[queries])
+
+    def _kept(self, lst: int, queries: np.ndarray, closeness: np.ndarray,
+              floor: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(query, closeness, stored position) where ``closeness`` (queries x rows of
+        the list) is at or above the query's ``floor``. Flat indices: ``np.nonzero`` on
+        two dimensions, and fancy indexing with two arrays, cost more than the product."""
+        flat = np.flatnonzero(closeness >= floor[:, np.newaxis])
+        at, column = np.divmod(flat, closeness.shape[1])
+        return queries[at], closeness.ravel()[flat], self.offsets[lst] + column
+
     def _list_scores(self, scaled: np.ndarray) -> np.ndarray:
         """Per (query, list), larger for lists more likely to hold its nearest rows: the
         nearest centres; for dot, the bound ``q.c + |q| r`` on every inner product in
         the list (mean c, radius r), as a few long rows decide the largest inner
         products wherever they fall and a centre stands for the many short ones."""
-        scores = scaled @ self._centres.T
+        scores = scaled @ self._centre_columns
         if self._radii is None:
             return scores - self._centre_bias
         norms = np.linalg.norm(scaled, axis=1, keepdims=True)
         return scores + norms * self._radii
-
-    def _search_list(self, lst: int, pairs: np.ndarray, scaled: np.ndarray, width: int,
-                     k: int, values: np.ndarray, found: np.ndarray) -> None:
-        """One list against all the queries of the block that probe it: their top k
-        (fewer when the list is shorter) into ``values``/``found`` at (query, probe)."""
-        queries, slots = np.divmod(pairs, width)
-        begin, end = self.offsets[lst], self.offsets[lst + 1]
-        closeness = scaled[queries] @ self.vectors[begin:end].T
-        closeness -= self._bias[begin:end]
-        keep = min(k, end - begin)
-        top = _top_columns(closeness, keep)
-        values[queries, slots, :keep] = np.take_along_axis(closeness, top, axis=1)
-        found[queries, slots, :keep] = self.rows[begin + top]
 
     def _closeness_of(self, queries: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """The closeness of given stored positions to each query."""
@@ -279,3 +335,22 @@ def _top_columns(scores: np.ndarray, k: int) -> np.ndarray:
     if k >= n:
         return np.broadcast_to(np.arange(n), (len(scores), n)).copy()
     return np.argpartition(scores, n - k, axis=1)[:, n - k:]
+
+
+def _merge(kept: list[tuple[np.ndarray, np.ndarray, np.ndarray]], count: int,
+           k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each of ``count`` queries' k best of the ``kept`` candidates (query, closeness,
+    stored position), nearest first: positions and closeness; -inf (position 0) past
+    a query's last candidate."""
+    queries = np.concatenate([np.repeat(np.arange(count), k)] + [q for q, _, _ in kept])
+    closeness = np.concatenate([np.full(count * k, -np.inf, dtype=np.float32)]
+                               + [c for _, c, _ in kept])
+    positions = np.concatenate([np.zeros(count * k, dtype=np.int64)]
+                               + [p for _, _, p in kept])
+    # Closest first, then (stable) by query: each query's candidates in a run, best first.
+    by_value = np.argsort(-closeness)
+    narrow = np.uint16 if count <= 1 << 16 else np.int64  # a radix sort below 2^16
+    order = by_value[np.argsort(queries[by_value].astype(narrow), kind="stable")]
+    starts = np.concatenate([[0], np.cumsum(np.bincount(queries, minlength=count))[:-1]])
+    chosen = order[starts[:, np.newaxis] + np.arange(k)]  # k padding entries per query
+    return positions[chosen], closeness[chosen]
