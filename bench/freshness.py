@@ -395,6 +395,8 @@ def operation_times(http: httpx.Client, kind: str, since: datetime) -> dict[str,
     upserted: list[float] = []
     written: list[float] = []
     graphs: list[float] = []
+    rounds: list[float] = []
+    phases: dict[str, float] = {}
     cursor = None
     while True:
         params: dict[str, Any] = {"kind": kind, "limit": 500, "state": "succeeded"}
@@ -412,10 +414,13 @@ def operation_times(http: httpx.Client, kind: str, since: datetime) -> dict[str,
                 upserted.append(float(one.get("upserted", 0)))
                 written.append(float(one.get("written", one.get("upserted", 0))))
                 graphs.append(float(one.get("graph") in ("optimized", "rebuilt", "started")))
+                rounds.append(float(one.get("rounds", 1 if one.get("scored") else 0)))
+                for phase, seconds in (one.get("seconds") or {}).items():
+                    phases[phase] = phases.get(phase, 0.0) + float(seconds)
         cursor = page.get("next_cursor")
         if not cursor:
             return {"waited": waited, "ran": ran, "upserted": upserted, "written": written,
-                    "graphs": graphs}
+                    "graphs": graphs, "rounds": rounds, "phases": phases}
 
 
 def report(result: dict[str, Any], args: argparse.Namespace) -> None:
@@ -457,6 +462,12 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
             print(f"  {kind} runs during the phase: {len(times['ran'])}, each queued "
                   f"{waited[0]:.2f} s (max {waited[1]:.2f}) and ran {ran[0]:.2f} s "
                   f"(max {ran[1]:.2f})")
+            if kind == "recommend":  # where the queue's lag goes, run by run
+                print(f"    {sum(times['rounds']):.0f} rounds scored records (a run goes on "
+                      f"in place while it finds changes); busy {sum(times['ran']):.1f} s of "
+                      f"the phase; seconds per phase summed: " + ", ".join(
+                          f"{name} {seconds:.1f}" for name, seconds in
+                          sorted(times["phases"].items())))
             if kind == "index":
                 print(f"    they upserted {sum(times['upserted']):,.0f} records, wrote "
                       f"{sum(times['written']):,.0f} points (the rest came fresh), and "
