@@ -463,9 +463,9 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
                   f"{waited[0]:.2f} s (max {waited[1]:.2f}) and ran {ran[0]:.2f} s "
                   f"(max {ran[1]:.2f})")
             if kind == "recommend":  # where the queue's lag goes, run by run
-                print(f"    {sum(times['rounds']):.0f} rounds scored records (more than runs "
-                      f"with CHROMA_OPERATION_FOLLOW_UP_S > 0); busy {sum(times['ran']):.1f} s of "
-                      f"the phase; seconds per phase summed: " + ", ".join(
+                print(f"    {sum(times['rounds']):.0f} of them scored records; busy "
+                      f"{sum(times['ran']):.1f} s of the phase; seconds per phase summed: "
+                      + ", ".join(
                           f"{name} {seconds:.1f}" for name, seconds in
                           sorted(times["phases"].items())))
             if kind == "index":
