@@ -14,14 +14,18 @@ prints per variant the medians of:
 * the first search after the load, then p50 / p99 of ``--searches`` single searches
   (k=10, unfiltered), and p50 of searches filtered by ``split`` + ``dataset`` and by a
   ``logged_at`` range (mmap'd indexes may be slow at first);
-* RSS after the load and after the searches.
+* RSS after the load and after the searches (MiB), and the flush and close of the shard
+  (as a retired version's, GIL held too).
 
-Variants: ``today`` (as built), ``cold-indexes`` (every payload index ``Memory.Cold``:
-mmap'd, not read into RAM at load), ``cold-float`` (only ``logged_at``'s),
-``no-indexes`` (none), ``no-float`` (keywords only).
+Variants (each recreates the payload indexes of its copy, so the build's own placement
+does not matter): ``ram-indexes`` (``memory`` unset: read into RAM at load, as versions
+were made before ``edge.PAYLOAD_INDEX_MEMORY``), ``cold-indexes`` (``Memory.Cold``: mmap'd,
+as made now), ``cached-indexes`` (``Memory.Cached``), ``cold-float`` (keywords in RAM,
+``logged_at`` mmap'd), ``no-float`` (keywords in RAM, no ``logged_at`` index),
+``no-indexes`` (none).
 
     .venv/bin/python bench/edge_load.py [--points 200000] [--dim 128] [--loads 5]
-        [--searches 1000] [--variants today,cold-indexes,...] [--keep DIR]
+        [--searches 1000] [--variants ram-indexes,cold-indexes,...] [--keep DIR]
 
 ``--keep DIR`` keeps the built version in DIR and reuses it next time (a 1M build with
 its graph takes ~10 minutes on 2 cores).
@@ -84,11 +88,16 @@ def build(root: Path, points: int, dim: int) -> Path:
     return root / KEY / pointer.read_text().strip()
 
 
+_DROP = object()
+
+
 def _reindexed(memory: Any, fields: tuple[str, ...]) -> Callable[[edge.EdgeShard], None]:
+    """Recreate ``fields``' payload indexes with ``memory`` (``None``: unset, i.e. read
+    into RAM, as versions were made before; ``_DROP``: no index)."""
     def change(shard: edge.EdgeShard) -> None:
         for name in fields:
             shard.update(edge.UpdateOperation.delete_field_index(name))
-            if memory is None:  # dropped
+            if memory is _DROP:
                 continue
             params: Any = (edge.FloatIndexParams(enable_hnsw=False, memory=memory)
                            if name == "logged_at" else
@@ -97,14 +106,22 @@ def _reindexed(memory: Any, fields: tuple[str, ...]) -> Callable[[edge.EdgeShard
     return change
 
 
+def _then(*changes: Callable[[edge.EdgeShard], None]) -> Callable[[edge.EdgeShard], None]:
+    def change(shard: edge.EdgeShard) -> None:
+        for one in changes:
+            one(shard)
+    return change
+
+
 ALL_FIELDS = (*_KEYWORD_FIELDS, "logged_at")
-VARIANTS: dict[str, Callable[[edge.EdgeShard], None] | None] = {
-    "today": None,
+VARIANTS: dict[str, Callable[[edge.EdgeShard], None]] = {
+    "ram-indexes": _reindexed(None, ALL_FIELDS),
     "cold-indexes": _reindexed(edge.Memory.Cold, ALL_FIELDS),
     "cached-indexes": _reindexed(edge.Memory.Cached, ALL_FIELDS),
-    "cold-float": _reindexed(edge.Memory.Cold, ("logged_at",)),
-    "no-float": _reindexed(None, ("logged_at",)),
-    "no-indexes": _reindexed(None, ALL_FIELDS),
+    "cold-float": _then(_reindexed(None, _KEYWORD_FIELDS),
+                        _reindexed(edge.Memory.Cold, ("logged_at",))),
+    "no-float": _then(_reindexed(None, _KEYWORD_FIELDS), _reindexed(_DROP, ("logged_at",))),
+    "no-indexes": _reindexed(_DROP, ALL_FIELDS),
 }
 
 
@@ -113,14 +130,15 @@ def variant_copy(built: Path, root: Path, name: str) -> Path:
     if target.exists():
         return target
     shutil.copytree(built, target)
-    change = VARIANTS[name]
-    if change is not None:
-        shard = edge.EdgeShard.load(str(target))
-        try:
-            change(shard)
-            shard.flush()
-        finally:
-            shard.close()
+    shard = edge.EdgeShard.load(str(target))
+    try:
+        began = time.perf_counter()
+        VARIANTS[name](shard)
+        shard.flush()
+        print(f"variant {name}: payload indexes recreated in"
+              f" {time.perf_counter() - began:.1f} s", flush=True)
+    finally:
+        shard.close()
     return target
 
 
@@ -175,13 +193,17 @@ def load_once(version_dir: str, dim: int, searches: int) -> dict[str, float]:
     split_times = [timed(q, by_split) for q in queries[:100]]
     time_times = [timed(q, by_time) for q in queries[:100]]
     rss_searched = _rss_mib()
+    began = time.perf_counter()
+    shard.flush()  # as a retired version is closed (``_Shard.close``)
     shard.close()
+    closed = time.perf_counter() - began
     return {
         "wall": wall, "cpu": cpu, "stall": max(gaps), "first": first,
         "p50": float(np.percentile(single, 50)), "p99": float(np.percentile(single, 99)),
         "split_p50": float(np.percentile(split_times, 50)),
         "time_p50": float(np.percentile(time_times, 50)),
         "rss_loaded": rss_loaded, "rss_searched": rss_searched,
+        "close": closed,
         "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
@@ -192,7 +214,7 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--loads", type=int, default=5)
     parser.add_argument("--searches", type=int, default=1_000)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
     parser.add_argument("--keep", type=Path, help="keep (and reuse) the built versions here")
     parser.add_argument("--load-one", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -220,7 +242,7 @@ def main() -> None:
               " (each in a fresh process)")
         print(f"{'variant':<13} {'load s':>7} {'cpu s':>6} {'GIL stall s':>11}"
               f" {'1st ms':>7} {'p50 ms':>7} {'p99 ms':>7} {'split p50':>9}"
-              f" {'time p50':>9} {'RSS load':>8} {'RSS srch':>8}")
+              f" {'time p50':>9} {'RSS load':>8} {'RSS srch':>8} {'close s':>7}")
         for name in names:
             rows = results[name]
 
@@ -230,7 +252,7 @@ def main() -> None:
             print(f"{name:<13} {m('wall'):7.3f} {m('cpu'):6.3f} {m('stall'):11.3f}"
                   f" {m('first') * 1e3:7.2f} {m('p50') * 1e3:7.3f} {m('p99') * 1e3:7.3f}"
                   f" {m('split_p50') * 1e3:9.3f} {m('time_p50') * 1e3:9.3f}"
-                  f" {m('rss_loaded'):8.0f} {m('rss_searched'):8.0f}")
+                  f" {m('rss_loaded'):8.0f} {m('rss_searched'):8.0f} {m('close'):7.3f}")
         print("load average at the end (1/5/15 min): "
               + " / ".join(f"{x:.1f}" for x in os.getloadavg()))
     finally:

@@ -643,8 +643,13 @@ class EdgeQueryEngine(QueryEngine):
             vectors=edge.EdgeVectorParams(size=int(meta["dimension"]),
                                           distance=_EDGE_DISTANCE[meta["distance"]]),
             max_search_threads=self._search_threads)
+        began = time.perf_counter()
         with _translate_errors(f"opening index version {version} of {key}"):
             shard = edge.EdgeShard.load(str(version_dir), settings)
+        # The open holds this process's GIL throughout (qdrant-edge-py 0.9): its length
+        # is a stall of every search and upsert here (see PAYLOAD_INDEX_MEMORY).
+        log.info("index %s: v%d opened in %.3f s", key[:12], version,
+                 time.perf_counter() - began)
         opened = _Shard(shard, version, int(meta["dimension"]), meta["distance"], stamp)
         opened.key = key
         return opened
