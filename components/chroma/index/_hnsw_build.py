@@ -3,7 +3,8 @@
 ``python -m chroma.index._hnsw_build <shard-dir> [--write BATCH] [--no-graph]`` loads the
 (closed) shard; with ``--write`` it first upserts the points its parent streams on stdin
 (pickled ``(records, float32 matrix)`` pairs, ``BATCH`` points per update, until end of
-input); unless ``--no-graph`` it runs the optimizers to completion (the HNSW graph); then
+input); unless ``--no-graph`` it moves payload indexes still read into RAM to mmap
+(``edge.move_payload_indexes``) and runs the optimizers to completion (the HNSW graph); then
 flushes and closes it. Points are written with their shared payload fields set per
 group (``edge.upsert_points_grouped``): no one searches the version before its switch.
 ``edge.EdgeQueryEngine`` builds every new version this way because
@@ -41,11 +42,16 @@ def write(shard: edge.EdgeShard, frames: BinaryIO, batch_size: int) -> int:
 
 def build(shard_dir: str, *, frames: BinaryIO | None = None, batch_size: int = 1_000,
           graph: bool = True) -> None:
+    from chroma.index.edge import move_payload_indexes
+
     shard = edge.EdgeShard.load(shard_dir)
     try:
         if frames is not None:
             write(shard, frames, batch_size)
         if graph:
+            # A version made before its indexes were mmap'd: moved here, off the index
+            # host, so the host's open of what this builds is the cheap one.
+            move_payload_indexes(shard)
             shard.optimize()
         shard.flush()
     finally:

@@ -112,13 +112,44 @@ FRESH_REMEMBERED = 50_000
 an index run's ``upsert_changed`` meets them (~150 bytes each): 50 s at 1,000 rec/s."""
 
 
+PAYLOAD_INDEX_MEMORY = edge.Memory.Cold
+"""Where a version's payload indexes live: mmap'd from their files (``Cold``), not read
+into RAM. Opening a version reads in-RAM indexes whole, holding the GIL (qdrant-edge-py
+0.9): the ``logged_at`` index rebuilt a BTree of every point, so opening a built 1M
+version stalled every search and upsert of the index host for seconds after each graph
+build. mmap'd, the open is ~5x cheaper and the indexes cost page cache instead of RSS;
+a filtered search reads them through the page cache (``bench/edge_load.py``)."""
+
+
 def _payload_indexes(filter_graph: bool) -> list[tuple[str, Any]]:
     """Payload indexes for every filterable field (see ``IndexConfig.filter_graph``)."""
+    memory = PAYLOAD_INDEX_MEMORY
     indexes: list[tuple[str, Any]] = [
-        (name, edge.KeywordIndexParams(enable_hnsw=filter_graph)) for name in _KEYWORD_FIELDS
+        (name, edge.KeywordIndexParams(enable_hnsw=filter_graph, memory=memory))
+        for name in _KEYWORD_FIELDS
     ]
-    indexes.append(("logged_at", edge.FloatIndexParams(enable_hnsw=filter_graph)))
+    indexes.append(("logged_at", edge.FloatIndexParams(enable_hnsw=filter_graph,
+                                                       memory=memory)))
     return indexes
+
+
+def move_payload_indexes(shard: edge.EdgeShard) -> list[str]:
+    """Recreate the payload indexes of ``shard`` that are not in ``PAYLOAD_INDEX_MEMORY``
+    (a version made before it: read into RAM at every open) with the same fields and
+    ``filter_graph``; the fields moved. Only for a version nobody searches (a graph
+    build's copy): between the delete and the create a filter has no index."""
+    schema = shard.info().payload_schema
+    moved = []
+    for name, params in _payload_indexes(False):
+        present = schema.get(name)
+        if present is None or present.params.memory == PAYLOAD_INDEX_MEMORY:
+            continue
+        filter_graph = bool(present.params.enable_hnsw)
+        params = dict(_payload_indexes(filter_graph))[name]
+        shard.update(edge.UpdateOperation.delete_field_index(name))
+        shard.update(edge.UpdateOperation.create_field_index(name, params))
+        moved.append(name)
+    return moved
 
 
 def _version_dir_name(version: int) -> str:
@@ -612,8 +643,13 @@ class EdgeQueryEngine(QueryEngine):
             vectors=edge.EdgeVectorParams(size=int(meta["dimension"]),
                                           distance=_EDGE_DISTANCE[meta["distance"]]),
             max_search_threads=self._search_threads)
+        began = time.perf_counter()
         with _translate_errors(f"opening index version {version} of {key}"):
             shard = edge.EdgeShard.load(str(version_dir), settings)
+        # The open holds this process's GIL throughout (qdrant-edge-py 0.9): its length
+        # is a stall of every search and upsert here (see PAYLOAD_INDEX_MEMORY).
+        log.info("index %s: v%d opened in %.3f s", key[:12], version,
+                 time.perf_counter() - began)
         opened = _Shard(shard, version, int(meta["dimension"]), meta["distance"], stamp)
         opened.key = key
         return opened
