@@ -9,8 +9,9 @@ For one vector and for a batch of 100 (128-d, k=10), medians of many calls, in �
   endpoint, FastAPI's way against the direct path (``_OrjsonBodyRoute``), beside a
   ``GET``;
 * the index host's share, on an index of ``--records`` (``bench/peers.py``'s data, built
-  here): ``EdgeQueryEngine.search_stored`` against Edge's ``query_batch`` alone with and
-  without payloads, and reading the hits' payloads; single searches back to back and
+  here): ``EdgeQueryEngine.search_stored`` at the default ``hnsw_ef``, in the host's
+  slices, and at 128, against Edge's ``query_batch`` alone with and without payloads
+  (wall and CPU time, in turns), and reading the hits' payloads; single searches back to back and
   after a 1.5 ms pause (as every client query comes).
 
     .venv/bin/python bench/query_phases.py [--records 100000] [--index DIR]
@@ -40,6 +41,8 @@ from query import BATCH, records
 from chroma.api.models.query import QueryRequest
 from chroma.api.routers import query as query_route
 from chroma.index import IndexConfig, open_query_engine
+from chroma.index.base import scaled_ef
+from chroma.index.hosting.host import SEARCH_SLICE
 from chroma.index.hosting.wire import hits_from_wire
 from chroma.search import Found, check_queries
 
@@ -165,25 +168,44 @@ def engine_phases(index: Path, vectors: np.ndarray, queries: np.ndarray, build: 
                             for i in range(0, len(vectors), BATCH)))
             print(f"\nindex of {len(vectors):,} built in {time.perf_counter() - began:.1f} s")
         calls = [queries[s:s + 100] for s in range(0, len(queries) - 99, 100)]
+        default_ef = scaled_ef(engine._config.hnsw_ef_search, len(vectors))
         with engine._lease(KEY) as shard:
-            def raw(payload: bool) -> Callable[[np.ndarray], Any]:
+            def raw(payload: bool, ef: int = 128) -> Callable[[np.ndarray], Any]:
                 return lambda rows: shard.shard.query_batch(edge.QueryBatchRequest([
                     edge.QueryRequest(limit=10, query=edge.Query.Nearest(row),
                                       with_payload=payload,
-                                      params=edge.SearchParams(hnsw_ef=128))
+                                      params=edge.SearchParams(hnsw_ef=ef))
                     for row in rows.tolist()]))
 
+            def in_slices(rows: np.ndarray) -> None:  # as the index host's search_guarded
+                for start in range(0, len(rows), SEARCH_SLICE):
+                    engine.search_stored(KEY, rows[start:start + SEARCH_SLICE], 10)
+
             answered = [raw(True)(c) for c in calls]
-            print(f"\nengine, 100 vectors a call, ef 128 (µs per call; load "
+            print(f"\nengine, 100 vectors a call (µs per call, wall and CPU of this "
+                  f"process, medians of 5 rounds taking turns; load "
                   f"{os.getloadavg()[0]:.1f})")
-            for name, one in [
-                ("search_stored (what the host runs)",
+            rows: list[tuple[str, Callable[[np.ndarray], Any]]] = [
+                (f"search_stored, default ef {default_ef}",
                  lambda c: engine.search_stored(KEY, c, 10)),
-                ("query_batch with payloads", raw(True)),
-                ("query_batch without payloads", raw(False)),
-            ]:
-                print(f"  {name:42s} "
-                      f"{median_us(lambda one=one: [one(c) for c in calls], 5) / len(calls):9.0f}")
+                (f"search_stored in slices of {SEARCH_SLICE} (the host)", in_slices),
+                ("search_stored, ef 128", lambda c: engine.search_stored(KEY, c, 10, hnsw_ef=128)),
+                ("query_batch with payloads, ef 128", raw(True)),
+                (f"query_batch with payloads, ef {default_ef}", raw(True, default_ef)),
+                ("query_batch without payloads, ef 128", raw(False)),
+            ]
+            walls: dict[str, list[float]] = {name: [] for name, _ in rows}
+            cpus: dict[str, list[float]] = {name: [] for name, _ in rows}
+            for _ in range(5):  # in turns, so a change of the machine's load hits all alike
+                for name, one in rows:
+                    wall, cpu = time.perf_counter(), time.process_time()
+                    for c in calls:
+                        one(c)
+                    walls[name].append((time.perf_counter() - wall) / len(calls) * 1e6)
+                    cpus[name].append((time.process_time() - cpu) / len(calls) * 1e6)
+            for name, _ in rows:
+                print(f"  {name:42s} {statistics.median(walls[name]):9.0f} "
+                      f"{statistics.median(cpus[name]):9.0f}")
             print(f"  {'reading the hits payloads':42s} "
                   f"{median_us(lambda: [[h.payload for h in hits] for r in answered for hits in r], 5) / len(calls):9.0f}")  # noqa: E501
             singles = [q[np.newaxis, :] for q in queries[:300]]
