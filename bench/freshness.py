@@ -395,6 +395,7 @@ def operation_times(http: httpx.Client, kind: str, since: datetime) -> dict[str,
     upserted: list[float] = []
     written: list[float] = []
     graphs: list[float] = []
+    parts: dict[str, list[float]] = {}  # index runs: where their catch-up went (if told)
     cursor = None
     while True:
         params: dict[str, Any] = {"kind": kind, "limit": 500, "state": "succeeded"}
@@ -412,10 +413,14 @@ def operation_times(http: httpx.Client, kind: str, since: datetime) -> dict[str,
                 upserted.append(float(one.get("upserted", 0)))
                 written.append(float(one.get("written", one.get("upserted", 0))))
                 graphs.append(float(one.get("graph") in ("optimized", "rebuilt", "started")))
+                told = {**(one.get("reading") or {}),
+                        **{name: one[name] for name in ("apply_s", "apply_cpu_s") if name in one}}
+                for name, value in told.items():
+                    parts.setdefault(name, []).append(float(value))
         cursor = page.get("next_cursor")
         if not cursor:
             return {"waited": waited, "ran": ran, "upserted": upserted, "written": written,
-                    "graphs": graphs}
+                    "graphs": graphs, "parts": parts}
 
 
 def report(result: dict[str, Any], args: argparse.Namespace) -> None:
@@ -456,11 +461,15 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
                 times["ran"], [50, 100])
             print(f"  {kind} runs during the phase: {len(times['ran'])}, each queued "
                   f"{waited[0]:.2f} s (max {waited[1]:.2f}) and ran {ran[0]:.2f} s "
-                  f"(max {ran[1]:.2f})")
+                  f"(max {ran[1]:.2f}, mean {np.mean(times['ran']):.2f}, "
+                  f"{sum(times['ran']):.1f} s in all)")
             if kind == "index":
                 print(f"    they upserted {sum(times['upserted']):,.0f} records, wrote "
                       f"{sum(times['written']):,.0f} points (the rest came fresh), and "
                       f"built graph {sum(times['graphs']):.0f} time(s)")
+                if parts := times.get("parts"):
+                    print("    their catch-up, summed: " + ", ".join(
+                        f"{name} {sum(values):,.2f}" for name, values in sorted(parts.items())))
 
 
 def summary(results: list[dict[str, Any]]) -> None:
