@@ -414,7 +414,8 @@ def operation_times(http: httpx.Client, kind: str, since: datetime) -> dict[str,
                 written.append(float(one.get("written", one.get("upserted", 0))))
                 graphs.append(float(one.get("graph") in ("optimized", "rebuilt", "started")))
                 told = {**(one.get("reading") or {}),
-                        **{name: one[name] for name in ("apply_s", "apply_cpu_s") if name in one}}
+                        **{name: one[name] for name in ("apply_s", "apply_cpu_s", "set_s",
+                                                         "set_cpu_s") if name in one}}
                 for name, value in told.items():
                     parts.setdefault(name, []).append(float(value))
         cursor = page.get("next_cursor")

@@ -99,6 +99,7 @@ def index_embedding_set(
     ctx: OperationContext, engine: QueryEngine, info: EmbeddingSetInfo, step: _Step
 ) -> dict[str, Any]:
     """Apply the changes since ``indexed_seq``; rebuild instead when there is no usable index."""
+    began_set, cpu_set = time.perf_counter(), time.thread_time()
     changes = ctx.catalog.changes
     distance = check_distance(info.distance)
     try:
@@ -128,7 +129,8 @@ def index_embedding_set(
                                indexed_seq=snapshot, indexed_count=current.points)
     return {"version": current.version, "indexed_seq": snapshot, "points": current.points,
             "upserted": upserted, "written": sum(written), "deleted": deleted, "graph": graph,
-            **applied}
+            **applied, "set_s": round(time.perf_counter() - began_set, 4),
+            "set_cpu_s": round(time.thread_time() - cpu_set, 4)}
 
 
 FILL_ROUNDS = 20
