@@ -397,6 +397,7 @@ def operation_times(http: httpx.Client, kind: str, since: datetime) -> dict[str,
     graphs: list[float] = []
     rounds: list[float] = []
     phases: dict[str, float] = {}
+    parts: dict[str, list[float]] = {}  # index runs: where their catch-up went (if told)
     cursor = None
     while True:
         params: dict[str, Any] = {"kind": kind, "limit": 500, "state": "succeeded"}
@@ -417,10 +418,15 @@ def operation_times(http: httpx.Client, kind: str, since: datetime) -> dict[str,
                 rounds.append(float(one.get("rounds", 1 if one.get("scored") else 0)))
                 for phase, seconds in (one.get("seconds") or {}).items():
                     phases[phase] = phases.get(phase, 0.0) + float(seconds)
+                told = {**(one.get("reading") or {}),
+                        **{name: one[name] for name in ("apply_s", "apply_cpu_s", "set_s",
+                                                         "set_cpu_s") if name in one}}
+                for name, value in told.items():
+                    parts.setdefault(name, []).append(float(value))
         cursor = page.get("next_cursor")
         if not cursor:
             return {"waited": waited, "ran": ran, "upserted": upserted, "written": written,
-                    "graphs": graphs, "rounds": rounds, "phases": phases}
+                    "graphs": graphs, "rounds": rounds, "phases": phases, "parts": parts}
 
 
 def report(result: dict[str, Any], args: argparse.Namespace) -> None:
@@ -461,17 +467,20 @@ def report(result: dict[str, Any], args: argparse.Namespace) -> None:
                 times["ran"], [50, 100])
             print(f"  {kind} runs during the phase: {len(times['ran'])}, each queued "
                   f"{waited[0]:.2f} s (max {waited[1]:.2f}) and ran {ran[0]:.2f} s "
-                  f"(max {ran[1]:.2f})")
+                  f"(max {ran[1]:.2f}, mean {np.mean(times['ran']):.2f}, "
+                  f"{sum(times['ran']):.1f} s in all)")
             if kind == "recommend":  # where the queue's lag goes, run by run
-                print(f"    {sum(times['rounds']):.0f} of them scored records; busy "
-                      f"{sum(times['ran']):.1f} s of the phase; seconds per phase summed: "
-                      + ", ".join(
+                print(f"    {sum(times['rounds']):.0f} of them scored records; seconds per "
+                      "phase summed: " + ", ".join(
                           f"{name} {seconds:.1f}" for name, seconds in
                           sorted(times["phases"].items())))
             if kind == "index":
                 print(f"    they upserted {sum(times['upserted']):,.0f} records, wrote "
                       f"{sum(times['written']):,.0f} points (the rest came fresh), and "
                       f"built graph {sum(times['graphs']):.0f} time(s)")
+                if parts := times.get("parts"):
+                    print("    their catch-up, summed: " + ", ".join(
+                        f"{name} {sum(values):,.2f}" for name, values in sorted(parts.items())))
 
 
 def summary(results: list[dict[str, Any]]) -> None:

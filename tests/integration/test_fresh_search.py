@@ -155,3 +155,53 @@ def test_a_stale_upsert_cannot_bring_back_a_deleted_record(
         assert not reader.search_checked(key, vectors[12], 10, None, 16)[1]
         assert reader.upsert_fresh(key, [record], vectors[12:13], before_delete) == 0
         assert "a12" not in {n.record_id for n in reader.search(key, vectors[12], 10)[0]}
+
+
+def test_an_index_run_reads_no_vector_of_what_came_fresh_and_leaves_the_index_as_the_catalog(
+    system: System, indexed: dict[str, Any]
+) -> None:
+    """Records the commit path upserted fresh are not read from the store again by the
+    index run (the live index holds them: same fields, file and row), while re-logged,
+    re-tagged and deleted ones still end up in the index exactly as in the catalog."""
+    key, dataset = indexed["key"], indexed["dataset"]
+    system.run_operation("index", key)  # what earlier tests left is applied
+    rng = np.random.default_rng(11)
+    first = rng.normal(size=(40, DIM)).astype(np.float32)
+    relogged = rng.normal(size=(5, DIM)).astype(np.float32)
+
+    def log(ids: list[str], vectors: np.ndarray) -> None:
+        answer = system.post("/api/v1/log", {
+            "embedding_set": indexed["es"], "dataset": dataset, "split": "production",
+            "records": [{"id": i, "embedding": v.tolist()} for i, v in zip(ids, vectors,
+                                                                             strict=True)]})
+        assert answer.status_code in (201, 202), answer.text
+
+    log([f"b{i}" for i in range(40)], first)
+    wait_for(lambda: "b39" in nearest(system, key, first[39], k=1), 10, "b39 fresh")
+    log([f"b{i}" for i in range(5)], relogged)  # same ids, new vectors (another file)
+    wait_for(lambda: "b4" in nearest(system, key, relogged[4], k=1), 10, "b4 re-logged")
+    answer = system.post(f"/api/v1/datasets/{dataset}/records/tags",
+                         {"ids": [f"b{i}" for i in range(5, 10)], "add": ["hot"]})
+    assert answer.status_code == 200, answer.text
+    for i in range(10, 15):
+        gone = httpx.delete(f"{system.url}/api/v1/datasets/{dataset}/records/b{i}", timeout=30)
+        assert gone.status_code == 200 and gone.json()["count"] == 1, gone.text
+    assert index_lags(system, key), "an index run covered them: the test proves nothing"
+
+    result = system.run_operation("index", key)["result"]["embedding_sets"][key]
+    assert result["upserted"] == 35 and result["deleted"] == 5
+    # Only the re-tagged ones (their fresh memory forgotten) are read and written again.
+    assert result["reading"]["vectors_read"] == 5 and result["written"] == 5
+
+    expected = {f"b{i}": (relogged[i] if i < 5 else first[i]) for i in range(40)
+                if not 10 <= i < 15}
+    with reader_of(system) as reader:  # the index itself, no catalog check
+        for record_id, vector in expected.items():
+            hit = reader.search(key, vector, 1)[0][0]
+            assert hit.record_id == record_id and hit.distance < 1e-5, (record_id, hit)
+            assert hit.payload.get("tags", []) == (["hot"] if record_id in
+                                                   {f"b{i}" for i in range(5, 10)} else [])
+        for i in [*range(5), *range(10, 15)]:  # first vectors of re-logged ones, deleted ones
+            near = [(n.record_id, n.distance) for n in reader.search(key, first[i], 3)[0]]
+            assert all(found != f"b{i}" or (i < 5 and distance > 1e-5)
+                       for found, distance in near), (i, near)

@@ -1,5 +1,6 @@
 """The fresh feed's pause for a set without an index: what comes during it is sent once
-when it ends (the set's first index run may have finished meanwhile), not dropped."""
+when it ends (the set's first index run may have finished meanwhile), not dropped; where
+a group commit puts each record it hands the feed."""
 
 from __future__ import annotations
 
@@ -50,3 +51,15 @@ def test_records_logged_during_the_pause_are_sent_when_it_ends(
     finally:
         feed.close()
     assert sent == [["later"]]  # once, after the pause; "first" is the index run's
+
+
+def test_a_group_commit_names_each_record_s_row_in_its_file_and_minus_one_if_replaced() -> None:
+    """Two requests of one group commit log ``b`` to the same dataset: the file holds only
+    the last (``keep_last_per_id``), so the first one's row is -1 and the rows of the
+    others are their places among what is kept, in order."""
+    from chroma.ingest.committer import _rows
+
+    first, second = _batch(["a", "b", "c"]), _batch(["b", "d"])
+    rows = _rows([first, second], "set/ds/part-1.parquet")
+    assert rows[id(first)] == ("set/ds/part-1.parquet", [0, -1, 1])
+    assert rows[id(second)] == ("set/ds/part-1.parquet", [2, 3])

@@ -46,6 +46,8 @@ class _Fresh:
     batch: LogBatch
     logged_at: float
     as_of: float
+    location: tuple[str, list[int]] | None = None
+    """The file and rows the commit wrote the records to (``CommitResult.locations``)."""
     retried: bool = False
 
     @property
@@ -72,9 +74,11 @@ class FreshFeed:
     def __call__(self, results: list[CommitResult]) -> None:
         """In the commit thread: only hand over (the feeder thread converts and sends)."""
         for result in results:
-            for batch in result.batches:
+            located = result.locations or [None] * len(result.batches)
+            for batch, location in zip(result.batches, located, strict=True):
                 if result.logged_at is not None and batch.records.ids:
-                    self._queue.put(_Fresh(batch, result.logged_at.timestamp(), result.as_of))
+                    self._queue.put(_Fresh(batch, result.logged_at.timestamp(), result.as_of,
+                                           location))
 
     def close(self) -> None:
         self._queue.put(None)
@@ -156,14 +160,18 @@ class FreshFeed:
 
 
 def _indexed(item: _Fresh) -> list[IndexedRecord]:
+    """With the file and row of each (the index run then need not read its vector to
+    see the live index holds it; -1 or none: it reads and writes it)."""
     batch, logged_at = item.batch, item.logged_at
     records = batch.records
+    path, rows = item.location if item.location is not None else (None, [-1] * len(records.ids))
     return [
         IndexedRecord(dataset=batch.dataset, record_id=record_id,
                       split=batch.split,  # type: ignore[arg-type]
                       input_uri=input_uri, inference_class=inference_class,
-                      label_class=label_class, tags=tuple(tags or ()), logged_at=logged_at)
-        for record_id, input_uri, inference_class, label_class, tags in zip(
+                      label_class=label_class, tags=tuple(tags or ()), logged_at=logged_at,
+                      file_path=path, row_index=row)
+        for record_id, input_uri, inference_class, label_class, tags, row in zip(
             records.ids, records.input_uris, records.inference_classes,
-            records.label_classes, records.tags, strict=True)
+            records.label_classes, records.tags, rows, strict=True)
     ]

@@ -76,6 +76,11 @@ class IndexedRecord:
     tags: tuple[str, ...] = ()
     logged_at: float = 0.0
     """Seconds since the epoch (UTC)."""
+    file_path: str | None = field(default=None, compare=False)
+    """Where the store holds this record's vector (with ``row_index``), when the writer
+    knows: files are never rewritten, so the two name the vector exactly. Not payload;
+    lets an index run see a fresh point is current without reading its vector."""
+    row_index: int = field(default=-1, compare=False)
 
     def payload(self) -> dict[str, Any]:
         """The full payload, as ``Neighbour.payload`` reports it; keys are filter fields."""
@@ -217,6 +222,13 @@ class QueryEngine(ABC):
         this record and vector already (the live index took them fresh from their
         commit); the index run's catch-up calls it. Returns the number written."""
         return self.upsert(key, records, vectors)
+
+    def not_fresh(self, key: str, records: Sequence[IndexedRecord]) -> list[int]:
+        """Positions of ``records`` the live index may not hold exactly (record, file and
+        row), judged before their vectors are read: the index run reads vectors for and
+        writes only these. An engine that remembers its fresh upserts (Edge) leaves out
+        those it holds, using that memory up; by default every position."""
+        return list(range(len(records)))
 
     @abstractmethod
     def delete(self, key: str, refs: Iterable[RecordRef]) -> None:

@@ -48,7 +48,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -337,8 +337,12 @@ def _optimize_in_child(version_dir: Path) -> None:
              time.perf_counter() - began)
 
 
-def _fingerprint(record: IndexedRecord, row: np.ndarray) -> int:
-    return hash((record, row.tobytes()))
+def _fingerprint(record: IndexedRecord) -> int | None:
+    """The record's fields and where its vector is stored (file, row: files are never
+    rewritten, so they name the vector exactly); ``None`` when the writer did not say."""
+    if record.file_path is None or record.row_index < 0:
+        return None
+    return hash((record, record.file_path, record.row_index))
 
 
 def _scanned(
@@ -468,12 +472,19 @@ class _Shard:
         (oldest first, at most ``FRESH_REMEMBERED``): only ever true of this shard, so
         dropped with it; deletes and payload changes forget their points."""
 
-    def remember(self, records: Sequence[IndexedRecord], matrix: np.ndarray) -> None:
+    def remember(self, records: Sequence[IndexedRecord]) -> None:
+        """Note what a plain upsert wrote; a record without its stored place (or one a
+        later record of its group commit replaced in the store: row -1) is forgotten, so
+        an index run writes it from the catalog."""
         fresh = self.fresh
-        for record, row in zip(records, matrix, strict=True):
-            pid = point_id(record.dataset, record.record_id)
+        ids = [point_id(record.dataset, record.record_id) for record in records]
+        # An id twice in one upsert: which of its vectors the shard kept is not ours to say.
+        twice = ({pid for pid, n in Counter(ids).items() if n > 1} if len(set(ids)) < len(ids)
+                 else set())
+        for pid, record in zip(ids, records, strict=True):
             fresh.pop(pid, None)
-            fresh[pid] = _fingerprint(record, row)
+            if pid not in twice and (mark := _fingerprint(record)) is not None:
+                fresh[pid] = mark
         while len(fresh) > FRESH_REMEMBERED:
             fresh.popitem(last=False)
 
@@ -481,15 +492,16 @@ class _Shard:
         for pid in ids:
             self.fresh.pop(pid, None)
 
-    def changed(self, records: Sequence[IndexedRecord], matrix: np.ndarray) -> list[int]:
-        """Positions of ``records`` this shard does not hold exactly (their fresh entries
-        are used up: what is written next is the index run's)."""
+    def changed(self, records: Sequence[IndexedRecord]) -> list[int]:
+        """Positions of ``records`` this shard does not hold exactly: record fields, file
+        and row as a fresh upsert wrote them (their fresh entries are used up: what is
+        written next is the index run's)."""
         if not self.fresh:
             return list(range(len(records)))
         keep = []
-        for i, (record, row) in enumerate(zip(records, matrix, strict=True)):
-            if self.fresh.pop(point_id(record.dataset, record.record_id), None) != \
-                    _fingerprint(record, row):
+        for i, record in enumerate(records):
+            held = self.fresh.pop(point_id(record.dataset, record.record_id), None)
+            if held is None or held != _fingerprint(record):
                 keep.append(i)
         return keep
 
@@ -848,6 +860,17 @@ class EdgeQueryEngine(QueryEngine):
             for start in range(0, len(records), step)
         )
 
+    def not_fresh(self, key: str, records: Sequence[IndexedRecord]) -> list[int]:
+        """Positions of ``records`` the live shard does not hold exactly from a fresh
+        upsert (``_Shard.changed``), asked before their vectors are read. Leaving the
+        others out is as safe as ``upsert_changed`` doing it: what the live shard holds a
+        version built beside it holds too (from the catalog or the journal), a switch to
+        a rebuilt version starts with no memory, and deletes and tags forget points."""
+        if not records:
+            return []
+        with self._journal_lock, self._lease(key) as shard:
+            return shard.changed(records)
+
     def delete(self, key: str, refs: Iterable[RecordRef]) -> None:
         ids = [point_id(dataset, record_id) for dataset, record_id in refs]
         if ids:
@@ -875,11 +898,11 @@ class EdgeQueryEngine(QueryEngine):
         kind = write[0]
         if kind == "upsert":
             written = self._write_points(shard, key, write[1], write[2])
-            shard.remember(write[1], write[2])
+            shard.remember(write[1])
             return written
         if kind == "upsert_changed":
             records, matrix = write[1], write[2]
-            keep = shard.changed(records, matrix)
+            keep = shard.changed(records)
             if len(keep) < len(records):
                 records, matrix = [records[i] for i in keep], matrix[keep]
             return self._write_points(shard, key, records, matrix) if records else 0

@@ -57,6 +57,9 @@ class CommitResult:
     """Dataset name -> ids of production records committed (for assessments and triggers)."""
     batches: list[LogBatch] = field(default_factory=list)
     """What was committed (for the API to hand straight to the live index)."""
+    locations: list[tuple[str, list[int]]] = field(default_factory=list)
+    """Per batch of ``batches``: the file its records were written to and each one's row
+    (-1: replaced in the file by a later record of the same id in this group commit)."""
     logged_at: datetime | None = None
     as_of: float = 0.0
     """A ``time.monotonic()`` reading from before the commit's transaction began."""
@@ -232,12 +235,14 @@ class GroupCommitter:
 
         commits: list[FileCommit] = []
         tables: list[pa.Table] = []
+        located: dict[int, tuple[str, list[int]]] = {}  # id(batch) -> its file and rows
         for dataset_id, batches in by_dataset.items():
             records = RecordBatch.concat([b.records for b in batches]).keep_last_per_id()
             path = (
                 f"{batches[0].embedding_set_key}/{batches[0].dataset}/"
                 f"part-{now:%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:12]}.parquet"
             )
+            located.update(_rows(batches, path))
             tables.append(batch_to_table(records, stamp))
             commits.append(
                 FileCommit(
@@ -272,7 +277,8 @@ class GroupCommitter:
         results = []
         for pending, dataset_ids in accepted:
             result = CommitResult(embedding_set_key=pending.batches[0].embedding_set_key, ids=[],
-                                  batches=pending.batches, logged_at=now, as_of=as_of)
+                                  batches=pending.batches, logged_at=now, as_of=as_of,
+                                  locations=[located[id(b)] for b in pending.batches])
             for batch, dataset_id in zip(pending.batches, dataset_ids, strict=True):
                 result.ids.extend(batch.records.ids)
                 result.splits.add(batch.split)
@@ -284,6 +290,22 @@ class GroupCommitter:
                     )
             results.append(result)
         return results
+
+
+def _rows(batches: list[LogBatch], path: str) -> dict[int, tuple[str, list[int]]]:
+    """Where each record of ``batches`` (one dataset's, in order) lands in the file at
+    ``path`` as ``keep_last_per_id`` writes it: its row, or -1 when a later record of the
+    same id replaced it (the last one logged wins)."""
+    ids = [rid for batch in batches for rid in batch.records.ids]
+    last = {rid: i for i, rid in enumerate(ids)}
+    row_of = {i: row for row, i in enumerate(sorted(last.values()))}
+    out: dict[int, tuple[str, list[int]]] = {}
+    start = 0
+    for batch in batches:
+        count = len(batch.records.ids)
+        out[id(batch)] = (path, [row_of.get(i, -1) for i in range(start, start + count)])
+        start += count
+    return out
 
 
 def _requests_fault(exc: BaseException) -> bool:

@@ -99,6 +99,7 @@ def index_embedding_set(
     ctx: OperationContext, engine: QueryEngine, info: EmbeddingSetInfo, step: _Step
 ) -> dict[str, Any]:
     """Apply the changes since ``indexed_seq``; rebuild instead when there is no usable index."""
+    began_set, cpu_set = time.perf_counter(), time.thread_time()
     changes = ctx.catalog.changes
     distance = check_distance(info.distance)
     try:
@@ -113,8 +114,12 @@ def index_embedding_set(
     after = state.indexed_seq if state is not None else 0
     snapshot = changes.latest_seq(info.key)
     written: list[int] = []
+    times = ReadTimes()
+    cpu, began = time.thread_time(), time.perf_counter()
     upserted, deleted = _apply_changes(ctx, engine, changes, info.key, after, snapshot, step,
-                                       written)
+                                       written, times)
+    applied = {"apply_s": round(time.perf_counter() - began, 4),
+               "apply_cpu_s": round(time.thread_time() - cpu, 4), "reading": times.summary()}
     graph = _maintain_graph(ctx, engine, info, step, applied_seq=snapshot)
     if graph == "rebuilt":
         return {**reindex_summary(changes, engine, info.key), "upserted": upserted,
@@ -123,7 +128,9 @@ def index_embedding_set(
     changes.record_index_state(info.key, collection=info.key, version=current.version,
                                indexed_seq=snapshot, indexed_count=current.points)
     return {"version": current.version, "indexed_seq": snapshot, "points": current.points,
-            "upserted": upserted, "written": sum(written), "deleted": deleted, "graph": graph}
+            "upserted": upserted, "written": sum(written), "deleted": deleted, "graph": graph,
+            **applied, "set_s": round(time.perf_counter() - began_set, 4),
+            "set_cpu_s": round(time.thread_time() - cpu_set, 4)}
 
 
 FILL_ROUNDS = 20
@@ -322,18 +329,22 @@ def reindex_summary(changes: Changes, engine: QueryEngine, key: str) -> dict[str
 def _apply_changes(
     ctx: OperationContext, engine: QueryEngine, changes: Changes, key: str,
     after: int, up_to: int, step: _Step, written: list[int] | None = None,
+    times: ReadTimes | None = None,
 ) -> tuple[int, int]:
     """Upsert records changed in (after, up_to], delete records deleted in it (``written``
-    gets the points each page really wrote: fresh ones are there already)."""
+    gets the points each page really wrote: fresh ones are there already, and their
+    vectors are not even read; ``times`` gets where the reading went)."""
     if up_to <= after:
         return 0, 0
     span = up_to - after
     upserted = 0
-    for page, records, vectors in _pages(ctx, key, after, up_to):
-        wrote = engine.upsert_changed(key, records, vectors)  # not again what came fresh
+    took = times if times is not None else ReadTimes()
+    for page, records, vectors in _pages(ctx, key, after, up_to, took, fresh=engine):
+        # ``records``: only those the live index may not hold yet (not fresh from a commit)
+        wrote = engine.upsert_changed(key, records, vectors) if records else 0
         if written is not None:
             written.append(wrote)
-        upserted += len(records)
+        upserted += len(page)
         step((page[-1].change_seq - after) / span * 0.9, f"upserted {upserted} records")
     gone = changes.deletions_since(key, after, up_to_seq=up_to)
     if gone:
@@ -456,19 +467,36 @@ class ReadTimes:
     catalog_s: float = 0.0
     vectors_s: float = 0.0
     records_s: float = 0.0
+    fresh_s: float = 0.0
     waited_s: float = 0.0
+    reader_cpu_s: float = 0.0
     pages: int = 0
     records: int = field(default=0)
+    vectors_read: int = 0
+    """Vectors read from the store: records the live index held fresh are not read."""
 
     def __str__(self) -> str:
-        return (f"{self.records} records in {self.pages} pages: catalog {self.catalog_s:.2f} s,"
-                f" vectors {self.vectors_s:.2f} s, index records {self.records_s:.2f} s,"
-                f" waited for pages {self.waited_s:.2f} s")
+        return (f"{self.records} records in {self.pages} pages ({self.vectors_read} vectors"
+                f" read): catalog {self.catalog_s:.2f} s, vectors {self.vectors_s:.2f} s,"
+                f" index records {self.records_s:.2f} s, fresh check {self.fresh_s:.2f} s,"
+                f" waited for pages {self.waited_s:.2f} s, reader CPU {self.reader_cpu_s:.2f} s")
+
+    def summary(self) -> dict[str, float]:
+        """For an operation's result (rounded)."""
+        return {name: round(float(getattr(self, name)), 4) for name in (
+            "catalog_s", "vectors_s", "records_s", "fresh_s", "waited_s", "reader_cpu_s",
+            "pages", "records", "vectors_read")}
 
 
 def _pages(ctx: OperationContext, key: str, after: int, up_to: int,
-           times: ReadTimes | None = None) -> Iterator[Loaded]:
+           times: ReadTimes | None = None, *, fresh: QueryEngine | None = None,
+           ) -> Iterator[Loaded]:
     """The records changed in (after, up_to], a page at a time, with their vectors.
+
+    With ``fresh`` (an index run's catch-up), each page's index records carry their
+    file and row, and only those ``fresh.not_fresh`` names (and their vectors) are
+    yielded with the full catalog page: at steady state the commit path upserted every
+    new record already, and the store (many small files) is not read for them at all.
 
     The next page is read (catalog query, parquet file) by a helper thread while the
     caller writes the current one into the index: both reads mostly wait outside the
@@ -479,19 +507,30 @@ def _pages(ctx: OperationContext, key: str, after: int, up_to: int,
     took = times if times is not None else ReadTimes()
 
     def load() -> Loaded | None:
+        cpu = time.thread_time()
         began = time.perf_counter()
         page = next(pages, None)
         if page is None:
             return None
         read = time.perf_counter()
-        records = _indexed(page)
+        records = _indexed(page, located=fresh is not None)
         built = time.perf_counter()
-        matrix = vectors([(r.file_path, r.row_index) for r in page])
+        wanted: Sequence[StoredRecord] = page
+        if fresh is not None:
+            keep = fresh.not_fresh(key, records)
+            if len(keep) < len(records):
+                records, wanted = [records[i] for i in keep], [page[i] for i in keep]
+        checked = time.perf_counter()
+        matrix = (vectors([(r.file_path, r.row_index) for r in wanted]) if wanted
+                  else np.empty((0, 0), dtype=np.float32))
         took.catalog_s += read - began
         took.records_s += built - read
-        took.vectors_s += time.perf_counter() - built
+        took.fresh_s += checked - built
+        took.vectors_s += time.perf_counter() - checked
+        took.reader_cpu_s += time.thread_time() - cpu
         took.pages += 1
         took.records += len(page)
+        took.vectors_read += len(wanted)
         return page, records, matrix
 
     with ThreadPoolExecutor(1, thread_name_prefix="index-read") as reader:
@@ -506,13 +545,17 @@ def _pages(ctx: OperationContext, key: str, after: int, up_to: int,
             yield loaded
 
 
-def _indexed(page: Sequence[StoredRecord]) -> list[IndexedRecord]:
+def _indexed(page: Sequence[StoredRecord], *, located: bool = False) -> list[IndexedRecord]:
+    """Index records of ``page``; ``located``: with their file and row (for the fresh
+    check; left out otherwise, so builds do not carry them to their child processes)."""
     return [
         IndexedRecord(
             dataset=r.dataset, record_id=r.record_id, split=r.split,  # type: ignore[arg-type]
             input_uri=r.input_uri, inference_class=r.inference_class,
             label_class=r.label_class, tags=tuple(r.tags or ()),
             logged_at=r.logged_at.timestamp(),
+            file_path=r.file_path if located else None,
+            row_index=r.row_index if located else -1,
         )
         for r in page
     ]

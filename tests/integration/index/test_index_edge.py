@@ -7,6 +7,7 @@ so recall is measured here on Edge only.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -274,26 +275,35 @@ def _written_points(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return written
 
 
+def _located(records: list[IndexedRecord], path: str) -> list[IndexedRecord]:
+    """``records`` as written to row i of the store's file ``path`` (as the commit path
+    and the catalog name them)."""
+    return [dataclasses.replace(r, file_path=path, row_index=i) for i, r in enumerate(records)]
+
+
 def test_an_index_run_does_not_write_again_what_came_fresh_and_writes_what_changed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    records = make_records(300, seed=3)
+    records = _located(make_records(300, seed=3), "part-1.parquet")
     vectors = gaussian_mixture(300, 16, seed=3)
     with open_query_engine(IndexConfig(backend="edge", path=tmp_path)) as engine:
         engine.ensure_collection(KEY, 16)
         engine.upsert(KEY, records[:200], vectors[:200])  # fresh from their commits
         written = _written_points(monkeypatch)
-        # The index run's page: 150 fresh ones as they are, 20 of them re-tagged, 10 with
-        # another vector, and 100 the index never saw.
+        # The index run's page: 150 fresh ones as they are, 20 of them re-tagged, 10
+        # re-logged (another vector, in another file), and 100 the index never saw.
         page = list(records[:200])
         page_vectors = vectors[:300].copy()
         for i in range(150, 170):
-            page[i] = IndexedRecord(page[i].dataset, page[i].record_id, page[i].split,
-                                    tags=("changed",), logged_at=page[i].logged_at)
+            page[i] = dataclasses.replace(page[i], tags=("changed",))
         page_vectors[170:180] = gaussian_mixture(10, 16, seed=99)
+        for i in range(170, 180):
+            page[i] = dataclasses.replace(page[i], file_path="part-2.parquet", row_index=i)
         page += records[200:]
-        assert engine.upsert_changed(KEY, page, page_vectors) == 130
-        expected = [r.record_id for r in page[150:180] + page[200:]]
+        assert engine.not_fresh(KEY, page[:10]) == []  # asked before reading vectors
+        assert engine.not_fresh(KEY, page[:10]) == list(range(10))  # used up
+        assert engine.upsert_changed(KEY, page, page_vectors) == 140
+        expected = [r.record_id for r in page[:10] + page[150:180] + page[200:]]
         assert sorted(written) == sorted(expected)
         assert engine.count(KEY) == 300
         hits = engine.search(KEY, page_vectors[[160, 175, 250]], k=1)
@@ -309,7 +319,7 @@ def test_an_index_run_does_not_write_again_what_came_fresh_and_writes_what_chang
 def test_a_fresh_record_deleted_or_retagged_is_written_again_by_the_index_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    records = make_records(50, seed=4)
+    records = _located(make_records(50, seed=4), "part-1.parquet")
     vectors = gaussian_mixture(50, 16, seed=4)
     with open_query_engine(IndexConfig(backend="edge", path=tmp_path)) as engine:
         engine.ensure_collection(KEY, 16)
@@ -327,7 +337,7 @@ def test_a_fresh_record_deleted_or_retagged_is_written_again_by_the_index_run(
 def test_fresh_records_are_not_taken_for_written_in_a_version_switched_to_later(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    records = make_records(60, seed=5)
+    records = _located(make_records(60, seed=5), "part-1.parquet")
     vectors = gaussian_mixture(60, 16, seed=5)
     with open_query_engine(IndexConfig(backend="edge", path=tmp_path)) as engine:
         engine.ensure_collection(KEY, 16)
@@ -339,6 +349,24 @@ def test_fresh_records_are_not_taken_for_written_in_a_version_switched_to_later(
         engine.upsert_changed(KEY, records[:30], vectors[:30])  # the catch-up
         assert sorted(written) == sorted(r.record_id for r in records[:30])
         assert engine.count(KEY) == 60
+
+
+def test_fresh_records_without_their_stored_place_or_twice_in_an_upsert_are_written_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Only a record whose file and row are known is taken for held: without them (or
+    replaced in its group commit: row -1), or an id twice in one upsert (which vector
+    the shard kept is Edge's to say), the index run reads and writes it."""
+    records = _located(make_records(40, seed=8), "part-1.parquet")
+    vectors = gaussian_mixture(40, 16, seed=8)
+    fed = ([dataclasses.replace(r, file_path=None) for r in records[:10]]
+           + [dataclasses.replace(r, row_index=-1) for r in records[10:20]]
+           + records[20:30] + records[20:30] + records[30:])
+    fed_vectors = np.concatenate([vectors[:30], vectors[20:30], vectors[30:]])
+    with open_query_engine(IndexConfig(backend="edge", path=tmp_path)) as engine:
+        engine.ensure_collection(KEY, 16)
+        engine.upsert(KEY, fed, fed_vectors)
+        assert engine.not_fresh(KEY, records) == list(range(30))
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["grouped", "varied"])
