@@ -41,7 +41,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,7 +50,7 @@ import numpy as np
 import qdrant_edge as edge
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info, median
+from _machine import gil_ticker, machine_info, median
 
 from chroma.index import IndexConfig, IndexedRecord
 from chroma.index.edge import _KEYWORD_FIELDS, EdgeQueryEngine
@@ -149,29 +148,14 @@ def _rss_mib() -> float:
 
 def load_once(version_dir: str, dim: int, searches: int) -> dict[str, float]:
     """One load as the engine opens a version, timed; run in a process of its own."""
-    gaps: list[float] = []
-    stop = threading.Event()
-
-    def probe() -> None:
-        last = time.perf_counter()
-        while not stop.is_set():
-            time.sleep(0.001)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
     settings = edge.EdgeConfig(
         vectors=edge.EdgeVectorParams(size=dim, distance=edge.Distance.Cosine),
         max_search_threads=1)
-    thread = threading.Thread(target=probe)
-    thread.start()
-    time.sleep(0.05)
-    began, cpu = time.perf_counter(), time.process_time()
-    shard = edge.EdgeShard.load(version_dir, settings)
-    wall, cpu = time.perf_counter() - began, time.process_time() - cpu
-    time.sleep(0.05)
-    stop.set()
-    thread.join()
+    with gil_ticker() as gaps:
+        began, cpu = time.perf_counter(), time.process_time()
+        shard = edge.EdgeShard.load(version_dir, settings)
+        wall, cpu = time.perf_counter() - began, time.process_time() - cpu
+        time.sleep(0.05)
     rss_loaded = _rss_mib()
     rng = np.random.default_rng(1)
     queries = rng.normal(size=(searches, dim)).astype(np.float32).tolist()

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _machine import machine_info, median
+from _machine import gil_ticker, machine_info, median
 
 from chroma.index import (
     IndexConfig,
@@ -143,26 +143,10 @@ def gil_check(engine: QueryEngine, queries: np.ndarray) -> None:
     """Whether a search lets other Python threads run (Edge's ``query_batch`` and the GIL)."""
     assert isinstance(engine, EdgeQueryEngine)
     many = np.concatenate([queries] * max(1, 1000 // len(queries) + 1))[:1000]
-    gaps: list[float] = []
-    stop = threading.Event()
-
-    def ticker() -> None:
-        last = time.perf_counter()
-        while not stop.is_set():
-            time.sleep(0.001)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    thread = threading.Thread(target=ticker)
-    thread.start()
-    time.sleep(0.05)
-    gaps.clear()
-    began = time.perf_counter()
-    engine.search_stored(KEY, many, K)
-    call_s = time.perf_counter() - began
-    stop.set()
-    thread.join()
+    with gil_ticker() as gaps:
+        began = time.perf_counter()
+        engine.search_stored(KEY, many, K)
+        call_s = time.perf_counter() - began
     print(f"GIL: one call of {len(many):,} vectors took {call_s * 1e3:.0f} ms; a thread "
           f"waking every 1 ms woke {len(gaps)} times, longest gap {max(gaps) * 1e3:.0f} ms")
     halves = [many[:500], many[500:]]
