@@ -242,8 +242,8 @@ def test_what_index_runs_change_during_a_rebuild_holds_the_moment_it_switches(
     seen_at_switch: list[tuple[list[str], str]] = []
     pages, apply_changes = indexing._pages, indexing._apply_changes
 
-    def build_pages(ctx: OperationContext, key: str, after: int, up_to: int, *rest):  # type: ignore[no-untyped-def]
-        for loaded in pages(ctx, key, after, up_to, *rest):
+    def build_pages(ctx: OperationContext, key: str, after: int, up_to: int, *rest, **options):  # type: ignore[no-untyped-def]
+        for loaded in pages(ctx, key, after, up_to, *rest, **options):
             yield loaded
             if after == 0 and not phase["build"]:  # the rebuild's first page is written
                 phase["build"] = True
