@@ -117,6 +117,10 @@ _GREEN_POLL_S = 0.2
 _GREEN_POLL_MAX_S = 2.0  # a long build is polled gently, not five times a second
 _GREY_RETRIGGER_S = 5.0  # a still-grey collection is nudged again after this long
 _ALIAS_POLL_S = 0.05
+_SIZE_REFRESH_S = 60.0
+"""How old the points count a search's default ``hnsw_ef`` is scaled by may get: one
+``get_collection`` round trip a minute per key instead of one per search (the ef grows
+with the 0.3th power of the size, so a count a minute stale moves it by nothing)."""
 # Statuses a server (or a proxy in front of it) answers while it cannot serve for a moment.
 _TRANSIENT_STATUSES = (502, 503, 504)
 
@@ -180,6 +184,8 @@ class RemoteQueryEngine(QueryEngine):
         )
         # Shape of each key's live collection, so a search needs no metadata round trip.
         self._shapes: dict[str, tuple[int, Distance]] = {}
+        # Points of each key's live collection and when they were read (see _graph_size).
+        self._sizes: dict[str, tuple[int, float]] = {}
         self._closed = False
         # Read from the server on first use; local mode speaks the client's own version.
         self._server_version: ServerVersion | None = None
@@ -235,6 +241,18 @@ class RemoteQueryEngine(QueryEngine):
         return int(collection[len(self._alias(key)) + len(_VERSION_SEPARATOR) :])
 
     # -- shape cache ------------------------------------------------------------------
+
+    def _graph_size(self, key: str) -> int:
+        """The points of ``key``'s live collection, at most ``_SIZE_REFRESH_S`` old: what a
+        search's default ``hnsw_ef`` is scaled by (``base.scaled_ef``; a fixed ef 128 gave
+        recall@10 0.910 at 1M). The server's own approximate tally: one metadata read."""
+        known = self._sizes.get(key)
+        if known is not None and time.monotonic() - known[1] < _SIZE_REFRESH_S:
+            return known[0]
+        with self._serialise, _translate_errors(f"reading the size of {key}"):
+            points = self._client.get_collection(self._alias(key)).points_count or 0
+        self._sizes[key] = (points, time.monotonic())
+        return points
 
     def _shape(self, key: str) -> tuple[int, Distance]:
         shape = self._shapes.get(key)
@@ -421,6 +439,7 @@ class RemoteQueryEngine(QueryEngine):
             raise Unavailable(f"collection {collection} has named vectors; Chroma did not make it")
         shape = (params.size, _CHROMA_DISTANCE[params.distance])
         self._shapes[key] = shape
+        self._sizes[key] = (points, time.monotonic())
         # Local mode has no graph and reports no count: everything is scanned exactly.
         indexed = 0 if self._local_mode else described.indexed_vectors_count or 0
         return CollectionInfo(
@@ -442,6 +461,7 @@ class RemoteQueryEngine(QueryEngine):
             with self._serialise, _translate_errors(f"dropping version {version} of {key}"):
                 self._client.delete_collection(self._version_name(key, version))
         self._shapes.pop(key, None)
+        self._sizes.pop(key, None)
 
     # -- QueryEngine: writes ----------------------------------------------------------
 
@@ -565,8 +585,9 @@ class RemoteQueryEngine(QueryEngine):
     ) -> list[list[Neighbour]]:
         self._check_open()
         check_k(k)
-        ef = search_ef(self._config.hnsw_ef_search, hnsw_ef, k)
         dimension, distance = self._shape(key)
+        points = self._graph_size(key) if hnsw_ef is None else 0
+        ef = search_ef(self._config.hnsw_ef_search, hnsw_ef, k, points)
         matrix = as_matrix(queries, dimension, what="query vectors")
         qdrant_filter = _qdrant_filter(filter)
         params = (

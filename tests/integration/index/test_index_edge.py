@@ -262,6 +262,45 @@ def test_a_graph_less_build_is_live_at_once_and_counted_outside_the_graph(
         assert info.points == 2_000 and info.indexed_points > 0
 
 
+def test_collection_info_counts_what_an_exact_count_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``collection_info`` reads the shard's own tally instead of counting every point;
+    through every kind of write (over a built graph and over fresh points, deletes,
+    re-adds, a graph build, a reopen replaying the journal) it equals an exact count."""
+    monkeypatch.setattr(edge_engine, "INDEXING_THRESHOLD_KB", 1)  # graphs for tiny shards
+    dimension, n = 16, 4_000
+    vectors = gaussian_mixture(n, dimension, seed=21, clusters=8)
+    records = make_records(n, seed=21)
+
+    def gone(part: list[IndexedRecord]) -> list[tuple[str, str]]:
+        return [(r.dataset, r.record_id) for r in part]
+
+    steps = [
+        ("re-log over the graph", lambda e: e.upsert(KEY, records[:300], vectors[:300])),
+        ("new points", lambda e: e.upsert(KEY, records[3_000:3_500], vectors[3_000:3_500])),
+        ("delete from the graph", lambda e: e.delete(KEY, gone(records[300:600]))),
+        ("delete fresh points", lambda e: e.delete(KEY, gone(records[3_000:3_200]))),
+        ("re-add deleted and more", lambda e: e.upsert(KEY, records[450:900], vectors[450:900])),
+        ("graph build", lambda e: e.optimize(KEY)),
+        ("re-log after the build", lambda e: e.upsert(KEY, records[:1_000], vectors[:1_000])),
+    ]
+    with open_query_engine(IndexConfig(backend="edge", path=tmp_path)) as engine:
+        engine.reindex(KEY, dimension, "cosine", [(records[:3_000], vectors[:3_000])])
+        for step, write in steps:
+            write(engine)
+            assert engine.collection_info(KEY).points == _exact_count(engine), step
+        expected = engine.collection_info(KEY).points
+    assert expected == 3_300  # 3,000 built + 500 new - 500 deleted + 300 re-added
+    with open_query_engine(IndexConfig(backend="edge", path=tmp_path)) as engine:
+        assert engine.collection_info(KEY).points == _exact_count(engine) == expected
+
+
+def _exact_count(engine: edge_engine.EdgeQueryEngine) -> int:
+    with engine._lease(KEY) as shard:
+        return int(shard.shard.count(edge_engine.edge.CountRequest(exact=True)))
+
+
 def _written_points(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record ids every Edge point write of this test passes to the shard."""
     written: list[str] = []
