@@ -50,6 +50,9 @@ def test_public_surface_is_the_documented_list() -> None:
         ({"path": Path("x"), "hnsw_ef_search": 0}, "HNSW"),
         ({"path": Path("x"), "upsert_batch_size": 0}, "upsert_batch_size"),
         ({"path": Path("x"), "edge_segment_number": 0}, "edge_segment_number"),
+        ({"path": Path("x"), "quantization": "int4"}, "'none' or 'int8'"),
+        ({"path": Path("x"), "quantization_oversampling": 0.5}, "oversampling"),
+        ({"path": Path("x"), "quantization_oversampling": 17.0}, "oversampling"),
     ],
 )
 def test_config_rejects_unusable_settings(fields: dict, message: str) -> None:
