@@ -106,17 +106,18 @@ class IndexConfig:
     ``"none"``: the graph is walked on the float32 vectors. Applies to versions built
     after it is set (a version keeps the setting it was built with). Default ``"none"``:
     int8 did not keep recall@10 at 0.998 (100k x 128 of ``bench/peers.py``'s data,
-    ``bench/query.py --quantization none int8``, two builds each: float32 at ef 128
-    0.998 for ~30 ms CPU per 100 vectors; int8 with oversampling 4 at ef 128 0.994-0.995
-    for ~22-23 ms, at ef 256 0.997 for ~30 ms; the graph itself is built on the codes,
-    ~35% faster). ``"int8"`` trades those points of recall for ~25% less search CPU
-    (``CHROMA_INDEX_QUANTIZATION``); the codes add 1 byte a dimension in RAM."""
+    ``bench/quantization.py``, two builds each, in turns: float32 at ef 128 0.997-0.998
+    for 23-26 ms CPU per 100 vectors; int8 with oversampling 4 at ef 128 0.995 for
+    19-20 ms, at ef 192 0.997 for 22-23 ms, never above 0.9972 in four builds; its graph
+    is built on the codes, so a float32 walk of it is worse too). ``"int8"`` trades
+    those points of recall for ~20% less search CPU (``CHROMA_INDEX_QUANTIZATION``); the
+    codes add 1 byte a dimension in RAM; build times were within the noise."""
 
     quantization_oversampling: float = 4.0
     """Edge, with ``quantization="int8"``: candidates rescored on the original vectors per
-    requested hit (1.0 to 16.0). 4: recall@10 0.994-0.995 at ef 128 where 1 gave 0.80
+    requested hit (1.0 to 16.0). 4: recall@10 0.994-0.996 at ef 128 where 1 gave 0.80
     (int8's error is large next to the gaps between near neighbours of clustered data),
-    2 0.97, 10 0.996-0.997 for ~10% more CPU than 4."""
+    2 0.97, 10 0.996-0.997 at about the same CPU."""
 
     upsert_batch_size: int = 1_000
     """Points per update request. 1000 x 128 floats is ~0.5 MB per request, well under
