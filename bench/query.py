@@ -16,16 +16,24 @@ For each size N (clustered 128-d float32: a Gaussian mixture with N/1000 centres
   threads run during a search (the GIL): the longest gap of a thread waking every 1 ms
   during one 1,000-vector call, and two threads searching halves against one thread.
   ``--sweep-only`` skips the incremental part; ``--data peers`` uses
-  ``bench/peers.py``'s clustered vectors (the set of the HTTP figures) instead.
+  ``bench/peers.py``'s clustered vectors (the set of the HTTP figures) instead;
+* ``--quantization none int8``: each size is built and measured once per setting, in this
+  invocation (``IndexConfig.quantization``); ``--oversampling 1 1.5 2`` sweeps int8's
+  rescoring candidates per hit beside each ``hnsw_ef`` (the first value is the one the
+  single-query figures use). RSS before and after the build's open shows what the
+  loaded version holds in RAM.
 
     .venv/bin/python bench/query.py [--sizes 100000 1000000] [--runs 3]
     .venv/bin/python bench/query.py --sizes 100000 --data peers --ef-sweep 32 64 96 128 \
         --sweep-only
+    .venv/bin/python bench/query.py --sizes 100000 --data peers --ef-sweep 96 128 \
+        --sweep-only --quantization none int8 --oversampling 1 1.5 2
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import resource
 import sys
 import tempfile
@@ -44,7 +52,7 @@ from chroma.index import (
     QueryEngine,
     open_query_engine,
 )
-from chroma.index.edge import EdgeQueryEngine
+from chroma.index.edge import EdgeQueryEngine, _quantization_search
 
 DIM = 128
 K = 10
@@ -111,32 +119,56 @@ def latency_and_recall(
     return median(p50s), median(p99s), recall
 
 
-def ef_sweep(engine: QueryEngine, queries: np.ndarray, truth: np.ndarray, efs: list[int],
-             runs: int) -> None:
-    """Batched vectors/s (wall and CPU of this process) and recall@10 per ``hnsw_ef``; the
-    values take turns within each run, so a load change of the machine hits them alike."""
+def set_oversampling(engine: EdgeQueryEngine, config: IndexConfig, oversampling: float) -> None:
+    """Searches of ``engine`` rescore ``oversampling`` x k candidates from now on (the
+    engine keeps its config's value; the bench swaps it to sweep one built version)."""
+    engine._quantization_search = _quantization_search(
+        dataclasses.replace(config, quantization_oversampling=oversampling))
+
+
+def ef_sweep(engine: QueryEngine, config: IndexConfig, queries: np.ndarray,
+             truth: np.ndarray, efs: list[int], oversamplings: list[float], runs: int) -> None:
+    """Batched vectors/s (wall and CPU of this process) and recall@10 per ``hnsw_ef`` (and
+    int8 oversampling); the values take turns within each run, so a load change of the
+    machine hits them alike."""
     assert isinstance(engine, EdgeQueryEngine)
     calls = [queries[start:start + 100] for start in range(0, len(queries), 100)]
     expected = [{f"r{i}" for i in row} for row in truth]
-    walls: dict[int, list[float]] = {ef: [] for ef in efs}
-    cpus: dict[int, list[float]] = {ef: [] for ef in efs}
-    recalls: dict[int, float] = {}
+    settings = [(ef, over) for ef in efs
+                for over in (oversamplings if config.quantization != "none" else [0.0])]
+    walls: dict[tuple[int, float], list[float]] = {each: [] for each in settings}
+    cpus: dict[tuple[int, float], list[float]] = {each: [] for each in settings}
+    recalls: dict[tuple[int, float], float] = {}
     for _ in range(runs):
-        for ef in efs:
+        for ef, over in settings:
+            if over:
+                set_oversampling(engine, config, over)
             found: list[list[str]] = []
             wall, cpu = time.perf_counter(), time.process_time()
             for call in calls:
                 rows = engine.search_stored(KEY, call, K, hnsw_ef=ef)
                 found.extend([payload["record_id"] for _, payload in row] for row in rows)
-            walls[ef].append(time.perf_counter() - wall)
-            cpus[ef].append(time.process_time() - cpu)
-            recalls[ef] = sum(len(set(f) & e)
-                              for f, e in zip(found, expected, strict=True)) / truth.size
-    for ef in efs:
-        print(f"hnsw_ef {ef:4d}: batched {len(queries) / median(walls[ef]):,.0f} vec/s "
-              f"({len(queries) / median(cpus[ef]):,.0f} vec/s of CPU, "
-              f"{median(cpus[ef]) / len(queries) * 1e6:,.0f} µs/vector), "
-              f"recall@10 {recalls[ef]:.4f}", flush=True)
+            walls[ef, over].append(time.perf_counter() - wall)
+            cpus[ef, over].append(time.process_time() - cpu)
+            recalls[ef, over] = sum(len(set(f) & e)
+                                    for f, e in zip(found, expected, strict=True)) / truth.size
+    if oversamplings and config.quantization != "none":
+        set_oversampling(engine, config, oversamplings[0])
+    for ef, over in settings:
+        label = f"hnsw_ef {ef:4d}" + (f" oversampling {over:.2f}" if over else "")
+        cpu_s = median(cpus[ef, over])
+        print(f"{label}: batched {len(queries) / median(walls[ef, over]):,.0f} vec/s "
+              f"({len(queries) / cpu_s:,.0f} vec/s of CPU, "
+              f"{cpu_s / len(queries) * 1e6:,.0f} µs/vector = {cpu_s / len(calls) * 1e3:.1f} "
+              f"ms CPU per 100), recall@10 {recalls[ef, over]:.4f}", flush=True)
+
+
+def rss_mib() -> float:
+    """This process's resident set now (MiB)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
 
 
 def gil_check(engine: QueryEngine, queries: np.ndarray) -> None:
@@ -173,14 +205,20 @@ def bench_size(n: int, config: IndexConfig, args: argparse.Namespace) -> None:
         from peers import make_data
 
         vectors, queries = make_data(n + INCREMENT, n_queries)
-        print(f"\n== {n:,} x {DIM} (bench/peers.py's clustered set), cosine ==", flush=True)
+        print(f"\n== {n:,} x {DIM} (bench/peers.py's clustered set), cosine, "
+              f"quantization {config.quantization} ==", flush=True)
     else:
         centres = rng.normal(size=(max(100, n // 1000), DIM)).astype(np.float32)
         vectors = gaussian_mixture(n + INCREMENT, centres, rng)
         queries = gaussian_mixture(n_queries, centres, rng)
-        print(f"\n== {n:,} x {DIM} (clustered, {len(centres)} centres), cosine ==", flush=True)
+        print(f"\n== {n:,} x {DIM} (clustered, {len(centres)} centres), cosine, "
+              f"quantization {config.quantization} ==", flush=True)
 
     with open_query_engine(config) as engine:
+        if args.oversampling and config.quantization != "none":
+            assert isinstance(engine, EdgeQueryEngine)
+            set_oversampling(engine, config, args.oversampling[0])
+        rss_before = rss_mib()
         started = time.perf_counter()
         batches = ((records(i, BATCH), vectors[i : i + BATCH]) for i in range(0, n, BATCH))
         info = engine.reindex(KEY, DIM, "cosine", batches)
@@ -188,14 +226,15 @@ def bench_size(n: int, config: IndexConfig, args: argparse.Namespace) -> None:
         print(
             f"full build (write + HNSW + switch): {build_s:.1f} s "
             f"({n / build_s:,.0f} points/s); points={info.points:,} "
-            f"indexed={info.indexed_points:,}",
+            f"indexed={info.indexed_points:,}; RSS {rss_before:,.0f} -> {rss_mib():,.0f} MiB",
             flush=True,
         )
         truth = exact_top_k(vectors[:n], queries)
         p50, p99, recall = latency_and_recall(engine, queries, truth, runs)
         print(f"search k=10: p50 {p50:.2f} ms, p99 {p99:.2f} ms, recall@10 {recall:.4f}")
         if args.ef_sweep:
-            ef_sweep(engine, queries, truth, args.ef_sweep, runs)
+            ef_sweep(engine, config, queries, truth, args.ef_sweep, args.oversampling or [],
+                     runs)
             gil_check(engine, queries)
         if args.sweep_only:
             engine.drop_collection(KEY)
@@ -248,6 +287,10 @@ def main() -> None:
                         help="skip the incremental upsert/optimize part")
     parser.add_argument("--data", choices=("query", "peers"), default="query",
                         help="this script's Gaussian mixture or bench/peers.py's set")
+    parser.add_argument("--quantization", nargs="+", choices=("none", "int8"),
+                        help="IndexConfig.quantization values, each measured in turn")
+    parser.add_argument("--oversampling", type=float, nargs="+",
+                        help="int8 rescoring candidates per hit (sweep; first is used)")
     args = parser.parse_args()
 
     print(machine_info(("numpy", "qdrant-edge-py", "qdrant-client")))
@@ -261,10 +304,12 @@ def main() -> None:
         print(
             f"index: Qdrant Edge, m={config.hnsw_m}, ef_construct={config.hnsw_ef_construct}, "
             f"ef_search={config.hnsw_ef_search}, segments={config.edge_segment_number}, "
-            f"filter_graph={config.filter_graph}"
+            f"filter_graph={config.filter_graph}, quantization={config.quantization} "
+            f"(oversampling {config.quantization_oversampling})"
         )
         for n in args.sizes:
-            bench_size(n, config, args)
+            for quantization in args.quantization or [config.quantization]:
+                bench_size(n, dataclasses.replace(config, quantization=quantization), args)
 
 
 if __name__ == "__main__":

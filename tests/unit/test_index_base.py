@@ -50,6 +50,9 @@ def test_public_surface_is_the_documented_list() -> None:
         ({"path": Path("x"), "hnsw_ef_search": 0}, "HNSW"),
         ({"path": Path("x"), "upsert_batch_size": 0}, "upsert_batch_size"),
         ({"path": Path("x"), "edge_segment_number": 0}, "edge_segment_number"),
+        ({"path": Path("x"), "quantization": "int4"}, "'none' or 'int8'"),
+        ({"path": Path("x"), "quantization_oversampling": 0.5}, "oversampling"),
+        ({"path": Path("x"), "quantization_oversampling": 17.0}, "oversampling"),
     ],
 )
 def test_config_rejects_unusable_settings(fields: dict, message: str) -> None:
@@ -188,3 +191,19 @@ def test_the_default_hnsw_ef_grows_with_the_graph_and_an_asked_one_is_kept() -> 
     assert search_ef(128, None, 10, 1_000_000) == 256
     assert search_ef(128, 64, 10, 1_000_000) == 64  # asked: as asked
     assert search_ef(128, None, 300, 0) == 300  # never below k
+
+
+def test_the_quantization_setting_reaches_the_embedded_index_config_and_is_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pydantic
+
+    from chroma.index.hosting import index_config
+    from chroma.settings import Settings
+
+    assert index_config(Settings(data_dir=tmp_path)).quantization == "none"
+    monkeypatch.setenv("CHROMA_INDEX_QUANTIZATION", "int8")
+    assert index_config(Settings(data_dir=tmp_path)).quantization == "int8"
+    monkeypatch.setenv("CHROMA_INDEX_QUANTIZATION", "int4")
+    with pytest.raises(pydantic.ValidationError, match="index_quantization"):
+        Settings(data_dir=tmp_path)

@@ -538,6 +538,7 @@ class EdgeQueryEngine(QueryEngine):
         self._fill_scans: dict[str, FillScan] = {}
         """What a graph-less build of each key has read so far, searched beside the live
         version until the switch (see ``chroma.index.filling``)."""
+        self._quantization_search = _quantization_search(config)
         self._closed = False
         add_release_hook(self._release_wal_pages)
 
@@ -641,6 +642,7 @@ class EdgeQueryEngine(QueryEngine):
                 default_segment_number=config.edge_segment_number,
                 indexing_threshold=INDEXING_THRESHOLD_KB,
             ),
+            quantization_config=_quantization_config(config),
         )
 
     def _open_version(self, key: str, version: int, stamp: tuple[int, int] | None) -> _Shard:
@@ -1141,7 +1143,8 @@ class EdgeQueryEngine(QueryEngine):
             # info() is ~5 us (count() ~3.6 ms at 50k): the graph's size sets the default ef.
             points = shard.shard.info().points_count if hnsw_ef is None else 0
             params = edge.SearchParams(
-                hnsw_ef=search_ef(self._config.hnsw_ef_search, hnsw_ef, k, points))
+                hnsw_ef=search_ef(self._config.hnsw_ef_search, hnsw_ef, k, points),
+                quantization=self._quantization_search)
             matrix = as_matrix(queries, shard.dimension, what="query vectors")
             requests = [
                 edge.QueryRequest(
@@ -1186,6 +1189,28 @@ class EdgeQueryEngine(QueryEngine):
             live, self._live = list(self._live.values()), {}
             for shard in live:
                 self._retire(shard)
+
+
+INT8_QUANTILE = 0.99
+"""Share of each version's vector components int8's 256 levels span (the rest clipped)."""
+
+
+def _quantization_config(config: IndexConfig) -> edge.ScalarQuantizationConfig | None:
+    """What a new version quantizes: int8 codes held in RAM (``Pinned``), the quantile
+    clipping outliers so one extreme value does not waste the 256 levels."""
+    if config.quantization == "none":
+        return None
+    return edge.ScalarQuantizationConfig(type=edge.ScalarType.Int8, quantile=INT8_QUANTILE,
+                                         memory=edge.Memory.Pinned)
+
+
+def _quantization_search(config: IndexConfig) -> edge.QuantizationSearchParams:
+    """How a search uses quantized vectors: walk on them, rescore the oversampled best on
+    the originals. Sent whatever this engine builds: a version keeps the quantization it
+    was built with, and Edge does not rescore one unless told (distances ~1e-2 off); a
+    version without quantization ignores it."""
+    return edge.QuantizationSearchParams(rescore=True,
+                                         oversampling=config.quantization_oversampling)
 
 
 def _usable_cpus() -> int:

@@ -19,9 +19,11 @@ def index_config(settings: Settings) -> IndexConfig:
     """Edge shards under :func:`index_dir`, or the Qdrant server at ``qdrant_url`` (with
     ``qdrant_api_key`` when set).
 
-    HNSW parameters are the library's defaults (measured in ``bench/query.py``)."""
+    HNSW parameters are the library's defaults (measured in ``bench/query.py``); the
+    embedded index may be quantized (``index_quantization``)."""
     if settings.index_backend == "edge":
-        return IndexConfig(backend="edge", path=index_dir(settings))
+        return IndexConfig(backend="edge", path=index_dir(settings),
+                           quantization=settings.index_quantization)
     key = settings.qdrant_api_key
     return IndexConfig(backend="remote", url=settings.qdrant_url,
                        api_key=key.get_secret_value() if key is not None else None)
