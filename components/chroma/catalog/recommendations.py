@@ -464,7 +464,7 @@ def _copy_incoming(cur: psycopg.Cursor[Any], page: ScoredPage) -> None:
 
 
 def _staging(key: str) -> sql.Identifier:
-    """The unlogged table a full refresh of ``key`` writes its pages into (one per set:
+    """The table a full refresh of ``key`` writes its pages into (one per set:
     a name from the key's hash, as keys may be longer than an identifier)."""
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     return sql.Identifier(f"recommendations_refresh_{digest}")
