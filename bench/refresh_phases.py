@@ -34,6 +34,10 @@ timed too, so a cost that grows with the set, not the new records, shows up by n
 
 Another tree's code: ``PYTHONPATH=/tmp/base/components .venv/bin/python
 bench/refresh_phases.py ...`` (its path is printed; phases it does not have are left out).
+Before/after in one invocation: ``--baseline /tmp/base --pairs 2`` runs each tree's code
+in a fresh process (its own PostgreSQL), base and this checkout taking turns, prints
+each child's table and then the full refreshes' wall, process CPU and PostgreSQL CPU
+per tree (medians) with the load around each run.
 """
 
 from __future__ import annotations
@@ -41,7 +45,10 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
+import re
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -187,7 +194,14 @@ def main() -> None:
     parser.add_argument("--full-rounds", type=int, default=1,
                         help="full refreshes in a row (the first into an empty queue, the "
                              "others over the queue the one before left)")
+    parser.add_argument("--baseline", type=Path,
+                        help="another tree (its components/ is used): base and this "
+                             "checkout run in turns, each in a fresh process")
+    parser.add_argument("--pairs", type=int, default=2, help="with --baseline: turns each")
     args = parser.parse_args()
+    if args.baseline is not None:
+        compare(args)
+        return
     print(machine_info(("numpy", "pyarrow", "psycopg")))
     print(f"code: {Path(runs.__file__).parent.parent}")
     settings = Settings()
@@ -232,6 +246,42 @@ def main() -> None:
         job = runs.LabellingJob(catalog, store, settings, key())
         timed_run(job, pgdata, "nothing new")
     db.close()
+
+
+_FULL = re.compile(r"^(full refresh \d+)[^:]*: ([\d.]+) s wall, ([\d.]+) s CPU, .*"
+                   r"load ([\d.]+) -> ([\d.]+); PostgreSQL's own CPU ([\d.]+) s")
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Base and this checkout in turns, each run a child process of this script."""
+    print(machine_info(("numpy", "pyarrow", "psycopg")))
+    own = Path(__file__).resolve().parent.parent / "components"
+    trees = {"base": args.baseline.resolve() / "components", "new": own}
+    child = list(sys.argv[1:])
+    for flag in ("--baseline", "--pairs"):  # with their values
+        if flag in child:
+            del child[child.index(flag):child.index(flag) + 2]
+    child = [a for a in child if not a.startswith(("--baseline=", "--pairs="))]
+    figures: dict[str, list[tuple[str, float, float, float, float, float]]] = defaultdict(list)
+    for pair in range(args.pairs):
+        for name, components in trees.items():
+            env = dict(os.environ, PYTHONPATH=str(components))
+            print(f"\n=== {name} ({components}), turn {pair + 1}", flush=True)
+            out = subprocess.run([sys.executable, __file__, *child], env=env, check=True,
+                                 capture_output=True, text=True).stdout
+            print(out, flush=True)
+            for line in out.splitlines():
+                if (m := _FULL.match(line)) is not None:
+                    figures[name].append((m[1], *(float(v) for v in m.groups()[1:])))
+    print("\nfull refreshes (medians over turns): wall s, process CPU s, PostgreSQL CPU s;"
+          " each run: wall (load before -> after)")
+    for name, runs_ in figures.items():
+        for title in sorted({r[0] for r in runs_}):
+            mine = [r for r in runs_ if r[0] == title]
+            each = ", ".join(f"{r[1]:.1f} ({r[3]:.1f}->{r[4]:.1f})" for r in mine)
+            print(f"{name:>5} {title}: {statistics.median(r[1] for r in mine):7.1f}"
+                  f" {statistics.median(r[2] for r in mine):7.1f}"
+                  f" {statistics.median(r[5] for r in mine):7.1f}   [{each}]")
 
 
 def timed_run(job: runs.LabellingJob, pgdata: Path, title: str,

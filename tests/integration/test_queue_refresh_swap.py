@@ -9,10 +9,13 @@ Real PostgreSQL; the expectation is the upsert path run on a copy of the same qu
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg
 import pyarrow as pa
 import pytest
 
@@ -144,3 +147,71 @@ def test_readers_see_the_old_queue_while_a_full_refresh_runs(
     assert recommend_one(LabellingJob(catalog, store, settings, KEY), full=True)["scored"] == 40
     assert len(seen) == 6 and seen[3] == before
     assert len(catalog.queue.page(KEY, limit=1000)) == 40
+
+
+def test_the_swap_returns_the_set_s_entries_and_a_run_saves_them_uncounted(
+    catalog: Catalog, tmp_path: Path,
+) -> None:
+    """``finish_refresh`` returns the set's entries in the new queue (labelled ones
+    included, other sets' not, deleted ones gone): the count a run saves instead of
+    counting the queue again after the swap."""
+    logger = Logger(catalog, FileStore(str(tmp_path / "store")))
+    logger.log("prod", "production", ["p-0"])
+    logger.log("other", "production", ["o-0"])
+    queue = catalog.queue
+    queue.upsert(KEY, _page("prod", [f"p-{i}" for i in range(12)], 1), 1)
+    queue.upsert(OTHER, _page("other", [f"o-{i}" for i in range(5)], 2), 1)
+    queue.mark_labelled("prod", ["p-2", "p-11"])
+    queue.begin_refresh(KEY)
+    queue.stage(KEY, _page("prod", [f"p-{i}" for i in range(8)] + ["p-20", "p-21"], 3), 2)
+    count = queue.finish_refresh(KEY, [("prod", "p-1"), ("prod", "p-10")])
+    with catalog.db.transaction() as conn:
+        (want,) = conn.execute("SELECT count(*) FROM recommendations"
+                               " WHERE embedding_set_key = %s", (KEY,)).fetchone()
+    assert count == want == 12 + 2 - 2  # p-8..11 kept, p-20/21 new, p-1/10 deleted
+    queue.save_state(KEY, mhb_version=2, index_version=None, reference=None,
+                     scored_seq=1, count=count)
+    state = queue.state(KEY)
+    assert state is not None and state.scored_count == 12
+
+
+def test_a_mark_made_while_the_swap_holds_the_queue_lands_in_the_new_queue(
+    catalog: Catalog, tmp_path: Path,
+) -> None:
+    """A labeller marking a record while ``finish_refresh`` runs waits for the swap,
+    then marks it in the new queue: not lost with the old table. Deterministic: a
+    reader holds the old table until both the swap (at its DROP) and the mark wait."""
+    logger = Logger(catalog, FileStore(str(tmp_path / "store")))
+    logger.log("prod", "production", ["p-0"])
+    queue = catalog.queue
+    queue.upsert(KEY, _page("prod", [f"p-{i}" for i in range(10)], 1), 1)
+    queue.begin_refresh(KEY)
+    queue.stage(KEY, _page("prod", [f"p-{i}" for i in range(10)], 2), 2)
+    marked: list[list[str]] = []
+    with psycopg.connect(catalog.db.dsn, autocommit=False) as reader:
+        reader.execute("SELECT count(*) FROM recommendations").fetchone()  # holds it
+        with ThreadPoolExecutor(2) as pool:
+            swap = pool.submit(queue.finish_refresh, KEY, [])
+            _wait_for_waiters(catalog, 1)  # the swap, at its DROP TABLE
+            mark = pool.submit(lambda: marked.append(queue.mark_labelled("prod", ["p-4"])))
+            _wait_for_waiters(catalog, 2)  # and the mark, behind the swap
+            reader.rollback()
+            swap.result(timeout=60)
+            mark.result(timeout=60)
+    assert marked == [["p-4"]]
+    labelled = {row[2] for row in _table(catalog) if row[12]}
+    assert labelled == {"p-4"}
+    assert "p-4" not in {e.record_id for e in queue.page(KEY, limit=100)}
+
+
+def _wait_for_waiters(catalog: Catalog, n: int) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with catalog.db.transaction() as conn:
+            (waiting,) = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database()").fetchone()
+        if waiting >= n:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{n} sessions never waited for a lock")

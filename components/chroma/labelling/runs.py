@@ -164,13 +164,14 @@ def _recommend(job: LabellingJob, full: bool) -> dict[str, Any]:
         if full:
             queue.forget_count(key)  # counted once at the end, not page by page
             queue.begin_refresh(key)
+    count: int | None = None  # the set's entries after a full refresh's swap
     try:
         scored = _score_pages(job, fitted, source, reference, phases, after, upto, full)
         with phases("write"):
             deleted = changes.deletions_since(key, after, up_to_seq=upto)
             refs = [(d.dataset, d.record_id) for d in deleted]
             if full:
-                queue.finish_refresh(key, refs)
+                count = queue.finish_refresh(key, refs)
             else:
                 queue.remove(key, refs)
     except BaseException:
@@ -179,7 +180,8 @@ def _recommend(job: LabellingJob, full: bool) -> dict[str, Any]:
         raise
     with phases("write"):
         queue.save_state(key, mhb_version=fitted.version.version, index_version=index_version,
-                         reference=reference.to_dict(), scored_seq=upto, recount=full)
+                         reference=reference.to_dict(), scored_seq=upto, recount=full,
+                         count=count)
     knn = (("approximate" if source.approximate else "exact")
            if isinstance(source, TrainingNeighbours)
            else "index" if source is not None else None)
