@@ -12,11 +12,12 @@ the PSS sum is what the system really holds.
 With ``--records N`` it then logs N training records (``--dim``, Arrow bulk path), waits
 for the implicit operations (index, fit-mhb, recommend) to settle, and measures again.
 ``--production 0.8`` logs that share of them as production records instead (after the
-training ones), as ``bench/peers.py`` does. ``PYTHONPATH=<other checkout>/components``
-measures another version of the code with this script.
+training ones), as ``bench/peers.py`` does. ``--baseline DIR`` measures another checkout
+(its own ``.venv``) in the same invocation, alternating with this one ``--pairs`` times,
+and prints both sums side by side at the end.
 
     .venv/bin/python bench/footprint.py [--records 100000] [--dim 128] [--samples 5]
-        [--production 0.8]
+        [--production 0.8] [--baseline /tmp/base --pairs 2]
 """
 
 from __future__ import annotations
@@ -41,8 +42,7 @@ from _machine import machine_info
 MIB = 1024.0
 
 
-def start_system(workdir: Path, port: int) -> subprocess.Popen[bytes]:
-    chroma = str(Path(sys.executable).parent / "chroma")
+def start_system(workdir: Path, port: int, chroma: str) -> subprocess.Popen[bytes]:
     log = open(workdir / "run.log", "ab")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(
         [chroma, "run", "--port", str(port), "--data-dir", str(workdir / "data")],
@@ -217,7 +217,7 @@ def postmaster_pid(data_dir: Path) -> int | None:
 
 
 def measure(root: int, data_dir: Path, names: dict[int, str], samples: int,
-            top: int = 0) -> None:
+            top: int = 0) -> tuple[float, float]:
     """Print RSS and PSS per process (median of its readings over ``samples`` readings a
     second apart) and the sums (median of each reading's sum: a connection that closed
     and another that opened between readings are not both counted)."""
@@ -261,6 +261,7 @@ def measure(root: int, data_dir: Path, names: dict[int, str], samples: int,
     print_kinds(rows)
     print_top(rows, top)
     print(f"  load average {os.getloadavg()}", flush=True)
+    return median[0], median[1]
 
 
 def load(url: str, records: int, dim: int, production: float = 0.0) -> None:
@@ -285,6 +286,68 @@ def load(url: str, records: int, dim: int, production: float = 0.0) -> None:
                             split="production", inference_classes=classes[training:])
 
 
+def run_once(chroma: str, args: argparse.Namespace) -> dict[str, tuple[float, float]]:
+    """One ``chroma run`` (``chroma``: its executable) measured idle and after the load;
+    the (RSS, PSS) sums of each measurement."""
+    sums: dict[str, tuple[float, float]] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="chroma-footprint-"))
+    port = 19000 + os.getpid() % 1000
+    url = f"http://127.0.0.1:{port}"
+    print(f"\n## {chroma}")
+    system = start_system(workdir, port, chroma)
+    try:
+        with httpx.Client(base_url=url, timeout=60) as http:
+            components = wait_up(http, system, workdir)
+            names: dict[int, str] = {}
+            for c in components:  # one process may serve several components
+                if c.get("pid"):
+                    names[c["pid"]] = ",".join(filter(None, (names.get(c["pid"]), c["name"])))
+            wait_idle(http, args.settle)
+            print(f"\nidle, empty (after {args.settle:.0f} s without operations):")
+            sums["idle"] = measure(system.pid, workdir / "data", names, args.samples, args.top)
+            if args.records:
+                began = time.perf_counter()
+                load(url, args.records, args.dim, args.production)
+                wait_idle(http, args.settle)
+                what = ("training records" if not args.production else
+                        f"records ({args.production:.0%} production)")
+                print(f"\nafter {args.records:,} x {args.dim} {what} (logged and "
+                      f"settled in {time.perf_counter() - began:.0f} s):")
+                sums["after"] = measure(system.pid, workdir / "data", names, args.samples,
+                                        args.top)
+            if args.hold:
+                print(f"holding {args.hold:.0f} s: {url}, data {workdir / 'data'}", flush=True)
+                time.sleep(args.hold)
+    finally:
+        system.send_signal(signal.SIGTERM)
+        try:
+            system.wait(120)
+        except subprocess.TimeoutExpired:
+            os.killpg(system.pid, signal.SIGKILL)
+            system.wait()
+        shutil.rmtree(workdir, ignore_errors=True)  # ~300 MiB after 100k records
+    return sums
+
+
+def print_pairs(results: dict[str, list[dict[str, tuple[float, float]]]]) -> None:
+    """Each version's sums per run, and the medians' ratio (this / baseline)."""
+    print("\nsums (RSS / PSS MiB), per run:")
+    for what in ("idle", "after"):
+        medians = {}
+        for name, runs in results.items():
+            figures = [run[what] for run in runs if what in run]
+            if not figures:
+                continue
+            listed = ", ".join(f"{rss:.0f} / {pss:.0f}" for rss, pss in figures)
+            medians[name] = (statistics.median(f[0] for f in figures),
+                             statistics.median(f[1] for f in figures))
+            print(f"  {what:<6} {name:<9} {listed}")
+        if len(medians) == 2:
+            (b_rss, b_pss), (t_rss, t_pss) = medians["baseline"], medians["this"]
+            print(f"  {what:<6} this / baseline (medians): RSS {t_rss / b_rss:.2f}x, "
+                  f"PSS {t_pss / b_pss:.2f}x")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--records", type=int, default=0, help="then log this many")
@@ -299,43 +362,24 @@ def main() -> None:
     parser.add_argument("--hold", type=float, default=0.0,
                         help="keep the system running this many seconds after the last "
                              "measurement (to look into its processes)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout (with its .venv) to measure alternately")
+    parser.add_argument("--pairs", type=int, default=1,
+                        help="with --baseline: runs of each, alternating")
     args = parser.parse_args()
 
     print(machine_info(("numpy", "pyarrow", "qdrant-edge-py", "fastapi", "psycopg")))
-    workdir = Path(tempfile.mkdtemp(prefix="chroma-footprint-"))
-    port = 19000 + os.getpid() % 1000
-    url = f"http://127.0.0.1:{port}"
-    system = start_system(workdir, port)
-    try:
-        with httpx.Client(base_url=url, timeout=60) as http:
-            components = wait_up(http, system, workdir)
-            names: dict[int, str] = {}
-            for c in components:  # one process may serve several components
-                if c.get("pid"):
-                    names[c["pid"]] = ",".join(filter(None, (names.get(c["pid"]), c["name"])))
-            wait_idle(http, args.settle)
-            print(f"\nidle, empty (after {args.settle:.0f} s without operations):")
-            measure(system.pid, workdir / "data", names, args.samples, args.top)
-            if args.records:
-                began = time.perf_counter()
-                load(url, args.records, args.dim, args.production)
-                wait_idle(http, args.settle)
-                what = ("training records" if not args.production else
-                        f"records ({args.production:.0%} production)")
-                print(f"\nafter {args.records:,} x {args.dim} {what} (logged and "
-                      f"settled in {time.perf_counter() - began:.0f} s):")
-                measure(system.pid, workdir / "data", names, args.samples, args.top)
-            if args.hold:
-                print(f"holding {args.hold:.0f} s: {url}, data {workdir / 'data'}", flush=True)
-                time.sleep(args.hold)
-    finally:
-        system.send_signal(signal.SIGTERM)
-        try:
-            system.wait(120)
-        except subprocess.TimeoutExpired:
-            os.killpg(system.pid, signal.SIGKILL)
-            system.wait()
-        shutil.rmtree(workdir, ignore_errors=True)  # ~300 MiB after 100k records
+    print(f"load average at start {os.getloadavg()}")
+    this = str(Path(sys.executable).parent / "chroma")
+    versions = {"this": this}
+    if args.baseline is not None:
+        versions = {"baseline": str(args.baseline / ".venv" / "bin" / "chroma"), **versions}
+    results: dict[str, list[dict[str, tuple[float, float]]]] = {name: [] for name in versions}
+    for _ in range(args.pairs if args.baseline is not None else 1):
+        for name, chroma in versions.items():
+            results[name].append(run_once(chroma, args))
+    print_pairs(results)
+    print(f"load average at the end {os.getloadavg()}")
 
 
 if __name__ == "__main__":

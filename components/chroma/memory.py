@@ -33,9 +33,13 @@ log = logging.getLogger(__name__)
 
 CHILD_ENVIRONMENT = {
     # glibc makes up to 8 malloc arenas per core for a threaded process; each keeps its
-    # own freed memory. The API's request threads and the worker loops allocate from
-    # many threads, and two arenas (one per core here) held what sixteen did.
-    "MALLOC_ARENA_MAX": "2",
+    # own freed memory, and malloc_trim never gives back the top of any but the main one.
+    # Once a large array was freed (glibc then raises its mmap threshold up to 32 MiB),
+    # later arrays come from the arenas: after 100k x 128 the workers kept ~55 MiB of
+    # freed vectors in their second arena's top (of 132 MiB reserved, 18 MiB in use)
+    # that no trim reached. One arena: the API's request threads and the worker loops
+    # allocate mostly under the GIL anyway.
+    "MALLOC_ARENA_MAX": "1",
     # pyarrow's default pool (mimalloc) kept what an ingest or an operation had freed
     # (~80 MiB in each process after 100k x 128); glibc's gives it back when trimmed.
     "ARROW_DEFAULT_MEMORY_POOL": "system",

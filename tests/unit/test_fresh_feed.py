@@ -63,3 +63,32 @@ def test_a_group_commit_names_each_record_s_row_in_its_file_and_minus_one_if_rep
     rows = _rows([first, second], "set/ds/part-1.parquet")
     assert rows[id(first)] == ("set/ds/part-1.parquet", [0, -1, 1])
     assert rows[id(second)] == ("set/ds/part-1.parquet", [2, 3])
+
+
+def test_the_feeder_keeps_no_batch_once_it_was_sent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While it waits for the next commit the feeder thread holds nothing of what it sent
+    (its loop variables kept the last commit's records and vectors alive)."""
+    import gc
+    import weakref
+
+    sent = threading.Event()
+
+    def feed_fresh(settings, key, records, vectors, as_of):  # type: ignore[no-untyped-def]
+        sent.set()
+        return len(records)
+
+    monkeypatch.setattr(freshfeed, "feed_fresh", feed_fresh)
+    feed = freshfeed.FreshFeed(Settings())
+    try:
+        logged = _batch(["one"])
+        gone = weakref.ref(logged)
+        feed._queue.put(freshfeed._Fresh(logged, time.time(), time.time()))
+        assert sent.wait(10)
+        del logged
+        deadline = time.monotonic() + 10
+        while gone() is not None and time.monotonic() < deadline:  # the send returns
+            gc.collect()
+            time.sleep(0.02)
+        assert gone() is None, "the sent batch is still referenced"
+    finally:
+        feed.close()

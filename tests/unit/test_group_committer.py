@@ -408,3 +408,29 @@ def test_stop_commits_what_was_already_submitted(
     store.hold.set()
     committer.stop()
     assert (first.result(0).ids, second.result(0).ids) == (["a"], ["b"])
+
+
+# -- memory ---------------------------------------------------------------------------------
+
+
+def test_the_commit_thread_keeps_no_batch_once_it_is_acknowledged(
+        catalog: CatalogDouble, store: StoreDouble) -> None:
+    """While it waits for the next request the commit thread holds nothing of the last
+    group: the API kept a whole bulk request (20,000 records: vectors, ids, tags) alive
+    between ingests through the thread's loop variables."""
+    import gc
+    import weakref
+
+    committer = GroupCommitter(catalog, store)  # type: ignore[arg-type]
+    committer.start()
+    try:
+        logged = batch(["a1", "a2"])
+        gone = weakref.ref(logged)
+        future = committer.submit([logged])
+        future.result(WAIT_S)
+        del logged, future
+        gc.collect()
+        assert gone() is None, "the committed batch is still referenced"
+        assert committer.submit([batch(["b1"])]).result(WAIT_S).count == 1  # still works
+    finally:
+        committer.stop()

@@ -292,3 +292,46 @@ def test_quiet_hooks_run_at_every_quiet_interval_without_a_busy_spell() -> None:
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          check=True)
     assert int(out.stdout) >= 3
+
+
+# A 30 MiB block, mmapped and freed, raises glibc's dynamic mmap threshold to 30 MiB (and
+# its trim threshold to 60 MiB): later blocks below that come from the heap. A thread's
+# heap is another arena than the main one: malloc_trim gives back free chunks inside an
+# arena and the main arena's top, never another arena's top. The probe prints its RSS
+# (KiB) before a thread's 48 MiB burst and after it was freed and release_unused() ran.
+_THREAD_BURST = """
+import ctypes, re, threading
+from chroma.memory import release_unused
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+def rss():
+    return int(re.search(r"VmRSS:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
+big = libc.malloc(30 << 20)
+ctypes.memset(big, 1, 30 << 20)
+libc.free(big)
+def burst():
+    blocks = [libc.malloc(2 << 20) for _ in range(24)]
+    for block in blocks:
+        ctypes.memset(block, 1, 2 << 20)
+    for block in reversed(blocks):
+        libc.free(block)
+before = rss()
+worker = threading.Thread(target=burst)
+worker.start()
+worker.join()
+release_unused()
+print(before, rss())
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_with_the_child_environment_a_threads_freed_heap_is_given_back() -> None:
+    """The worker process kept ~55 MiB of vectors an operation had freed in its second
+    arena's heap after 100k x 128 (release_unused gave back 4 MiB of it): with the
+    allocator environment ``chroma run`` gives its children, it is given back."""
+    out = subprocess.run([sys.executable, "-c", _THREAD_BURST], capture_output=True,
+                         text=True, check=True, env=dict(CHILD_ENVIRONMENT))
+    before_kib, after_kib = map(int, out.stdout.split())
+    assert after_kib - before_kib < 8 * 1024, "most of the 48 MiB burst is still resident"

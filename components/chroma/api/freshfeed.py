@@ -85,25 +85,34 @@ class FreshFeed:
         self._thread.join(10)
 
     def _run(self) -> None:
-        while True:
-            try:
-                item = self._queue.get(timeout=self._until_next_retry())
-            except queue.Empty:
-                self._send(self._due())
-                continue
-            if item is None:
+        stopping = False
+        while not stopping:
+            pending, stopping = self._next_pending()
+            if pending is None:  # closed while nothing was waiting
                 return
-            pending = [item]
-            while True:  # whatever piled up meanwhile goes in the same upsert
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is None:
-                    self._send(self._due() + pending)
-                    return
-                pending.append(more)
             self._send(self._due() + pending)
+            # Nothing sent may stay referenced while the thread waits for the next commit
+            # (its records and vectors would stay resident until then).
+            del pending
+
+    def _next_pending(self) -> tuple[list[_Fresh] | None, bool]:
+        """What was committed since the last send (waits for the first, or until a set's
+        pause ends: then nothing), and whether a stop came (None: a stop, nothing else)."""
+        try:
+            item = self._queue.get(timeout=self._until_next_retry())
+        except queue.Empty:
+            return [], False
+        if item is None:
+            return None, True
+        pending = [item]
+        while True:  # whatever piled up meanwhile goes in the same upsert
+            try:
+                more = self._queue.get_nowait()
+            except queue.Empty:
+                return pending, False
+            if more is None:
+                return pending, True
+            pending.append(more)
 
     def _pause_end(self, key: str) -> float:
         return self._unindexed.get(key, float("-inf")) + UNINDEXED_PAUSE_S

@@ -142,26 +142,34 @@ class GroupCommitter:
     def _run(self) -> None:
         stopping = False
         while not stopping:
-            first = self._queue.get()
-            if first is None:
+            group, stopping = self._next_group()
+            if group:
+                self._commit_group(group)
+            # Nothing of this group may stay referenced while the thread waits for the
+            # next: a bulk request (vectors, ids, tags) would stay resident until then.
+            del group
+
+    def _next_group(self) -> tuple[list[_Pending], bool]:
+        """The requests of the next group (waits for the first), and whether a stop came."""
+        first = self._queue.get()
+        if first is None:
+            return [], True
+        group = [first]
+        size = first.size
+        deadline = time.monotonic() + self.window_s
+        while size < self.max_records:
+            remaining = deadline - time.monotonic()
+            try:
+                item = self._queue.get(timeout=remaining) if remaining > 0 else (
+                    self._queue.get_nowait()
+                )
+            except queue.Empty:
                 break
-            group = [first]
-            size = first.size
-            deadline = time.monotonic() + self.window_s
-            while size < self.max_records:
-                remaining = deadline - time.monotonic()
-                try:
-                    item = self._queue.get(timeout=remaining) if remaining > 0 else (
-                        self._queue.get_nowait()
-                    )
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                group.append(item)
-                size += item.size
-            self._commit_group(group)
+            if item is None:
+                return group, True
+            group.append(item)
+            size += item.size
+        return group, False
 
     def _commit_group(self, group: list[_Pending]) -> None:
         accepted = self._accept(group)
