@@ -100,6 +100,22 @@ def _collections_with_prefix(engine: RemoteQueryEngine, prefix: str) -> list[str
     return [name for name in names if name.startswith(prefix)]
 
 
+def record_search_efs(monkeypatch: pytest.MonkeyPatch, engine_module: Any) -> list[int]:
+    """The ``hnsw_ef`` of each search ``engine_module`` (an index backend) makes from now
+    on, its reference size cut to 100 points so 1,000 are 10x it (default ef 256)."""
+    from chroma.index import base
+
+    monkeypatch.setattr(base, "EF_REFERENCE_POINTS", 100)
+    used: list[int] = []
+
+    def recorded(*args: Any) -> int:
+        used.append(base.search_ef(*args))
+        return used[-1]
+
+    monkeypatch.setattr(engine_module, "search_ef", recorded)
+    return used
+
+
 @pytest.fixture
 def qdrant_server() -> Iterator[RemoteServer]:
     server = remote_server()

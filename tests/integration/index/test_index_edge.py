@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from children import hnsw_builders
+from conftest import record_search_efs
 from index_data import gaussian_mixture, make_records
 
 import chroma.index.edge as edge_engine
@@ -536,14 +537,7 @@ def test_the_default_hnsw_ef_follows_the_graph_s_size(
     used as it is."""
     from chroma.index import base
 
-    monkeypatch.setattr(base, "EF_REFERENCE_POINTS", 100)  # 1,000 points: 10x the reference
-    used: list[int] = []
-
-    def recorded(*args: object) -> int:
-        used.append(base.search_ef(*args))  # type: ignore[arg-type]
-        return used[-1]
-
-    monkeypatch.setattr(edge_engine, "search_ef", recorded)
+    used = record_search_efs(monkeypatch, edge_engine)
     records = make_records(1_000, seed=8)
     vectors = gaussian_mixture(1_000, 16, seed=8)
     with open_query_engine(IndexConfig(backend="edge", path=tmp_path)) as engine:

@@ -8,7 +8,7 @@ server at most once a ``_SIZE_REFRESH_S``, not once a search.
 from __future__ import annotations
 
 import pytest
-from conftest import RemoteServer
+from conftest import RemoteServer, record_search_efs
 from index_data import gaussian_mixture, make_records
 from qdrant_faults import ServerDouble
 
@@ -23,14 +23,7 @@ KEY = "sized"
 def test_the_default_hnsw_ef_follows_the_collection_s_size_read_once_a_minute(
     qdrant_server: RemoteServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(base, "EF_REFERENCE_POINTS", 100)  # 1,000 points: 10x the reference
-    used: list[int] = []
-
-    def recorded(*args: object) -> int:
-        used.append(base.search_ef(*args))  # type: ignore[arg-type]
-        return used[-1]
-
-    monkeypatch.setattr(remote_engine, "search_ef", recorded)
+    used = record_search_efs(monkeypatch, remote_engine)
     doubles: list[ServerDouble] = []
 
     def counted(*args: object, **kwargs: object) -> ServerDouble:
