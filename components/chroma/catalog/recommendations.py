@@ -181,11 +181,11 @@ class Recommendations:
         ``count`` (what :meth:`finish_refresh` returned) is taken as it is instead."""
         counted = (sql.SQL("(SELECT count(*) FROM recommendations WHERE embedding_set_key"
                            " = %(k)s)") if count is None else sql.Literal(int(count)))
-        recount = recount or count is not None
+        known = recount or count is not None
         # Not counted in VALUES unless asked: PostgreSQL evaluates VALUES even when the
         # row exists (0.4 s at 1M); a CASE branch runs its subquery only when taken.
-        count = counted if recount else sql.SQL("-1")
-        kept = (sql.SQL("EXCLUDED.scored_count") if recount
+        first = counted if known else sql.SQL("-1")
+        kept = (sql.SQL("EXCLUDED.scored_count") if known
                 else sql.SQL("CASE WHEN recommendation_state.scored_count < 0 THEN {counted}"
                              " ELSE recommendation_state.scored_count END"
                              ).format(counted=counted))
@@ -194,12 +194,12 @@ class Recommendations:
                 sql.SQL(
                     "INSERT INTO recommendation_state (embedding_set_key, mhb_version,"
                     " index_version, reference, scored_seq, scored_count, updated_at)"
-                    " VALUES (%(k)s, %(m)s, %(i)s, %(r)s, %(s)s, {count}, now())"
+                    " VALUES (%(k)s, %(m)s, %(i)s, %(r)s, %(s)s, {first}, now())"
                     " ON CONFLICT (embedding_set_key) DO UPDATE SET"
                     " mhb_version = EXCLUDED.mhb_version,"
                     " index_version = EXCLUDED.index_version, reference = EXCLUDED.reference,"
                     " scored_seq = EXCLUDED.scored_seq, scored_count = {kept},"
-                    " updated_at = now()").format(count=count, kept=kept),
+                    " updated_at = now()").format(first=first, kept=kept),
                 {"k": key, "m": mhb_version, "i": index_version,
                  "r": Jsonb(reference) if reference is not None else None, "s": scored_seq},
             )
